@@ -1,0 +1,24 @@
+//! `rmq-lifecycle bench ...`: each figure beside a baseline measured in the same process.
+
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Which {
+    /// ClientRegistry against upstream 4.x's single-lock ProducerManager.
+    Registry {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(which: Which) -> ExitCode {
+    match which {
+        Which::Registry { json } => {
+            let _ = (json, super::alloc::live_bytes());
+            eprintln!("bench registry: not written yet");
+            ExitCode::FAILURE
+        }
+    }
+}

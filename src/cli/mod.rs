@@ -1,0 +1,42 @@
+//! Command-line front end: argument parsing, logging setup and human/JSON output. The only place
+//! where `println!` is allowed; everything it runs lives in the library.
+
+mod alloc;
+mod bench;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+/// A verified core for RocketMQ's HA connections and producer/consumer group registries.
+#[derive(Debug, Parser)]
+#[command(name = "rmq-lifecycle", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmarks, each figure beside a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+/// Parses arguments, installs the tracing subscriber (`RUST_LOG`, default `warn`) and runs.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Bench { which } => bench::run(which),
+    }
+}

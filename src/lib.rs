@@ -1,0 +1,49 @@
+//! rmq-lifecycle: a verified core for the two RocketMQ broker lifecycles that leaked in
+//! production, HA replication connections and producer/consumer group registries.
+//!
+//! # Layers
+//!
+//! Each layer uses only the ones above it; `cargo check --no-default-features` builds L1-L3
+//! without tokio, which is how the rule is enforced.
+//!
+//! ```text
+//!   sync, phase   the sync facade (std | loom | shuttle) and the typestate markers
+//!   L1 core       sans-IO: wire types, statig machines, value-type tables with check_invariants()
+//!   L2 registry   shared state over crate::sync: ClientRegistry (the loom/shuttle target)
+//!   L3 lifecycle  typestate handles ClientChannel<P>; a small Spawn trait; no runtime named
+//!   L4 net        tokio: spawner, listeners (feature "net")
+//! ```
+//!
+//! # The client-registry lifecycle
+//!
+//! A [`lifecycle::ClientChannel`] goes `Init -> Registered -> Running -> Closed`; `spawn` exists
+//! only on `Registered`, and the registration is an RAII guard, so the channel's registry entry
+//! is removed exactly once on every exit path. A producer or consumer group is itself a lifecycle:
+//! created by its first member's heartbeat, live while it has members, removed atomically with its
+//! last member's departure (unregister, close or expiry).
+//!
+//! # Invariants (named the same in code, tests and `models/`)
+//!
+//! * `NoEmptyGroup`: once the last channel of a group leaves, the group is gone.
+//! * `NoLostRegistration`: a completed heartbeat from a channel that is not closed is in the table.
+//! * `NoResurrection`: after a channel is closed, no heartbeat, even one in flight, re-registers it.
+//! * `IndexesConsistent`: group -> channels and channel -> groups are exact inverses; client id ->
+//!   channels points at live channels only.
+//! * Expiry is per (group, channel) membership, and every removal path emits the same events.
+//! * Closing a channel costs O(its groups) and holds no lock across groups.
+//!
+//! See `core::tables` for their executable statement and `registry::client` for why the locking
+//! gives them.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod core;
+pub mod lifecycle;
+pub mod phase;
+pub mod registry;
+pub mod sync;
+
+#[cfg(feature = "net")]
+pub mod net;
+
+pub mod upstream;

@@ -1,0 +1,906 @@
+//! `ClientRegistry`: the broker's producer and consumer group tables (upstream `ProducerManager`,
+//! `ConsumerManager` and the expiry half of `ClientHousekeepingService`) as one concurrent value.
+//!
+//! # Structure
+//!
+//! * `producers`, `consumers`: group name -> members (channel -> last seen), sharded.
+//! * each channel's [`ChannelSlot`]: its tombstone flag, client id and the set of its groups
+//!   (the inverse index), behind the channel's own mutex.
+//! * `clients`: client id -> live channels with that id; `channels`: id -> slot.
+//!
+//! # Locking, and why it gives the invariants
+//!
+//! Lock order: a channel's mutex, then at most one shard lock at a time; never the reverse and
+//! never two shards. Every operation that changes a channel's memberships holds that channel's
+//! mutex for its whole duration, so:
+//!
+//! * `NoResurrection`: `channel_closed` sets the tombstone under the channel mutex; a heartbeat
+//!   checks it under the same mutex before touching any group, so a heartbeat in flight either
+//!   completes before the close (and the close then removes what it added) or sees the tombstone.
+//! * `NoEmptyGroup` / `NoLostRegistration`: a member is removed and the emptied group unlinked in
+//!   one shard critical section, and a member is added (creating the group if needed) in one
+//!   critical section of the same shard, so a registration lands in the live group or creates a
+//!   fresh one, never in a detached one (upstream #10698).
+//! * `IndexesConsistent`: a group's member set and the member's index change under the member's
+//!   channel mutex, so no other operation on that channel observes them out of step.
+//! * Close cost: the channel's own index lists its groups, so `channel_closed` is O(its groups),
+//!   and it holds one shard lock at a time for O(1) work each.
+//!
+//! This module does not read clocks (every time is a parameter), own sockets or spawn tasks.
+
+use crate::core::consumer::ConsumerMeta;
+use crate::core::heartbeat::{ConsumerData, HeartbeatData};
+use crate::core::tables::{ChannelEntry, ClientTables, GroupEntry, Violation};
+use crate::core::{
+    ChannelId, ClientError, ClientEvent, ClientRules, GroupKind, HeartbeatOutcome, Millis,
+    RemovalCause,
+};
+use crate::registry::shard::Sharded;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, SharedStr};
+use hashbrown::hash_map::Entry;
+use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
+use std::collections::BTreeMap;
+
+/// A registered channel: its identity and its own state. Obtained from
+/// [`ClientRegistry::register_channel`]; every other operation takes it back.
+pub struct ChannelSlot {
+    id: ChannelId,
+    state: Mutex<ChannelState>,
+}
+
+/// The shared handle to a registered channel.
+pub type ChannelRef = Arc<ChannelSlot>;
+
+impl ChannelSlot {
+    /// The channel's id.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// True once `channel_closed` ran for it.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+}
+
+impl std::fmt::Debug for ChannelSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSlot")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+type NameSet = hashbrown::HashSet<SharedStr, foldhash::fast::RandomState>;
+
+#[derive(Default)]
+struct ChannelState {
+    closed: bool,
+    client_id: Option<SharedStr>,
+    producer_groups: NameSet,
+    consumer_groups: NameSet,
+}
+
+impl ChannelState {
+    fn groups_mut(&mut self, kind: GroupKind) -> &mut NameSet {
+        match kind {
+            GroupKind::Producer => &mut self.producer_groups,
+            GroupKind::Consumer => &mut self.consumer_groups,
+        }
+    }
+
+    fn group_count(&self) -> usize {
+        self.producer_groups.len() + self.consumer_groups.len()
+    }
+
+    /// Groups the heartbeat names that this channel is not in yet (duplicates counted once).
+    fn count_new(&self, data: &HeartbeatData) -> usize {
+        let mut seen: hashbrown::HashSet<(GroupKind, &str), foldhash::fast::RandomState> =
+            Default::default();
+        let producers = data
+            .producer_data_set
+            .iter()
+            .map(|p| (GroupKind::Producer, p.group_name.as_str()));
+        let consumers = data
+            .consumer_data_set
+            .iter()
+            .map(|c| (GroupKind::Consumer, c.group_name.as_str()));
+        producers
+            .chain(consumers)
+            .filter(|(kind, name)| {
+                let set = match kind {
+                    GroupKind::Producer => &self.producer_groups,
+                    GroupKind::Consumer => &self.consumer_groups,
+                };
+                !set.contains(*name) && seen.insert((*kind, *name))
+            })
+            .count()
+    }
+}
+
+/// Members keyed by channel id. Ids are handed out by the registry, not chosen by clients, so a
+/// fast non-keyed hasher is safe here.
+type Members = hashbrown::HashMap<ChannelId, Millis, FxBuildHasher>;
+
+struct Group {
+    members: Members,
+    /// Boxed so that producer groups, the ones that leak in the incident, stay small.
+    consumer: Option<Box<ConsumerMeta>>,
+}
+
+/// A listener for registry events (upstream `ProducerChangeListener` and
+/// `ConsumerIdsChangeListener`). Called after the registry's locks are released; a panic in it is
+/// caught and logged, as upstream catches listener exceptions.
+pub trait ClientListener: Send + Sync + 'static {
+    /// One event.
+    fn on_event(&self, event: &ClientEvent);
+}
+
+impl<F: Fn(&ClientEvent) + Send + Sync + 'static> ClientListener for F {
+    fn on_event(&self, event: &ClientEvent) {
+        self(event)
+    }
+}
+
+/// Deliberate defects, for proving that the harnesses catch them. Never set in production.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Decide that a group is empty and unlink it in two critical sections (the shape of the
+    /// upstream #10698 race): a registration in between is lost with the group.
+    pub split_remove_if_empty: bool,
+    /// A heartbeat ignores the tombstone, so one in flight re-registers a closed channel.
+    pub register_after_close: bool,
+    /// Empty groups stay in the table (upstream #8673 and every 4.x close path).
+    pub keep_empty_groups: bool,
+}
+
+/// Construction parameters.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Expiry and caps; the value model takes the same struct.
+    pub rules: ClientRules,
+    /// Lock shards per table (rounded up to a power of two). More shards, shorter waits behind
+    /// a scan; 1024 keeps a full scan at a million groups to ~1,000 groups per critical section.
+    pub shards: usize,
+    #[doc(hidden)]
+    pub faults: Faults,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            rules: ClientRules::default(),
+            shards: 1024,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// What a channel's transport says about it, for [`ClientRegistry::available_channel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelHealth {
+    /// Connected and its send buffer has room.
+    Writable,
+    /// Connected, but its send buffer is full.
+    Active,
+    /// Not connected any more.
+    Inactive,
+}
+
+/// What one expiry scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Memberships removed.
+    pub expired: usize,
+    /// Channels whose last membership expired in this scan, ascending. Upstream closes an expired
+    /// channel; with per-membership expiry only these are candidates, and closing them is the
+    /// transport's decision.
+    pub orphaned: Vec<ChannelId>,
+}
+
+/// Collects events only when someone listens, so the refresh path never allocates.
+struct Events(Option<Vec<ClientEvent>>);
+
+impl Events {
+    fn push(&mut self, event: impl FnOnce() -> ClientEvent) {
+        if let Some(v) = &mut self.0 {
+            v.push(event());
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// The producer and consumer group registry. See the module docs for the locking discipline.
+pub struct ClientRegistry {
+    rules: ClientRules,
+    faults: Faults,
+    next_id: AtomicU64,
+    live_channels: AtomicUsize,
+    heartbeats: AtomicU64,
+    round_robin: AtomicUsize,
+    channels: Sharded<(ChannelId, ChannelRef)>,
+    producers: Sharded<(SharedStr, Group)>,
+    consumers: Sharded<(SharedStr, Group)>,
+    clients: Sharded<(SharedStr, SmallVec<[ChannelId; 1]>)>,
+    listener: Option<Box<dyn ClientListener>>,
+}
+
+impl std::fmt::Debug for ClientRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRegistry")
+            .field("channels", &self.channel_count())
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientRegistry {
+    fn default() -> Self {
+        Self::new(RegistryConfig::default())
+    }
+}
+
+impl ClientRegistry {
+    /// An empty registry without a listener.
+    pub fn new(config: RegistryConfig) -> Self {
+        ClientRegistry {
+            rules: config.rules,
+            faults: config.faults,
+            next_id: AtomicU64::new(0),
+            live_channels: AtomicUsize::new(0),
+            heartbeats: AtomicU64::new(0),
+            round_robin: AtomicUsize::new(0),
+            channels: Sharded::new(config.shards),
+            producers: Sharded::new(config.shards),
+            consumers: Sharded::new(config.shards),
+            clients: Sharded::new(config.shards),
+            listener: None,
+        }
+    }
+
+    /// An empty registry that reports every event to `listener`.
+    pub fn with_listener(config: RegistryConfig, listener: impl ClientListener) -> Self {
+        ClientRegistry {
+            listener: Some(Box::new(listener)),
+            ..Self::new(config)
+        }
+    }
+
+    /// The rules this registry enforces.
+    pub fn rules(&self) -> &ClientRules {
+        &self.rules
+    }
+
+    /// Adds a live channel (a connection was accepted), or refuses past `max_channels`.
+    pub fn register_channel(&self) -> Result<ChannelRef, ClientError> {
+        let max = self.rules.max_channels;
+        self.live_channels
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| ClientError::TooManyChannels { max })?;
+        let id = ChannelId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let slot = Arc::new(ChannelSlot {
+            id,
+            state: Mutex::new(ChannelState::default()),
+        });
+        let hash = self.channels.hash(&id);
+        let mut shard = self.channels.lock(hash);
+        self.channels
+            .insert_unique(&mut shard, hash, (id, slot.clone()), |(k, _)| k);
+        Ok(slot)
+    }
+
+    /// The live channel with this id.
+    pub fn channel(&self, id: ChannelId) -> Option<ChannelRef> {
+        let hash = self.channels.hash(&id);
+        self.channels
+            .lock(hash)
+            .find(hash, |(k, _)| *k == id)
+            .map(|(_, slot)| slot.clone())
+    }
+
+    /// `HEART_BEAT`: registers or refreshes the channel in every group the heartbeat names.
+    ///
+    /// Refused whole, changing nothing, if the channel is closed or the heartbeat would put it in
+    /// more than `max_groups_per_channel` groups. A refresh of existing memberships takes the
+    /// channel's mutex and one shard lock per group, and allocates nothing.
+    pub fn heartbeat(
+        &self,
+        ch: &ChannelSlot,
+        data: &HeartbeatData,
+        now: Millis,
+    ) -> Result<HeartbeatOutcome, ClientError> {
+        let mut events = self.events();
+        let mut st = ch.state.lock();
+        if st.closed && !self.faults.register_after_close {
+            return Err(ClientError::ChannelClosed(ch.id));
+        }
+        let current = st.group_count();
+        let max = self.rules.max_groups_per_channel;
+        if current + data.group_count() > max {
+            let would_be = current + st.count_new(data);
+            if would_be > max {
+                return Err(ClientError::TooManyGroups {
+                    channel: ch.id,
+                    would_be,
+                    max,
+                });
+            }
+        }
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if st.client_id.as_deref().unwrap_or("") != data.client_id {
+            self.set_client_id(ch.id, &mut st, &data.client_id);
+        }
+
+        let mut outcome = HeartbeatOutcome {
+            sub_changed: data.heartbeat_fingerprint == 0,
+            joined: 0,
+        };
+        for p in &data.producer_data_set {
+            if let Some(name) = self.join_producer(&p.group_name, ch.id, now) {
+                tracing::debug!(channel = ch.id.0, group = %name, "producer joined group");
+                events.push(|| joined_event(GroupKind::Producer, &name, ch.id, &st));
+                st.producer_groups.insert(name);
+                outcome.joined += 1;
+            }
+        }
+        for c in &data.consumer_data_set {
+            let joined = self.join_consumer(c, data, ch.id, now, &mut outcome, &mut events, &st);
+            if let Some(name) = joined {
+                tracing::debug!(channel = ch.id.0, group = %name, "consumer joined group");
+                st.consumer_groups.insert(name);
+                outcome.joined += 1;
+            }
+        }
+        drop(st);
+        self.emit(events);
+        Ok(outcome)
+    }
+
+    /// `UNREGISTER_CLIENT`: removes the channel from the named groups.
+    ///
+    /// `client_id` is the header's `clientID`; the channel itself identifies the membership (as
+    /// upstream's `ClientChannelInfo.equals` does), so the id is only recorded in the trace.
+    pub fn unregister(
+        &self,
+        ch: &ChannelSlot,
+        client_id: &str,
+        producer_group: Option<&str>,
+        consumer_group: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut events = self.events();
+        let mut st = ch.state.lock();
+        if st.closed {
+            return Err(ClientError::ChannelClosed(ch.id));
+        }
+        for (kind, group) in [
+            (GroupKind::Producer, producer_group),
+            (GroupKind::Consumer, consumer_group),
+        ] {
+            let Some(group) = group else { continue };
+            if st.groups_mut(kind).remove(group) {
+                tracing::debug!(
+                    channel = ch.id.0,
+                    client_id,
+                    group,
+                    ?kind,
+                    "client unregistered from group"
+                );
+                self.leave(
+                    kind,
+                    group,
+                    ch.id,
+                    RemovalCause::Unregister,
+                    None,
+                    &st,
+                    &mut events,
+                );
+            }
+        }
+        drop(st);
+        self.emit(events);
+        Ok(())
+    }
+
+    /// The channel closed: tombstone it and remove it from exactly the groups it is in.
+    ///
+    /// Returns false if it was already closed, so callers on several exit paths (the reader's
+    /// EOF, a task panic, shutdown) can all call it and the removal still happens once.
+    pub fn channel_closed(&self, ch: &ChannelSlot) -> bool {
+        let mut events = self.events();
+        let mut st = ch.state.lock();
+        if st.closed {
+            return false;
+        }
+        st.closed = true;
+        for kind in [GroupKind::Producer, GroupKind::Consumer] {
+            let groups = std::mem::take(st.groups_mut(kind));
+            for group in &groups {
+                self.leave(
+                    kind,
+                    group,
+                    ch.id,
+                    RemovalCause::ChannelClosed,
+                    None,
+                    &st,
+                    &mut events,
+                );
+            }
+        }
+        if let Some(client_id) = st.client_id.take() {
+            self.unmap_client(&client_id, ch.id);
+        }
+        let hash = self.channels.hash(&ch.id);
+        if let Ok(entry) = self
+            .channels
+            .lock(hash)
+            .find_entry(hash, |(k, _)| *k == ch.id)
+        {
+            entry.remove();
+            self.live_channels.fetch_sub(1, Ordering::AcqRel);
+        }
+        drop(st);
+        tracing::debug!(channel = ch.id.0, "client channel removed from registry");
+        self.emit(events);
+        true
+    }
+
+    /// Expires every (group, channel) membership not refreshed for more than `expiry_ms`.
+    ///
+    /// Each shard is locked once to collect candidates; each candidate is then re-checked under
+    /// its channel's mutex and its shard lock, so a heartbeat that refreshed it meanwhile wins.
+    pub fn scan_inactive(&self, now: Millis) -> ScanReport {
+        let expiry = self.rules.expiry_ms;
+        let mut candidates: Vec<(GroupKind, SharedStr, ChannelId)> = Vec::new();
+        for kind in [GroupKind::Producer, GroupKind::Consumer] {
+            self.table(kind).for_each_shard(|shard| {
+                for (name, group) in shard.iter() {
+                    for (ch, seen) in &group.members {
+                        if now.since(*seen) > expiry {
+                            candidates.push((kind, name.clone(), *ch));
+                        }
+                    }
+                }
+            });
+        }
+        let mut report = ScanReport::default();
+        let mut events = self.events();
+        for (kind, group, ch) in candidates {
+            // A channel missing from the table was closed; its close removes the membership.
+            let Some(slot) = self.channel(ch) else {
+                continue;
+            };
+            let mut st = slot.state.lock();
+            if st.closed {
+                continue;
+            }
+            if self.leave(
+                kind,
+                &group,
+                ch,
+                RemovalCause::Expired,
+                Some(now),
+                &st,
+                &mut events,
+            ) {
+                st.groups_mut(kind).remove(&group);
+                tracing::debug!(channel = ch.0, group = %group, ?kind, "membership expired");
+                report.expired += 1;
+                if st.group_count() == 0 && !report.orphaned.contains(&ch) {
+                    report.orphaned.push(ch);
+                }
+            }
+        }
+        report.orphaned.sort_unstable();
+        self.emit(events);
+        report
+    }
+
+    /// A channel of the producer group for a transaction check-back (upstream
+    /// `getAvailableChannel`): round-robin over the members, checking at most three; the first
+    /// writable one wins, else the last active one seen, else none.
+    pub fn available_channel(
+        &self,
+        group: &str,
+        probe: impl Fn(ChannelId) -> ChannelHealth,
+    ) -> Option<ChannelId> {
+        let mut members = self.members(GroupKind::Producer, group);
+        if members.is_empty() {
+            tracing::warn!(group, "check transaction failed: the group has no channel");
+            return None;
+        }
+        members.sort_unstable();
+        let start = self.round_robin.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
+        let mut fallback = None;
+        for i in 0..members.len().min(3) {
+            let ch = members[(start + i) % members.len()];
+            match probe(ch) {
+                ChannelHealth::Writable => return Some(ch),
+                ChannelHealth::Active => fallback = Some(ch),
+                ChannelHealth::Inactive => {}
+            }
+        }
+        fallback
+    }
+
+    /// The most recently mapped live channel of a client id (upstream `findChannel`, used for
+    /// reply messages).
+    pub fn find_channel(&self, client_id: &str) -> Option<ChannelId> {
+        let hash = self.clients.hash(client_id);
+        self.clients
+            .lock(hash)
+            .find(hash, |(k, _)| &**k == client_id)
+            .and_then(|(_, chans)| chans.last().copied())
+    }
+
+    /// The members of a group, unordered; empty if the group does not exist.
+    pub fn members(&self, kind: GroupKind, group: &str) -> Vec<ChannelId> {
+        let table = self.table(kind);
+        let hash = table.hash(group);
+        table
+            .lock(hash)
+            .find(hash, |(k, _)| &**k == group)
+            .map(|(_, g)| g.members.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// A consumer group's metadata (subscriptions, model, fingerprint).
+    pub fn consumer_meta(&self, group: &str) -> Option<ConsumerMeta> {
+        let hash = self.consumers.hash(group);
+        self.consumers
+            .lock(hash)
+            .find(hash, |(k, _)| &**k == group)
+            .and_then(|(_, g)| g.consumer.as_deref().cloned())
+    }
+
+    /// Consumer groups subscribed to a topic (upstream `queryTopicConsumeByWho`).
+    ///
+    /// An admin query: it visits every consumer group rather than keeping a topic index that
+    /// every removal path would have to maintain (upstream #11114 is that index going stale).
+    pub fn consumer_groups_of_topic(&self, topic: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.consumers.for_each_shard(|shard| {
+            for (name, group) in shard.iter() {
+                if group
+                    .consumer
+                    .as_ref()
+                    .is_some_and(|m| m.subscriptions.contains_key(topic))
+                {
+                    out.push(name.to_string());
+                }
+            }
+        });
+        out.sort_unstable();
+        out
+    }
+
+    /// Live channels.
+    pub fn channel_count(&self) -> usize {
+        self.live_channels.load(Ordering::Acquire)
+    }
+
+    /// Producer groups (summed shard by shard; exact at quiescence).
+    pub fn producer_group_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Consumer groups (summed shard by shard; exact at quiescence).
+    pub fn consumer_group_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Heartbeats accepted since start.
+    pub fn heartbeats_total(&self) -> u64 {
+        self.heartbeats.load(Ordering::Relaxed)
+    }
+
+    /// The tables as a value. Exact only at quiescence: it visits one lock at a time.
+    pub fn snapshot(&self) -> ClientTables {
+        let mut tables = ClientTables::default();
+        let mut slots = Vec::new();
+        self.channels
+            .for_each_shard(|shard| slots.extend(shard.iter().map(|(_, s)| s.clone())));
+        for slot in slots {
+            let st = slot.state.lock();
+            let names = |set: &NameSet| set.iter().map(|n| n.to_string()).collect();
+            tables.channels.insert(
+                slot.id,
+                ChannelEntry {
+                    client_id: st.client_id.as_ref().map(|c| c.to_string()),
+                    producer_groups: names(&st.producer_groups),
+                    consumer_groups: names(&st.consumer_groups),
+                },
+            );
+        }
+        for kind in [GroupKind::Producer, GroupKind::Consumer] {
+            let out = match kind {
+                GroupKind::Producer => &mut tables.producers,
+                GroupKind::Consumer => &mut tables.consumers,
+            };
+            self.table(kind).for_each_shard(|shard| {
+                for (name, group) in shard.iter() {
+                    let members: BTreeMap<_, _> =
+                        group.members.iter().map(|(c, t)| (*c, *t)).collect();
+                    let consumer = group.consumer.as_deref().cloned();
+                    out.insert(name.to_string(), GroupEntry { members, consumer });
+                }
+            });
+        }
+        self.clients.for_each_shard(|shard| {
+            for (id, chans) in shard.iter() {
+                tables
+                    .clients
+                    .insert(id.to_string(), chans.iter().copied().collect());
+            }
+        });
+        tables
+    }
+
+    /// `NoEmptyGroup` and `IndexesConsistent` on a snapshot, plus the live-channel count agreeing
+    /// with the channel table. Meaningful at quiescence.
+    pub fn check_invariants(&self) -> Result<(), Violation> {
+        let tables = self.snapshot();
+        tables.check_invariants()?;
+        let counted = self.channel_count();
+        if counted != tables.channels.len() {
+            return Err(Violation {
+                invariant: "IndexesConsistent",
+                detail: format!(
+                    "{counted} channels counted, {} in the table",
+                    tables.channels.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn table(&self, kind: GroupKind) -> &Sharded<(SharedStr, Group)> {
+        match kind {
+            GroupKind::Producer => &self.producers,
+            GroupKind::Consumer => &self.consumers,
+        }
+    }
+
+    fn events(&self) -> Events {
+        Events(self.listener.is_some().then(Vec::new))
+    }
+
+    fn emit(&self, events: Events) {
+        let (Some(listener), Some(events)) = (&self.listener, events.0) else {
+            return;
+        };
+        for event in &events {
+            let delivered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener.on_event(event)));
+            if delivered.is_err() {
+                tracing::error!(?event, "client listener panicked; event dropped");
+            }
+        }
+    }
+
+    /// Adds or refreshes a producer membership in one shard critical section. Returns the shared
+    /// group name if the membership is new.
+    fn join_producer(&self, group: &str, ch: ChannelId, now: Millis) -> Option<SharedStr> {
+        let hash = self.producers.hash(group);
+        let mut shard = self.producers.lock(hash);
+        if let Some((name, g)) = shard.find_mut(hash, |(k, _)| &**k == group) {
+            return match g.members.entry(ch) {
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() = now;
+                    None
+                }
+                Entry::Vacant(e) => {
+                    e.insert(now);
+                    Some(name.clone())
+                }
+            };
+        }
+        let name: SharedStr = group.into();
+        let mut members = Members::default();
+        members.insert(ch, now);
+        let entry = (
+            name.clone(),
+            Group {
+                members,
+                consumer: None,
+            },
+        );
+        self.producers
+            .insert_unique(&mut shard, hash, entry, |(k, _)| &**k);
+        Some(name)
+    }
+
+    /// Adds or refreshes a consumer membership and applies the group metadata, in one shard
+    /// critical section. Returns the shared group name if the membership is new.
+    #[allow(clippy::too_many_arguments)]
+    fn join_consumer(
+        &self,
+        c: &ConsumerData,
+        data: &HeartbeatData,
+        ch: ChannelId,
+        now: Millis,
+        outcome: &mut HeartbeatOutcome,
+        events: &mut Events,
+        st: &ChannelState,
+    ) -> Option<SharedStr> {
+        let group = c.group_name.as_str();
+        let hash = self.consumers.hash(group);
+        let mut shard = self.consumers.lock(hash);
+        let (name, g) = match shard.find_mut(hash, |(k, _)| &**k == group) {
+            Some((name, g)) => (name.clone(), g),
+            None => {
+                let name: SharedStr = group.into();
+                let entry = (
+                    name.clone(),
+                    Group {
+                        members: Members::default(),
+                        consumer: Some(Box::default()),
+                    },
+                );
+                self.consumers
+                    .insert_unique(&mut shard, hash, entry, |(k, _)| &**k);
+                let (_, g) = shard
+                    .find_mut(hash, |(k, _)| &**k == group)
+                    .expect("inserted above");
+                (name, g)
+            }
+        };
+        let joined = g.members.insert(ch, now).is_none();
+        if joined {
+            events.push(|| joined_event(GroupKind::Consumer, &name, ch, st));
+        }
+        let meta = g.consumer.get_or_insert_with(Box::default);
+        let update = meta.apply(c, data.heartbeat_fingerprint, data.without_sub);
+        outcome.sub_changed |= update.fingerprint_differs;
+        if (joined || update.subscriptions_changed) && meta.announces_changes() && events.enabled()
+        {
+            let channels = sorted(&g.members);
+            events.push(|| ClientEvent::ConsumerIdsChanged {
+                group: name.to_string(),
+                channels,
+            });
+        }
+        joined.then_some(name)
+    }
+
+    /// Removes one membership, and the group with it if it is now empty, in one critical section
+    /// (unless the `split_remove_if_empty` fault is set). With `expired_at`, removes it only if it
+    /// is still expired at that time. Returns whether a membership was removed.
+    #[allow(clippy::too_many_arguments)]
+    fn leave(
+        &self,
+        kind: GroupKind,
+        group: &str,
+        ch: ChannelId,
+        cause: RemovalCause,
+        expired_at: Option<Millis>,
+        st: &ChannelState,
+        events: &mut Events,
+    ) -> bool {
+        let table = self.table(kind);
+        let hash = table.hash(group);
+        let mut shard = table.lock(hash);
+        let Ok(mut entry) = shard.find_entry(hash, |(k, _)| &**k == group) else {
+            return false;
+        };
+        let g = &mut entry.get_mut().1;
+        if let Some(now) = expired_at {
+            match g.members.get(&ch) {
+                Some(seen) if now.since(*seen) > self.rules.expiry_ms => {}
+                _ => return false,
+            }
+        }
+        if g.members.remove(&ch).is_none() {
+            return false;
+        }
+        let client_id = || st.client_id.as_deref().unwrap_or("").to_owned();
+        events.push(|| ClientEvent::ClientUnregistered {
+            kind,
+            group: group.to_owned(),
+            channel: ch,
+            client_id: client_id(),
+            cause,
+        });
+        if !g.members.is_empty() {
+            if g.consumer.as_ref().is_some_and(|m| m.announces_changes()) && events.enabled() {
+                let channels = sorted(&g.members);
+                events.push(|| ClientEvent::ConsumerIdsChanged {
+                    group: group.to_owned(),
+                    channels,
+                });
+            }
+            return true;
+        }
+        if self.faults.keep_empty_groups {
+            return true;
+        }
+        if self.faults.split_remove_if_empty {
+            // The defect under test: the emptiness seen above is acted on in a later critical
+            // section, which removes whatever the group holds by then.
+            drop(shard);
+            let mut shard = table.lock(hash);
+            if let Ok(entry) = shard.find_entry(hash, |(k, _)| &**k == group) {
+                entry.remove();
+            }
+        } else {
+            entry.remove();
+        }
+        tracing::debug!(
+            channel = ch.0,
+            group,
+            ?kind,
+            ?cause,
+            "group removed: its last member left"
+        );
+        events.push(|| ClientEvent::GroupUnregistered {
+            kind,
+            group: group.to_owned(),
+            cause,
+        });
+        true
+    }
+
+    /// Moves the channel's entry in the clients index from its old client id to `client_id`
+    /// ("" means none). Called under the channel's mutex.
+    fn set_client_id(&self, ch: ChannelId, st: &mut ChannelState, client_id: &str) {
+        if let Some(old) = st.client_id.take() {
+            self.unmap_client(&old, ch);
+        }
+        if client_id.is_empty() {
+            return;
+        }
+        let hash = self.clients.hash(client_id);
+        let mut shard = self.clients.lock(hash);
+        let name = match shard.find_mut(hash, |(k, _)| &**k == client_id) {
+            Some((name, chans)) => {
+                chans.push(ch);
+                name.clone()
+            }
+            None => {
+                let name: SharedStr = client_id.into();
+                let entry = (name.clone(), SmallVec::from_elem(ch, 1));
+                self.clients
+                    .insert_unique(&mut shard, hash, entry, |(k, _)| &**k);
+                name
+            }
+        };
+        st.client_id = Some(name);
+    }
+
+    /// Removes `ch` from the client id's live channels; the id goes when its last channel does.
+    /// Guarded by channel identity, so a reconnecting client's new channel stays mapped (#6810).
+    fn unmap_client(&self, client_id: &str, ch: ChannelId) {
+        let hash = self.clients.hash(client_id);
+        let mut shard = self.clients.lock(hash);
+        if let Ok(mut entry) = shard.find_entry(hash, |(k, _)| &**k == client_id) {
+            let chans = &mut entry.get_mut().1;
+            chans.retain(|c| *c != ch);
+            if chans.is_empty() {
+                entry.remove();
+            }
+        }
+    }
+}
+
+fn joined_event(kind: GroupKind, group: &str, ch: ChannelId, st: &ChannelState) -> ClientEvent {
+    let client_id = st.client_id.as_deref().unwrap_or("").to_owned();
+    ClientEvent::ClientRegistered {
+        kind,
+        group: group.to_owned(),
+        channel: ch,
+        client_id,
+    }
+}
+
+fn sorted(members: &Members) -> Vec<ChannelId> {
+    let mut v: Vec<_> = members.keys().copied().collect();
+    v.sort_unstable();
+    v
+}

@@ -1,0 +1,13 @@
+//! L2: shared state over `crate::sync`, the target of the loom and shuttle harnesses.
+//!
+//! The registries here are concurrent and embeddable: they do no IO, read no clock and spawn
+//! nothing, so a broker with its own transport can drive them directly. They do not own sockets;
+//! the lifecycle handles of L3 make sure every connection's entry is removed exactly once.
+
+pub mod client;
+mod shard;
+
+pub use client::{
+    ChannelHealth, ChannelRef, ChannelSlot, ClientListener, ClientRegistry, Faults, RegistryConfig,
+    ScanReport,
+};

@@ -1,0 +1,81 @@
+//! Upstream 4.x `ProducerManager` (4.6.1 - 4.9.8 releases): one lock for the whole manager,
+//! `doChannelCloseEvent` visits every group, and empty groups are never removed on close (#8673).
+//!
+//! Used as the baseline of `bench registry` and the "upstream" side of `replay stale-groups`.
+//! Not thread-clever on purpose: that is the point.
+
+use crate::core::{ChannelId, Millis};
+use crate::sync::Mutex;
+use std::collections::HashMap;
+
+/// The 4.x manager: `groupChannelTable` behind the `synchronized` methods' single monitor.
+#[derive(Debug, Default)]
+pub struct ProducerManager4x {
+    table: Mutex<HashMap<String, HashMap<ChannelId, Millis>>>,
+}
+
+impl ProducerManager4x {
+    /// An empty manager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `registerProducer`: create the group if absent, then add or refresh the channel.
+    pub fn register_producer(&self, group: &str, ch: ChannelId, now: Millis) {
+        let mut table = self.table.lock();
+        match table.get_mut(group) {
+            Some(members) => {
+                members.insert(ch, now);
+            }
+            None => {
+                table.insert(group.to_owned(), HashMap::from([(ch, now)]));
+            }
+        }
+    }
+
+    /// `doChannelCloseEvent`: for every group, remove the channel; empty groups stay.
+    pub fn channel_closed(&self, ch: ChannelId) -> usize {
+        let mut table = self.table.lock();
+        let mut removed = 0;
+        for members in table.values_mut() {
+            removed += usize::from(members.remove(&ch).is_some());
+        }
+        removed
+    }
+
+    /// `scanNotActiveChannel` as 4.9.8 released it: expired channels go, empty groups stay.
+    pub fn scan_not_active(&self, now: Millis, expiry_ms: u64) -> usize {
+        let mut table = self.table.lock();
+        let mut removed = 0;
+        for members in table.values_mut() {
+            let before = members.len();
+            members.retain(|_, seen| now.since(*seen) <= expiry_ms);
+            removed += before - members.len();
+        }
+        removed
+    }
+
+    /// Groups in the table, empty ones included.
+    pub fn group_count(&self) -> usize {
+        self.table.lock().len()
+    }
+
+    /// Groups with no channel left (the leak).
+    pub fn empty_group_count(&self) -> usize {
+        self.table.lock().values().filter(|m| m.is_empty()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_empty_groups_like_upstream() {
+        let m = ProducerManager4x::new();
+        m.register_producer("IotRuleEngine-1", ChannelId(1), Millis(0));
+        assert_eq!(m.channel_closed(ChannelId(1)), 1);
+        assert_eq!(m.group_count(), 1);
+        assert_eq!(m.empty_group_count(), 1);
+    }
+}
