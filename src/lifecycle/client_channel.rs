@@ -56,6 +56,14 @@ pub mod state {
         pub(super) registration: Registration,
         pub(super) task: Box<dyn TaskHandle>,
     }
+
+    impl Drop for Running {
+        /// A dropped handle takes its task with it; the registration (dropped next) closes the
+        /// channel if nothing did yet.
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
     pub struct Closed {
         pub(super) peer: String,
         pub(super) id: Option<ChannelId>,
@@ -173,8 +181,8 @@ impl ClientChannel<Registered> {
     }
 
     /// Closes the channel before its task was started.
-    pub fn close(self, reason: CloseReason) -> ClientChannel<Closed> {
-        close_registration(self.state.registration, reason)
+    pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed> {
+        close_registration(&mut self.state.registration, reason)
     }
 }
 
@@ -194,12 +202,9 @@ impl ClientChannel<Running> {
         self.state.task.is_finished()
     }
 
-    /// Closes the channel in the registry and aborts its task.
-    pub fn close(self, reason: CloseReason) -> ClientChannel<Closed> {
-        let state::Running { registration, task } = self.state;
-        let closed = close_registration(registration, reason);
-        task.abort();
-        closed
+    /// Closes the channel in the registry, then aborts its task (dropping `self` does).
+    pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed> {
+        close_registration(&mut self.state.registration, reason)
     }
 }
 
@@ -221,7 +226,7 @@ impl ClientChannel<Closed> {
 }
 
 fn close_registration(
-    mut registration: Registration,
+    registration: &mut Registration,
     reason: CloseReason,
 ) -> ClientChannel<Closed> {
     registration.close(&reason);

@@ -470,6 +470,9 @@ impl ClientRegistry {
                 }
             });
         }
+        // Expire in (kind, group, channel) order so that the events (each `ConsumerIdsChanged`
+        // lists the members left at that point) are deterministic and match the value model.
+        candidates.sort_unstable();
         let mut report = ScanReport::default();
         let mut events = self.events();
         for (kind, group, ch) in candidates {

@@ -1,0 +1,14 @@
+//! Compile-time proofs of the lifecycle typestate: each `tests/ui/*.rs` must fail to compile
+//! with the pinned `.stderr`, except `ok_*.rs`, which must compile and run.
+//! Regenerate the `.stderr` files deliberately after a toolchain bump: `TRYBUILD=overwrite
+//! cargo test --test ui`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/client_spawn_before_register.rs");
+    t.compile_fail("tests/ui/client_use_after_close.rs");
+    t.compile_fail("tests/ui/client_heartbeat_on_closed.rs");
+    t.compile_fail("tests/ui/client_register_twice.rs");
+    t.pass("tests/ui/ok_client_lifecycle.rs");
+}

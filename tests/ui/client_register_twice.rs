@@ -1,0 +1,10 @@
+// Registration is a one-way step: a registered channel cannot register again.
+use rmq_lifecycle::lifecycle::ClientChannel;
+use rmq_lifecycle::registry::ClientRegistry;
+use std::sync::Arc;
+
+fn main() {
+    let registry = Arc::new(ClientRegistry::default());
+    let registered = ClientChannel::new("127.0.0.1:9").register(&registry).unwrap();
+    let _again = registered.register(&registry);
+}
