@@ -8,6 +8,7 @@ pub mod activity;
 pub mod client;
 pub mod consumer;
 pub mod heartbeat;
+pub mod remoting;
 mod lenient;
 pub mod tables;
 

@@ -1,0 +1,829 @@
+//! RocketMQ's remoting frame (`RemotingCommand`), sans-IO over `bytes`.
+//!
+//! ```text
+//! [length: i32 BE = 4 + header + body][serialize type << 24 | header length][header][body]
+//! ```
+//!
+//! The header is JSON (type 0, fastjson's sorted keys) or the ROCKETMQ binary layout (type 1).
+//! [`FrameDecoder`] is incremental: feed it whatever the socket returned, a frame split at any
+//! byte or several frames at once, and take commands out as they complete. It is liberal where
+//! the Java broker is (header values as numbers, strings or booleans; a missing
+//! `serializeTypeCurrentRPC`; unknown keys) and strict where safety needs it (the 16 MiB frame
+//! cap is checked before anything is buffered; every length is bounds-checked).
+//! This module does no IO and knows nothing about what a request code means.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The largest frame accepted or produced (Java `com.rocketmq.remoting.frameMaxLength`), counting
+/// the 4-byte length field, as Netty's `LengthFieldBasedFrameDecoder` does.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Flag bit 0: set on responses.
+pub const FLAG_RESPONSE: i32 = 1;
+/// Flag bit 1: set on oneway requests (no response is written).
+pub const FLAG_ONEWAY: i32 = 2;
+
+/// Request and response codes this crate uses (upstream `RequestCode`, `ResponseCode`,
+/// `RemotingSysResponseCode`).
+pub mod code {
+    /// `HEART_BEAT`.
+    pub const HEART_BEAT: i32 = 34;
+    /// `UNREGISTER_CLIENT`.
+    pub const UNREGISTER_CLIENT: i32 = 35;
+    /// `CHECK_CLIENT_CONFIG`.
+    pub const CHECK_CLIENT_CONFIG: i32 = 46;
+    /// `SUCCESS`.
+    pub const SUCCESS: i32 = 0;
+    /// `SYSTEM_ERROR`.
+    pub const SYSTEM_ERROR: i32 = 1;
+    /// `SYSTEM_BUSY`.
+    pub const SYSTEM_BUSY: i32 = 2;
+    /// `REQUEST_CODE_NOT_SUPPORTED`.
+    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
+}
+
+/// How the header is serialized (the frame's high byte of the second word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SerializeType {
+    /// fastjson, the default.
+    #[default]
+    Json,
+    /// The compact binary layout (`RocketMQSerializable`).
+    RocketMq,
+}
+
+impl SerializeType {
+    fn code(self) -> u8 {
+        match self {
+            SerializeType::Json => 0,
+            SerializeType::RocketMq => 1,
+        }
+    }
+}
+
+/// `(type << 24) | (header_len & 0x00FF_FFFF)`, upstream `markProtocolType`.
+pub fn mark_protocol_type(header_len: u32, ty: SerializeType) -> [u8; 4] {
+    ((u32::from(ty.code()) << 24) | (header_len & 0x00FF_FFFF)).to_be_bytes()
+}
+
+/// A client's implementation language (Java `LanguageCode`); unknown codes are kept as-is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LanguageCode(pub u8);
+
+const LANGUAGES: [&str; 14] = [
+    "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",
+    "OMS", "RUST", "NODE_JS",
+];
+
+impl LanguageCode {
+    /// Java, the default.
+    pub const JAVA: LanguageCode = LanguageCode(0);
+    /// Rust.
+    pub const RUST: LanguageCode = LanguageCode(12);
+    /// Other (also what an unknown name decodes to).
+    pub const OTHER: LanguageCode = LanguageCode(7);
+
+    /// The Java enum name, or `OTHER` for an unknown code.
+    pub fn name(self) -> &'static str {
+        LANGUAGES
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or("OTHER")
+    }
+
+    /// From a Java enum name.
+    pub fn from_name(name: &str) -> Option<LanguageCode> {
+        LANGUAGES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| LanguageCode(i as u8))
+    }
+}
+
+impl fmt::Display for LanguageCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One request or response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemotingCommand {
+    /// Request code, or response code in a response.
+    pub code: i32,
+    /// The sender's language.
+    pub language: LanguageCode,
+    /// The sender's `MQVersion` ordinal.
+    pub version: i32,
+    /// Request id; a response echoes its request's.
+    pub opaque: i32,
+    /// Bit 0 response, bit 1 oneway.
+    pub flag: i32,
+    /// Optional error text.
+    pub remark: Option<String>,
+    /// Custom header fields, stringified.
+    pub ext_fields: BTreeMap<String, String>,
+    /// How the header is (or will be) serialized.
+    pub serialize_type: SerializeType,
+    /// The body; `None` when the frame has none.
+    pub body: Option<Bytes>,
+}
+
+/// The version this server announces in its responses (`MQVersion.Version.V5_3_3.ordinal()`).
+pub const SERVER_VERSION: i32 = 493;
+
+impl RemotingCommand {
+    /// A request with `code`.
+    pub fn request(code: i32) -> Self {
+        RemotingCommand {
+            code,
+            version: SERVER_VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// The response to `req`: its opaque echoed, the response flag set, the request's header
+    /// serialization kept (so a binary-header client can read it).
+    pub fn response_to(req: &RemotingCommand, code: i32, remark: Option<String>) -> Self {
+        RemotingCommand {
+            code,
+            language: LanguageCode::JAVA,
+            version: SERVER_VERSION,
+            opaque: req.opaque,
+            flag: FLAG_RESPONSE,
+            remark,
+            ext_fields: BTreeMap::new(),
+            serialize_type: req.serialize_type,
+            body: None,
+        }
+    }
+
+    /// True if bit 0 of `flag` is set.
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    /// True if bit 1 of `flag` is set: nobody waits for a response.
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    /// An ext field.
+    pub fn ext(&self, key: &str) -> Option<&str> {
+        self.ext_fields.get(key).map(String::as_str)
+    }
+
+    /// Appends the whole frame (length prefix included) to `dst`.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let header = match self.serialize_type {
+            SerializeType::Json => self.json_header(),
+            SerializeType::RocketMq => self.binary_header()?,
+        };
+        let body_len = self.body.as_ref().map_or(0, Bytes::len);
+        if header.len() > 0x00FF_FFFF {
+            return Err(EncodeError::HeaderTooLarge(header.len()));
+        }
+        let frame = 4 + 4 + header.len() + body_len;
+        if frame > MAX_FRAME {
+            return Err(EncodeError::FrameTooLarge(frame));
+        }
+        dst.reserve(frame);
+        dst.put_u32((frame - 4) as u32);
+        dst.put_slice(&mark_protocol_type(
+            header.len() as u32,
+            self.serialize_type,
+        ));
+        dst.put_slice(&header);
+        if let Some(body) = &self.body {
+            dst.put_slice(body);
+        }
+        Ok(())
+    }
+
+    /// The frame as bytes.
+    pub fn to_bytes(&self) -> Result<Bytes, EncodeError> {
+        let mut out = BytesMut::new();
+        self.encode(&mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// fastjson's output: keys sorted, nulls omitted, `serializeTypeCurrentRPC` included.
+    fn json_header(&self) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Header<'a> {
+            code: i32,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            ext_fields: &'a BTreeMap<String, String>,
+            flag: i32,
+            language: &'static str,
+            opaque: i32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            remark: Option<&'a str>,
+            serialize_type_current_r_p_c: &'static str,
+            version: i32,
+        }
+        let header = Header {
+            code: self.code,
+            ext_fields: &self.ext_fields,
+            flag: self.flag,
+            language: self.language.name(),
+            opaque: self.opaque,
+            remark: self.remark.as_deref(),
+            serialize_type_current_r_p_c: "JSON",
+            version: self.version,
+        };
+        serde_json::to_vec(&header).expect("a header of strings and integers serializes")
+    }
+
+    fn binary_header(&self) -> Result<Vec<u8>, EncodeError> {
+        let code = i16::try_from(self.code)
+            .map_err(|_| EncodeError::NotBinary("code", i64::from(self.code)))?;
+        let version = i16::try_from(self.version)
+            .map_err(|_| EncodeError::NotBinary("version", i64::from(self.version)))?;
+        let mut out = Vec::with_capacity(21);
+        out.put_i16(code);
+        out.put_u8(self.language.0);
+        out.put_i16(version);
+        out.put_i32(self.opaque);
+        out.put_i32(self.flag);
+        match &self.remark {
+            Some(r) => {
+                out.put_i32(r.len() as i32);
+                out.put_slice(r.as_bytes());
+            }
+            None => out.put_i32(0),
+        }
+        let mut ext = Vec::new();
+        for (k, v) in &self.ext_fields {
+            let key_len = u16::try_from(k.len())
+                .map_err(|_| EncodeError::NotBinary("ext key length", k.len() as i64))?;
+            ext.put_u16(key_len);
+            ext.put_slice(k.as_bytes());
+            ext.put_i32(v.len() as i32);
+            ext.put_slice(v.as_bytes());
+        }
+        out.put_i32(ext.len() as i32);
+        out.extend_from_slice(&ext);
+        Ok(out)
+    }
+}
+
+/// Why a command could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The header does not fit the 24-bit header length.
+    #[error("header of {0} bytes exceeds 16 MiB - 1")]
+    HeaderTooLarge(usize),
+    /// The frame exceeds [`MAX_FRAME`].
+    #[error("frame of {0} bytes exceeds the 16 MiB cap")]
+    FrameTooLarge(usize),
+    /// A field does not fit the binary header's width.
+    #[error("{0} = {1} does not fit the ROCKETMQ binary header")]
+    NotBinary(&'static str, i64),
+}
+
+/// Why bytes are not a frame. After any of these the stream cannot be resynchronized: the
+/// connection must be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The length prefix announces more than [`MAX_FRAME`].
+    #[error("frame length {0} exceeds the 16 MiB cap")]
+    FrameTooLarge(u64),
+    /// The length prefix is too small to hold the header-length word.
+    #[error("frame length {0} is shorter than its header-length field")]
+    FrameTooShort(u32),
+    /// The header length is larger than the frame.
+    #[error("decode error, bad header length {header} in a frame of {frame} bytes")]
+    BadHeaderLength {
+        /// The announced header length.
+        header: u32,
+        /// The frame length (after the prefix).
+        frame: u32,
+    },
+    /// The serialize type is neither JSON (0) nor ROCKETMQ (1).
+    #[error("unknown serialize type {0}")]
+    UnknownSerializeType(u8),
+    /// The JSON header is malformed.
+    #[error("malformed JSON header: {0}")]
+    Json(String),
+    /// The binary header is malformed.
+    #[error("malformed ROCKETMQ header: {0}")]
+    Binary(&'static str),
+}
+
+/// Incremental frame decoder. Holds no buffer of its own: it consumes complete frames from the
+/// caller's `BytesMut` and leaves a partial one there.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max_frame: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder {
+            max_frame: MAX_FRAME,
+        }
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder with a smaller cap than [`MAX_FRAME`] (never larger).
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        FrameDecoder {
+            max_frame: max_frame.min(MAX_FRAME),
+        }
+    }
+
+    /// Bytes of the frame being received, as far as the prefix tells (`None` before 4 bytes).
+    /// Lets the transport reject an oversized frame before reading its body.
+    pub fn pending_frame_len(&self, src: &[u8]) -> Option<usize> {
+        (src.len() >= 4)
+            .then(|| 4 + u32::from_be_bytes(src[..4].try_into().expect("4 bytes")) as usize)
+    }
+
+    /// Takes one complete command out of `src`, or returns `Ok(None)` if more bytes are needed.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, DecodeError> {
+        let Some(total) = self.pending_frame_len(src) else {
+            return Ok(None);
+        };
+        if total > self.max_frame {
+            return Err(DecodeError::FrameTooLarge(total as u64 - 4));
+        }
+        let len = (total - 4) as u32;
+        if len < 4 {
+            return Err(DecodeError::FrameTooShort(len));
+        }
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        src.advance(4);
+        let frame = src.split_to(len as usize).freeze();
+        decode_frame(frame).map(Some)
+    }
+}
+
+/// Decodes one frame without its length prefix (`[type|header len][header][body]`).
+pub fn decode_frame(mut frame: Bytes) -> Result<RemotingCommand, DecodeError> {
+    let frame_len = frame.len() as u32;
+    if frame.len() < 4 {
+        return Err(DecodeError::FrameTooShort(frame_len));
+    }
+    let word = frame.get_u32();
+    let header_len = word & 0x00FF_FFFF;
+    if header_len > frame_len - 4 {
+        return Err(DecodeError::BadHeaderLength {
+            header: header_len,
+            frame: frame_len,
+        });
+    }
+    let header = frame.split_to(header_len as usize);
+    let body = (!frame.is_empty()).then_some(frame);
+    let mut cmd = match (word >> 24) as u8 {
+        0 => decode_json_header(&header)?,
+        1 => decode_binary_header(header)?,
+        other => return Err(DecodeError::UnknownSerializeType(other)),
+    };
+    cmd.body = body;
+    Ok(cmd)
+}
+
+fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Header {
+        #[serde(deserialize_with = "int")]
+        code: i32,
+        #[serde(deserialize_with = "language")]
+        language: LanguageCode,
+        #[serde(deserialize_with = "int")]
+        version: i32,
+        #[serde(deserialize_with = "int")]
+        opaque: i32,
+        #[serde(deserialize_with = "int")]
+        flag: i32,
+        #[serde(deserialize_with = "opt_string")]
+        remark: Option<String>,
+        #[serde(deserialize_with = "ext_fields")]
+        ext_fields: BTreeMap<String, String>,
+    }
+    let h: Header = serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
+    Ok(RemotingCommand {
+        code: h.code,
+        language: h.language,
+        version: h.version,
+        opaque: h.opaque,
+        flag: h.flag,
+        remark: h.remark,
+        ext_fields: h.ext_fields,
+        serialize_type: SerializeType::Json,
+        body: None,
+    })
+}
+
+fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let v = super::lenient::i64(d)?;
+    i32::try_from(v).map_err(|_| de::Error::custom(format!("{v} is out of the int range")))
+}
+
+fn language<'de, D: Deserializer<'de>>(d: D) -> Result<LanguageCode, D::Error> {
+    let s = super::lenient::string(d)?;
+    if let Ok(n) = s.parse::<u8>() {
+        // An ordinal; one we have no name for is OTHER, so that re-encoding by name round-trips.
+        return Ok(if usize::from(n) < LANGUAGES.len() {
+            LanguageCode(n)
+        } else {
+            LanguageCode::OTHER
+        });
+    }
+    Ok(LanguageCode::from_name(&s).unwrap_or(if s.is_empty() {
+        LanguageCode::JAVA
+    } else {
+        LanguageCode::OTHER
+    }))
+}
+
+fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    })
+}
+
+fn ext_fields<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some((k, s)),
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
+fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, DecodeError> {
+    fn need(h: &Bytes, n: usize, what: &'static str) -> Result<(), DecodeError> {
+        if h.remaining() < n {
+            Err(DecodeError::Binary(what))
+        } else {
+            Ok(())
+        }
+    }
+    fn string(
+        h: &mut Bytes,
+        len: usize,
+        what: &'static str,
+    ) -> Result<Option<String>, DecodeError> {
+        need(h, len, what)?;
+        let raw = h.split_to(len);
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        String::from_utf8(raw.to_vec())
+            .map(Some)
+            .map_err(|_| DecodeError::Binary("string is not UTF-8"))
+    }
+    fn length(h: &mut Bytes, what: &'static str) -> Result<usize, DecodeError> {
+        need(h, 4, what)?;
+        usize::try_from(h.get_i32()).map_err(|_| DecodeError::Binary("negative length"))
+    }
+
+    need(&h, 13, "header shorter than its fixed 13 bytes")?;
+    let code = i32::from(h.get_i16());
+    let language = LanguageCode(h.get_u8());
+    let version = i32::from(h.get_i16());
+    let opaque = h.get_i32();
+    let flag = h.get_i32();
+    let remark_len = length(&mut h, "remark length missing")?;
+    let remark = string(&mut h, remark_len, "remark longer than the header")?;
+    let ext_len = length(&mut h, "ext length missing")?;
+    need(&h, ext_len, "ext fields longer than the header")?;
+    let mut ext = h.split_to(ext_len);
+    let mut ext_fields = BTreeMap::new();
+    while ext.has_remaining() {
+        need(&ext, 2, "ext key length missing")?;
+        let key_len = usize::from(ext.get_u16());
+        let key = string(&mut ext, key_len, "ext key longer than the map")?;
+        let val_len = length(&mut ext, "ext value length missing")?;
+        let val = string(&mut ext, val_len, "ext value longer than the map")?;
+        if let (Some(k), Some(v)) = (key, val) {
+            ext_fields.insert(k, v);
+        }
+    }
+    Ok(RemotingCommand {
+        code,
+        language,
+        version,
+        opaque,
+        flag,
+        remark,
+        ext_fields,
+        serialize_type: SerializeType::RocketMq,
+        body: None,
+    })
+}
+
+/// The fuzz property of the frame decoder: `data` fed at a split point chosen by its first byte,
+/// then whatever decodes must re-encode and decode to the same command. Never panics on any input.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let split = usize::from(split).min(data.len());
+    let mut decoder = FrameDecoder::default();
+    let mut buf = BytesMut::from(&data[..split]);
+    let mut commands = Vec::new();
+    let mut failed = false;
+    for chunk in [&data[split..], &[][..]] {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(cmd)) => commands.push(cmd),
+                Ok(None) => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            break;
+        }
+        buf.extend_from_slice(chunk);
+    }
+    for cmd in commands {
+        let Ok(bytes) = cmd.to_bytes() else { continue };
+        let mut again = BytesMut::from(&bytes[..]);
+        let decoded = FrameDecoder::default()
+            .decode(&mut again)
+            .expect("our own encoding decodes")
+            .expect("complete");
+        assert_eq!(decoded, cmd, "re-encoding changed the command");
+        assert!(again.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_of(cmd: &RemotingCommand) -> BytesMut {
+        BytesMut::from(&cmd.to_bytes().unwrap()[..])
+    }
+
+    /// RemotingCommandTest.testMarkProtocolType_*.
+    #[test]
+    fn mark_protocol_type_vectors() {
+        assert_eq!(
+            mark_protocol_type(261, SerializeType::Json),
+            [0x00, 0x00, 0x01, 0x05]
+        );
+        assert_eq!(
+            mark_protocol_type(16_777_215, SerializeType::RocketMq),
+            [0x01, 0xFF, 0xFF, 0xFF]
+        );
+    }
+
+    /// The header seen on the wire (fact sheet §3.2), byte for byte.
+    #[test]
+    fn json_header_matches_fastjson() {
+        let cmd = RemotingCommand {
+            code: 0,
+            flag: 1,
+            opaque: 0,
+            version: 403,
+            ..Default::default()
+        };
+        let bytes = cmd.to_bytes().unwrap();
+        let header = br#"{"code":0,"flag":1,"language":"JAVA","opaque":0,"serializeTypeCurrentRPC":"JSON","version":403}"#;
+        assert_eq!(&bytes[8..], &header[..]);
+        assert_eq!(&bytes[0..4], &((4 + header.len()) as u32).to_be_bytes());
+        assert_eq!(
+            &bytes[4..8],
+            &mark_protocol_type(header.len() as u32, SerializeType::Json)
+        );
+    }
+
+    /// RemotingCommandTest.testEncodeAndDecode_EmptyBody / _FilledBody / _FilledBodyWithExtFields.
+    #[test]
+    fn json_round_trips() {
+        let mut cmd = RemotingCommand::request(103);
+        cmd.version = 2333;
+        assert_eq!(cmd.flag & FLAG_RESPONSE, 0);
+        let mut buf = frame_of(&cmd);
+        let back = FrameDecoder::default().decode(&mut buf).unwrap().unwrap();
+        assert_eq!(back, cmd);
+        assert_eq!(back.body, None);
+
+        cmd.body = Some(Bytes::from_static(b"123"));
+        cmd.ext_fields = [
+            ("stringValue", "bilibili"),
+            ("intValue", "2333"),
+            ("longValue", "23333333"),
+            ("booleanValue", "true"),
+            ("doubleValue", "0.618"),
+            ("key", "value"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let back = FrameDecoder::default()
+            .decode(&mut frame_of(&cmd))
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, cmd);
+        assert_eq!(back.ext("intValue"), Some("2333"));
+    }
+
+    /// RemotingCommandTest.testCreateResponseCommand_*: code, remark and opaque kept; flag bit 0 set.
+    #[test]
+    fn response_echoes_opaque() {
+        let mut req = RemotingCommand::request(34);
+        req.opaque = 77;
+        let resp = RemotingCommand::response_to(&req, code::SUCCESS, Some("ok".into()));
+        assert!(resp.is_response());
+        assert_eq!(resp.opaque, 77);
+        assert_eq!(resp.remark.as_deref(), Some("ok"));
+    }
+
+    /// RocketMQSerializableTest: 21, 34 and 35 byte headers.
+    #[test]
+    fn binary_header_vectors() {
+        let mut cmd = RemotingCommand {
+            serialize_type: SerializeType::RocketMq,
+            ..Default::default()
+        };
+        let plain = cmd.binary_header().unwrap();
+        assert_eq!(plain.len(), 21);
+        assert_eq!(&plain[13..21], &[0, 0, 0, 0, 0, 0, 0, 0]);
+        cmd.remark = Some("Sample Remark".into());
+        let with_remark = cmd.binary_header().unwrap();
+        assert_eq!(with_remark.len(), 34);
+        assert_eq!(&with_remark[13..17], &13i32.to_be_bytes());
+        assert_eq!(&with_remark[17..30], b"Sample Remark");
+        cmd.remark = None;
+        cmd.ext_fields.insert("key".into(), "value".into());
+        let with_ext = cmd.binary_header().unwrap();
+        assert_eq!(with_ext.len(), 35);
+        assert_eq!(&with_ext[17..21], &14i32.to_be_bytes());
+        for c in [
+            &cmd,
+            &RemotingCommand {
+                remark: Some("r".into()),
+                flag: 3,
+                opaque: -5,
+                code: 310,
+                ..cmd.clone()
+            },
+        ] {
+            let back = FrameDecoder::default()
+                .decode(&mut frame_of(c))
+                .unwrap()
+                .unwrap();
+            assert_eq!(&back, c);
+        }
+    }
+
+    #[test]
+    fn liberal_json_header() {
+        let header = br#"{"code":"34","flag":false,"language":"NODE_JS","opaque":"9","version":1.0,"remark":null,
+            "extFields":{"a":1,"b":true,"c":null,"d":"x"},"unknown":[1]}"#;
+        let mut frame = BytesMut::new();
+        frame.put_u32((4 + header.len()) as u32);
+        frame.put_u32(header.len() as u32);
+        frame.put_slice(header);
+        let cmd = FrameDecoder::default().decode(&mut frame).unwrap().unwrap();
+        assert_eq!((cmd.code, cmd.flag, cmd.opaque, cmd.version), (34, 0, 9, 1));
+        assert_eq!(cmd.language, LanguageCode(13));
+        assert_eq!(cmd.ext("a"), Some("1"));
+        assert_eq!(cmd.ext("b"), Some("true"));
+        assert_eq!(cmd.ext("c"), None);
+    }
+
+    #[test]
+    fn incremental_at_every_split_and_back_to_back() {
+        let mut a = RemotingCommand::request(34);
+        a.body = Some(Bytes::from_static(b"{}"));
+        let b = RemotingCommand {
+            serialize_type: SerializeType::RocketMq,
+            opaque: 2,
+            ..RemotingCommand::request(35)
+        };
+        let mut stream = frame_of(&a);
+        stream.extend_from_slice(&frame_of(&b));
+        for split in 0..=stream.len() {
+            let mut decoder = FrameDecoder::default();
+            let mut buf = BytesMut::from(&stream[..split]);
+            let mut got = Vec::new();
+            while let Some(c) = decoder.decode(&mut buf).unwrap() {
+                got.push(c);
+            }
+            buf.extend_from_slice(&stream[split..]);
+            while let Some(c) = decoder.decode(&mut buf).unwrap() {
+                got.push(c);
+            }
+            assert_eq!(got, [a.clone(), b.clone()], "split at {split}");
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_clear_errors() {
+        let cases: [(&[u8], DecodeError); 5] = [
+            (
+                &[0x7f, 0xff, 0xff, 0xff],
+                DecodeError::FrameTooLarge(0x7fff_ffff),
+            ),
+            (&[0, 0, 0, 2, 0, 0], DecodeError::FrameTooShort(2)),
+            (
+                &[0, 0, 0, 4, 0, 0, 0, 9],
+                DecodeError::BadHeaderLength {
+                    header: 9,
+                    frame: 4,
+                },
+            ),
+            (
+                &[0, 0, 0, 4, 7, 0, 0, 0],
+                DecodeError::UnknownSerializeType(7),
+            ),
+            (
+                &[0, 0, 0, 6, 1, 0, 0, 2, 0, 0],
+                DecodeError::Binary("header shorter than its fixed 13 bytes"),
+            ),
+        ];
+        for (bytes, want) in cases {
+            let err = FrameDecoder::default()
+                .decode(&mut BytesMut::from(bytes))
+                .unwrap_err();
+            assert_eq!(err, want);
+        }
+        let garbage = b"GET / HTTP/1.1\r\n\r\n";
+        assert!(matches!(
+            FrameDecoder::default().decode(&mut BytesMut::from(&garbage[..])),
+            Err(DecodeError::FrameTooLarge(_))
+        ));
+        let json = br#"{"code": oops}"#;
+        let mut frame = BytesMut::new();
+        frame.put_u32((4 + json.len()) as u32);
+        frame.put_u32(json.len() as u32);
+        frame.put_slice(json);
+        assert!(matches!(
+            FrameDecoder::default().decode(&mut frame),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_buffering() {
+        let mut decoder = FrameDecoder::with_max_frame(64);
+        let mut buf = BytesMut::from(&100u32.to_be_bytes()[..]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(DecodeError::FrameTooLarge(100))
+        );
+        let big = RemotingCommand {
+            body: Some(Bytes::from(vec![0u8; MAX_FRAME])),
+            ..Default::default()
+        };
+        assert!(matches!(big.to_bytes(), Err(EncodeError::FrameTooLarge(_))));
+    }
+
+    #[test]
+    fn fuzz_property_holds_on_seeds() {
+        let mut seeds: Vec<Vec<u8>> = Vec::new();
+        let mut a = RemotingCommand::request(34);
+        a.body = Some(Bytes::from_static(b"{}"));
+        a.language = LanguageCode(200);
+        for ty in [SerializeType::Json, SerializeType::RocketMq] {
+            let c = RemotingCommand {
+                serialize_type: ty,
+                ..a.clone()
+            };
+            let mut v = vec![5u8];
+            v.extend_from_slice(&c.to_bytes().unwrap());
+            seeds.push(v);
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..400 {
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.push(x as u8);
+            }
+            seeds.push(v);
+        }
+        for seed in &seeds {
+            fuzz_check(seed);
+        }
+    }
+}
