@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use rmq_lifecycle::core::heartbeat::{ConsumerData, MessageModel, ProducerData, SubscriptionData};
 use rmq_lifecycle::core::tables::{ClientModel, ClientOp, OpResult};
-use rmq_lifecycle::core::{ChannelId, ClientEvent, ClientRules, HeartbeatData, Millis};
+use rmq_lifecycle::core::{ClientEvent, ClientRules, HeartbeatData, Millis};
 use rmq_lifecycle::registry::{ChannelRef, ClientRegistry, Faults, RegistryConfig};
 use std::sync::{Arc, Mutex};
 
@@ -303,8 +303,8 @@ fn catches_registration_after_close() {
 fn oracle_and_registry_agree_on_a_scripted_incident() {
     // The 4.x incident in miniature: a client makes a new group per period and abandons it.
     let mut steps = vec![Step::Register];
-    for g in 0..PRODUCER_GROUPS.len() {
-        let data = HeartbeatData::producers("iot", [PRODUCER_GROUPS[g]]);
+    for group in PRODUCER_GROUPS {
+        let data = HeartbeatData::producers("iot", [*group]);
         steps.extend([
             Step::Heartbeat { who: 0, data },
             Step::Advance(60),

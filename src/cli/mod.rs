@@ -3,6 +3,7 @@
 
 mod alloc;
 mod bench;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the broker-side core: the client-management listener (and metrics).
+    Serve(serve::ServeArgs),
     /// Benchmarks, each figure beside a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -37,6 +40,7 @@ pub(crate) fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Bench { which } => bench::run(which),
     }
 }

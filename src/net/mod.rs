@@ -1,10 +1,42 @@
 //! L4: the tokio driver, the only module that names tokio.
 //!
-//! For now it provides the tokio implementation of the lifecycle layer's [`Spawn`]; the remoting
-//! listener and the HA master and slave build on it. It holds no protocol decisions: those live
+//! It provides the tokio implementation of the lifecycle layer's [`Spawn`], the process
+//! [`Clock`], the client-management listener (`remoting`) and the Prometheus exporter (`metrics`). It holds no protocol decisions: those live
 //! in `core`, and table changes go through `lifecycle` handles.
 
+pub mod metrics;
+pub mod remoting;
+
+use crate::core::Millis;
 use crate::lifecycle::{BoxTask, Spawn, TaskHandle};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The process clock the core's `Millis` are read from: milliseconds since the server started.
+/// Built on tokio's `Instant`, so paused-time tests drive it too.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    /// A clock whose zero is now.
+    pub fn start() -> Self {
+        Clock {
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, on this clock.
+    pub fn now(&self) -> Millis {
+        Millis(self.base.elapsed().as_millis() as u64)
+    }
+
+    /// The instant a `Millis` of this clock stands for.
+    pub fn instant_at(&self, at: Millis) -> Instant {
+        self.base + Duration::from_millis(at.0)
+    }
+}
 
 /// Spawns lifecycle tasks on the current tokio runtime.
 #[derive(Debug, Clone)]
