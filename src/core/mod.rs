@@ -7,6 +7,7 @@
 pub mod activity;
 pub mod client;
 pub mod consumer;
+pub mod ha;
 pub mod heartbeat;
 pub mod remoting;
 mod lenient;

@@ -1,0 +1,1038 @@
+//! Classic HA replication (upstream `DefaultHAConnection` / `DefaultHAClient`), sans-IO.
+//!
+//! Wire format, big-endian, raw TCP:
+//!
+//! ```text
+//! slave -> master  report:    [slave max offset: i64]                          (8 bytes)
+//! master -> slave  transfer:  [physical offset: i64][body size: i32][body]     (12 + n bytes)
+//!                  heartbeat: a transfer with an empty body
+//! ```
+//!
+//! [`MasterLink`] is one master-side connection and [`SlaveLink`] the slave's; both are statig
+//! machines fed with `handle_*(now, ..)` and drained with `poll_*()`, and neither does IO or reads
+//! a clock. States are upstream's `HAConnectionState` names; classic mode goes from `Ready`
+//! straight to `Transfer` (`Handshake` and `Suspend` belong to the controller-mode protocol, which
+//! this crate does not implement).
+//!
+//! `AckBounded`: the master accepts a report only if `0 <= report <= local max offset`, never
+//! below the previous report and, after the first, never beyond what it has sent; anything else,
+//! including a health check's text, closes the connection with a protocol error. A connection
+//! counts for sync replication only after its first valid report.
+
+use super::Millis;
+use statig::prelude::*;
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Bytes of a slave's report.
+pub const REPORT_LEN: usize = 8;
+/// Bytes of a transfer header.
+pub const TRANSFER_HEADER_LEN: usize = 12;
+
+/// A report frame.
+pub fn encode_report(offset: u64) -> [u8; REPORT_LEN] {
+    offset.to_be_bytes()
+}
+
+/// A transfer header (a heartbeat when `size` is 0).
+pub fn encode_transfer_header(offset: u64, size: u32) -> [u8; TRANSFER_HEADER_LEN] {
+    let mut out = [0u8; TRANSFER_HEADER_LEN];
+    out[..8].copy_from_slice(&offset.to_be_bytes());
+    out[8..].copy_from_slice(&size.to_be_bytes());
+    out
+}
+
+/// Upstream's `HAConnectionState`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HaState {
+    /// Not connected / not started.
+    Ready,
+    /// Controller mode only: exchanging epochs.
+    Handshake,
+    /// Replicating.
+    Transfer,
+    /// Controller mode only: paused.
+    Suspend,
+    /// Closed; terminal.
+    Shutdown,
+}
+
+/// Why an HA link closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaClose {
+    /// The peer violated the protocol (the detail says how).
+    Protocol(String),
+    /// Nothing valid was read for the housekeeping interval.
+    Idle,
+    /// The local side asked for it.
+    Shutdown,
+}
+
+impl fmt::Display for HaClose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HaClose::Protocol(why) => write!(f, "protocol error: {why}"),
+            HaClose::Idle => f.write_str("no valid read within the housekeeping interval"),
+            HaClose::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// Timing and size rules shared by both ends (upstream `MessageStoreConfig` defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaConfig {
+    /// Idle interval after which a heartbeat is sent (`haSendHeartbeatInterval`, 5 s).
+    pub heartbeat_ms: u64,
+    /// No valid read for this long closes the link (`haHousekeepingInterval`, 20 s).
+    pub housekeeping_ms: u64,
+    /// Largest transfer body (`haTransferBatchSize`, 32 KiB).
+    pub batch_max: u32,
+    /// Segment size of the log; a transfer never crosses a segment end.
+    pub segment_size: u64,
+    /// Largest transfer body a slave accepts (upstream's slave read buffer, 4 MiB).
+    pub body_max: u32,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            heartbeat_ms: 5_000,
+            housekeeping_ms: 20_000,
+            batch_max: 32 * 1024,
+            segment_size: 1 << 30,
+            body_max: 4 << 20,
+        }
+    }
+}
+
+/// Splits a byte stream into 8-byte reports.
+#[derive(Debug, Clone, Default)]
+pub struct ReportDecoder {
+    partial: [u8; REPORT_LEN],
+    have: usize,
+}
+
+impl ReportDecoder {
+    /// Feeds bytes; calls `on_report` for each complete report, in order.
+    pub fn push(&mut self, mut bytes: &[u8], mut on_report: impl FnMut(i64)) {
+        while !bytes.is_empty() {
+            let take = (REPORT_LEN - self.have).min(bytes.len());
+            self.partial[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+            self.have += take;
+            bytes = &bytes[take..];
+            if self.have == REPORT_LEN {
+                self.have = 0;
+                on_report(i64::from_be_bytes(self.partial));
+            }
+        }
+    }
+
+    /// Bytes of an incomplete report held back.
+    pub fn pending(&self) -> usize {
+        self.have
+    }
+}
+
+/// A decoded piece of the master's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferChunk<'a> {
+    /// A header; `size` body bytes follow (0 for a heartbeat).
+    Header {
+        /// Offset of the first body byte.
+        offset: u64,
+        /// Body size.
+        size: u32,
+    },
+    /// Body bytes at `offset` (a body may arrive in several chunks).
+    Body {
+        /// Offset of `bytes[0]` in the master's log.
+        offset: u64,
+        /// The bytes, borrowed from the input.
+        bytes: &'a [u8],
+    },
+}
+
+/// Splits the master's stream into headers and body chunks, without copying bodies.
+#[derive(Debug, Clone)]
+pub struct TransferDecoder {
+    header: [u8; TRANSFER_HEADER_LEN],
+    have: usize,
+    body_left: u32,
+    body_offset: u64,
+    body_max: u32,
+}
+
+impl TransferDecoder {
+    /// A decoder refusing bodies larger than `body_max`.
+    pub fn new(body_max: u32) -> Self {
+        TransferDecoder {
+            header: [0; TRANSFER_HEADER_LEN],
+            have: 0,
+            body_left: 0,
+            body_offset: 0,
+            body_max,
+        }
+    }
+
+    /// Takes the next chunk from the front of `input`; `Ok(None)` when `input` is used up.
+    pub fn next<'a>(&mut self, input: &mut &'a [u8]) -> Result<Option<TransferChunk<'a>>, String> {
+        if self.body_left > 0 {
+            if input.is_empty() {
+                return Ok(None);
+            }
+            let n = (self.body_left as usize).min(input.len());
+            let (bytes, rest) = input.split_at(n);
+            *input = rest;
+            let offset = self.body_offset;
+            self.body_offset += n as u64;
+            self.body_left -= n as u32;
+            return Ok(Some(TransferChunk::Body { offset, bytes }));
+        }
+        let take = (TRANSFER_HEADER_LEN - self.have).min(input.len());
+        self.header[self.have..self.have + take].copy_from_slice(&input[..take]);
+        self.have += take;
+        *input = &input[take..];
+        if self.have < TRANSFER_HEADER_LEN {
+            return Ok(None);
+        }
+        self.have = 0;
+        let offset = i64::from_be_bytes(self.header[..8].try_into().expect("8 bytes"));
+        let size = i32::from_be_bytes(self.header[8..].try_into().expect("4 bytes"));
+        let offset =
+            u64::try_from(offset).map_err(|_| format!("negative transfer offset {offset}"))?;
+        let size = u32::try_from(size).map_err(|_| format!("negative transfer size {size}"))?;
+        if size > self.body_max {
+            return Err(format!(
+                "transfer body of {size} bytes exceeds {}",
+                self.body_max
+            ));
+        }
+        self.body_left = size;
+        self.body_offset = offset;
+        Ok(Some(TransferChunk::Header { offset, size }))
+    }
+
+    /// True between a header and the end of its body.
+    pub fn in_body(&self) -> bool {
+        self.body_left > 0
+    }
+}
+
+/// One transfer the master wants written: a header for `len` bytes at `offset`, then those bytes
+/// of the log (none for a heartbeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Offset of the first body byte.
+    pub offset: u64,
+    /// Body length, at most `batch_max` and never past a segment end.
+    pub len: u32,
+}
+
+/// What the master-side link reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterEvent {
+    /// A valid report: the slave holds the log up to `offset`. `first` marks the report that makes
+    /// the connection count for sync replication.
+    Acked {
+        /// The slave's max offset.
+        offset: u64,
+        /// True for the connection's first valid report.
+        first: bool,
+    },
+    /// The link is closed and must be torn down.
+    Closed(HaClose),
+}
+
+/// Inputs of the master-side machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MasterInput {
+    Start(Millis),
+    Report(Millis, i64),
+    Tick(Millis),
+    Shutdown,
+}
+
+/// The master-side link's data, passed to the machine as its context.
+#[derive(Debug)]
+struct MasterData {
+    config: HaConfig,
+    log_min: u64,
+    local_max: u64,
+    ack: Option<u64>,
+    next: u64,
+    last_read: Millis,
+    last_write: Millis,
+    events: VecDeque<MasterEvent>,
+}
+
+impl MasterData {
+    fn close(&mut self, why: HaClose) -> Outcome<master::State> {
+        self.events.push_back(MasterEvent::Closed(why));
+        Transition(master::State::Shutdown {})
+    }
+
+    fn check_report(&self, raw: i64) -> Result<u64, String> {
+        let offset = u64::try_from(raw).map_err(|_| format!("negative report {raw}"))?;
+        if offset > self.local_max {
+            return Err(format!(
+                "report {offset} is beyond the master's max offset {}",
+                self.local_max
+            ));
+        }
+        match self.ack {
+            None if offset != 0 && offset < self.log_min => Err(format!(
+                "report {offset} is below the master's first offset {}",
+                self.log_min
+            )),
+            Some(prev) if offset < prev => Err(format!("report {offset} went back from {prev}")),
+            Some(_) if offset > self.next => Err(format!(
+                "report {offset} is beyond the {} bytes sent",
+                self.next
+            )),
+            _ => Ok(offset),
+        }
+    }
+}
+
+mod master {
+    //! The master-side statig machine; its generated `State` stays behind [`super::HaState`].
+    #![allow(missing_docs, unreachable_pub)]
+    use super::{HaClose, MasterData, MasterEvent, MasterInput};
+    use statig::prelude::*;
+
+    #[derive(Debug, Default)]
+    pub(super) struct Master;
+
+    #[state_machine(
+        initial = "State::ready()",
+        state(derive(Debug, Clone, Copy, PartialEq, Eq))
+    )]
+    impl Master {
+        #[state]
+        fn ready(context: &mut MasterData, event: &MasterInput) -> Outcome<State> {
+            match *event {
+                MasterInput::Start(now) => {
+                    context.last_read = now;
+                    context.last_write = now;
+                    Transition(State::transfer())
+                }
+                MasterInput::Shutdown => context.close(HaClose::Shutdown),
+                _ => Handled,
+            }
+        }
+
+        #[state]
+        fn transfer(context: &mut MasterData, event: &MasterInput) -> Outcome<State> {
+            match *event {
+                MasterInput::Report(now, raw) => match context.check_report(raw) {
+                    Ok(offset) => {
+                        let first = context.ack.is_none();
+                        if first {
+                            context.next = if offset == 0 { context.log_min } else { offset };
+                        }
+                        context.ack = Some(offset);
+                        context.last_read = now;
+                        context
+                            .events
+                            .push_back(MasterEvent::Acked { offset, first });
+                        Handled
+                    }
+                    Err(why) => context.close(HaClose::Protocol(why)),
+                },
+                MasterInput::Tick(now)
+                    if now.since(context.last_read) > context.config.housekeeping_ms =>
+                {
+                    context.close(HaClose::Idle)
+                }
+                MasterInput::Shutdown => context.close(HaClose::Shutdown),
+                _ => Handled,
+            }
+        }
+
+        #[state]
+        fn shutdown(event: &MasterInput) -> Outcome<State> {
+            // Terminal: bytes that race the close are ignored.
+            let _ = event;
+            Handled
+        }
+    }
+}
+
+/// One master-side HA connection (upstream `DefaultHAConnection`'s logic, without its threads).
+///
+/// Polling order for a driver: after any `handle_*`, drain `poll_event` (a `Closed` ends the
+/// link), then write what `poll_transmit` returns until it returns `None`, then sleep until
+/// `poll_timeout` or new input.
+pub struct MasterLink {
+    machine: StateMachine<master::Master>,
+    data: MasterData,
+    decoder: ReportDecoder,
+}
+
+impl fmt::Debug for MasterLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterLink")
+            .field("state", &self.state())
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl MasterLink {
+    /// A link for a freshly accepted socket, in `Ready`. `log_min`/`local_max` are the log's
+    /// current bounds.
+    pub fn new(config: HaConfig, log_min: u64, local_max: u64) -> Self {
+        let data = MasterData {
+            config,
+            log_min,
+            local_max,
+            ack: None,
+            next: log_min,
+            last_read: Millis(0),
+            last_write: Millis(0),
+            events: VecDeque::new(),
+        };
+        MasterLink {
+            machine: master::Master.state_machine(),
+            data,
+            decoder: ReportDecoder::default(),
+        }
+    }
+
+    /// The connection's tasks started: `Ready -> Transfer` (classic mode has no handshake).
+    pub fn handle_start(&mut self, now: Millis) {
+        self.machine
+            .handle_with_context(&MasterInput::Start(now), &mut self.data);
+    }
+
+    /// Bytes from the slave: every complete report is checked and applied in order.
+    pub fn handle_bytes(&mut self, now: Millis, bytes: &[u8]) {
+        let (machine, data) = (&mut self.machine, &mut self.data);
+        self.decoder.push(bytes, |raw| {
+            machine.handle_with_context(&MasterInput::Report(now, raw), data)
+        });
+    }
+
+    /// The local log grew to `max` (or was found there).
+    pub fn handle_local_max(&mut self, max: u64) {
+        self.data.local_max = self.data.local_max.max(max);
+    }
+
+    /// The timer fired (or any time the driver wakes).
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.machine
+            .handle_with_context(&MasterInput::Tick(now), &mut self.data);
+    }
+
+    /// The local side is closing the link.
+    pub fn handle_shutdown(&mut self) {
+        self.machine
+            .handle_with_context(&MasterInput::Shutdown, &mut self.data);
+    }
+
+    /// The next transfer to write, if any: data from the slave's position, else a heartbeat once
+    /// the link was quiet for `heartbeat_ms`. Nothing before the first valid report.
+    pub fn poll_transmit(&mut self, now: Millis) -> Option<Transmit> {
+        if self.state() != HaState::Transfer {
+            return None;
+        }
+        let d = &mut self.data;
+        d.ack?;
+        if d.next < d.local_max {
+            let seg = d.config.segment_size.max(1);
+            let segment_end = (d.next / seg + 1) * seg;
+            let len = (d.local_max.min(segment_end) - d.next).min(u64::from(d.config.batch_max));
+            let t = Transmit {
+                offset: d.next,
+                len: len as u32,
+            };
+            d.next += len;
+            d.last_write = now;
+            return Some(t);
+        }
+        if now.since(d.last_write) >= d.config.heartbeat_ms {
+            d.last_write = now;
+            return Some(Transmit {
+                offset: d.next,
+                len: 0,
+            });
+        }
+        None
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<MasterEvent> {
+        self.data.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next; `None` once shut down.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let d = &self.data;
+        (self.state() == HaState::Transfer).then(|| {
+            let housekeeping = d.last_read.0 + d.config.housekeeping_ms + 1;
+            let heartbeat = d.last_write.0 + d.config.heartbeat_ms;
+            Millis(if d.ack.is_some() {
+                housekeeping.min(heartbeat)
+            } else {
+                housekeeping
+            })
+        })
+    }
+
+    /// The upstream state name.
+    pub fn state(&self) -> HaState {
+        match self.machine.state() {
+            master::State::Ready {} => HaState::Ready,
+            master::State::Transfer {} => HaState::Transfer,
+            master::State::Shutdown {} => HaState::Shutdown,
+        }
+    }
+
+    /// The last valid report, `None` before the first.
+    pub fn ack(&self) -> Option<u64> {
+        self.data.ack
+    }
+
+    /// Offset the next transfer starts at.
+    pub fn next_offset(&self) -> u64 {
+        self.data.next
+    }
+}
+
+/// Body bytes the slave's driver must append to its log: `input[range]` at `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaveAppend {
+    /// Where the bytes go in the log (always the log's current end).
+    pub offset: u64,
+    /// Which bytes of the input passed to `handle_bytes`.
+    pub range: std::ops::Range<usize>,
+}
+
+/// What the slave-side link reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlaveEvent {
+    /// The log is empty and the master starts at `offset` (a Java master sends a fresh slave its
+    /// last segment): start the empty log there before appending.
+    Rebase(u64),
+    /// The connection must be closed; the link is back in `Ready` for a reconnect.
+    Closed(HaClose),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SlaveInput {
+    Connected(Millis, u64),
+    Header(Millis, u64),
+    Appended(u64),
+    Tick(Millis),
+    Broken(String),
+    Disconnected,
+    Shutdown,
+}
+
+#[derive(Debug)]
+struct SlaveData {
+    config: HaConfig,
+    local_max: u64,
+    expected: u64,
+    last_read: Millis,
+    last_report: Millis,
+    report_due: bool,
+    events: VecDeque<SlaveEvent>,
+}
+
+impl SlaveData {
+    fn close(&mut self, why: HaClose) -> Outcome<slave::State> {
+        self.events.push_back(SlaveEvent::Closed(why));
+        Transition(slave::State::Ready {})
+    }
+}
+
+mod slave {
+    //! The slave-side statig machine; its generated `State` stays behind [`super::HaState`].
+    #![allow(missing_docs, unreachable_pub)]
+    use super::{HaClose, SlaveData, SlaveEvent, SlaveInput};
+    use statig::prelude::*;
+
+    #[derive(Debug, Default)]
+    pub(super) struct Slave;
+
+    #[state_machine(
+        initial = "State::ready()",
+        state(derive(Debug, Clone, Copy, PartialEq, Eq))
+    )]
+    impl Slave {
+        #[state]
+        fn ready(context: &mut SlaveData, event: &SlaveInput) -> Outcome<State> {
+            match *event {
+                SlaveInput::Connected(now, local_max) => {
+                    context.local_max = local_max;
+                    context.expected = local_max;
+                    context.last_read = now;
+                    context.report_due = true;
+                    Transition(State::transfer())
+                }
+                SlaveInput::Shutdown => Transition(State::shutdown()),
+                _ => Handled,
+            }
+        }
+
+        #[state]
+        fn transfer(context: &mut SlaveData, event: &SlaveInput) -> Outcome<State> {
+            match *event {
+                SlaveInput::Header(now, offset) => {
+                    if offset != context.expected {
+                        let seg = context.config.segment_size.max(1);
+                        if context.local_max == 0 && context.expected == 0 && offset % seg == 0 {
+                            context.events.push_back(SlaveEvent::Rebase(offset));
+                            context.expected = offset;
+                            context.local_max = offset;
+                        } else {
+                            let why = format!(
+                                "master pushed offset {offset}, the slave's log ends at {}",
+                                context.expected
+                            );
+                            return context.close(HaClose::Protocol(why));
+                        }
+                    }
+                    context.last_read = now;
+                    Handled
+                }
+                SlaveInput::Appended(new_max) => {
+                    context.local_max = new_max;
+                    context.expected = new_max;
+                    context.report_due = true;
+                    Handled
+                }
+                SlaveInput::Tick(now)
+                    if now.since(context.last_read) > context.config.housekeeping_ms =>
+                {
+                    context.close(HaClose::Idle)
+                }
+                SlaveInput::Tick(now) => {
+                    if now.since(context.last_report) >= context.config.heartbeat_ms {
+                        context.report_due = true;
+                    }
+                    Handled
+                }
+                SlaveInput::Broken(ref why) => context.close(HaClose::Protocol(why.clone())),
+                SlaveInput::Disconnected => Transition(State::ready()),
+                SlaveInput::Shutdown => Transition(State::shutdown()),
+                SlaveInput::Connected(..) => Handled,
+            }
+        }
+
+        #[state]
+        fn shutdown(event: &SlaveInput) -> Outcome<State> {
+            let _ = event;
+            Handled
+        }
+    }
+}
+
+/// The slave's side of classic replication (upstream `DefaultHAClient`'s logic, without its
+/// thread): report the log's end, append what the master sends at exactly that end, report again.
+///
+/// Driver loop: connect, `handle_connected`; on bytes, `handle_bytes` then append each returned
+/// [`SlaveAppend`] (after a `Rebase` event if one is pending) and call `handle_appended`; write
+/// what `poll_transmit` returns; on a `Closed` event or any IO failure, close the socket, call
+/// `handle_disconnected` and reconnect with backoff.
+pub struct SlaveLink {
+    machine: StateMachine<slave::Slave>,
+    data: SlaveData,
+    decoder: TransferDecoder,
+}
+
+impl fmt::Debug for SlaveLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlaveLink")
+            .field("state", &self.state())
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl SlaveLink {
+    /// A disconnected link (`Ready`).
+    pub fn new(config: HaConfig) -> Self {
+        let data = SlaveData {
+            config,
+            local_max: 0,
+            expected: 0,
+            last_read: Millis(0),
+            last_report: Millis(0),
+            report_due: false,
+            events: VecDeque::new(),
+        };
+        SlaveLink {
+            machine: slave::Slave.state_machine(),
+            data,
+            decoder: TransferDecoder::new(config.body_max),
+        }
+    }
+
+    /// Connected to the master with the local log ending at `local_max`: `Ready -> Transfer`, and
+    /// a report is due at once.
+    pub fn handle_connected(&mut self, now: Millis, local_max: u64) {
+        self.decoder = TransferDecoder::new(self.data.config.body_max);
+        self.machine
+            .handle_with_context(&SlaveInput::Connected(now, local_max), &mut self.data);
+    }
+
+    /// Bytes from the master. Appends to perform are pushed to `out` (cleared first).
+    pub fn handle_bytes(&mut self, now: Millis, input: &[u8], out: &mut Vec<SlaveAppend>) {
+        out.clear();
+        let mut rest = input;
+        while self.state() == HaState::Transfer {
+            match self.decoder.next(&mut rest) {
+                Ok(None) => break,
+                Ok(Some(TransferChunk::Header { offset, .. })) => {
+                    self.machine
+                        .handle_with_context(&SlaveInput::Header(now, offset), &mut self.data);
+                }
+                Ok(Some(TransferChunk::Body { offset, bytes })) => {
+                    let start = input.len() - rest.len() - bytes.len();
+                    self.data.expected = offset + bytes.len() as u64;
+                    out.push(SlaveAppend {
+                        offset,
+                        range: start..start + bytes.len(),
+                    });
+                }
+                Err(why) => {
+                    self.machine
+                        .handle_with_context(&SlaveInput::Broken(why), &mut self.data);
+                }
+            }
+        }
+    }
+
+    /// The appends returned so far are in the log, which now ends at `new_max`.
+    pub fn handle_appended(&mut self, new_max: u64) {
+        self.machine
+            .handle_with_context(&SlaveInput::Appended(new_max), &mut self.data);
+    }
+
+    /// The timer fired.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.machine
+            .handle_with_context(&SlaveInput::Tick(now), &mut self.data);
+    }
+
+    /// The connection is gone (IO error, EOF, or after a `Closed` event): back to `Ready`.
+    pub fn handle_disconnected(&mut self) {
+        self.machine
+            .handle_with_context(&SlaveInput::Disconnected, &mut self.data);
+    }
+
+    /// Stop for good.
+    pub fn handle_shutdown(&mut self) {
+        self.machine
+            .handle_with_context(&SlaveInput::Shutdown, &mut self.data);
+    }
+
+    /// The report to send now, if one is due: the log's end.
+    pub fn poll_transmit(&mut self, now: Millis) -> Option<u64> {
+        if self.state() != HaState::Transfer || !self.data.report_due {
+            return None;
+        }
+        self.data.report_due = false;
+        self.data.last_report = now;
+        Some(self.data.local_max)
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<SlaveEvent> {
+        self.data.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next; `None` unless transferring.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let d = &self.data;
+        (self.state() == HaState::Transfer).then(|| {
+            let housekeeping = d.last_read.0 + d.config.housekeeping_ms + 1;
+            let heartbeat = d.last_report.0 + d.config.heartbeat_ms;
+            Millis(housekeeping.min(heartbeat))
+        })
+    }
+
+    /// The upstream state name.
+    pub fn state(&self) -> HaState {
+        match self.machine.state() {
+            slave::State::Ready {} => HaState::Ready,
+            slave::State::Transfer {} => HaState::Transfer,
+            slave::State::Shutdown {} => HaState::Shutdown,
+        }
+    }
+
+    /// The log end this link believes in.
+    pub fn local_max(&self) -> u64 {
+        self.data.local_max
+    }
+}
+
+/// The fuzz property of the transfer decoder: any bytes, split anywhere, never panic, and body
+/// chunks are contiguous and exactly as long as their headers announced.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let split = usize::from(split).min(data.len());
+    let mut decoder = TransferDecoder::new(1 << 16);
+    let mut expect_body: u64 = 0;
+    let mut next_offset = 0;
+    for mut part in [&data[..split], &data[split..]] {
+        loop {
+            match decoder.next(&mut part) {
+                Ok(None) => break,
+                Ok(Some(TransferChunk::Header { offset, size })) => {
+                    assert_eq!(expect_body, 0, "a header inside a body");
+                    expect_body = u64::from(size);
+                    next_offset = offset;
+                }
+                Ok(Some(TransferChunk::Body { offset, bytes })) => {
+                    assert_eq!(offset, next_offset, "body chunks are contiguous");
+                    assert!(bytes.len() as u64 <= expect_body && !bytes.is_empty());
+                    expect_body -= bytes.len() as u64;
+                    next_offset += bytes.len() as u64;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+    let mut reports = ReportDecoder::default();
+    let mut n = 0;
+    reports.push(data, |_| n += 1);
+    assert_eq!(n * REPORT_LEN + reports.pending(), data.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: u64 = 100;
+
+    fn config() -> HaConfig {
+        HaConfig {
+            heartbeat_ms: 5,
+            housekeeping_ms: 20,
+            batch_max: 32,
+            segment_size: SEG,
+            body_max: 64,
+        }
+    }
+
+    fn drain(m: &mut MasterLink) -> Vec<MasterEvent> {
+        std::iter::from_fn(|| m.poll_event()).collect()
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_first_valid_report() {
+        let mut m = MasterLink::new(config(), 0, 250);
+        m.handle_start(Millis(0));
+        assert_eq!(m.state(), HaState::Transfer);
+        assert_eq!(m.poll_transmit(Millis(100)), None, "not even a heartbeat");
+        m.handle_bytes(Millis(1), &encode_report(0)[..5]);
+        assert_eq!(m.ack(), None, "half a report is not a report");
+        m.handle_bytes(Millis(1), &encode_report(0)[5..]);
+        assert_eq!(
+            drain(&mut m),
+            [MasterEvent::Acked {
+                offset: 0,
+                first: true
+            }]
+        );
+        // Batches of at most 32 bytes, never across the segment end at 100.
+        let sent: Vec<_> = std::iter::from_fn(|| m.poll_transmit(Millis(2))).collect();
+        let lens: Vec<_> = sent.iter().map(|t| (t.offset, t.len)).collect();
+        assert_eq!(
+            lens,
+            [
+                (0, 32),
+                (32, 32),
+                (64, 32),
+                (96, 4),
+                (100, 32),
+                (132, 32),
+                (164, 32),
+                (196, 4),
+                (200, 32),
+                (232, 18)
+            ]
+        );
+        assert_eq!(
+            m.poll_transmit(Millis(6)),
+            None,
+            "quiet for less than the heartbeat interval"
+        );
+        assert_eq!(
+            m.poll_transmit(Millis(7)),
+            Some(Transmit {
+                offset: 250,
+                len: 0
+            }),
+            "heartbeat"
+        );
+    }
+
+    #[test]
+    fn probes_are_protocol_errors() {
+        for (probe, needle) in [
+            (
+                &b"2024-10-30 16:42:30"[..],
+                "beyond the master's max offset",
+            ),
+            (&encode_report(251)[..], "beyond the master's max offset"),
+            (&(-1i64).to_be_bytes()[..], "negative report"),
+        ] {
+            let mut m = MasterLink::new(config(), 0, 250);
+            m.handle_start(Millis(0));
+            m.handle_bytes(Millis(1), probe);
+            let events = drain(&mut m);
+            assert!(
+                matches!(&events[..], [MasterEvent::Closed(HaClose::Protocol(why))] if why.contains(needle)),
+                "{events:?}"
+            );
+            assert_eq!(m.state(), HaState::Shutdown);
+            assert_eq!(m.ack(), None, "a probe never counts as an ack");
+            m.handle_bytes(Millis(2), &encode_report(10));
+            assert_eq!(m.ack(), None, "nothing after shutdown");
+        }
+    }
+
+    #[test]
+    fn reports_are_bounded_by_what_was_sent_and_monotonic() {
+        let mut m = MasterLink::new(config(), 0, 250);
+        m.handle_start(Millis(0));
+        m.handle_bytes(Millis(1), &encode_report(40));
+        assert_eq!(
+            m.poll_transmit(Millis(1)),
+            Some(Transmit {
+                offset: 40,
+                len: 32
+            })
+        );
+        m.handle_bytes(Millis(2), &encode_report(72));
+        m.handle_bytes(Millis(3), &encode_report(72));
+        assert_eq!(drain(&mut m).len(), 3);
+        m.handle_bytes(Millis(4), &encode_report(73));
+        assert!(
+            matches!(drain(&mut m)[..], [MasterEvent::Closed(HaClose::Protocol(ref w))] if w.contains("beyond the 72 bytes sent"))
+        );
+        let mut m = MasterLink::new(config(), 0, 250);
+        m.handle_start(Millis(0));
+        m.handle_bytes(Millis(1), &[encode_report(40), encode_report(39)].concat());
+        assert!(
+            matches!(drain(&mut m)[..], [_, MasterEvent::Closed(HaClose::Protocol(ref w))] if w.contains("went back"))
+        );
+    }
+
+    #[test]
+    fn housekeeping_closes_a_silent_link() {
+        let mut m = MasterLink::new(config(), 0, 0);
+        m.handle_start(Millis(0));
+        assert_eq!(m.poll_timeout(), Some(Millis(21)));
+        m.handle_timeout(Millis(20));
+        assert_eq!(m.state(), HaState::Transfer);
+        m.handle_timeout(Millis(21));
+        assert_eq!(drain(&mut m), [MasterEvent::Closed(HaClose::Idle)]);
+        assert_eq!(m.poll_timeout(), None);
+    }
+
+    /// A master and a slave link wired back to back through byte buffers: the slave's log ends
+    /// equal to the master's, whatever the read sizes.
+    #[test]
+    fn master_and_slave_links_replicate() {
+        let master_log: Vec<u8> = (0..250u32).map(|i| (i * 7) as u8).collect();
+        for chunk in [1usize, 5, 12, 13, 100] {
+            let mut m = MasterLink::new(config(), 0, master_log.len() as u64);
+            let mut s = SlaveLink::new(config());
+            let mut slave_log: Vec<u8> = Vec::new();
+            m.handle_start(Millis(0));
+            s.handle_connected(Millis(0), 0);
+            let mut appends = Vec::new();
+            for round in 0..100 {
+                let now = Millis(round);
+                if let Some(report) = s.poll_transmit(now) {
+                    m.handle_bytes(now, &encode_report(report));
+                }
+                while let Some(e) = m.poll_event() {
+                    assert!(matches!(e, MasterEvent::Acked { .. }), "{e:?}");
+                }
+                let mut wire = Vec::new();
+                while let Some(t) = m.poll_transmit(now) {
+                    wire.extend_from_slice(&encode_transfer_header(t.offset, t.len));
+                    wire.extend_from_slice(
+                        &master_log[t.offset as usize..(t.offset + u64::from(t.len)) as usize],
+                    );
+                }
+                for piece in wire.chunks(chunk) {
+                    s.handle_bytes(now, piece, &mut appends);
+                    for a in &appends {
+                        assert_eq!(a.offset, slave_log.len() as u64);
+                        slave_log.extend_from_slice(&piece[a.range.clone()]);
+                    }
+                    if !appends.is_empty() {
+                        s.handle_appended(slave_log.len() as u64);
+                    }
+                }
+                assert_eq!(s.poll_event(), None);
+            }
+            assert_eq!(slave_log, master_log, "read size {chunk}");
+            assert_eq!(m.ack(), Some(250));
+        }
+    }
+
+    #[test]
+    fn slave_refuses_a_gap_and_accepts_a_rebase_only_when_empty() {
+        let mut s = SlaveLink::new(config());
+        s.handle_connected(Millis(0), 50);
+        assert_eq!(s.poll_transmit(Millis(0)), Some(50));
+        let mut out = Vec::new();
+        s.handle_bytes(Millis(1), &encode_transfer_header(60, 0), &mut out);
+        assert!(matches!(
+            s.poll_event(),
+            Some(SlaveEvent::Closed(HaClose::Protocol(_)))
+        ));
+        assert_eq!(s.state(), HaState::Ready);
+
+        let mut s = SlaveLink::new(config());
+        s.handle_connected(Millis(0), 0);
+        let mut wire = encode_transfer_header(200, 3).to_vec();
+        wire.extend_from_slice(b"abc");
+        s.handle_bytes(Millis(1), &wire, &mut out);
+        assert_eq!(s.poll_event(), Some(SlaveEvent::Rebase(200)));
+        assert_eq!(
+            out,
+            [SlaveAppend {
+                offset: 200,
+                range: 12..15
+            }]
+        );
+    }
+
+    #[test]
+    fn slave_heartbeats_and_housekeeping() {
+        let mut s = SlaveLink::new(config());
+        s.handle_connected(Millis(0), 7);
+        assert_eq!(s.poll_transmit(Millis(0)), Some(7));
+        assert_eq!(s.poll_transmit(Millis(1)), None);
+        s.handle_timeout(Millis(5));
+        assert_eq!(
+            s.poll_transmit(Millis(5)),
+            Some(7),
+            "re-report after the heartbeat interval"
+        );
+        s.handle_timeout(Millis(21));
+        assert_eq!(s.poll_event(), Some(SlaveEvent::Closed(HaClose::Idle)));
+        assert_eq!(s.state(), HaState::Ready);
+        let mut out = Vec::new();
+        s.handle_connected(Millis(30), 7);
+        s.handle_bytes(Millis(31), &encode_transfer_header(7, 1 << 20), &mut out);
+        assert!(
+            matches!(s.poll_event(), Some(SlaveEvent::Closed(HaClose::Protocol(w))) if w.contains("exceeds"))
+        );
+    }
+}
