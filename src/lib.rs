@@ -41,9 +41,12 @@ pub mod core;
 pub mod lifecycle;
 pub mod phase;
 pub mod registry;
+pub mod store;
 pub mod sync;
 
 #[cfg(feature = "net")]
 pub mod net;
+#[cfg(feature = "net")]
+pub mod replay;
 
 pub mod upstream;

@@ -94,7 +94,7 @@ fn only_sync_rs_names_the_primitives() {
 
 #[test]
 fn the_check_can_fail() {
-    let bad = "use std::sync::Mutex;\n// std::sync in a comment is fine\n";
+    let bad = "use std::sync::{Arc, Mutex};\n// std::sync in a comment is fine\n";
     let hits: Vec<_> = code_lines(bad)
         .filter(|(_, l)| l.contains("std::sync"))
         .collect();

@@ -479,3 +479,40 @@ async fn expired_channels_are_closed_by_the_scan() {
     let _ = Millis(0);
     assert_eq!(server.shutdown(Duration::from_secs(5)).await.tasks_left, 0);
 }
+
+/// Requests of one connection apply in the order sent: an UNREGISTER_CLIENT right behind a
+/// HEART_BEAT for the same group (ali-ons's heartbeat timer can overlap its close) must not be
+/// overtaken by the heartbeat still queued on the worker pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregister_is_not_overtaken_by_a_queued_heartbeat() {
+    let s = start(RemotingConfig {
+        heartbeat_workers: 4,
+        ..RemotingConfig::default()
+    })
+    .await;
+    let mut c = Client::connect(s.addr()).await;
+    let mut burst = BytesMut::new();
+    for i in 0..300 {
+        let group = format!("G-{i}");
+        let mut hb = heartbeat(&HeartbeatData::producers("c", [group.as_str()]));
+        hb.opaque = 2 * i;
+        hb.encode(&mut burst).unwrap();
+        let mut un = unregister("c", Some(&group), None);
+        un.opaque = 2 * i + 1;
+        un.encode(&mut burst).unwrap();
+    }
+    c.stream.write_all(&burst).await.unwrap();
+    for _ in 0..600 {
+        assert_eq!(
+            c.recv().await.expect("one response per request").code,
+            code::SUCCESS
+        );
+    }
+    assert_eq!(
+        s.registry.producer_group_count(),
+        0,
+        "every heartbeat was undone by its unregister"
+    );
+    drop(c);
+    s.quiescent().await;
+}

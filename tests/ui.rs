@@ -10,5 +10,7 @@ fn ui() {
     t.compile_fail("tests/ui/client_use_after_close.rs");
     t.compile_fail("tests/ui/client_heartbeat_on_closed.rs");
     t.compile_fail("tests/ui/client_register_twice.rs");
+    t.compile_fail("tests/ui/ha_spawn_before_register.rs");
+    t.compile_fail("tests/ui/ha_use_after_close.rs");
     t.pass("tests/ui/ok_client_lifecycle.rs");
 }

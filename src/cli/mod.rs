@@ -3,6 +3,8 @@
 
 mod alloc;
 mod bench;
+mod chart;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,8 +23,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the broker-side core: the client-management listener (and metrics).
+    /// Run the broker-side core: the client-management listener, the HA master (and metrics).
     Serve(serve::ServeArgs),
+    /// Replicate a master's commit log (ours or upstream's classic HA).
+    Slave(serve::SlaveArgs),
+    /// Re-run the two production incidents in-process, beside upstream's behaviour.
+    Replay(replay::ReplayArgs),
     /// Benchmarks, each figure beside a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -38,9 +44,12 @@ pub(crate) fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Slave(args) => serve::run_slave(args),
+        Command::Replay(args) => replay::run(args),
         Command::Bench { which } => bench::run(which),
     }
 }

@@ -9,8 +9,8 @@ pub mod client;
 pub mod consumer;
 pub mod ha;
 pub mod heartbeat;
-pub mod remoting;
 mod lenient;
+pub mod remoting;
 pub mod tables;
 
 pub use client::{

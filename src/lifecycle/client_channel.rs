@@ -14,6 +14,7 @@
 //! registry's tombstone makes every later attempt a no-op. So the entry is removed exactly once on
 //! every exit path, and a heartbeat already in flight cannot re-register it.
 
+use super::registration::{Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
 use crate::core::{ChannelId, ClientError, HeartbeatData, HeartbeatOutcome, Millis};
 use crate::phase::{Closed, Init, Phase, Registered, Running};
@@ -50,10 +51,12 @@ pub mod state {
         pub(super) peer: String,
     }
     pub struct Registered {
-        pub(super) registration: Registration,
+        pub(super) peer: String,
+        pub(super) registration: Registration<ClientRegistry>,
     }
     pub struct Running {
-        pub(super) registration: Registration,
+        pub(super) peer: String,
+        pub(super) registration: Registration<ClientRegistry>,
         pub(super) task: Box<dyn TaskHandle>,
     }
 
@@ -64,6 +67,7 @@ pub mod state {
             self.task.abort();
         }
     }
+
     pub struct Closed {
         pub(super) peer: String,
         pub(super) id: Option<ChannelId>,
@@ -114,15 +118,12 @@ impl ClientChannel<Init> {
     ) -> Result<ClientChannel<Registered>, RegisterError> {
         match registry.register_channel() {
             Ok(slot) => {
-                tracing::debug!(channel = slot.id().0, peer = %self.state.peer, "client channel registered");
-                let registration = Registration {
-                    registry: registry.clone(),
-                    slot,
-                    peer: self.state.peer,
-                    done: false,
-                };
+                let registration = Registration::new(registry.clone(), slot);
                 Ok(ClientChannel {
-                    state: state::Registered { registration },
+                    state: state::Registered {
+                        peer: self.state.peer,
+                        registration,
+                    },
                 })
             }
             Err(error) => {
@@ -151,12 +152,12 @@ impl ClientChannel<Init> {
 impl ClientChannel<Registered> {
     /// The channel's registry id.
     pub fn id(&self) -> ChannelId {
-        self.state.registration.slot.id()
+        self.state.registration.key().id()
     }
 
     /// A handle for heartbeats and unregisters.
     pub fn handle(&self) -> ChannelHandle {
-        self.state.registration.handle()
+        handle_of(&self.state.registration)
     }
 
     /// Starts the channel's task. `task` gets a [`ChannelHandle`] and returns why it ended; when
@@ -167,34 +168,46 @@ impl ClientChannel<Registered> {
         F: FnOnce(ChannelHandle) -> Fut,
         Fut: Future<Output = CloseReason> + Send + 'static,
     {
-        let registration = self.state.registration;
+        let state::Registered { peer, registration } = self.state;
         let mut task_guard = registration.duplicate();
-        let fut = task(registration.handle());
+        let fut = task(handle_of(&registration));
         let task = spawner.spawn(Box::pin(async move {
             let reason = fut.await;
             task_guard.close(&reason);
         }));
-        tracing::debug!(channel = registration.slot.id().0, "client channel running");
+        tracing::debug!(id = registration.key().id().0, "client channel running");
         ClientChannel {
-            state: state::Running { registration, task },
+            state: state::Running {
+                peer,
+                registration,
+                task,
+            },
         }
     }
 
     /// Closes the channel before its task was started.
     pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed> {
-        close_registration(&mut self.state.registration, reason)
+        self.state.registration.close(&reason);
+        let id = Some(self.id());
+        ClientChannel {
+            state: state::Closed {
+                peer: self.state.peer,
+                id,
+                reason,
+            },
+        }
     }
 }
 
 impl ClientChannel<Running> {
     /// The channel's registry id.
     pub fn id(&self) -> ChannelId {
-        self.state.registration.slot.id()
+        self.state.registration.key().id()
     }
 
     /// A handle for heartbeats and unregisters.
     pub fn handle(&self) -> ChannelHandle {
-        self.state.registration.handle()
+        handle_of(&self.state.registration)
     }
 
     /// True once the task has ended (its registry entry is then already closed).
@@ -204,7 +217,12 @@ impl ClientChannel<Running> {
 
     /// Closes the channel in the registry, then aborts its task (dropping `self` does).
     pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed> {
-        close_registration(&mut self.state.registration, reason)
+        self.state.registration.close(&reason);
+        let id = Some(self.id());
+        let peer = std::mem::take(&mut self.state.peer);
+        ClientChannel {
+            state: state::Closed { peer, id, reason },
+        }
     }
 }
 
@@ -225,59 +243,23 @@ impl ClientChannel<Closed> {
     }
 }
 
-fn close_registration(
-    registration: &mut Registration,
-    reason: CloseReason,
-) -> ClientChannel<Closed> {
-    registration.close(&reason);
-    let id = Some(registration.slot.id());
-    let peer = std::mem::take(&mut registration.peer);
-    ClientChannel {
-        state: state::Closed { peer, id, reason },
+impl Membership for ClientRegistry {
+    type Key = ChannelRef;
+    const KIND: &'static str = "client channel";
+
+    fn remove(&self, key: &ChannelRef) -> bool {
+        self.channel_closed(key)
+    }
+
+    fn trace_id(key: &ChannelRef) -> u64 {
+        key.id().0
     }
 }
 
-/// Membership of one channel in the registry; closes it when dropped.
-#[doc(hidden)]
-pub struct Registration {
-    registry: Arc<ClientRegistry>,
-    slot: ChannelRef,
-    peer: String,
-    done: bool,
-}
-
-impl Registration {
-    fn handle(&self) -> ChannelHandle {
-        ChannelHandle {
-            registry: self.registry.clone(),
-            slot: self.slot.clone(),
-        }
-    }
-
-    /// A second guard on the same channel (for the task); the registry's tombstone makes the
-    /// two closes one.
-    fn duplicate(&self) -> Registration {
-        Registration {
-            registry: self.registry.clone(),
-            slot: self.slot.clone(),
-            peer: String::new(),
-            done: false,
-        }
-    }
-
-    fn close(&mut self, reason: &CloseReason) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        if self.registry.channel_closed(&self.slot) {
-            tracing::debug!(channel = self.slot.id().0, ?reason, "client channel closed");
-        }
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.close(&CloseReason::TaskDropped);
+fn handle_of(registration: &Registration<ClientRegistry>) -> ChannelHandle {
+    ChannelHandle {
+        registry: registration.table().clone(),
+        slot: registration.key().clone(),
     }
 }
 

@@ -6,8 +6,14 @@
 //! shuttle's scheduler and on a test executor. This layer names no runtime.
 
 pub mod client_channel;
+pub mod ha_connection;
+mod registration;
+mod stop;
 
 pub use client_channel::{ChannelHandle, ClientChannel, RegisterError};
+pub use ha_connection::{HaConnection, HaRegisterFailed, HaTaskContext};
+pub use registration::{Membership, Registration};
+pub use stop::{StopSignal, Stopped};
 
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicUsize, Ordering};

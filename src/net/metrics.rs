@@ -5,11 +5,12 @@
 
 use super::remoting::RemotingStats;
 use crate::lifecycle::TaskGauge;
-use crate::registry::ClientRegistry;
+use crate::registry::{ClientRegistry, HaRegistry};
+use crate::store::CommitLog;
+use crate::sync::Arc;
+use crate::sync::atomic::Ordering;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -22,12 +23,19 @@ pub struct Sources {
     pub tasks: TaskGauge,
     /// The client listener's counters, if it runs.
     pub remoting: Option<Arc<RemotingStats>>,
+    /// The HA master's table and log, if it runs.
+    pub ha: Option<(Arc<HaRegistry>, Arc<CommitLog>)>,
 }
 
 /// Installs the global recorder and its HTTP listener on the current tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), String> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr)
+        // Per-slave series of connections that are gone stop being sampled; drop them.
+        .idle_timeout(
+            metrics_util::MetricKindMask::GAUGE,
+            Some(Duration::from_secs(30)),
+        )
         .install()
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     describe_gauge!(
@@ -75,6 +83,17 @@ pub fn sample(sources: &Sources) {
         counter!("rmq_client_connections_closed_total")
             .absolute(stats.closed.load(Ordering::Relaxed));
         counter!("rmq_heartbeats_busy_total").absolute(stats.busy.load(Ordering::Relaxed));
+    }
+    if let Some((registry, log)) = &sources.ha {
+        gauge!("rmq_ha_connections").set(registry.count() as f64);
+        counter!("rmq_ha_connections_accepted_total").absolute(registry.accepted_total());
+        counter!("rmq_ha_connections_closed_total").absolute(registry.closed_total());
+        gauge!("rmq_commitlog_max_offset").set(log.max_offset() as f64);
+        for entry in registry.entries() {
+            if let Some(ack) = entry.ack {
+                gauge!("rmq_ha_slave_acked_offset", "peer" => entry.peer).set(ack as f64);
+            }
+        }
     }
 }
 

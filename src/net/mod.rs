@@ -4,6 +4,7 @@
 //! [`Clock`], the client-management listener (`remoting`) and the Prometheus exporter (`metrics`). It holds no protocol decisions: those live
 //! in `core`, and table changes go through `lifecycle` handles.
 
+pub mod ha;
 pub mod metrics;
 pub mod remoting;
 

@@ -15,16 +15,16 @@ use crate::core::{ChannelId, ClientError, HeartbeatData};
 use crate::lifecycle::{ChannelHandle, ClientChannel, CloseReason, Counted, Spawn, TaskGauge};
 use crate::phase::Running;
 use crate::registry::ClientRegistry;
+use crate::sync::Arc;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Listener settings; the defaults are upstream's.
@@ -90,7 +90,7 @@ pub struct ShutdownReport {
 pub struct RemotingServer {
     local_addr: SocketAddr,
     cancel: CancellationToken,
-    connections: Arc<std::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>,
+    connections: Arc<crate::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>,
     tasks: TaskGauge,
     stats: Arc<RemotingStats>,
 }
@@ -117,6 +117,25 @@ struct Job {
     request: RemotingCommand,
     reply: mpsc::Sender<RemotingCommand>,
     connection: CancellationToken,
+    _inflight: InFlightToken,
+}
+
+/// One queued heartbeat of a connection; released when its job is dropped, however the job ends
+/// (applied, or discarded with the queue at shutdown).
+struct InFlightToken(Arc<InFlight>);
+
+impl InFlightToken {
+    fn new(inflight: &Arc<InFlight>) -> Self {
+        inflight.count.fetch_add(1, Ordering::AcqRel);
+        InFlightToken(inflight.clone())
+    }
+}
+
+impl Drop for InFlightToken {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.done.notify_one();
+    }
 }
 
 impl RemotingServer {
@@ -142,7 +161,7 @@ impl RemotingServer {
                 cancel.clone(),
             )));
         }
-        let connections = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let connections = Arc::new(crate::sync::Mutex::new(HashMap::new()));
         let ctx = Arc::new(Ctx {
             config,
             clock,
@@ -191,13 +210,7 @@ impl RemotingServer {
     /// `grace`) for every task counted in the gauge to finish.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         self.cancel.cancel();
-        let open: Vec<_> = self
-            .connections
-            .lock()
-            .expect("connections lock")
-            .drain()
-            .map(|(_, c)| c)
-            .collect();
+        let open: Vec<_> = self.connections.lock().drain().map(|(_, c)| c).collect();
         let closed_connections = open.len();
         for channel in open {
             channel.close(CloseReason::Shutdown);
@@ -220,7 +233,7 @@ impl Drop for RemotingServer {
     }
 }
 
-type Connections = Arc<std::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>;
+type Connections = Arc<crate::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>;
 
 /// Messages to the accept loop, which owns the `Running` handles.
 enum Reap {
@@ -263,7 +276,7 @@ impl Acceptor {
                         Reap::Ended(id, reason) => (id, reason),
                         Reap::Expired(id) => (id, CloseReason::IdleTimeout),
                     };
-                    let ended = connections.lock().expect("connections lock").remove(&id);
+                    let ended = connections.lock().remove(&id);
                     if let Some(channel) = ended {
                         channel.close(reason);
                     }
@@ -304,10 +317,7 @@ impl Acceptor {
                 let _ = reaper2.send(Reap::Ended(id, reason.clone()));
                 reason
             });
-            connections
-                .lock()
-                .expect("connections lock")
-                .insert(id, running);
+            connections.lock().insert(id, running);
         }
         tracing::info!("client-management listener stopped accepting");
     }
@@ -328,6 +338,7 @@ async fn serve_connection(
     let mut activity = ChannelActivity::new(ctx.clock.now(), idle_ms, idle_ms);
     let mut inbuf = BytesMut::new();
     let mut outbuf = BytesMut::new();
+    let inflight = Arc::new(InFlight::default());
     loop {
         let Some(deadline) = activity.poll_timeout() else {
             return CloseReason::IdleTimeout;
@@ -348,8 +359,20 @@ async fn serve_connection(
                     match decoder.decode(&mut inbuf) {
                         Ok(Some(request)) => {
                             activity.handle_heard(ctx.clock.now());
-                            if let Err(reason) = dispatch(request, &handle, ctx, &out_tx, &cancel) {
-                                return reason;
+                            match dispatch(request, &handle, ctx, &out_tx, &cancel, &inflight) {
+                                Ok(None) => {}
+                                Ok(Some(unregister)) => {
+                                    // Requests of one connection apply in the order sent: an
+                                    // UNREGISTER waits for this connection's queued heartbeats.
+                                    if !inflight.drained(&cancel).await {
+                                        return CloseReason::Shutdown;
+                                    }
+                                    let response = unregister_client(&unregister, &handle);
+                                    if let Err(reason) = answer(&unregister, response, &out_tx, &cancel) {
+                                        return reason;
+                                    }
+                                }
+                                Err(reason) => return reason,
                             }
                         }
                         Ok(None) => break,
@@ -392,19 +415,40 @@ async fn write(
     }
 }
 
-/// Answers one request, or hands a heartbeat to the pool.
+/// This connection's heartbeats handed to the pool and not applied yet.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: AtomicUsize,
+    done: Notify,
+}
+
+impl InFlight {
+    /// Waits until every queued heartbeat of the connection is applied; false if cancelled.
+    async fn drained(&self, cancel: &CancellationToken) -> bool {
+        while self.count.load(Ordering::Acquire) > 0 {
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = self.done.notified() => {}
+            }
+        }
+        true
+    }
+}
+
+/// Answers one request, or hands a heartbeat to the pool. Returns an `UNREGISTER_CLIENT` that
+/// must wait for the connection's queued heartbeats before it applies.
 fn dispatch(
     request: RemotingCommand,
     handle: &ChannelHandle,
     ctx: &Ctx,
     out: &mpsc::Sender<RemotingCommand>,
     cancel: &CancellationToken,
-) -> Result<(), CloseReason> {
+    inflight: &Arc<InFlight>,
+) -> Result<Option<RemotingCommand>, CloseReason> {
     if request.is_response() {
         // A client's answer to a broker-initiated request; this listener sends none.
-        return Ok(());
+        return Ok(None);
     }
-    let oneway = request.is_oneway();
     let response = match request.code {
         code::HEART_BEAT => {
             let job = Job {
@@ -412,22 +456,33 @@ fn dispatch(
                 request,
                 reply: out.clone(),
                 connection: cancel.clone(),
+                _inflight: InFlightToken::new(inflight),
             };
             match ctx.jobs.try_send(job) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(None),
                 Err(
                     mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
                 ) => {
                     ctx.stats.busy.fetch_add(1, Ordering::Relaxed);
-                    RemotingCommand::response_to(
+                    let remark = "[OVERLOAD]system busy, start flow control for a while";
+                    return answer(
                         &job.request,
-                        code::SYSTEM_BUSY,
-                        Some("[OVERLOAD]system busy, start flow control for a while".into()),
+                        RemotingCommand::response_to(
+                            &job.request,
+                            code::SYSTEM_BUSY,
+                            Some(remark.into()),
+                        ),
+                        out,
+                        cancel,
                     )
+                    .map(|()| None);
                 }
             }
         }
-        code::UNREGISTER_CLIENT => unregister(&request, handle),
+        code::UNREGISTER_CLIENT if inflight.count.load(Ordering::Acquire) > 0 => {
+            return Ok(Some(request));
+        }
+        code::UNREGISTER_CLIENT => unregister_client(&request, handle),
         code::CHECK_CLIENT_CONFIG => RemotingCommand::response_to(&request, code::SUCCESS, None),
         other => RemotingCommand::response_to(
             &request,
@@ -435,10 +490,21 @@ fn dispatch(
             Some(format!(" request type {other} not supported")),
         ),
     };
-    if oneway {
-        return Ok(());
+    answer(&request, response, out, cancel).map(|()| None)
+}
+
+/// Queues `response` unless `request` was oneway.
+fn answer(
+    request: &RemotingCommand,
+    response: RemotingCommand,
+    out: &mpsc::Sender<RemotingCommand>,
+    cancel: &CancellationToken,
+) -> Result<(), CloseReason> {
+    if request.is_oneway() {
+        Ok(())
+    } else {
+        respond(out, response, cancel)
     }
-    respond(out, response, cancel)
 }
 
 /// Queues a response on the connection; a full queue means the peer stopped reading.
@@ -459,7 +525,7 @@ fn respond(
 }
 
 /// `UNREGISTER_CLIENT`: header `clientID` (required), `producerGroup`, `consumerGroup`.
-fn unregister(request: &RemotingCommand, handle: &ChannelHandle) -> RemotingCommand {
+fn unregister_client(request: &RemotingCommand, handle: &ChannelHandle) -> RemotingCommand {
     let Some(client_id) = request.ext("clientID") else {
         return RemotingCommand::response_to(
             request,
@@ -491,16 +557,12 @@ async fn heartbeat_worker(
                 None => return,
             },
         };
-        let Job {
-            handle,
-            request,
-            reply,
-            connection,
-        } = job;
-        let response = heartbeat(&request, &handle, clock.now());
-        if let Some(response) = response.filter(|_| !request.is_oneway()) {
-            let _ = respond(&reply, response, &connection);
+        let response = heartbeat(&job.request, &job.handle, clock.now());
+        if let Some(response) = response.filter(|_| !job.request.is_oneway()) {
+            let _ = respond(&job.reply, response, &job.connection);
         }
+        // Dropping the job releases its in-flight token, after its answer is queued.
+        drop(job);
     }
 }
 

@@ -4,4 +4,8 @@
 //! machine in the same run. They reproduce upstream's defects on purpose and must never back a
 //! production path.
 
+#[cfg(feature = "net")]
+pub mod broker_4x;
+#[cfg(feature = "net")]
+pub mod ha_master_514;
 pub mod producer_manager_4x;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Interop test: the npm RocketMQ client `ali-ons` (pinned in interop/ali-ons/package.json) sends
+# HEART_BEAT and UNREGISTER_CLIENT to `rmq-lifecycle serve`; the test checks /metrics and that
+# SIGTERM exits 0. Needs Node >= 20 with npm, and the npm registry.
+#
+#   bash .ci/interop.sh                          # builds target/release/rmq-lifecycle first
+#   RMQ_LIFECYCLE_BIN=path bash .ci/interop.sh   # uses that binary, no cargo build
+#   CARGO_TARGET_DIR=target/interop bash .ci/interop.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+started=$SECONDS
+
+die() { echo "interop: $*" >&2; exit 1; }
+
+command -v node >/dev/null || die "node not found (Node >= 20 is required)"
+command -v npm >/dev/null || die "npm not found"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+(( node_major >= 20 )) || die "Node >= 20 is required, found $(node --version)"
+
+if [[ -z "${RMQ_LIFECYCLE_BIN:-}" ]]; then
+  target_dir=${CARGO_TARGET_DIR:-target}
+  echo "::: interop: cargo build --release --bin rmq-lifecycle (target dir ${target_dir})"
+  CARGO_TARGET_DIR=$target_dir cargo build --release --bin rmq-lifecycle
+  RMQ_LIFECYCLE_BIN=$target_dir/release/rmq-lifecycle
+fi
+[[ "$RMQ_LIFECYCLE_BIN" = /* ]] || RMQ_LIFECYCLE_BIN=$root/$RMQ_LIFECYCLE_BIN
+[[ -x "$RMQ_LIFECYCLE_BIN" ]] || die "no executable at $RMQ_LIFECYCLE_BIN"
+export RMQ_LIFECYCLE_BIN
+
+cd interop/ali-ons
+echo "::: interop: npm ci"
+npm ci --no-audit --no-fund --loglevel=error
+echo "::: interop: node --test test.js (server ${RMQ_LIFECYCLE_BIN})"
+# The tap reporter ends with '# pass N' / '# fail N' whether or not stdout is a terminal.
+status=0
+node --test --test-reporter=tap test.js || status=$?
+echo "::: interop: exit ${status} in $((SECONDS - started)) s"
+exit "$status"

@@ -1,0 +1,448 @@
+'use strict';
+// Interop: the `ali-ons` RocketMQ client (pure JavaScript, written by others) against
+// `rmq-lifecycle serve`. Every HEART_BEAT and UNREGISTER_CLIENT frame below is built and written
+// by ali-ons's own code; this file only starts the server, reads /metrics, and (for the
+// Producer/Consumer test) plays the name server, which `serve` is not.
+//
+// Run: RMQ_LIFECYCLE_BIN=/abs/path/to/rmq-lifecycle node --test test.js   (or bash .ci/interop.sh)
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const path = require('node:path');
+const util = require('node:util');
+
+const MQClientAPI = require('ali-ons/lib/mq_client_api');
+const MQClient = require('ali-ons/lib/mq_client');
+const MQPushConsumer = require('ali-ons/lib/consumer/mq_push_consumer');
+const MQProducer = require('ali-ons/lib/producer/mq_producer');
+const ConsumeType = require('ali-ons/lib/protocol/consume_type');
+const MessageModel = require('ali-ons/lib/protocol/message_model');
+const ConsumeFromWhere = require('ali-ons/lib/consumer/consume_from_where');
+const RequestCode = require('ali-ons/lib/protocol/request_code');
+const ResponseCode = require('ali-ons/lib/protocol/response_code');
+
+const BIN = process.env.RMQ_LIFECYCLE_BIN ||
+  path.resolve(__dirname, '..', '..', 'target', 'release', 'rmq-lifecycle');
+const WAIT_MS = 10_000;
+
+// ali-ons logs warnings and errors to the console by default; keep them, but tagged and counted.
+const clientLog = [];
+const quietLogger = {
+  info() {},
+  debug() {},
+  warn(...args) { clientLog.push([ 'warn', util.format(...args) ]); },
+  error(...args) { clientLog.push([ 'error', util.format(...args) ]); },
+};
+
+let server; // { child, stderr(), exit: Promise<{code, signal}>, addr, metricsUrl }
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+function httpGet(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 2000 }, res => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', d => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('GET timed out')));
+    req.on('error', reject);
+  });
+}
+
+/** Unlabelled samples of the Prometheus text, name -> number. */
+async function scrape() {
+  const { status, body } = await httpGet(server.metricsUrl);
+  assert.equal(status, 200, `GET /metrics answered ${status}`);
+  const out = {};
+  for (const line of body.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\s+(\S+)$/.exec(line.trim());
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+const GAUGES = [ 'rmq_producer_groups', 'rmq_consumer_groups', 'rmq_client_channels' ];
+const show = m => GAUGES.map(g => `${g}=${m[g]}`).join(' ');
+
+/** Polls /metrics until `pred` holds (the gauges are sampled every 200 ms). */
+async function waitMetrics(what, pred) {
+  const deadline = Date.now() + WAIT_MS;
+  let last = {};
+  for (;;) {
+    try {
+      last = await scrape();
+      if (GAUGES.every(g => g in last) && pred(last)) return last;
+    } catch (err) {
+      last = { error: err.message };
+    }
+    if (Date.now() > deadline) {
+      assert.fail(`timed out waiting for ${what}; last /metrics: ${JSON.stringify(last)}\n` +
+        `server stderr:\n${server.stderr()}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Records every request ali-ons's MQClientAPI#invoke sends and the response it decodes. */
+function spyInvoke(api) {
+  const exchanges = [];
+  const invoke = api.invoke.bind(api);
+  api.invoke = async (addr, request, timeout) => {
+    const response = await invoke(addr, request, timeout);
+    exchanges.push({ addr, request, response });
+    return response;
+  };
+  return exchanges;
+}
+
+function assertAnswered(exchange, requestCode, responseCode) {
+  const { request, response } = exchange;
+  assert.equal(request.code, requestCode);
+  assert.equal(response.code, responseCode, `code ${requestCode} answered ${response.code} (${response.remark})`);
+  assert.ok(response.isResponseType, 'response flag bit 0 set');
+  assert.equal(response.opaque, request.opaque, 'the response echoes the request opaque');
+}
+
+/** Builds a HeartbeatData exactly as ali-ons's MQClient#_prepareHeartbeatData does, from
+ *  consumer subscriptions built by ali-ons's MQPushConsumer#buildSubscriptionData. */
+function aliOnsHeartbeat(clientId, producerGroup, consumerGroup, topic, tags) {
+  const subscriptionData = MQPushConsumer.prototype.buildSubscriptionData.call(null, consumerGroup, topic, tags);
+  const consumer = {
+    consumerGroup,
+    consumeType: ConsumeType.CONSUME_PASSIVELY,
+    messageModel: MessageModel.CLUSTERING,
+    consumeFromWhere: ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
+    unitMode: false,
+    subscriptions: new Map([[ topic, { subscriptionData } ]]),
+  };
+  return MQClient.prototype._prepareHeartbeatData.call({
+    clientId,
+    _consumerTable: new Map([[ consumerGroup, consumer ]]),
+    _producerTable: new Map([[ producerGroup, {} ]]),
+  });
+}
+
+// Length-prefixed remoting frames out of a byte stream.
+function splitFrames(buf) {
+  const frames = [];
+  let off = 0;
+  while (buf.length - off >= 4) {
+    const len = buf.readInt32BE(off);
+    if (buf.length - off - 4 < len) break;
+    const frame = buf.subarray(off, off + 4 + len);
+    const word = frame.readUInt32BE(4);
+    const headerLen = word & 0x00ffffff;
+    frames.push({
+      raw: frame,
+      serializeType: word >>> 24,
+      header: JSON.parse(frame.subarray(8, 8 + headerLen).toString('utf8')),
+      rawHeader: frame.subarray(8, 8 + headerLen).toString('utf8'),
+      body: frame.subarray(8 + headerLen),
+    });
+    off += 4 + len;
+  }
+  return { frames, rest: buf.subarray(off) };
+}
+
+/** A JSON remoting response frame (used only by the stub name server). */
+function responseFrame(opaque, code, body) {
+  const header = Buffer.from(JSON.stringify({
+    code, flag: 1, language: 'JAVA', opaque, serializeTypeCurrentRPC: 'JSON', version: 0,
+  }));
+  const b = body ? Buffer.from(body) : Buffer.alloc(0);
+  const out = Buffer.alloc(8 + header.length + b.length);
+  out.writeInt32BE(4 + header.length + b.length, 0);
+  out.writeInt32BE(header.length, 4);
+  header.copy(out, 8);
+  b.copy(out, 8 + header.length);
+  return out;
+}
+
+/** The minimal name server ali-ons needs: GET_ROUTEINTO_BY_TOPIC answers a route whose only
+ *  broker is `brokerAddr`. Queues are write-only (perm 2) so a consumer finds nothing to
+ *  rebalance or pull, and talks to the broker only through HEART_BEAT and UNREGISTER_CLIENT. */
+function startStubNameServer(brokerAddr) {
+  const topics = [];
+  const sockets = new Set();
+  const srv = net.createServer(sock => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => {});
+    let pending = Buffer.alloc(0);
+    sock.on('data', chunk => {
+      const { frames, rest } = splitFrames(Buffer.concat([ pending, chunk ]));
+      pending = rest;
+      for (const f of frames) {
+        if (f.header.code === RequestCode.GET_ROUTEINTO_BY_TOPIC) {
+          const topic = f.header.extFields && f.header.extFields.topic;
+          topics.push(topic);
+          const route = {
+            brokerDatas: [{ brokerName: 'interop-broker', brokerAddrs: { 0: brokerAddr } }],
+            filterServerTable: {},
+            queueDatas: [{ brokerName: 'interop-broker', perm: 2, readQueueNums: 4, writeQueueNums: 4, topicSynFlag: 0 }],
+          };
+          sock.write(responseFrame(f.header.opaque, ResponseCode.SUCCESS, JSON.stringify(route)));
+        } else {
+          sock.write(responseFrame(f.header.opaque, 3, null));
+        }
+      }
+    });
+  });
+  return new Promise(resolve => srv.listen(0, '127.0.0.1', () => resolve({
+    addr: `127.0.0.1:${srv.address().port}`,
+    topics,
+    close: () => new Promise(r => { for (const s of sockets) s.destroy(); srv.close(() => r()); }),
+  })));
+}
+
+/** A pass-through TCP tap: records both directions between ali-ons and `serve`. */
+function startTap(targetPort) {
+  const up = [];
+  const down = [];
+  const sockets = new Set();
+  const srv = net.createServer(client => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on('data', d => { up.push(d); upstream.write(d); });
+    upstream.on('data', d => { down.push(d); client.write(d); });
+    client.on('close', () => upstream.end());
+    upstream.on('close', () => client.end());
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  return new Promise(resolve => srv.listen(0, '127.0.0.1', () => resolve({
+    addr: `127.0.0.1:${srv.address().port}`,
+    up: () => Buffer.concat(up),
+    down: () => Buffer.concat(down),
+    close: () => new Promise(r => { for (const s of sockets) s.destroy(); srv.close(() => r()); }),
+  })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the server
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `no server binary at ${BIN} (set RMQ_LIFECYCLE_BIN)`);
+  const [ port, mport ] = [ await freePort(), await freePort() ];
+  const child = spawn(BIN, [
+    'serve', '--listen', `127.0.0.1:${port}`, '--metrics', `127.0.0.1:${mport}`,
+  ], { env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' }, stdio: [ 'ignore', 'ignore', 'pipe' ] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  const serving = new Promise((resolve, reject) => {
+    child.stderr.on('data', d => {
+      stderr += d;
+      if (/serving/.test(stderr)) resolve();
+    });
+    child.once('exit', (code, signal) => reject(new Error(`serve exited early (code ${code}, signal ${signal}):\n${stderr}`)));
+    setTimeout(() => reject(new Error(`serve did not log "serving" in ${WAIT_MS} ms:\n${stderr}`)), WAIT_MS).unref();
+  });
+  const exit = new Promise(resolve => child.once('exit', (code, signal) => resolve({ code, signal })));
+  server = {
+    child, exit, stderr: () => stderr,
+    addr: `127.0.0.1:${port}`, port, metricsUrl: `http://127.0.0.1:${mport}/metrics`,
+  };
+  await serving;
+  await waitMetrics('the first sample', m =>
+    m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels === 0);
+});
+
+after(() => {
+  // Only if the SIGTERM test did not get to run or the server ignored it.
+  if (server && server.child.exitCode === null && server.child.signalCode === null) {
+    server.child.kill('SIGKILL');
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// the tests
+
+test('MQClientAPI: HEART_BEAT and UNREGISTER_CLIENT straight to the broker address', async t => {
+  // nameSrv is required by the constructor but never contacted by these calls.
+  const api = new MQClientAPI({ nameSrv: '127.0.0.1:1', httpclient: {}, logger: quietLogger, responseTimeout: 5000 });
+  await api.ready();
+  const exchanges = spyInvoke(api);
+  const clientId = '127.0.0.1@ali-ons-api';
+  const hb = aliOnsHeartbeat(clientId, 'ALI_ONS_PG', 'ALI_ONS_CG', 'ALI_ONS_TOPIC', 'TagA || TagB');
+  t.diagnostic(`HeartbeatData: ${JSON.stringify(hb)}`);
+  try {
+    await api.sendHearbeat(server.addr, hb, 5000); // throws unless SUCCESS
+    assertAnswered(exchanges[0], RequestCode.HEART_BEAT, ResponseCode.SUCCESS);
+    assert.equal(exchanges[0].response.extFields.IS_SUPPORT_HEART_BEAT_V2, 'true');
+    let m = await waitMetrics('1 producer and 1 consumer group', m =>
+      m.rmq_producer_groups === 1 && m.rmq_consumer_groups === 1 && m.rmq_client_channels >= 1);
+    t.diagnostic(`after HEART_BEAT: ${show(m)}`);
+
+    // A repeated heartbeat changes nothing.
+    await api.sendHearbeat(server.addr, hb, 5000);
+    assertAnswered(exchanges[1], RequestCode.HEART_BEAT, ResponseCode.SUCCESS);
+
+    // A code the listener does not serve: ali-ons surfaces it as an MQClientException.
+    await assert.rejects(api.getConsumerIdListByGroup(server.addr, 'ALI_ONS_CG', 5000), err => {
+      assert.equal(err.name, 'MQClientException');
+      assert.equal(err.code, 3); // REQUEST_CODE_NOT_SUPPORTED
+      assert.match(err.message, /request type 38 not supported/);
+      return true;
+    });
+
+    await api.unregisterClient(server.addr, clientId, 'ALI_ONS_PG', null, 5000); // throws unless SUCCESS
+    assertAnswered(exchanges.at(-1), RequestCode.UNREGISTER_CLIENT, ResponseCode.SUCCESS);
+    assert.deepEqual(exchanges.at(-1).request.extFields, { clientID: clientId, producerGroup: 'ALI_ONS_PG' });
+    m = await waitMetrics('the producer group gone', m =>
+      m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 1 && m.rmq_client_channels >= 1);
+    t.diagnostic(`after UNREGISTER_CLIENT(producerGroup): ${show(m)}`);
+
+    await api.unregisterClient(server.addr, clientId, null, 'ALI_ONS_CG', 5000);
+    assertAnswered(exchanges.at(-1), RequestCode.UNREGISTER_CLIENT, ResponseCode.SUCCESS);
+    m = await waitMetrics('both groups gone', m =>
+      m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels >= 1);
+    t.diagnostic(`after UNREGISTER_CLIENT(consumerGroup), connection open: ${show(m)}`);
+  } finally {
+    await api.close();
+  }
+  const m = await waitMetrics('the channel closed', m =>
+    m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels === 0);
+  t.diagnostic(`after close: ${show(m)}`);
+});
+
+test('MQClientAPI wire format through a tap: what ali-ons sends and what it accepts', async t => {
+  const tap = await startTap(server.port);
+  const api = new MQClientAPI({ nameSrv: '127.0.0.1:1', httpclient: {}, logger: quietLogger, responseTimeout: 5000 });
+  await api.ready();
+  const clientId = '127.0.0.1@ali-ons-wire';
+  const hb = aliOnsHeartbeat(clientId, 'WIRE_PG', 'WIRE_CG', 'WIRE_TOPIC', '*');
+  try {
+    await api.sendHearbeat(tap.addr, hb, 5000);
+    await waitMetrics('the wire client\'s groups', m => m.rmq_producer_groups === 1 && m.rmq_consumer_groups === 1);
+    await api.unregisterClient(tap.addr, clientId, 'WIRE_PG', 'WIRE_CG', 5000);
+    await waitMetrics('the wire client\'s groups gone', m => m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0);
+  } finally {
+    await api.close();
+  }
+  await waitMetrics('the channel closed', m => m.rmq_client_channels === 0);
+  await tap.close();
+
+  const up = splitFrames(tap.up());
+  const down = splitFrames(tap.down());
+  assert.equal(up.rest.length, 0, 'no partial request frame');
+  assert.equal(down.rest.length, 0, 'no partial response frame');
+  assert.equal(up.frames.length, 2);
+  assert.equal(down.frames.length, 2);
+  const [ hbReq, unregReq ] = up.frames;
+  const [ hbResp, unregResp ] = down.frames;
+  t.diagnostic(`HEART_BEAT request head (hex): ${hbReq.raw.subarray(0, 8).toString('hex')} header: ${hbReq.rawHeader}`);
+  t.diagnostic(`HEART_BEAT body: ${hbReq.body.toString('utf8')}`);
+  t.diagnostic(`HEART_BEAT response head (hex): ${hbResp.raw.subarray(0, 8).toString('hex')} header: ${hbResp.rawHeader}`);
+  t.diagnostic(`UNREGISTER_CLIENT request header: ${unregReq.rawHeader}`);
+  t.diagnostic(`UNREGISTER_CLIENT response header: ${unregResp.rawHeader}`);
+
+  // What ali-ons writes: JSON header (serialize type 0), language JAVA, version 121, flag 0,
+  // extFields always present, no serializeTypeCurrentRPC; the body is JSON.stringify(HeartbeatData).
+  for (const req of up.frames) {
+    assert.equal(req.serializeType, 0);
+    assert.equal(req.header.language, 'JAVA');
+    assert.equal(req.header.version, 121);
+    assert.equal(req.header.flag, 0);
+    assert.equal('serializeTypeCurrentRPC' in req.header, false);
+  }
+  assert.equal(hbReq.header.code, 34);
+  assert.deepEqual(hbReq.header.extFields, {});
+  assert.deepEqual(JSON.parse(hbReq.body.toString('utf8')), hb);
+  assert.equal(unregReq.header.code, 35);
+  assert.deepEqual(unregReq.header.extFields, { clientID: clientId, producerGroup: 'WIRE_PG', consumerGroup: 'WIRE_CG' });
+  assert.equal(unregReq.body.length, 0);
+
+  // What serve answers: JSON (as asked), SUCCESS, response flag, the opaque echoed, no body.
+  for (const [ req, resp ] of [[ hbReq, hbResp ], [ unregReq, unregResp ]]) {
+    assert.equal(resp.serializeType, 0);
+    assert.equal(resp.header.code, 0);
+    assert.equal(resp.header.flag, 1);
+    assert.equal(resp.header.opaque, req.header.opaque);
+    assert.equal(resp.body.length, 0);
+  }
+  assert.equal(hbResp.header.extFields.IS_SUPPORT_HEART_BEAT_V2, 'true');
+});
+
+test('Producer and push Consumer: ali-ons builds the heartbeat and unregisters on close', async t => {
+  const ns = await startStubNameServer(server.addr);
+  const errors = [];
+  const common = {
+    nameSrv: ns.addr,
+    httpclient: {}, // required by the constructor, unused with nameSrv
+    logger: quietLogger,
+    // Short periods so that ali-ons's scheduled tasks (which sleep between runs) end soon after
+    // close and let the process exit; the periodic heartbeats they send are harmless.
+    heartbeatBrokerInterval: 1000,
+    pollNameServerInteval: 1000,
+    rebalanceInterval: 1000,
+    persistConsumerOffsetInterval: 1000,
+  };
+  const producer = new MQProducer({ ...common, producerGroup: 'ALI_ONS_LIFECYCLE_PG' });
+  producer.on('error', err => errors.push(err));
+  await producer.ready();
+  const consumer = new MQPushConsumer({ ...common, consumerGroup: 'ALI_ONS_LIFECYCLE_CG' });
+  consumer.on('error', err => errors.push(err));
+  consumer.subscribe('ALI_ONS_LIFECYCLE_TOPIC', '*', async () => {});
+  try {
+    await consumer.ready();
+    // The producer and the consumer share one MQClient (same clientId), so one connection and one
+    // heartbeat naming both groups; ali-ons's own inner CLIENT_INNER_PRODUCER knows no broker.
+    assert.equal(producer._mqClient, consumer._mqClient);
+    let m = await waitMetrics('the lifecycle groups', m =>
+      m.rmq_producer_groups === 1 && m.rmq_consumer_groups === 1 && m.rmq_client_channels >= 1);
+    t.diagnostic(`after ready + subscribe: ${show(m)}; name server asked for ${JSON.stringify([ ...new Set(ns.topics) ])}`);
+    assert.ok(ns.topics.includes('ALI_ONS_LIFECYCLE_TOPIC'));
+
+    await producer.close(); // UNREGISTER_CLIENT(producerGroup); the client stays up for the consumer
+    m = await waitMetrics('the producer group gone', m =>
+      m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 1 && m.rmq_client_channels >= 1);
+    t.diagnostic(`after producer.close(): ${show(m)}`);
+
+    await consumer.close(); // UNREGISTER_CLIENT(consumerGroup), then the client closes its channel
+    m = await waitMetrics('everything gone', m =>
+      m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels === 0);
+    t.diagnostic(`after consumer.close(): ${show(m)}`);
+  } finally {
+    // ali-ons's process-wide inner producer (CLIENT_INNER_PRODUCER) keeps timers until closed.
+    if (MQProducer.defaultProducer) await MQProducer.defaultProducer.close();
+    await ns.close();
+  }
+  assert.deepEqual(errors.map(e => e.message), [], 'no client errors');
+});
+
+test('SIGTERM: serve exits 0', async t => {
+  const m = await waitMetrics('an idle server', m =>
+    m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels === 0);
+  t.diagnostic(`before SIGTERM: ${show(m)}`);
+  assert.ok(server.child.kill('SIGTERM'));
+  const timeout = new Promise(r => setTimeout(r, 15_000, { timeout: true }).unref());
+  const result = await Promise.race([ server.exit, timeout ]);
+  assert.ok(!result.timeout, `serve did not exit within 15 s of SIGTERM:\n${server.stderr()}`);
+  assert.deepEqual(result, { code: 0, signal: null }, `serve exited ${JSON.stringify(result)}:\n${server.stderr()}`);
+  assert.match(server.stderr(), /shutdown complete/);
+  for (const [ level, text ] of [ ...new Set(clientLog.map(e => JSON.stringify(e))) ].map(e => JSON.parse(e))) {
+    t.diagnostic(`ali-ons ${level}: ${text.split('\n')[0]}`);
+  }
+});

@@ -1,0 +1,373 @@
+//! `rmq-lifecycle replay ha-probes|stale-groups|all`: runs the incidents (library `replay`),
+//! shows progress, prints a one-screen summary or JSON, writes report.json and chart.svg.
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rmq_lifecycle::replay::ha_probes::{self, HaProbesConfig, HaProbesReport};
+use rmq_lifecycle::replay::stale_groups::{self, StaleGroupsConfig, StaleGroupsReport};
+use rmq_lifecycle::replay::{Progress, Stop};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Which {
+    /// RocketMQ 5.1.4: HA port health checks leaking connections.
+    HaProbes,
+    /// 15,000 stale IotRuleEngine-<timestamp> producer groups stalling heartbeats.
+    StaleGroups,
+    /// Both.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Which incident.
+    which: Which,
+    /// Print the full report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Write report.json and chart.svg into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Probes per side (ha-probes).
+    #[arg(long, default_value_t = HaProbesConfig::default().probes)]
+    probes: usize,
+    /// Abandoned producer groups per side (stale-groups).
+    #[arg(long, default_value_t = StaleGroupsConfig::default().groups)]
+    groups: usize,
+    /// Heartbeating consumers (stale-groups).
+    #[arg(long, default_value_t = StaleGroupsConfig::default().consumers)]
+    consumers: usize,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct Report {
+    ha_probes: Option<HaProbesReport>,
+    stale_groups: Option<StaleGroupsReport>,
+    passed: bool,
+    wall_ms: u64,
+}
+
+/// A progress bar on a terminal, a line every few seconds otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    plain: Mutex<(String, u64, u64, Instant)>,
+}
+
+impl Reporter {
+    fn new() -> Reporter {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Reporter {
+            bar,
+            plain: Mutex::new((String::new(), 0, 0, Instant::now())),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn phase(&self, name: &str, total: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(name.to_owned());
+                bar.set_length(total);
+                bar.set_position(0);
+            }
+            None => {
+                *self.plain.lock().expect("progress lock") =
+                    (name.to_owned(), total, 0, Instant::now());
+                eprintln!("{name}: 0/{total}");
+            }
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        match &self.bar {
+            Some(bar) => bar.inc(n),
+            None => {
+                let mut p = self.plain.lock().expect("progress lock");
+                p.2 += n;
+                if p.3.elapsed() > Duration::from_secs(5) {
+                    eprintln!("{}: {}/{}", p.0, p.2, p.1);
+                    p.3 = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn run(args: ReplayArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let reporter = Reporter::new();
+    let stop = Stop::new();
+    let result = runtime.block_on(async {
+        let ctrl_c = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: stopping, the report covers what was measured");
+                ctrl_c.cancel();
+            }
+        });
+        let mut report = Report::default();
+        if matches!(args.which, Which::HaProbes | Which::All) {
+            let config = HaProbesConfig {
+                probes: args.probes,
+                ..HaProbesConfig::default()
+            };
+            report.ha_probes = Some(ha_probes::run(config, &reporter, &stop).await?);
+        }
+        if matches!(args.which, Which::StaleGroups | Which::All) && !stop.is_cancelled() {
+            let config = StaleGroupsConfig {
+                groups: args.groups,
+                consumers: args.consumers,
+                ..StaleGroupsConfig::default()
+            };
+            report.stale_groups = Some(stale_groups::run(config, &reporter, &stop).await?);
+        }
+        std::io::Result::Ok(report)
+    });
+    reporter.finish();
+    let mut report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: replay failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report.passed = report.ha_probes.as_ref().is_none_or(HaProbesReport::passed)
+        && report
+            .stale_groups
+            .as_ref()
+            .is_none_or(StaleGroupsReport::passed)
+        && !stop.is_cancelled();
+    report.wall_ms = started.elapsed().as_millis() as u64;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serializes")
+        );
+    } else {
+        print!("{}", summary(&report));
+    }
+    if let Some(dir) = &args.out {
+        if let Err(error) = write_out(dir, &report) {
+            eprintln!("error: cannot write {}: {error}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "wrote {}/report.json and {}/chart.svg",
+            dir.display(),
+            dir.display()
+        );
+    }
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+fn summary(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
+    if let Some(r) = &report.ha_probes {
+        let (o, u) = (&r.ours, &r.upstream);
+        let _ = writeln!(
+            s,
+            "replay ha-probes: {} probes per side (RocketMQ 5.1.4, apache/rocketmq#8875)",
+            o.probes
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "", "rmq-lifecycle", "upstream 5.1.4 order"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "HA connections after the storm", o.after.ha_connections, u.after.list_len
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "  of which dead (leaked)", 0, u.after.dead_entries
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "memory retained by the table",
+            format!(
+                "{:+.1} MiB RSS",
+                mib(o.after.rss_bytes) - mib(o.baseline.rss_bytes)
+            ),
+            format!("{} MiB heap", u.after.retained_bytes >> 20)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "tasks alive (baseline)",
+            format!("{} ({})", o.after.tasks, o.baseline.tasks),
+            u.after.tasks
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "open fds (baseline)",
+            format!("{} ({})", o.after.fds, o.baseline.fds),
+            "-"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "highest ack vs master max offset",
+            format!("{} <= {}", o.after.slave_acked, o.after.master_max),
+            format!("{:.2e}", u.after.push2slave_max as f64)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "probes/s",
+            format!("{:.0}", o.probes_per_sec),
+            ""
+        );
+        for reason in &o.verdict.reasons {
+            let _ = writeln!(s, "    {reason}");
+        }
+        let _ = writeln!(
+            s,
+            "  verdict: ours {}; upstream emulation {}\n",
+            verdict(o.verdict.pass),
+            if u.verdict.pass {
+                "did NOT leak (the replay proves nothing)"
+            } else {
+                "LEAKED, as in production"
+            }
+        );
+    }
+    if let Some(r) = &report.stale_groups {
+        let (o, u) = (&r.ours, &r.upstream);
+        let _ = writeln!(
+            s,
+            "replay stale-groups: {} abandoned IotRuleEngine-<ts> producer groups per side (#8673)",
+            o.created
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "", "rmq-lifecycle", "upstream 4.x tables"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "groups created", o.created, u.created
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "groups left (live only)",
+            format!("{} ({})", o.final_groups, o.live_groups),
+            format!("{} ({})", u.final_groups, u.live_groups)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "consumer heartbeats answered", o.heartbeats, u.heartbeats
+        );
+        let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "heartbeat p50",
+            ms(o.p50_us),
+            ms(u.p50_us)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "heartbeat p99",
+            ms(o.p99_us),
+            ms(u.p99_us)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "heartbeat max",
+            ms(o.max_us),
+            ms(u.max_us)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "missed the 3 s deadline", o.missed, u.missed
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>16} {:>22}",
+            "wall time",
+            format!("{:.1} s", o.wall_ms as f64 / 1000.0),
+            format!("{:.1} s", u.wall_ms as f64 / 1000.0)
+        );
+        let _ = writeln!(
+            s,
+            "  verdict: ours {}; upstream emulation {}\n",
+            verdict(o.pass),
+            if u.pass {
+                "did NOT stall or leak (the replay proves nothing)"
+            } else {
+                "stalled or leaked, as in production"
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "replay: {} in {:.1} s",
+        verdict(report.passed),
+        report.wall_ms as f64 / 1000.0
+    );
+    s
+}
+
+fn write_out(dir: &Path, report: &Report) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
+    )?;
+    super::chart::draw(
+        &dir.join("chart.svg"),
+        report.ha_probes.as_ref(),
+        report.stale_groups.as_ref(),
+    )
+    .map_err(std::io::Error::other)
+}

@@ -1,0 +1,631 @@
+//! HA replication on tokio: the master's accept loop with a reader and a writer task per slave
+//! connection, and the slave's connect-replicate-reconnect loop.
+//!
+//! Every accepted socket becomes an `HaConnection`: registered in the `HaRegistry` before its
+//! tasks start, removed exactly once when either task ends. The protocol decisions (what a valid
+//! report is, what to send, when to heartbeat or give up) are the core's `MasterLink` and
+//! `SlaveLink`; this module moves bytes, reads the log and sleeps until the core's deadlines.
+
+use super::{Clock, TokioSpawner};
+use crate::core::ha::{
+    HaClose, HaConfig, MasterEvent, MasterLink, SlaveAppend, SlaveEvent, SlaveLink, encode_report,
+    encode_transfer_header,
+};
+use crate::lifecycle::{CloseReason, Counted, HaConnection, HaTaskContext, TaskGauge};
+use crate::phase::Running;
+use crate::registry::{ConnId, HaRegistry};
+use crate::store::{Appended, CommitLog};
+use crate::sync::Arc;
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use bytes::{BufMut, BytesMut};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Master settings.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// The HA port (upstream `haListenPort`, 10912).
+    pub listen: SocketAddr,
+    /// Protocol timing and sizes.
+    pub ha: HaConfig,
+    /// Connections at most; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 10912)),
+            ha: HaConfig::default(),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `wait_for_replication` gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "replication of offset {offset} to {needed} slave(s) timed out after {waited:?} ({acked} acked)"
+)]
+pub struct ReplicationTimeout {
+    /// The offset waited for.
+    pub offset: u64,
+    /// Slaves required.
+    pub needed: usize,
+    /// Slaves that had acked it at the deadline.
+    pub acked: usize,
+    /// How long it waited.
+    pub waited: Duration,
+}
+
+/// What the master's owner can watch and wait on, shared with its tasks.
+struct MasterShared {
+    config: MasterConfig,
+    log: Arc<CommitLog>,
+    registry: Arc<HaRegistry>,
+    clock: Clock,
+    /// The log's max offset, published after each append.
+    grown: watch::Sender<u64>,
+    /// Bumped on every valid report, for replication waiters.
+    acked: watch::Sender<u64>,
+    reap: mpsc::UnboundedSender<ConnId>,
+}
+
+/// A running HA master.
+pub struct HaMaster {
+    shared: Arc<MasterShared>,
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    connections: Arc<Mutex<HashMap<ConnId, HaConnection<Running>>>>,
+    tasks: TaskGauge,
+}
+
+impl std::fmt::Debug for HaMaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaMaster")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HaMaster {
+    /// Binds the HA port and starts accepting; every task is counted in `tasks`.
+    pub async fn bind(
+        config: MasterConfig,
+        log: Arc<CommitLog>,
+        clock: Clock,
+        tasks: TaskGauge,
+    ) -> io::Result<HaMaster> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let registry = Arc::new(HaRegistry::new(config.max_connections));
+        let (reap, reap_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(MasterShared {
+            grown: watch::Sender::new(log.max_offset()),
+            acked: watch::Sender::new(0),
+            config,
+            log,
+            registry,
+            clock,
+            reap,
+        });
+        let cancel = CancellationToken::new();
+        let connections = Arc::new(Mutex::new(HashMap::new()));
+        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
+        let accept = accept_loop(
+            listener,
+            shared.clone(),
+            spawner.clone(),
+            connections.clone(),
+            reap_rx,
+            cancel.clone(),
+        );
+        crate::lifecycle::Spawn::spawn(&spawner, Box::pin(accept));
+        tracing::info!(%local_addr, "HA master listening");
+        Ok(HaMaster {
+            shared,
+            local_addr,
+            cancel,
+            connections,
+            tasks,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The connection table.
+    pub fn registry(&self) -> &Arc<HaRegistry> {
+        &self.shared.registry
+    }
+
+    /// The replicated log.
+    pub fn log(&self) -> &Arc<CommitLog> {
+        &self.shared.log
+    }
+
+    /// Appends one record and wakes the connections' writers.
+    pub fn append(&self, payload: &[u8]) -> io::Result<Appended> {
+        let appended = self.shared.log.append(payload)?;
+        self.shared.grown.send_replace(appended.end);
+        Ok(appended)
+    }
+
+    /// Completes once `needed` connections have acknowledged `offset` (upstream
+    /// GroupTransferService with `inSyncReplicas = needed + 1`); a connection counts only after
+    /// its first valid report.
+    pub async fn wait_for_replication(
+        &self,
+        offset: u64,
+        needed: usize,
+        timeout: Duration,
+    ) -> Result<(), ReplicationTimeout> {
+        let started = tokio::time::Instant::now();
+        let mut acks = self.shared.acked.subscribe();
+        loop {
+            let acked = self.shared.registry.acked_at_least(offset);
+            if acked >= needed {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            let Some(left) = timeout.checked_sub(waited) else {
+                return Err(ReplicationTimeout {
+                    offset,
+                    needed,
+                    acked,
+                    waited,
+                });
+            };
+            if tokio::time::timeout(left, acks.changed()).await.is_err() {
+                let acked = self.shared.registry.acked_at_least(offset);
+                if acked >= needed {
+                    return Ok(());
+                }
+                return Err(ReplicationTimeout {
+                    offset,
+                    needed,
+                    acked,
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Stops accepting, closes every connection through its lifecycle and waits (up to
+    /// `grace`) for the master's tasks to end. Returns the tasks still alive (0 when clean).
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        self.cancel.cancel();
+        self.shared.registry.close_all();
+        let open: Vec<_> = self.connections.lock().drain().map(|(_, c)| c).collect();
+        for connection in open {
+            connection.close(CloseReason::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.tasks.alive()
+    }
+}
+
+impl Drop for HaMaster {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<MasterShared>,
+    spawner: Counted<TokioSpawner>,
+    connections: Arc<Mutex<HashMap<ConnId, HaConnection<Running>>>>,
+    mut reap: mpsc::UnboundedReceiver<ConnId>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(id) = reap.recv() => {
+                // The row is already gone (the ending task removed it); drop the shell.
+                let ended = connections.lock().remove(&id);
+                drop(ended);
+                continue;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(ok) => ok,
+            Err(error) => {
+                tracing::warn!(%error, "HA accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let registered = match HaConnection::new(peer.to_string()).register(&shared.registry) {
+            Ok(registered) => registered,
+            Err(refused) => {
+                tracing::warn!(%peer, error = %refused.error, "HA connection refused");
+                refused
+                    .connection
+                    .close(CloseReason::Rejected(refused.error.to_string()));
+                continue;
+            }
+        };
+        let id = registered.id();
+        let link = Arc::new(Mutex::new(MasterLink::new(
+            shared.config.ha,
+            shared.log.min_offset(),
+            shared.log.max_offset(),
+        )));
+        link.lock().handle_start(shared.clock.now());
+        let wake = Arc::new(Notify::new());
+        let (rd, wr) = stream.into_split();
+        let (s1, s2, l1, l2, w1, w2) = (
+            shared.clone(),
+            shared.clone(),
+            link.clone(),
+            link,
+            wake.clone(),
+            wake,
+        );
+        let running = registered.spawn(
+            &spawner,
+            move |ctx| async move {
+                let reason = read_reports(rd, &ctx, &s1, &l1, &w1).await;
+                tracing::debug!(id = ctx.id.0, %peer, ?reason, "HA reader ended");
+                let _ = s1.reap.send(ctx.id);
+                reason
+            },
+            move |ctx| async move {
+                let reason = write_transfers(wr, &ctx, &s2, &l2, &w2).await;
+                tracing::debug!(id = ctx.id.0, %peer, ?reason, "HA writer ended");
+                let _ = s2.reap.send(ctx.id);
+                reason
+            },
+        );
+        connections.lock().insert(id, running);
+    }
+    tracing::info!("HA master stopped accepting");
+}
+
+fn close_reason(why: HaClose) -> CloseReason {
+    match why {
+        HaClose::Protocol(why) => CloseReason::ProtocolError(why),
+        HaClose::Idle => CloseReason::IdleTimeout,
+        HaClose::Shutdown => CloseReason::Shutdown,
+    }
+}
+
+/// Applies the link's events: acks go to the table and wake replication waiters.
+fn drain_events(
+    link: &mut MasterLink,
+    ctx: &HaTaskContext,
+    shared: &MasterShared,
+) -> Option<CloseReason> {
+    while let Some(event) = link.poll_event() {
+        match event {
+            MasterEvent::Acked { offset, first } => {
+                if ctx.registry.record_ack(ctx.id, offset) {
+                    shared.acked.send_modify(|n| *n += 1);
+                }
+                if first {
+                    tracing::info!(id = ctx.id.0, offset, "HA slave reported; replicating");
+                }
+            }
+            MasterEvent::Closed(why) => return Some(close_reason(why)),
+        }
+    }
+    None
+}
+
+async fn read_reports(
+    mut rd: OwnedReadHalf,
+    ctx: &HaTaskContext,
+    shared: &MasterShared,
+    link: &Mutex<MasterLink>,
+    wake: &Notify,
+) -> CloseReason {
+    let mut buf = [0u8; 256];
+    loop {
+        let deadline = match link.lock().poll_timeout() {
+            Some(at) => shared.clock.instant_at(at),
+            None => return CloseReason::Shutdown,
+        };
+        tokio::select! {
+            biased;
+            _ = ctx.stop.stopped() => return CloseReason::Shutdown,
+            read = rd.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) => return CloseReason::PeerClosed,
+                    Ok(n) => n,
+                    Err(error) => return CloseReason::Io(error.to_string()),
+                };
+                let mut l = link.lock();
+                l.handle_bytes(shared.clock.now(), &buf[..n]);
+                if let Some(reason) = drain_events(&mut l, ctx, shared) {
+                    return reason;
+                }
+                drop(l);
+                wake.notify_one();
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let mut l = link.lock();
+                l.handle_timeout(shared.clock.now());
+                if let Some(reason) = drain_events(&mut l, ctx, shared) {
+                    return reason;
+                }
+            }
+        }
+    }
+}
+
+async fn write_transfers(
+    mut wr: OwnedWriteHalf,
+    ctx: &HaTaskContext,
+    shared: &MasterShared,
+    link: &Mutex<MasterLink>,
+    wake: &Notify,
+) -> CloseReason {
+    let mut grown = shared.grown.subscribe();
+    // Allocated on the first data transfer: a probe or an idle slave never holds a batch buffer.
+    let mut buf = BytesMut::new();
+    loop {
+        loop {
+            let transmit = {
+                let mut l = link.lock();
+                l.handle_local_max(shared.log.max_offset());
+                let now = shared.clock.now();
+                l.handle_timeout(now);
+                if let Some(reason) = drain_events(&mut l, ctx, shared) {
+                    return reason;
+                }
+                l.poll_transmit(now)
+            };
+            let Some(t) = transmit else { break };
+            buf.clear();
+            buf.reserve(12 + t.len as usize);
+            buf.put_slice(&encode_transfer_header(t.offset, t.len));
+            if t.len > 0 {
+                match shared.log.read(t.offset, t.len as usize, &mut buf) {
+                    Ok(n) if n == t.len as usize => {}
+                    Ok(n) => {
+                        return CloseReason::Io(format!(
+                            "log read {n} of {} bytes at {}",
+                            t.len, t.offset
+                        ));
+                    }
+                    Err(error) => {
+                        return CloseReason::Io(format!("log read at {}: {error}", t.offset));
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = ctx.stop.stopped() => return CloseReason::Shutdown,
+                written = wr.write_all(&buf) => if let Err(error) = written {
+                    return CloseReason::Io(error.to_string());
+                },
+            }
+        }
+        let deadline = match link.lock().poll_timeout() {
+            Some(at) => shared.clock.instant_at(at),
+            None => return CloseReason::Shutdown,
+        };
+        tokio::select! {
+            biased;
+            _ = ctx.stop.stopped() => return CloseReason::Shutdown,
+            _ = grown.changed() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Slave settings.
+#[derive(Debug, Clone)]
+pub struct SlaveConfig {
+    /// The master's HA address.
+    pub master: SocketAddr,
+    /// Protocol timing and sizes (the segment size must be the master's).
+    pub ha: HaConfig,
+    /// Connect timeout (upstream 5 s).
+    pub connect_timeout: Duration,
+    /// First reconnect delay; doubled after each failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay (upstream waits 5 s).
+    pub backoff_max: Duration,
+}
+
+impl SlaveConfig {
+    /// Upstream's timings against `master`.
+    pub fn new(master: SocketAddr) -> Self {
+        SlaveConfig {
+            master,
+            ha: HaConfig::default(),
+            connect_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the slave is doing, for tests, metrics and the CLI.
+#[derive(Debug, Default)]
+pub struct SlaveStatus {
+    /// Connected to the master now.
+    pub connected: AtomicBool,
+    /// Sessions started (first connect included).
+    pub sessions: AtomicU64,
+    /// Bytes appended since start.
+    pub appended: AtomicU64,
+}
+
+/// A running slave.
+#[derive(Debug)]
+pub struct HaSlave {
+    status: Arc<SlaveStatus>,
+    cancel: CancellationToken,
+    tasks: TaskGauge,
+}
+
+impl HaSlave {
+    /// Starts replicating from `config.master` into `log`, counted in `tasks`.
+    pub fn start(
+        config: SlaveConfig,
+        log: Arc<CommitLog>,
+        clock: Clock,
+        tasks: TaskGauge,
+    ) -> HaSlave {
+        let status = Arc::new(SlaveStatus::default());
+        let cancel = CancellationToken::new();
+        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
+        let run = replicate(config, log, clock, status.clone(), cancel.clone());
+        crate::lifecycle::Spawn::spawn(&spawner, Box::pin(run));
+        HaSlave {
+            status,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// Its status.
+    pub fn status(&self) -> &Arc<SlaveStatus> {
+        &self.status
+    }
+
+    /// Stops and waits (up to `grace`) for its task; returns the tasks still alive.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        self.cancel.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.tasks.alive()
+    }
+}
+
+impl Drop for HaSlave {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn replicate(
+    config: SlaveConfig,
+    log: Arc<CommitLog>,
+    clock: Clock,
+    status: Arc<SlaveStatus>,
+    cancel: CancellationToken,
+) {
+    let mut link = SlaveLink::new(config.ha);
+    let mut backoff = config.backoff_min;
+    while !cancel.is_cancelled() {
+        let connect =
+            tokio::time::timeout(config.connect_timeout, TcpStream::connect(config.master));
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => break,
+            connected = connect => match connected {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    status.connected.store(true, Ordering::Release);
+                    status.sessions.fetch_add(1, Ordering::Relaxed);
+                    let before = log.max_offset();
+                    let end = session(stream, &mut link, &log, &clock, &status, &cancel).await;
+                    status.connected.store(false, Ordering::Release);
+                    link.handle_disconnected();
+                    if log.max_offset() > before {
+                        backoff = config.backoff_min;
+                    }
+                    end
+                }
+                Ok(Err(error)) => Err(format!("connect to {}: {error}", config.master)),
+                Err(_) => Err(format!("connect to {} timed out", config.master)),
+            },
+        };
+        match outcome {
+            Ok(()) => break,
+            Err(why) => {
+                tracing::info!(master = %config.master, %why, retry_in = ?backoff, "HA slave disconnected")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(config.backoff_max);
+    }
+    link.handle_shutdown();
+    if let Err(error) = log.flush() {
+        tracing::warn!(%error, "HA slave: final flush failed");
+    }
+}
+
+/// One connection's life; `Ok(())` only when cancelled.
+async fn session(
+    stream: TcpStream,
+    link: &mut SlaveLink,
+    log: &CommitLog,
+    clock: &Clock,
+    status: &SlaveStatus,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let (mut rd, mut wr) = stream.into_split();
+    link.handle_connected(clock.now(), log.max_offset());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut appends: Vec<SlaveAppend> = Vec::new();
+    loop {
+        while let Some(report) = link.poll_transmit(clock.now()) {
+            wr.write_all(&encode_report(report))
+                .await
+                .map_err(|e| format!("report: {e}"))?;
+        }
+        let deadline = link.poll_timeout().map(|at| clock.instant_at(at));
+        let Some(deadline) = deadline else {
+            return Err("link left TRANSFER".into());
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(()),
+            read = rd.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) => return Err("master closed the connection".into()),
+                    Ok(n) => n,
+                    Err(error) => return Err(format!("read: {error}")),
+                };
+                link.handle_bytes(clock.now(), &buf[..n], &mut appends);
+                let mut closed = None;
+                while let Some(event) = link.poll_event() {
+                    match event {
+                        SlaveEvent::Rebase(offset) => log.reset_base(offset).map_err(|e| format!("rebase to {offset}: {e}"))?,
+                        SlaveEvent::Closed(why) => closed = Some(why),
+                    }
+                }
+                for a in &appends {
+                    let new_max = log.append_raw(a.offset, &buf[a.range.clone()]).map_err(|e| format!("append at {}: {e}", a.offset))?;
+                    status.appended.fetch_add(a.range.len() as u64, Ordering::Relaxed);
+                    link.handle_appended(new_max);
+                }
+                if let Some(why) = closed {
+                    return Err(why.to_string());
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                link.handle_timeout(clock.now());
+                if let Some(SlaveEvent::Closed(why)) = link.poll_event() {
+                    return Err(why.to_string());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `HaRegistry`: the master's table of HA connections (upstream `DefaultHAService`'s
+//! `connectionList` + `connectionCount`), and each connection's acknowledged offset.
+//!
+//! The count is the table's length (`CountIsTable`): upstream keeps a separate `AtomicInteger`
+//! that is incremented in the connection's constructor and decremented by its reader thread, so
+//! the two drift apart as soon as a path skips one of them. Removal is by connection id and
+//! idempotent, so every exit path of a connection may call it. `close_all` closes the table to new
+//! registrations in the same critical section that empties it, so a connection accepted during
+//! shutdown is either refused or removed, never left behind (`NoLeakAtQuiescence`).
+//!
+//! No IO, no clock, no runtime: waiting for replication is the driver's job; this table answers
+//! how many connections have acknowledged an offset.
+
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicU64, Ordering};
+use rustc_hash::FxBuildHasher;
+use std::fmt;
+
+/// An HA connection's identity in the table; never reused.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ha#{}", self.0)
+    }
+}
+
+/// Why a connection was not registered. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HaRegisterError {
+    /// `close_all` ran: the master is shutting down.
+    #[error("the HA service is shutting down")]
+    ShuttingDown,
+    /// `max_connections` are registered.
+    #[error("too many HA connections (limit {max})")]
+    TooManyConnections {
+        /// The configured limit.
+        max: usize,
+    },
+}
+
+/// One row of the table, as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HaEntry {
+    /// The connection.
+    pub id: ConnId,
+    /// Its peer, for traces and metrics.
+    pub peer: String,
+    /// The last valid report; `None` until the first, and such a connection never counts for
+    /// sync replication.
+    pub ack: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Row {
+    peer: String,
+    ack: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    closed: bool,
+    rows: hashbrown::HashMap<ConnId, Row, FxBuildHasher>,
+}
+
+/// Deliberate defects, for proving that the harnesses catch them. Never set in production.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HaFaults {
+    /// `close_all` empties the table and marks it closed in two critical sections: a
+    /// registration in between survives the shutdown.
+    pub split_close_all: bool,
+}
+
+/// The connection table.
+#[derive(Debug)]
+pub struct HaRegistry {
+    table: Mutex<Table>,
+    next_id: AtomicU64,
+    accepted: AtomicU64,
+    removed: AtomicU64,
+    max_connections: usize,
+    faults: HaFaults,
+}
+
+impl Default for HaRegistry {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
+}
+
+impl HaRegistry {
+    /// An empty, open table admitting at most `max_connections`.
+    pub fn new(max_connections: usize) -> Self {
+        Self::with_faults(max_connections, HaFaults::default())
+    }
+
+    #[doc(hidden)]
+    pub fn with_faults(max_connections: usize, faults: HaFaults) -> Self {
+        HaRegistry {
+            table: Mutex::new(Table::default()),
+            next_id: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            removed: AtomicU64::new(0),
+            max_connections,
+            faults,
+        }
+    }
+
+    /// Adds a connection (before any of its tasks start).
+    pub fn register(&self, peer: &str) -> Result<ConnId, HaRegisterError> {
+        let mut table = self.table.lock();
+        if table.closed {
+            return Err(HaRegisterError::ShuttingDown);
+        }
+        if table.rows.len() >= self.max_connections {
+            return Err(HaRegisterError::TooManyConnections {
+                max: self.max_connections,
+            });
+        }
+        let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        table.rows.insert(
+            id,
+            Row {
+                peer: peer.to_owned(),
+                ack: None,
+            },
+        );
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Removes a connection; false if it was not there (already removed by another path).
+    pub fn deregister(&self, id: ConnId) -> bool {
+        let removed = self.table.lock().rows.remove(&id).is_some();
+        if removed {
+            self.removed.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Shutdown: refuses new registrations and removes every connection, atomically. Returns the
+    /// ids removed (their owners still stop their tasks; their own deregister is then a no-op).
+    pub fn close_all(&self) -> Vec<ConnId> {
+        let mut table = self.table.lock();
+        if self.faults.split_close_all {
+            let ids: Vec<ConnId> = table.rows.drain().map(|(id, _)| id).collect();
+            drop(table);
+            self.removed.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            self.table.lock().closed = true;
+            return ids;
+        }
+        table.closed = true;
+        let ids: Vec<ConnId> = table.rows.drain().map(|(id, _)| id).collect();
+        self.removed.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        ids
+    }
+
+    /// True once `close_all` ran.
+    pub fn is_closed(&self) -> bool {
+        self.table.lock().closed
+    }
+
+    /// Records a valid report; false if the connection is gone.
+    pub fn record_ack(&self, id: ConnId, offset: u64) -> bool {
+        match self.table.lock().rows.get_mut(&id) {
+            Some(row) => {
+                row.ack = Some(row.ack.map_or(offset, |a| a.max(offset)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections in the table (`CountIsTable`: this is the table's length).
+    pub fn count(&self) -> usize {
+        self.table.lock().rows.len()
+    }
+
+    /// Connections that reported at least `offset` (upstream GroupTransferService's count,
+    /// without the master itself).
+    pub fn acked_at_least(&self, offset: u64) -> usize {
+        self.table
+            .lock()
+            .rows
+            .values()
+            .filter(|r| r.ack.is_some_and(|a| a >= offset))
+            .count()
+    }
+
+    /// Connections whose ack is within `max_gap` of `master_max` (upstream
+    /// `inSyncReplicasNums` minus the master, with the gap compared strictly).
+    pub fn in_sync(&self, master_max: u64, max_gap: u64) -> usize {
+        self.table
+            .lock()
+            .rows
+            .values()
+            .filter(|r| {
+                r.ack
+                    .is_some_and(|a| master_max.saturating_sub(a) < max_gap)
+            })
+            .count()
+    }
+
+    /// The table's rows, ordered by id.
+    pub fn entries(&self) -> Vec<HaEntry> {
+        let table = self.table.lock();
+        let mut out: Vec<_> = table
+            .rows
+            .iter()
+            .map(|(id, r)| HaEntry {
+                id: *id,
+                peer: r.peer.clone(),
+                ack: r.ack,
+            })
+            .collect();
+        out.sort_by_key(|e| e.id);
+        out
+    }
+
+    /// Connections registered since start.
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections removed since start.
+    pub fn closed_total(&self) -> u64 {
+        self.removed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Upstream `HAServerTest.inSyncReplicasNums` with its four slaves (the master not counted).
+    #[test]
+    fn in_sync_counts_like_upstream() {
+        let r = HaRegistry::default();
+        let gap = 256 << 20;
+        for ack in [123, 124, 123, 125] {
+            let id = r.register("s").unwrap();
+            assert!(r.record_ack(id, ack));
+        }
+        assert_eq!(r.in_sync(gap, gap), 4);
+        assert_eq!(r.in_sync(123 + gap, gap), 2);
+        assert_eq!(r.in_sync(124 + gap, gap), 1);
+        assert_eq!(r.in_sync(125 + gap, gap), 0);
+        assert_eq!(r.acked_at_least(124), 2);
+    }
+
+    #[test]
+    fn unreported_connections_never_count() {
+        let r = HaRegistry::default();
+        r.register("probe").unwrap();
+        assert_eq!(r.acked_at_least(0), 0);
+        assert_eq!(r.in_sync(0, 1 << 30), 0);
+        assert_eq!(r.count(), 1);
+    }
+
+    #[test]
+    fn removal_is_idempotent_and_close_all_refuses_newcomers() {
+        let r = HaRegistry::new(2);
+        let a = r.register("a").unwrap();
+        let _b = r.register("b").unwrap();
+        assert_eq!(
+            r.register("c"),
+            Err(HaRegisterError::TooManyConnections { max: 2 })
+        );
+        assert!(r.deregister(a));
+        assert!(!r.deregister(a));
+        assert!(!r.record_ack(a, 1));
+        assert_eq!(r.close_all().len(), 1);
+        assert_eq!(r.register("d"), Err(HaRegisterError::ShuttingDown));
+        assert_eq!(r.count(), 0);
+        assert_eq!((r.accepted_total(), r.closed_total()), (2, 2));
+    }
+}

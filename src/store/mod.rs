@@ -1,0 +1,596 @@
+//! The replicated commit log: the byte stream that HA replication reads on the master
+//! ([`CommitLog::read`]) and writes on the slave ([`CommitLog::append_raw`]).
+//!
+//! It is the file IO layer only: append-only segment files named like upstream's (the 20-digit
+//! base offset), positional reads and writes through `std::fs`, recovery of a torn tail on open.
+//! It is not an index (no consume queue), not a message codec (it knows only the record
+//! envelope, see [`record`]), and has no retention, mmap, runtime or clock: flushing follows a
+//! [`FlushPolicy`] or an explicit [`CommitLog::flush`].
+//!
+//! # Invariants
+//!
+//! * `PublishAfterWrite`: [`CommitLog::max_offset`] is published (Release) only after every byte
+//!   below it is written, and synced under [`FlushPolicy::EveryAppend`]; a reader (Acquire) never
+//!   sees a byte that is not there.
+//! * `NoCrossSegment`: no record and no read crosses a segment end; a record that does not fit
+//!   the rest of a segment is preceded by a BLANK filling it.
+//! * `ValidPrefix`: after [`CommitLog::open`] the log is the longest prefix of valid records
+//!   (size, bounds, known magic, CRC of ours); a torn or corrupt tail is cut, never served.
+//! * `SlaveAppendsAtMax`: [`CommitLog::append_raw`] writes only at the max offset and only bytes
+//!   that frame as records recovery would keep; otherwise it errors and writes nothing. Together
+//!   with per-segment reads this gives the HA invariant `SlaveIsPrefix`.
+//!
+//! # Resources
+//!
+//! Every segment file stays open, one fd per segment (1 GiB segments: one fd per GiB of log),
+//! so reads never reopen files. Appends are serialized by an internal mutex; reads take a
+//! second, short lock only to clone the segment's file handle, never while doing IO.
+
+pub mod record;
+mod segment;
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicU64, Ordering};
+use record::{HEADER_LEN, MIN_BLANK_LEN};
+use segment::Segment;
+
+/// Upstream's default `mappedFileSizeCommitLog`.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
+
+/// The smallest segment accepted: room for a few records, small enough for tests.
+pub const MIN_SEGMENT_SIZE: u64 = 64;
+
+/// When appended bytes are made durable (`sync_data`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// After every append, before its bytes are published: everything below the max offset is
+    /// on disk (and so is everything a slave acks).
+    EveryAppend,
+    /// Once at least this many bytes are unsynced: bounded loss, a sync per batch.
+    EveryBytes(u64),
+    /// Only on [`CommitLog::flush`] and on drop, like upstream's default asynchronous flush
+    /// driven by a caller's timer.
+    #[default]
+    Manual,
+}
+
+/// Where and how the log is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The segment directory, created if missing.
+    pub dir: PathBuf,
+    /// Bytes per segment file, `MIN_SEGMENT_SIZE..=i32::MAX`. It must be the same on master and
+    /// slave: segment ends (and so blanks) are at the same offsets in both logs.
+    pub segment_size: u64,
+    /// When appends are synced.
+    pub flush: FlushPolicy,
+}
+
+impl StoreConfig {
+    /// Upstream's defaults (1 GiB segments) with [`FlushPolicy::Manual`].
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            flush: FlushPolicy::Manual,
+        }
+    }
+}
+
+/// Where [`CommitLog::append`] put a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the record's first byte (after any BLANK that had to precede it).
+    pub start: u64,
+    /// Offset right after the record: the new max offset, which a sync-replicating master waits
+    /// for slaves to ack (upstream's `wroteOffset + wroteBytes`).
+    pub end: u64,
+}
+
+/// A growable buffer that [`CommitLog::read`] fills in place, so bytes are copied once, from the
+/// page cache into the buffer.
+pub trait GrowBuf {
+    /// Appends `n` zeroed bytes and returns them to be filled.
+    fn grow(&mut self, n: usize) -> &mut [u8];
+    /// Removes the last `n` bytes (undoes a `grow` whose read failed).
+    fn shrink(&mut self, n: usize);
+}
+
+impl GrowBuf for Vec<u8> {
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        let old = self.len();
+        self.resize(old + n, 0);
+        &mut self[old..]
+    }
+    fn shrink(&mut self, n: usize) {
+        self.truncate(self.len().saturating_sub(n));
+    }
+}
+
+impl GrowBuf for BytesMut {
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        let old = self.len();
+        self.resize(old + n, 0);
+        &mut self[old..]
+    }
+    fn shrink(&mut self, n: usize) {
+        self.truncate(self.len().saturating_sub(n));
+    }
+}
+
+/// The append side's state, owned by whoever holds the append lock.
+struct Tail {
+    /// The segment the last write went to (saves a table lookup per append).
+    active: Segment,
+    /// Start of the next record whose header is not yet checked. Equal to the max offset when
+    /// the log ends on a record boundary; past it while a slave's record is half received.
+    next_record: u64,
+    /// Everything below is synced.
+    synced: u64,
+    /// Whether every segment file created so far has a durable directory entry.
+    dir_synced: bool,
+}
+
+/// The commit log. See the [module docs](self) for its invariants.
+pub struct CommitLog {
+    dir: PathBuf,
+    segment_size: u64,
+    flush: FlushPolicy,
+    /// Serializes appends; held across their IO.
+    tail: Mutex<Tail>,
+    /// Every segment, by base, contiguous from the min offset. Locked only to look up or push.
+    segments: Mutex<Vec<Segment>>,
+    min: AtomicU64,
+    max: AtomicU64,
+}
+
+impl fmt::Debug for CommitLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommitLog")
+            .field("dir", &self.dir)
+            .field("segment_size", &self.segment_size)
+            .field("min_offset", &self.min_offset())
+            .field("max_offset", &self.max_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid_input(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+impl CommitLog {
+    /// Opens the log in `config.dir`, creating it if needed, and recovers it: records are checked
+    /// from the first segment's base (which may be any segment-aligned offset), and the first
+    /// invalid or incomplete one ends the log; the rest of its file is truncated and later
+    /// segment files are removed. A segment file that does not match `segment_size` is an error,
+    /// with nothing removed.
+    pub fn open(config: StoreConfig) -> io::Result<Self> {
+        let StoreConfig {
+            dir,
+            segment_size,
+            flush,
+        } = config;
+        if !(MIN_SEGMENT_SIZE..=i32::MAX as u64).contains(&segment_size) {
+            return Err(invalid_input(format!(
+                "segment size {segment_size} is outside {MIN_SEGMENT_SIZE}..={}",
+                i32::MAX
+            )));
+        }
+        fs::create_dir_all(&dir)?;
+        let found = segment::list(&dir, segment_size)?;
+
+        let mut segments = Vec::new();
+        let mut end = found.first().map_or(0, |f| f.base);
+        let mut stop = None;
+        for f in &found {
+            if f.base != end {
+                break; // the log ended before this segment, or a segment is missing
+            }
+            let seg = segment::open(f)?;
+            let scan = segment::scan(&seg.file, f.len, segment_size)?;
+            end = f.base + scan.valid;
+            segments.push(seg);
+            if scan.valid < segment_size {
+                stop = scan.stop;
+                break;
+            }
+        }
+
+        let mut changed = false;
+        for f in found[segments.len()..].iter().rev() {
+            tracing::warn!(file = %f.path.display(), "commit log: removing a segment past the recovered end");
+            fs::remove_file(&f.path)?;
+            changed = true;
+        }
+        if let Some(seg) = segments.last() {
+            let f = &found[segments.len() - 1]; // segments[i] was opened from found[i]
+            let keep = end - seg.base;
+            if f.len > keep {
+                tracing::warn!(
+                    file = %f.path.display(), offset = end, cut = f.len - keep,
+                    reason = stop.as_deref().unwrap_or("trailing bytes"),
+                    "commit log: truncating a torn tail"
+                );
+                seg.file.set_len(keep)?;
+                seg.file.sync_all()?;
+            }
+        }
+        if segments.is_empty() {
+            segments.push(segment::create(&dir, 0)?);
+            changed = true;
+        }
+        if changed {
+            segment::sync_dir(&dir)?;
+        }
+
+        let min = segments[0].base;
+        let active = segments[segments.len() - 1].clone();
+        Ok(Self {
+            tail: Mutex::new(Tail {
+                active,
+                next_record: end,
+                synced: end,
+                dir_synced: true,
+            }),
+            segments: Mutex::new(segments),
+            min: AtomicU64::new(min),
+            max: AtomicU64::new(end),
+            dir,
+            segment_size,
+            flush,
+        })
+    }
+
+    /// Offset of the first byte kept (the first segment's base).
+    pub fn min_offset(&self) -> u64 {
+        self.min.load(Ordering::Acquire)
+    }
+
+    /// Offset right after the last byte written: the next byte a slave needs. One atomic load.
+    pub fn max_offset(&self) -> u64 {
+        self.max.load(Ordering::Acquire)
+    }
+
+    /// Bytes held: `max_offset() - min_offset()`.
+    pub fn len(&self) -> u64 {
+        self.max_offset().saturating_sub(self.min_offset())
+    }
+
+    /// Whether the log holds no bytes (it may still start at a non-zero base).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per segment file.
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// Base of the segment holding `offset`; for a fresh slave a master starts at
+    /// `segment_base(max_offset())`, the start of its last file, like upstream.
+    pub fn segment_base(&self, offset: u64) -> u64 {
+        offset - offset % self.segment_size
+    }
+
+    /// The segment directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The master path: appends `payload` as one record (after a BLANK filling the current
+    /// segment if it does not fit there). A record that cannot fit an empty segment (longer than
+    /// it, or 1..=11 bytes shorter, which would leave a gap too small to frame) is refused, and so is
+    /// an append while the log ends inside a record received by [`append_raw`](Self::append_raw)
+    /// (reopen to recover first).
+    pub fn append(&self, payload: &[u8]) -> io::Result<Appended> {
+        let len = HEADER_LEN + payload.len() as u64;
+        if !record::fits(len, self.segment_size) {
+            return Err(invalid_input(format!(
+                "record of {len} bytes does not fit in a segment of {} (a record fills a segment \
+                 or leaves at least {HEADER_LEN} bytes)",
+                self.segment_size
+            )));
+        }
+        let mut tail = self.tail.lock();
+        let max = self.max.load(Ordering::Relaxed);
+        if tail.next_record != max {
+            return Err(io::Error::other(format!(
+                "the log ends at {max}, inside a record received by append_raw: reopen it to recover"
+            )));
+        }
+        let mut start = max;
+        let end = self.commit(&mut tail, max, |log, tail| {
+            let room = log.room(start);
+            if !record::fits(len, room) {
+                let seg = log.segment_for(tail, start)?;
+                seg.file
+                    .write_all_at(&record::blank_header(room), start - seg.base)?;
+                seg.file.set_len(log.segment_size)?; // the blank's rest reads as zeros
+                start += room;
+            }
+            let seg = log.segment_for(tail, start)?;
+            seg.file
+                .write_all_at(&record::header(payload), start - seg.base)?;
+            seg.file
+                .write_all_at(payload, start - seg.base + HEADER_LEN)?;
+            Ok(start + len)
+        })?;
+        tail.next_record = end;
+        Ok(Appended { start, end })
+    }
+
+    /// The slave path: appends bytes received from the master verbatim at `offset`, which must
+    /// be the max offset, creating segments as the bytes cross segment ends; returns the new max
+    /// offset. The bytes may start or end inside a record, but the record headers they complete
+    /// must frame as the log's records; anything else is refused with nothing written.
+    pub fn append_raw(&self, offset: u64, bytes: &[u8]) -> io::Result<u64> {
+        let mut tail = self.tail.lock();
+        let max = self.max.load(Ordering::Relaxed);
+        if offset != max {
+            return Err(invalid_input(format!(
+                "append_raw at offset {offset}, but the log ends at {max}: a slave appends only at its max offset"
+            )));
+        }
+        if bytes.is_empty() {
+            return Ok(max);
+        }
+        let next_record = self.check_frames(&tail, offset, bytes)?;
+        let end = self.commit(&mut tail, max, |log, tail| {
+            let mut pos = offset;
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let seg = log.segment_for(tail, pos)?;
+                let n = rest.len().min(log.room(pos) as usize);
+                seg.file.write_all_at(&rest[..n], pos - seg.base)?;
+                pos += n as u64;
+                rest = &rest[n..];
+            }
+            Ok(pos)
+        })?;
+        tail.next_record = next_record;
+        Ok(end)
+    }
+
+    /// Makes an empty log start at `offset`, a segment-aligned base: a Java master sends a fresh
+    /// slave its data from the start of its last segment. Refused if the log holds bytes.
+    pub fn reset_base(&self, offset: u64) -> io::Result<()> {
+        let mut tail = self.tail.lock();
+        let (min, max) = (
+            self.min.load(Ordering::Relaxed),
+            self.max.load(Ordering::Relaxed),
+        );
+        if min != max {
+            return Err(invalid_input(format!(
+                "reset_base({offset}) on a log holding [{min}, {max}): only an empty log can move"
+            )));
+        }
+        if offset % self.segment_size != 0 {
+            return Err(invalid_input(format!(
+                "reset_base({offset}) is not aligned to the segment size {}",
+                self.segment_size
+            )));
+        }
+        if offset == min {
+            return Ok(());
+        }
+        let mut table = self.segments.lock();
+        for seg in table.iter() {
+            fs::remove_file(segment::path(&self.dir, seg.base))?;
+        }
+        table.clear();
+        let seg = segment::create(&self.dir, offset)?;
+        table.push(seg.clone());
+        drop(table);
+        segment::sync_dir(&self.dir)?;
+        *tail = Tail {
+            active: seg,
+            next_record: offset,
+            synced: offset,
+            dir_synced: true,
+        };
+        self.min.store(offset, Ordering::Release);
+        self.max.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends to `dst` up to `max_len` bytes starting at `offset`, never past the max offset and
+    /// never across a segment end (the HA master sends per-segment batches); returns how many,
+    /// 0 at the max offset. One pread, straight into `dst`, with no lock held. Offsets below the
+    /// min or above the max offset are errors.
+    pub fn read(&self, offset: u64, max_len: usize, dst: &mut impl GrowBuf) -> io::Result<usize> {
+        let max = self.max.load(Ordering::Acquire);
+        if offset > max {
+            return Err(invalid_input(format!(
+                "read at offset {offset}, past the max offset {max}"
+            )));
+        }
+        let Some(seg) = self.segment_at(offset)? else {
+            return Ok(0); // the max offset is a segment end and the next segment is not created yet
+        };
+        let end = max.min(seg.base + self.segment_size);
+        let n = end.saturating_sub(offset).min(max_len as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        if let Err(e) = seg.file.read_exact_at(dst.grow(n), offset - seg.base) {
+            dst.shrink(n);
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// CRC32 of the bytes in `[from, to)`: lets tests and tools compare a master's and a slave's
+    /// logs byte for byte without holding either in memory. Not a cryptographic digest.
+    pub fn digest(&self, from: u64, to: u64) -> io::Result<u32> {
+        if to > self.max_offset() || from > to {
+            return Err(invalid_input(format!(
+                "digest of [{from}, {to}) outside the log's [{}, {})",
+                self.min_offset(),
+                self.max_offset()
+            )));
+        }
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = Vec::new();
+        let mut pos = from;
+        while pos < to {
+            buf.clear();
+            let want = (to - pos).min(1 << 20) as usize;
+            let n = self.read(pos, want, &mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            h.update(&buf);
+            pos += n as u64;
+        }
+        Ok(h.finalize())
+    }
+
+    /// Syncs every byte appended so far (and new segments' directory entries) to disk.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut tail = self.tail.lock();
+        let max = self.max.load(Ordering::Relaxed);
+        self.sync_to(&mut tail, max)
+    }
+
+    /// Bytes left in the segment holding `offset` (a segment end counts as the next start).
+    fn room(&self, offset: u64) -> u64 {
+        self.segment_size - offset % self.segment_size
+    }
+
+    /// The segment holding `offset`, if it exists; below the min offset is an error.
+    fn segment_at(&self, offset: u64) -> io::Result<Option<Segment>> {
+        let table = self.segments.lock();
+        let Some(base) = table.first().map(|s| s.base).filter(|&b| b <= offset) else {
+            return Err(invalid_input(format!(
+                "offset {offset} is below the min offset {}",
+                self.min_offset()
+            )));
+        };
+        let index = usize::try_from((offset - base) / self.segment_size).ok();
+        Ok(index.and_then(|i| table.get(i)).cloned())
+    }
+
+    /// The segment to write `offset` into, created when the write reaches a new segment.
+    fn segment_for(&self, tail: &mut Tail, offset: u64) -> io::Result<Segment> {
+        if tail.active.base == self.segment_base(offset) {
+            return Ok(tail.active.clone());
+        }
+        let seg = match self.segment_at(offset)? {
+            Some(seg) => seg, // left empty by a failed append
+            None => {
+                let seg = segment::create(&self.dir, self.segment_base(offset))?;
+                self.segments.lock().push(seg.clone());
+                tail.dir_synced = false;
+                seg
+            }
+        };
+        tail.active = seg.clone();
+        Ok(seg)
+    }
+
+    /// Checks the record headers that `bytes` (to be appended at `offset`) complete; returns the
+    /// new start of the next unchecked record.
+    fn check_frames(&self, tail: &Tail, offset: u64, bytes: &[u8]) -> io::Result<u64> {
+        let end = offset + bytes.len() as u64;
+        let mut at = tail.next_record;
+        while at + MIN_BLANK_LEN <= end {
+            let mut head = [0; MIN_BLANK_LEN as usize];
+            // A header started by an earlier batch has its first bytes (< 8) on disk.
+            let on_disk = offset.saturating_sub(at) as usize;
+            if on_disk > 0 {
+                let seg = self
+                    .segment_at(at)?
+                    .ok_or_else(|| io::Error::other(format!("no segment holds offset {at}")))?;
+                seg.file
+                    .read_exact_at(&mut head[..on_disk], at - seg.base)?;
+            }
+            let from = (at + on_disk as u64 - offset) as usize;
+            head[on_disk..].copy_from_slice(&bytes[from..from + MIN_BLANK_LEN as usize - on_disk]);
+            let (_, len) = record::check(head, self.room(at)).map_err(|why| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("append_raw: no valid record at offset {at} ({why}); nothing written"),
+                )
+            })?;
+            at += len;
+        }
+        Ok(at)
+    }
+
+    /// Runs `write` (which appends from `start` and returns the new end), syncs per the policy
+    /// and publishes the end. On error nothing is published and the partial write is cut back,
+    /// so neither readers nor a later recovery see it.
+    fn commit(
+        &self,
+        tail: &mut Tail,
+        start: u64,
+        write: impl FnOnce(&Self, &mut Tail) -> io::Result<u64>,
+    ) -> io::Result<u64> {
+        let result = write(self, tail).and_then(|end| {
+            let due = match self.flush {
+                FlushPolicy::EveryAppend => true,
+                FlushPolicy::EveryBytes(n) => end - tail.synced >= n,
+                FlushPolicy::Manual => false,
+            };
+            if due {
+                self.sync_to(tail, end)?;
+            }
+            Ok(end)
+        });
+        match result {
+            Ok(end) => {
+                self.max.store(end, Ordering::Release);
+                Ok(end)
+            }
+            Err(e) => {
+                for seg in self.segments.lock().iter() {
+                    if seg.base + self.segment_size > start {
+                        let _ = seg.file.set_len(start.saturating_sub(seg.base));
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Syncs the segments holding `[tail.synced, end)` and any new directory entries.
+    fn sync_to(&self, tail: &mut Tail, end: u64) -> io::Result<()> {
+        if end > tail.synced {
+            let from = self.segment_base(tail.synced);
+            let files: Vec<_> = {
+                let table = self.segments.lock();
+                table
+                    .iter()
+                    .filter(|s| s.base >= from && s.base < end)
+                    .map(|s| s.file.clone())
+                    .collect()
+            };
+            for file in files {
+                file.sync_data()?;
+            }
+        }
+        if !tail.dir_synced {
+            segment::sync_dir(&self.dir)?;
+            tail.dir_synced = true;
+        }
+        tail.synced = tail.synced.max(end);
+        Ok(())
+    }
+}
+
+impl Drop for CommitLog {
+    /// Syncs what [`FlushPolicy::Manual`] or [`FlushPolicy::EveryBytes`] left unsynced; errors
+    /// cannot be reported here, so call [`CommitLog::flush`] first to see them.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}

@@ -1,0 +1,181 @@
+//! Segment files: naming, listing, creation and the recovery scan.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::record::{self, Frame, HEADER_LEN, MIN_BLANK_LEN};
+use crate::sync::Arc;
+
+/// One segment file, shared with readers so a pread needs no lock.
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    /// Physical offset of the segment's first byte (also its file name).
+    pub(crate) base: u64,
+    pub(crate) file: Arc<File>,
+}
+
+/// A segment file found in the directory, before recovery decides whether to keep it.
+pub(crate) struct Found {
+    pub(crate) base: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) len: u64,
+}
+
+/// Upstream's name: the base offset as 20 zero-padded digits (`u64::MAX` has 20).
+pub(crate) fn path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}"))
+}
+
+fn base_of(name: &std::ffi::OsStr) -> Option<u64> {
+    let name = name.to_str()?;
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+/// The segment files in `dir`, by base. Other names are ignored (they are not ours to delete).
+/// A misaligned or oversized segment means the log was written with another segment size:
+/// that is refused before recovery could mistake it for a torn tail and delete data.
+pub(crate) fn list(dir: &Path, segment_size: u64) -> io::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(base) = base_of(&entry.file_name()) else {
+            continue;
+        };
+        let path = entry.path();
+        let meta = entry.metadata()?;
+        let problem = if !meta.is_file() {
+            Some("is not a regular file".to_owned())
+        } else if base % segment_size != 0 {
+            Some(format!("is not aligned to the segment size {segment_size}"))
+        } else if meta.len() > segment_size {
+            Some(format!(
+                "is {} bytes, longer than the segment size {segment_size}",
+                meta.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "commit log segment {} {problem}: was the log written with another segment size?",
+                    path.display()
+                ),
+            ));
+        }
+        found.push(Found {
+            base,
+            path,
+            len: meta.len(),
+        });
+    }
+    found.sort_by_key(|f| f.base);
+    Ok(found)
+}
+
+fn open_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true);
+    o
+}
+
+/// Opens an existing segment for reading and positional writes.
+pub(crate) fn open(found: &Found) -> io::Result<Segment> {
+    let file = open_options().open(&found.path)?;
+    Ok(Segment {
+        base: found.base,
+        file: Arc::new(file),
+    })
+}
+
+/// Creates a new, empty segment; an existing file of that name is an error, never reused.
+pub(crate) fn create(dir: &Path, base: u64) -> io::Result<Segment> {
+    let path = path(dir, base);
+    let file = open_options().create_new(true).open(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("creating commit log segment {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Segment {
+        base,
+        file: Arc::new(file),
+    })
+}
+
+/// Makes created or removed directory entries durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The result of scanning one segment.
+pub(crate) struct Scan {
+    /// How many leading bytes are whole, valid records.
+    pub(crate) valid: u64,
+    /// Why the scan stopped before the file's end, if it did.
+    pub(crate) stop: Option<String>,
+}
+
+/// Walks the records of a segment file of `len` bytes and returns its longest valid prefix.
+/// Invalid content ends the scan (it is a torn or corrupt tail); an IO error is returned as is,
+/// so a failing disk never makes recovery truncate.
+pub(crate) fn scan(file: &File, len: u64, segment_size: u64) -> io::Result<Scan> {
+    let mut r = BufReader::with_capacity(1 << 16, file);
+    r.seek(SeekFrom::Start(0))?;
+    let mut pos = 0;
+    let stop = |pos, why: String| -> io::Result<Scan> {
+        Ok(Scan {
+            valid: pos,
+            stop: Some(why),
+        })
+    };
+    while pos < len {
+        let avail = len - pos;
+        if avail < MIN_BLANK_LEN {
+            return stop(pos, format!("{avail} trailing bytes, too few for a header"));
+        }
+        let mut head = [0; MIN_BLANK_LEN as usize];
+        r.read_exact(&mut head)?;
+        let (frame, size) = match record::check(head, segment_size - pos) {
+            Ok(x) => x,
+            Err(why) => return stop(pos, why),
+        };
+        if size > avail {
+            return stop(pos, format!("record of {size} bytes, only {avail} on disk"));
+        }
+        if frame == Frame::Ours {
+            let mut crc = [0; 4];
+            r.read_exact(&mut crc)?;
+            if hash_next(&mut r, size - HEADER_LEN)? != u32::from_be_bytes(crc) {
+                return stop(pos, "payload CRC mismatch".to_owned());
+            }
+        } else {
+            r.seek_relative((size - MIN_BLANK_LEN) as i64)?;
+        }
+        pos += size;
+    }
+    Ok(Scan {
+        valid: pos,
+        stop: None,
+    })
+}
+
+/// CRC32 of the next `len` bytes of `r`, hashed straight from its buffer.
+fn hash_next(r: &mut impl BufRead, mut len: u64) -> io::Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    while len > 0 {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = buf.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+        h.update(&buf[..n]);
+        r.consume(n);
+        len -= n as u64;
+    }
+    Ok(h.finalize())
+}

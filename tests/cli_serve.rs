@@ -1,0 +1,211 @@
+//! `rmq-lifecycle serve` and `slave` as a user runs them: real processes, real ports, metrics
+//! over HTTP, and a clean exit (code 0, a final log line) on SIGTERM.
+
+use rmq_lifecycle::core::HeartbeatData;
+use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    fn line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn terminate(mut self) -> (i32, Proc) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), self);
+            }
+            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `key=value` from a tracing line.
+fn field(line: &str, key: &str) -> SocketAddr {
+    let at = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("{key} in {line}"))
+        + key.len()
+        + 1;
+    line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+fn wait_metric(addr: SocketAddr, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if metric(addr, name) == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{name} never became {want} (last {:?})", metric(addr, name));
+}
+
+#[test]
+fn serve_and_slave_run_and_exit_cleanly() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut serve = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--store",
+        mdir.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+        "--metrics",
+        &metrics.to_string(),
+    ]);
+    let line = serve.line("serving");
+    let (listen, ha) = (field(&line, "listen"), field(&line, "ha_listen"));
+
+    // A client heartbeats: its group shows up in /metrics; it closes: the group goes.
+    let mut client = TcpStream::connect(listen).unwrap();
+    let hb = RemotingCommand {
+        body: Some(HeartbeatData::producers("c1", ["PG"]).to_json().into()),
+        ..RemotingCommand::request(code::HEART_BEAT)
+    };
+    client.write_all(&hb.to_bytes().unwrap()).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = FrameDecoder::default();
+    let response = loop {
+        if let Some(r) = decoder.decode(&mut buf).unwrap() {
+            break r;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = client.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(response.code, code::SUCCESS);
+    wait_metric(metrics, "rmq_producer_groups", 1.0);
+    wait_metric(metrics, "rmq_client_channels", 1.0);
+    drop(client);
+    wait_metric(metrics, "rmq_producer_groups", 0.0);
+
+    // A slave process replicates from the master.
+    let slave = Proc::start(&[
+        "slave",
+        "--master",
+        &ha.to_string(),
+        "--store",
+        sdir.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    wait_metric(metrics, "rmq_ha_connections", 1.0);
+    assert!(metric(metrics, "rmq_tasks_alive").unwrap() >= 3.0);
+
+    let (code, _slave) = slave.terminate();
+    assert_eq!(code, 0, "slave exit code");
+    wait_metric(metrics, "rmq_ha_connections", 0.0);
+    let (code, mut serve) = serve.terminate();
+    assert_eq!(code, 0, "serve exit code");
+    let last = serve.line("shutdown complete");
+    assert!(last.contains("tasks_left=0"), "{last}");
+}
+
+#[test]
+fn serve_reports_a_taken_port_clearly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--store",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}

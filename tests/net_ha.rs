@@ -1,0 +1,274 @@
+//! HA master and slave over loopback: replication to a byte-identical log, probes that leave
+//! nothing and never ack, sync-replication waits, and the fault cases (slave killed mid-transfer
+//! and restarted, master restarted, connection dropped mid-frame). Upstream's HAServerTest
+//! scenarios are here too.
+
+use rmq_lifecycle::core::ha::{HaConfig, encode_report};
+use rmq_lifecycle::lifecycle::TaskGauge;
+use rmq_lifecycle::net::Clock;
+use rmq_lifecycle::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
+use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SEGMENT: u64 = 64 * 1024;
+
+fn ha() -> HaConfig {
+    HaConfig {
+        heartbeat_ms: 100,
+        housekeeping_ms: 1_000,
+        batch_max: 32 * 1024,
+        segment_size: SEGMENT,
+        body_max: 4 << 20,
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<CommitLog> {
+    Arc::new(
+        CommitLog::open(StoreConfig {
+            dir: dir.to_owned(),
+            segment_size: SEGMENT,
+            flush: FlushPolicy::Manual,
+        })
+        .unwrap(),
+    )
+}
+
+async fn master(dir: &std::path::Path, port: u16) -> (HaMaster, TaskGauge) {
+    let tasks = TaskGauge::new();
+    let config = MasterConfig {
+        listen: ([127, 0, 0, 1], port).into(),
+        ha: ha(),
+        max_connections: 64,
+    };
+    (
+        HaMaster::bind(config, open(dir), Clock::start(), tasks.clone())
+            .await
+            .unwrap(),
+        tasks,
+    )
+}
+
+fn slave(master: &HaMaster, dir: &std::path::Path) -> (HaSlave, Arc<CommitLog>) {
+    let log = open(dir);
+    let mut config = SlaveConfig::new(master.local_addr());
+    config.ha = ha();
+    config.backoff_max = Duration::from_millis(200);
+    (
+        HaSlave::start(config, log.clone(), Clock::start(), TaskGauge::new()),
+        log,
+    )
+}
+
+fn fill(master: &HaMaster, records: usize, seed: u64) {
+    let mut x = seed | 1;
+    for i in 0..records {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 3000) as usize + 1;
+        let payload: Vec<u8> = (0..len).map(|j| (i + j) as u8 ^ x as u8).collect();
+        master.append(&payload).unwrap();
+    }
+}
+
+async fn caught_up(master: &CommitLog, slave: &CommitLog) {
+    for _ in 0..1000 {
+        if slave.max_offset() == master.max_offset() {
+            let end = master.max_offset();
+            assert_eq!(
+                slave.digest(master.min_offset(), end).unwrap(),
+                master.digest(master.min_offset(), end).unwrap(),
+                "SlaveIsPrefix: the logs differ"
+            );
+            return;
+        }
+        assert!(
+            slave.max_offset() <= master.max_offset(),
+            "the slave is ahead of the master"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "slave stuck at {} of {}",
+        slave.max_offset(),
+        master.max_offset()
+    );
+}
+
+async fn count_is(master: &HaMaster, n: usize) {
+    for _ in 0..500 {
+        if master.registry().count() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{} HA connections, expected {n}: {:?}",
+        master.registry().count(),
+        master.registry().entries()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicates_byte_identical_and_sync_waits_complete() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (m, m_tasks) = master(mdir.path(), 0).await;
+    fill(&m, 500, 7);
+    let (s, slog) = slave(&m, sdir.path());
+    caught_up(m.log(), &slog).await;
+    // Upstream putRequest_SingleAck: one slave at the offset -> OK.
+    let end = m.log().max_offset();
+    m.wait_for_replication(end, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        let appended = m.append(b"sync").unwrap();
+        m.wait_for_replication(appended.end, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    // putRequest_MultipleAck: two slaves needed, one present -> timeout.
+    let err = m
+        .wait_for_replication(m.log().max_offset(), 2, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!((err.needed, err.acked), (2, 1));
+    caught_up(m.log(), &slog).await;
+    assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+    count_is(&m, 0).await;
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+    assert_eq!(m_tasks.alive(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_leave_nothing_and_never_ack() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (m, _tasks) = master(mdir.path(), 0).await;
+    fill(&m, 100, 3);
+    let (s, slog) = slave(&m, sdir.path());
+    caught_up(m.log(), &slog).await;
+    count_is(&m, 1).await;
+    let addr = m.local_addr();
+    for round in 0..20 {
+        // connect and close
+        drop(TcpStream::connect(addr).await.unwrap());
+        // a timestamp, as the 5.1.4 incident's health check sent
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"2024-10-30 16:42:30").await.unwrap();
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink).await;
+        assert!(sink.is_empty(), "a probe gets no data");
+        // an offset beyond the master's log
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(&encode_report(m.log().max_offset() + 1))
+            .await
+            .unwrap();
+        let _ = c.read_to_end(&mut sink).await;
+        fill(&m, 5, round);
+    }
+    // half a report, then a stall: closed by housekeeping (1 s here).
+    let mut stall = TcpStream::connect(addr).await.unwrap();
+    stall.write_all(&[0, 0, 0]).await.unwrap();
+    count_is(&m, 1).await;
+    let entries = m.registry().entries();
+    assert!(
+        entries[0].ack.unwrap() <= m.log().max_offset(),
+        "AckBounded"
+    );
+    caught_up(m.log(), &slog).await;
+    assert_eq!(m.registry().acked_at_least(0), 1, "only the slave counts");
+    drop(s);
+    drop(stall);
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_slave_means_a_timeout_and_a_probe_does_not_count() {
+    let mdir = tempfile::tempdir().unwrap();
+    let (m, _tasks) = master(mdir.path(), 0).await;
+    let end = m.append(b"x").unwrap().end;
+    let _probe = TcpStream::connect(m.local_addr()).await.unwrap();
+    count_is(&m, 1).await;
+    let err = m
+        .wait_for_replication(end, 1, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.acked, 0);
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slave_killed_mid_transfer_resumes_byte_identical() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (m, _tasks) = master(mdir.path(), 0).await;
+    fill(&m, 3000, 11);
+    for _ in 0..3 {
+        let (s, slog) = slave(&m, sdir.path());
+        // Kill it as soon as it has some, but not all, of the log.
+        while slog.max_offset() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Stop it mid-transfer and wait for its task, so the next one owns the directory alone.
+        assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+        drop(slog);
+        fill(&m, 200, 5);
+    }
+    let (_s, slog) = slave(&m, sdir.path());
+    caught_up(m.log(), &slog).await;
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_restart_and_mid_frame_drop() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (m, _tasks) = master(mdir.path(), 0).await;
+    let port = m.local_addr().port();
+    fill(&m, 300, 13);
+    let (s, slog) = slave(&m, sdir.path());
+    caught_up(m.log(), &slog).await;
+    // Restart the master on the same port with the same log.
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+    let (m, _tasks) = master(mdir.path(), port).await;
+    fill(&m, 300, 17);
+    caught_up(m.log(), &slog).await;
+    assert!(
+        s.status()
+            .sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+
+    // A peer that reports 0 and then vanishes in the middle of a transfer frame.
+    let mut c = TcpStream::connect(m.local_addr()).await.unwrap();
+    c.write_all(&encode_report(0)).await.unwrap();
+    let mut partial = [0u8; 7];
+    c.read_exact(&mut partial).await.unwrap();
+    drop(c);
+    count_is(&m, 1).await;
+    fill(&m, 50, 19);
+    caught_up(m.log(), &slog).await;
+    drop(s);
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+/// Upstream HAServerTest.testConnectionList_*: 3 slaves -> 3 connections; one leaves -> 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_list_follows_slaves() {
+    let mdir = tempfile::tempdir().unwrap();
+    let (m, _tasks) = master(mdir.path(), 0).await;
+    fill(&m, 10, 1);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut slaves: Vec<_> = dirs.iter().map(|d| slave(&m, d.path())).collect();
+    count_is(&m, 3).await;
+    let (s, _log) = slaves.pop().unwrap();
+    assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+    count_is(&m, 2).await;
+    drop(slaves);
+    count_is(&m, 0).await;
+    assert_eq!(m.registry().accepted_total(), 3);
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+}

@@ -1,0 +1,726 @@
+//! The commit log (`rmq_lifecycle::store`): framing across segments, reads bounded by segment and
+//! max offset, recovery of torn tails, the slave path (`append_raw`) against a master's reads,
+//! upstream records, and a reader racing an appender.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use rmq_lifecycle::store::record::{
+    BLANK_MAGIC, HEADER_LEN, MAGIC, MESSAGE_MAGIC, MESSAGE_MAGIC_V2, MIN_BLANK_LEN,
+};
+use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
+
+const SEG: u64 = 4096;
+
+/// A deterministic xorshift generator: failures replay exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    /// A payload of a random length below `max`.
+    fn payload(&mut self, max: u64) -> Vec<u8> {
+        let n = self.below(max) as usize;
+        self.bytes(n)
+    }
+}
+
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        segment_size: SEG,
+        ..StoreConfig::new(dir)
+    }
+}
+
+fn open(dir: &Path) -> CommitLog {
+    CommitLog::open(config(dir)).expect("open")
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}"))
+}
+
+/// Appends `n` records of random sizes (0..max_payload bytes); returns their payloads.
+fn fill(log: &CommitLog, rng: &mut Rng, n: usize, max_payload: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|_| {
+            let payload = rng.payload(max_payload);
+            log.append(&payload).expect("append");
+            payload
+        })
+        .collect()
+}
+
+/// Every byte in `[from, to)`, read as the HA master does: segment by segment.
+fn read_all(log: &CommitLog, from: u64, to: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let n = log.read(pos, usize::MAX, &mut out).expect("read");
+        assert!(n > 0, "no progress at {pos}");
+        pos += n as u64;
+    }
+    out
+}
+
+/// A record the parser found.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    Ours(Vec<u8>),
+    Upstream(Vec<u8>),
+    Blank(u64),
+}
+
+/// Parses whole records from `bytes` (starting at offset `base`), checking our CRCs and that no
+/// record crosses a segment; returns them and how many bytes they cover.
+fn parse(bytes: &[u8], base: u64) -> (Vec<Parsed>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= MIN_BLANK_LEN as usize {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let magic = u32::from_be_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        let offset = base + at as u64;
+        let room = (SEG - offset % SEG) as usize;
+        assert!(
+            size >= MIN_BLANK_LEN as usize && size <= room,
+            "bad size {size} at {offset}"
+        );
+        if bytes.len() - at < size {
+            break;
+        }
+        let rec = &bytes[at..at + size];
+        out.push(match magic {
+            MAGIC => {
+                let crc = u32::from_be_bytes(rec[8..12].try_into().unwrap());
+                assert_eq!(crc32fast::hash(&rec[12..]), crc, "CRC at {offset}");
+                Parsed::Ours(rec[12..].to_vec())
+            }
+            MESSAGE_MAGIC | MESSAGE_MAGIC_V2 => Parsed::Upstream(rec.to_vec()),
+            BLANK_MAGIC => {
+                assert_eq!(size, room, "a blank fills its segment");
+                Parsed::Blank(offset)
+            }
+            _ => panic!("unknown magic {magic:#x} at {offset}"),
+        });
+        at += size;
+    }
+    (out, at)
+}
+
+fn ours(parsed: &[Parsed]) -> Vec<Vec<u8>> {
+    parsed
+        .iter()
+        .filter_map(|p| match p {
+            Parsed::Ours(v) => Some(v.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Copies the master's `[slave.max, master.max)` to the slave in batches of random sizes.
+fn replicate(master: &CommitLog, slave: &CommitLog, rng: &mut Rng, max_batch: u64) {
+    let mut buf = Vec::new();
+    while slave.max_offset() < master.max_offset() {
+        buf.clear();
+        let want = 1 + rng.below(max_batch) as usize;
+        let n = master
+            .read(slave.max_offset(), want, &mut buf)
+            .expect("master read");
+        assert!(n > 0 && n <= want);
+        let end = slave
+            .append_raw(slave.max_offset(), &buf)
+            .expect("append_raw");
+        assert_eq!(end, slave.max_offset());
+    }
+}
+
+fn digest(log: &CommitLog) -> u32 {
+    log.digest(log.min_offset(), log.max_offset())
+        .expect("digest")
+}
+
+/// An upstream message record: TOTALSIZE, MAGIC, a body CRC we do not check, then the body.
+fn upstream_record(rng: &mut Rng, len: usize, magic: u32) -> Vec<u8> {
+    let mut rec = rng.bytes(len);
+    rec[0..4].copy_from_slice(&(len as u32).to_be_bytes());
+    rec[4..8].copy_from_slice(&magic.to_be_bytes());
+    rec
+}
+
+/// A Java master's log: messages placed by upstream's rule (a message goes in only if it leaves
+/// at least 8 bytes, else an 8-byte BLANK header fills the segment's end).
+fn upstream_log(rng: &mut Rng, messages: usize, base: u64) -> (Vec<u8>, usize) {
+    let mut log = Vec::new();
+    let mut placed = 0;
+    for i in 0..messages {
+        let len = 60 + rng.below(700) as usize;
+        let room = (SEG - (base + log.len() as u64) % SEG) as usize;
+        if len + MIN_BLANK_LEN as usize > room {
+            log.extend_from_slice(&(room as u32).to_be_bytes());
+            log.extend_from_slice(&BLANK_MAGIC.to_be_bytes());
+            log.resize(log.len() + room - 8, 0);
+        }
+        let magic = if i % 3 == 0 {
+            MESSAGE_MAGIC_V2
+        } else {
+            MESSAGE_MAGIC
+        };
+        log.extend_from_slice(&upstream_record(rng, len, magic));
+        placed += 1;
+    }
+    (log, placed)
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).expect("metadata").len()
+}
+
+#[test]
+fn round_trip_across_small_segments_with_blank_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    assert_eq!(
+        (log.min_offset(), log.max_offset(), log.segment_size()),
+        (0, 0, SEG)
+    );
+    let mut rng = Rng(0x5eed);
+    let mut payloads = Vec::new();
+    for _ in 0..400 {
+        let payload = rng.payload(1500);
+        let before = log.max_offset();
+        let at = log.append(&payload).unwrap();
+        assert_eq!(at.end, at.start + HEADER_LEN + payload.len() as u64);
+        assert_eq!(at.end, log.max_offset());
+        assert!(
+            at.start == before || at.start == log.segment_base(at.end - 1),
+            "only a blank before"
+        );
+        assert_eq!(
+            log.segment_base(at.start),
+            log.segment_base(at.end - 1),
+            "record crosses a segment"
+        );
+        let mut back = Vec::new();
+        log.read(at.start + HEADER_LEN, payload.len(), &mut back)
+            .unwrap();
+        assert_eq!(back, payload);
+        payloads.push(payload);
+    }
+    let bytes = read_all(&log, 0, log.max_offset());
+    let (parsed, used) = parse(&bytes, 0);
+    assert_eq!(used, bytes.len());
+    assert_eq!(ours(&parsed), payloads);
+    let blanks = parsed
+        .iter()
+        .filter(|p| matches!(p, Parsed::Blank(_)))
+        .count();
+    assert!(blanks > 10, "expected blank padding, got {blanks}");
+    let segments = fs::read_dir(dir.path()).unwrap().count() as u64;
+    assert_eq!(segments, log.max_offset().div_ceil(SEG));
+}
+
+#[test]
+fn records_fill_a_segment_or_leave_a_full_header_and_longer_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for len in [SEG + 1, SEG - 1, SEG - HEADER_LEN + 1] {
+        let err = log
+            .append(&vec![7; (len - HEADER_LEN) as usize])
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("does not fit"), "{err}");
+    }
+    assert_eq!(log.max_offset(), 0);
+    let sizes = [SEG, SEG - HEADER_LEN, HEADER_LEN, SEG - 20, 15, 100];
+    let starts: Vec<u64> = sizes
+        .iter()
+        .map(|len| {
+            log.append(&vec![1; (len - HEADER_LEN) as usize])
+                .unwrap()
+                .start
+        })
+        .collect();
+    // Exact fill; 12 left; the 12 filled exactly; 20 left, 15 would leave 5: a blank instead.
+    assert_eq!(
+        starts,
+        [0, SEG, 2 * SEG - HEADER_LEN, 2 * SEG, 3 * SEG, 3 * SEG + 15]
+    );
+    let (parsed, _) = parse(&read_all(&log, 0, log.max_offset()), 0);
+    assert_eq!(
+        parsed
+            .iter()
+            .filter(|p| matches!(p, Parsed::Blank(_)))
+            .collect::<Vec<_>>(),
+        [&Parsed::Blank(3 * SEG - 20)]
+    );
+}
+
+#[test]
+fn reads_stop_at_the_segment_end_and_the_max_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut rng = Rng(7);
+    fill(&log, &mut rng, 60, 900);
+    let max = log.max_offset();
+    assert!(max > 3 * SEG);
+    for _ in 0..500 {
+        let offset = rng.below(max + 1);
+        let mut buf = vec![0xAA; 3]; // read appends after existing bytes
+        let n = log.read(offset, usize::MAX, &mut buf).unwrap() as u64;
+        let seg_end = log.segment_base(offset) + SEG;
+        assert_eq!(n, seg_end.min(max) - offset, "at {offset}");
+        assert_eq!(buf.len() as u64, 3 + n);
+        assert_eq!(&buf[..3], &[0xAA; 3]);
+    }
+    assert_eq!(log.read(max, 100, &mut Vec::new()).unwrap(), 0);
+    let err = log.read(max + 1, 100, &mut Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let mut b = bytes::BytesMut::new();
+    assert_eq!(log.read(5, 7, &mut b).unwrap(), 7);
+    assert_eq!(b.len(), 7);
+}
+
+#[test]
+fn reopen_recovers_the_same_max_offset_and_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(42);
+    let (max, sum, mut payloads) = {
+        let log = open(dir.path());
+        let payloads = fill(&log, &mut rng, 150, 1200);
+        (log.max_offset(), digest(&log), payloads)
+    };
+    let log = open(dir.path());
+    assert_eq!((log.max_offset(), digest(&log)), (max, sum));
+    payloads.extend(fill(&log, &mut rng, 20, 1200));
+    drop(log);
+    let log = open(dir.path());
+    let (parsed, _) = parse(&read_all(&log, 0, log.max_offset()), 0);
+    assert_eq!(ours(&parsed), payloads);
+}
+
+#[test]
+fn flush_policies_write_the_same_bytes() {
+    let mut sums = Vec::new();
+    for flush in [
+        FlushPolicy::EveryAppend,
+        FlushPolicy::EveryBytes(5000),
+        FlushPolicy::Manual,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CommitLog::open(StoreConfig {
+            flush,
+            ..config(dir.path())
+        })
+        .unwrap();
+        fill(&log, &mut Rng(3), 40, 800);
+        log.flush().unwrap();
+        sums.push((log.max_offset(), digest(&log)));
+    }
+    assert!(sums.windows(2).all(|w| w[0] == w[1]), "{sums:?}");
+}
+
+/// Damages a log (returning the index of the first record it damaged) and checks that
+/// reopening keeps exactly the records before it.
+fn torn_tail_case(name: &str, damage: impl FnOnce(&Path, &[(u64, u64)]) -> usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(99);
+    let mut spans = Vec::new();
+    {
+        let log = open(dir.path());
+        for _ in 0..50 {
+            let at = log.append(&rng.payload(900)).unwrap();
+            spans.push((at.start, at.end));
+        }
+    }
+    let kept = damage(dir.path(), &spans);
+    let log = open(dir.path());
+    let max = log.max_offset();
+    let after_kept = spans[..kept].last().map_or(0, |s| s.1);
+    let next_start = spans.get(kept).map_or(after_kept, |s| s.0);
+    assert!(
+        (after_kept..=next_start).contains(&max),
+        "{name}: max {max}"
+    );
+    let bytes = read_all(&log, 0, max);
+    let (parsed, used) = parse(&bytes, 0);
+    assert_eq!((used, ours(&parsed).len()), (bytes.len(), kept), "{name}");
+    // Nothing past the end is kept on disk or served; the log goes on from there.
+    let last = log.segment_base(max);
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let base: u64 = path.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        assert!(base <= last, "{name}: {} survived", path.display());
+        if base == last {
+            assert_eq!(file_len(&path), max - last, "{name}");
+        }
+    }
+    assert!(log.read(max + 1, 10, &mut Vec::new()).is_err(), "{name}");
+    let at = log.append(b"after recovery").unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.max_offset(), at.end, "{name}");
+}
+
+/// Appends `bytes` after the log's last byte, in the next segment file if the last one is full.
+fn append_to_tail(dir: &Path, spans: &[(u64, u64)], bytes: &[u8]) {
+    let end = spans.last().unwrap().1;
+    let path = segment_path(dir, end - end % SEG);
+    let mut old = fs::read(&path).unwrap_or_default();
+    old.extend_from_slice(bytes);
+    fs::write(&path, old).unwrap();
+}
+
+/// Flips bits of one byte at a log offset.
+fn flip(dir: &Path, offset: u64, mask: u8) {
+    let path = segment_path(dir, offset - offset % SEG);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[(offset % SEG) as usize] ^= mask;
+    fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_torn_tail_is_truncated_on_reopen() {
+    torn_tail_case("truncated mid-record", |dir, spans| {
+        let (start, end) = *spans.last().unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir, start - start % SEG));
+        f.unwrap()
+            .set_len((start + (end - start) / 2) % SEG)
+            .unwrap();
+        spans.len() - 1
+    });
+    torn_tail_case("garbage appended", |dir, spans| {
+        append_to_tail(dir, spans, b"\x00\x00\x00\x40garbage-garbage");
+        spans.len()
+    });
+    torn_tail_case("zeros appended", |dir, spans| {
+        append_to_tail(dir, spans, &[0; 100]);
+        spans.len()
+    });
+    torn_tail_case("a short header appended", |dir, spans| {
+        append_to_tail(dir, spans, &[0, 0, 0]);
+        spans.len()
+    });
+    torn_tail_case("bad CRC in the last record", |dir, spans| {
+        let i = spans.iter().rposition(|s| s.1 - s.0 > HEADER_LEN).unwrap();
+        flip(dir, spans[i].1 - 1, 1);
+        i
+    });
+    torn_tail_case("bad CRC mid-log, later segments dropped", |dir, spans| {
+        flip(dir, spans[10].0 + HEADER_LEN - 1, 0xFF); // the stored CRC
+        10
+    });
+    torn_tail_case("bad TOTALSIZE mid-log", |dir, spans| {
+        flip(dir, spans[20].0, 0x40);
+        20
+    });
+    torn_tail_case("a stray segment after a partial one", |dir, spans| {
+        let end = spans.last().unwrap().1;
+        fs::write(segment_path(dir, end - end % SEG + 2 * SEG), b"stray").unwrap();
+        spans.len()
+    });
+}
+
+#[test]
+fn a_missing_middle_segment_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        fill(&log, &mut Rng(5), 60, 900);
+        assert!(log.max_offset() > 4 * SEG);
+    }
+    fs::remove_file(segment_path(dir.path(), 2 * SEG)).unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.max_offset(), 2 * SEG);
+    assert!(!segment_path(dir.path(), 3 * SEG).exists());
+}
+
+#[test]
+fn a_segment_size_mismatch_is_refused_and_nothing_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        fill(&log, &mut Rng(6), 30, 900);
+    }
+    let before = fs::read_dir(dir.path()).unwrap().count();
+    for size in [SEG / 2, SEG * 2] {
+        let err = CommitLog::open(StoreConfig {
+            segment_size: size,
+            ..config(dir.path())
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("another segment size"), "{err}");
+    }
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), before);
+    let err = CommitLog::open(StoreConfig {
+        segment_size: 10,
+        ..config(dir.path())
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn append_raw_at_the_wrong_offset_is_refused_and_changes_nothing() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(mdir.path());
+    let slave = open(sdir.path());
+    let mut rng = Rng(11);
+    fill(&master, &mut rng, 20, 700);
+    replicate(&master, &slave, &mut rng, 500);
+    fill(&master, &mut rng, 5, 700);
+    let (max, sum) = (slave.max_offset(), digest(&slave));
+    let mut batch = Vec::new();
+    master.read(max, 300, &mut batch).unwrap();
+    for offset in [0, max - 1, max + 1, u64::MAX] {
+        let err = slave.append_raw(offset, &batch).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("only at its max offset"), "{err}");
+    }
+    assert_eq!((slave.max_offset(), digest(&slave)), (max, sum));
+    let last = slave.segment_base(max - 1);
+    assert_eq!(file_len(&segment_path(sdir.path(), last)), max - last);
+    assert_eq!(
+        slave.append_raw(max, &batch).unwrap(),
+        max + batch.len() as u64
+    );
+}
+
+#[test]
+fn append_raw_refuses_bytes_that_do_not_frame_as_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let slave = open(dir.path());
+    let err = slave.append_raw(0, b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+    assert_eq!(slave.max_offset(), 0);
+    assert_eq!(file_len(&segment_path(dir.path(), 0)), 0);
+
+    // A header split across batches is checked when its 8th byte arrives.
+    let mut rng = Rng(12);
+    let good = upstream_record(&mut rng, 100, MESSAGE_MAGIC);
+    assert_eq!(slave.append_raw(0, &good[..3]).unwrap(), 3);
+    assert_eq!(slave.append_raw(3, &good[3..50]).unwrap(), 50);
+    assert_eq!(slave.append_raw(50, &good[50..]).unwrap(), 100);
+    let mut bad = upstream_record(&mut rng, 100, MESSAGE_MAGIC);
+    bad[0..4].copy_from_slice(&(SEG as u32).to_be_bytes()); // crosses the segment end
+    assert_eq!(slave.append_raw(100, &bad[..5]).unwrap(), 105);
+    let err = slave.append_raw(105, &bad[5..]).unwrap_err();
+    assert!(err.to_string().contains("crosses the segment end"), "{err}");
+    assert_eq!(slave.max_offset(), 105);
+
+    // The log ends inside a record: the master path waits for a reopen to recover.
+    assert!(slave.append(b"x").is_err());
+    drop(slave);
+    let log = open(dir.path());
+    assert_eq!(log.max_offset(), 100);
+    assert_eq!(log.append(b"x").unwrap().start, 100);
+}
+
+#[test]
+fn a_slave_fed_from_master_reads_is_byte_identical_and_recovers() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(mdir.path());
+    let slave = open(sdir.path());
+    let mut rng = Rng(2024);
+    for round in 0..8 {
+        fill(&master, &mut rng, 40, 1500);
+        let max_batch = [1, 7, 13, 100, 1000, 5000, SEG, 64][round];
+        replicate(&master, &slave, &mut rng, max_batch);
+        assert_eq!(slave.max_offset(), master.max_offset());
+        assert_eq!(digest(&slave), digest(&master), "round {round}");
+    }
+    let (max, sum) = (slave.max_offset(), digest(&slave));
+    drop(slave);
+    let slave = open(sdir.path());
+    assert_eq!((slave.max_offset(), digest(&slave)), (max, sum));
+    fill(&master, &mut rng, 10, 1500);
+    replicate(&master, &slave, &mut rng, 2000);
+    assert_eq!(digest(&slave), digest(&master));
+}
+
+#[test]
+fn a_fresh_slave_starts_at_the_masters_last_segment() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(mdir.path());
+    let mut rng = Rng(77);
+    fill(&master, &mut rng, 80, 900);
+    let base = master.segment_base(master.max_offset());
+    assert!(base >= 3 * SEG);
+
+    let slave = open(sdir.path());
+    assert_eq!(
+        slave.reset_base(base + 1).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    slave.reset_base(base).unwrap();
+    assert_eq!((slave.min_offset(), slave.max_offset()), (base, base));
+    assert_eq!(
+        slave
+            .read(base - 1, 10, &mut Vec::new())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    replicate(&master, &slave, &mut rng, 700);
+    fill(&master, &mut rng, 30, 900);
+    replicate(&master, &slave, &mut rng, 700);
+    let max = master.max_offset();
+    assert_eq!(
+        slave.digest(base, max).unwrap(),
+        master.digest(base, max).unwrap()
+    );
+    let err = slave.reset_base(0).unwrap_err();
+    assert!(err.to_string().contains("only an empty log"), "{err}");
+    assert!(!segment_path(sdir.path(), 0).exists());
+    drop(slave);
+
+    let slave = open(sdir.path());
+    assert_eq!((slave.min_offset(), slave.max_offset()), (base, max));
+    assert_eq!(
+        slave.digest(base, max).unwrap(),
+        master.digest(base, max).unwrap()
+    );
+}
+
+#[test]
+fn an_empty_log_keeps_its_base_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).reset_base(5 * SEG).unwrap();
+    let log = open(dir.path());
+    assert_eq!((log.min_offset(), log.max_offset()), (5 * SEG, 5 * SEG));
+    assert!(log.is_empty());
+    assert_eq!(log.append(b"first").unwrap().start, 5 * SEG);
+    assert_eq!(log.len(), HEADER_LEN + 5);
+}
+
+#[test]
+fn upstream_message_records_are_kept_and_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(31337);
+    let (java, placed) = upstream_log(&mut rng, 60, 0);
+    {
+        let slave = open(dir.path());
+        let mut pos = 0;
+        while pos < java.len() {
+            let n = (1 + rng.below(900) as usize).min(java.len() - pos);
+            slave.append_raw(pos as u64, &java[pos..pos + n]).unwrap();
+            pos += n;
+        }
+        assert_eq!(read_all(&slave, 0, slave.max_offset()), java);
+        // Our records go on after upstream's, padding an 8..11-byte tail with an 8-byte blank.
+        fill(&slave, &mut rng, 10, 900);
+    }
+    let log = open(dir.path());
+    let bytes = read_all(&log, 0, log.max_offset());
+    assert_eq!(&bytes[..java.len()], &java[..]);
+    let (parsed, used) = parse(&bytes, 0);
+    assert_eq!(used, bytes.len());
+    let upstream = parsed
+        .iter()
+        .filter(|p| matches!(p, Parsed::Upstream(_)))
+        .count();
+    assert_eq!((upstream, ours(&parsed).len()), (placed, 10));
+}
+
+#[test]
+fn an_upstream_blank_of_eight_bytes_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(8);
+    let mut java = upstream_record(&mut rng, (SEG - MIN_BLANK_LEN) as usize, MESSAGE_MAGIC);
+    java.extend_from_slice(&(MIN_BLANK_LEN as u32).to_be_bytes());
+    java.extend_from_slice(&BLANK_MAGIC.to_be_bytes());
+    java.extend_from_slice(&upstream_record(&mut rng, 200, MESSAGE_MAGIC));
+    open(dir.path()).append_raw(0, &java).unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.max_offset(), SEG + 200);
+}
+
+#[test]
+fn a_reader_racing_an_appender_never_sees_unpublished_bytes() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    const RECORDS: usize = 3000;
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut rng = Rng(1);
+            fill(&log, &mut rng, RECORDS, 700);
+            log.max_offset()
+        })
+    };
+    let mut rng = Rng(2);
+    let (mut pos, mut pending, mut seen, mut reads) = (0u64, Vec::new(), 0, 0);
+    let mut pending_base = 0;
+    while seen < RECORDS {
+        let before = pending.len();
+        let n = log
+            .read(pos, 1 + rng.below(3000) as usize, &mut pending)
+            .unwrap();
+        assert_eq!(pending.len(), before + n);
+        assert!(
+            pos + n as u64 <= log.max_offset(),
+            "read past the published max"
+        );
+        pos += n as u64;
+        reads += 1;
+        let (parsed, used) = parse(&pending, pending_base);
+        seen += ours(&parsed).len();
+        pending.drain(..used);
+        pending_base += used as u64;
+        if n == 0 {
+            std::thread::yield_now();
+        }
+    }
+    let end = writer.join().unwrap();
+    assert_eq!((pos, pending.len()), (end, 0));
+    assert!(
+        reads > 100,
+        "the reader should have raced the writer ({reads} reads)"
+    );
+}
+
+#[test]
+fn the_store_names_no_runtime_no_clock_and_no_std_sync() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+    let mut files = 0;
+    for entry in fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for needle in [
+                "tokio",
+                "std::sync",
+                "Instant::now",
+                "SystemTime",
+                "loom",
+                "shuttle",
+            ] {
+                assert!(
+                    !line.contains(needle),
+                    "{}:{}: `{needle}`",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+        files += 1;
+    }
+    assert!(files >= 3);
+}
