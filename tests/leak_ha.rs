@@ -5,6 +5,7 @@
 //! the table holds only the slave, the alive tasks and the open fds are back to their baseline,
 //! the slave's acked offset never exceeded the master's max offset, and the slave's log is
 //! byte-identical to the master's.
+#![cfg(feature = "net")]
 
 use rmq_lifecycle::core::ha::{HaConfig, encode_report};
 use rmq_lifecycle::lifecycle::TaskGauge;

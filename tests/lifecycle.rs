@@ -1,5 +1,6 @@
 //! `ClientChannel` on tokio: every exit path (task returns, task panics, owner closes, owner drops,
 //! refused registration) removes the registry entry exactly once and leaves no task alive.
+#![cfg(feature = "net")]
 
 use rmq_lifecycle::core::{ClientError, ClientRules, HeartbeatData, Millis};
 use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason, Counted, TaskGauge};

@@ -2,6 +2,7 @@
 //! nothing and never ack, sync-replication waits, and the fault cases (slave killed mid-transfer
 //! and restarted, master restarted, connection dropped mid-frame). Upstream's HAServerTest
 //! scenarios are here too.
+#![cfg(feature = "net")]
 
 use rmq_lifecycle::core::ha::{HaConfig, encode_report};
 use rmq_lifecycle::lifecycle::TaskGauge;

@@ -1,6 +1,7 @@
 //! The client-management listener over loopback: requests, a 100-connection load that must drain
 //! to zero, and every kind of bad input, each of which must leave no channel, membership or task
 //! behind while the server keeps serving others.
+#![cfg(feature = "net")]
 
 use bytes::{BufMut, BytesMut};
 use rmq_lifecycle::core::heartbeat::{ConsumerData, SubscriptionData};

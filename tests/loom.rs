@@ -1,0 +1,412 @@
+//! Loom models of `ClientRegistry`: every interleaving (up to the preemption bound) of the three
+//! races the registry's locking is designed for, each checked at quiescence against
+//! `check_invariants()` (`NoEmptyGroup`, `IndexesConsistent`), `NoLostRegistration` and
+//! `NoResurrection` (see `tests/support`).
+//!
+//! * `loom_heartbeat_vs_close_last_member`: A joins G while G's only member B closes.
+//! * `loom_heartbeat_vs_scan`: A refreshes a stale membership while a scan expires it.
+//! * `loom_close_vs_inflight_heartbeat`: A heartbeats into a new group while A is closed.
+//! * `loom_join_vs_close_and_expiry`, `loom_close_vs_inflight_heartbeat_shared_group`: three
+//!   threads each, the same races with a second removal path or a second joiner.
+//!
+//! Each scenario also runs against a planted defect (`Faults`) and must fail naming the
+//! invariant it breaks, so a harness that cannot fail is itself a test failure.
+//!
+//! Run (release, own target dir; `--nocapture` prints the executions explored per model):
+//!
+//! ```text
+//! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg rmq_loom" \
+//!     cargo test --release --no-default-features --test loom -- --nocapture
+//! LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg rmq_loom" \
+//!     cargo test --release --no-default-features --test loom
+//! ```
+//!
+//! The two-thread models are explored exhaustively (no preemption bound), the three-thread ones
+//! with bound 3 (`THREE_THREAD_PREEMPTIONS`); `LOOM_MAX_PREEMPTIONS=N` sets the bound of every
+//! model. Loom is exhaustive, so a failure reproduces on every run; to see the failing
+//! interleaving, rerun the one test with `LOOM_LOG=trace LOOM_LOCATION=1 ... -- <test> --exact`.
+//!
+//! `--no-default-features` leaves out the tokio layer (`net`), which the models do not use.
+//!
+//! Models use `shards: 1`: the shard hasher is randomly seeded per table, so with more shards the
+//! shard a group lands in (and thus the locks taken) would differ between loom's executions.
+
+#![cfg(rmq_loom)]
+
+mod support;
+
+use loom::sync::Arc;
+use loom::thread;
+use rmq_lifecycle::core::{ClientError, ClientRules, GroupKind, Millis};
+use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use support::{Expect, panic_message, producers};
+
+/// The preemption bound of the three-thread models when `LOOM_MAX_PREEMPTIONS` is unset (bound
+/// 3: ~4k executions, under a second each; bound 4: ~20k, ~4 s; bound 6: ~300k, ~45 s). The
+/// two-thread models are small enough to explore without a bound.
+const THREE_THREAD_PREEMPTIONS: Option<usize> = Some(3);
+/// No bound: every interleaving.
+const EXHAUSTIVE: Option<usize> = None;
+const EXPIRY_MS: u64 = 100;
+const G: &str = "G";
+
+fn registry(faults: Faults) -> Arc<ClientRegistry> {
+    Arc::new(ClientRegistry::new(RegistryConfig {
+        rules: ClientRules {
+            expiry_ms: EXPIRY_MS,
+            ..ClientRules::default()
+        },
+        shards: 1,
+        faults,
+    }))
+}
+
+/// Explores `f` with loom, with `LOOM_MAX_PREEMPTIONS` if set and `bound` otherwise, and
+/// reports how many executions it took.
+fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = bound;
+    }
+    // A std atomic: it counts executions from outside the model and is not itself modelled.
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let start = Instant::now();
+    builder.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    eprintln!(
+        "loom {name}: {} executions, preemption bound {:?}, {:.2?}",
+        runs.load(Ordering::Relaxed),
+        builder.preemption_bound,
+        start.elapsed()
+    );
+}
+
+/// Runs a model of a broken registry and asserts that loom finds a violation of `invariant`.
+fn model_finds(
+    name: &str,
+    bound: Option<usize>,
+    invariant: &str,
+    f: impl Fn() + Sync + Send + 'static,
+) {
+    let result = catch_unwind(AssertUnwindSafe(|| model(name, bound, f)));
+    let payload = match result {
+        Ok(()) => panic!("{name}: loom explored every execution and found no violation"),
+        Err(payload) => payload,
+    };
+    let msg = panic_message(&*payload);
+    assert!(
+        msg.contains(&format!("{invariant} violated")),
+        "{name}: the model failed, but not with {invariant}: {msg}"
+    );
+    eprintln!(
+        "loom {name}: found as expected: {}",
+        first_line(&msg, invariant)
+    );
+}
+
+fn first_line<'a>(msg: &'a str, invariant: &str) -> &'a str {
+    msg.lines()
+        .find(|l| l.contains(invariant))
+        .unwrap_or(msg)
+        .trim()
+}
+
+/// G's only member B closes while A heartbeats into G: A's registration must land in the live G
+/// or in a fresh one, never in a G that the close unlinks (upstream #10698).
+fn heartbeat_vs_close_last_member(faults: Faults) -> impl Fn() + Sync + Send + 'static {
+    move || {
+        let reg = registry(faults);
+        let a = reg.register_channel().unwrap();
+        let b = reg.register_channel().unwrap();
+        reg.heartbeat(&b, &producers("client-b", &[G]), Millis(0))
+            .unwrap();
+
+        let joiner = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), Millis(10)))
+        };
+        let closer = {
+            let (reg, b) = (reg.clone(), b.clone());
+            thread::spawn(move || reg.channel_closed(&b))
+        };
+        let joined = joiner.join().unwrap();
+        let closed = closer.join().unwrap();
+
+        let mut expect = Expect {
+            closed: vec![b.id()],
+            ..Expect::default()
+        };
+        expect.present(GroupKind::Producer, G, a.id(), Some(Millis(10)));
+        support::check(&reg, &expect);
+        assert_eq!(joined.map(|o| o.joined), Ok(1), "A's heartbeat joins G");
+        assert!(closed, "the first close of B does the close");
+        assert_eq!(reg.producer_group_count(), 1);
+    }
+}
+
+/// A's only membership is stale when the scan starts; A heartbeats concurrently. The scan
+/// re-checks each candidate under the channel's and the shard's locks, so a refresh is never
+/// expired: either the scan expires A first and the heartbeat re-creates G, or the refresh wins.
+/// B's stale membership, never refreshed, must expire either way.
+fn heartbeat_vs_scan(faults: Faults) -> impl Fn() + Sync + Send + 'static {
+    move || {
+        let reg = registry(faults);
+        let a = reg.register_channel().unwrap();
+        let b = reg.register_channel().unwrap();
+        reg.heartbeat(&a, &producers("client-a", &[G]), Millis(0))
+            .unwrap();
+        reg.heartbeat(&b, &producers("client-b", &[G]), Millis(0))
+            .unwrap();
+        let now = Millis(1_000);
+
+        let refresher = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), now))
+        };
+        let scanner = {
+            let reg = reg.clone();
+            thread::spawn(move || reg.scan_inactive(now))
+        };
+        let refreshed = refresher.join().unwrap().expect("A is open");
+        let report = scanner.join().unwrap();
+
+        let mut expect = Expect::default();
+        expect.present(GroupKind::Producer, G, a.id(), Some(now));
+        expect.gone(GroupKind::Producer, G, b.id(), "stale at the scan");
+        support::check(&reg, &expect);
+        // The scan expired A exactly when the heartbeat found A gone and re-joined.
+        let a_expired = report.expired - 1;
+        assert_eq!(a_expired, refreshed.joined, "scan report {report:?}");
+        let mut orphaned = vec![b.id()];
+        if a_expired == 1 {
+            orphaned.insert(0, a.id());
+        }
+        assert_eq!(report.orphaned, orphaned);
+    }
+}
+
+/// A heartbeats into a new group while A is closed: the heartbeat either completes first (and the
+/// close removes what it added) or sees the tombstone; A ends up in no table.
+fn close_vs_inflight_heartbeat(faults: Faults) -> impl Fn() + Sync + Send + 'static {
+    move || {
+        let reg = registry(faults);
+        let a = reg.register_channel().unwrap();
+
+        let beater = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), Millis(10)))
+        };
+        let closer = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.channel_closed(&a))
+        };
+        let beat = beater.join().unwrap();
+        let closed = closer.join().unwrap();
+
+        let mut expect = Expect {
+            closed: vec![a.id()],
+            ..Expect::default()
+        };
+        expect.gone(GroupKind::Producer, G, a.id(), "closed");
+        support::check(&reg, &expect);
+        match beat {
+            Ok(outcome) => assert_eq!(outcome.joined, 1),
+            Err(e) => assert_eq!(e, ClientError::ChannelClosed(a.id())),
+        }
+        assert!(closed && a.is_closed());
+        assert_eq!(reg.channel_count(), 0);
+        assert_eq!(reg.producer_group_count(), 0, "NoEmptyGroup: G went with A");
+        assert_eq!(reg.find_channel("client-a"), None);
+    }
+}
+
+/// Three threads: G's members are B (fresh) and C (stale); A joins G while B closes and a scan
+/// expires C, so either removal can be the one that empties G while A's registration lands.
+fn join_vs_close_and_expiry(faults: Faults) -> impl Fn() + Sync + Send + 'static {
+    move || {
+        let reg = registry(faults);
+        let a = reg.register_channel().unwrap();
+        let b = reg.register_channel().unwrap();
+        let c = reg.register_channel().unwrap();
+        let now = Millis(1_000);
+        reg.heartbeat(&c, &producers("client-c", &[G]), Millis(0))
+            .unwrap();
+        reg.heartbeat(&b, &producers("client-b", &[G]), now)
+            .unwrap();
+
+        let joiner = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), now))
+        };
+        let closer = {
+            let (reg, b) = (reg.clone(), b.clone());
+            thread::spawn(move || reg.channel_closed(&b))
+        };
+        let scanner = {
+            let reg = reg.clone();
+            thread::spawn(move || reg.scan_inactive(now))
+        };
+        let joined = joiner.join().unwrap();
+        let closed = closer.join().unwrap();
+        let report = scanner.join().unwrap();
+
+        let mut expect = Expect {
+            closed: vec![b.id()],
+            ..Expect::default()
+        };
+        expect.present(GroupKind::Producer, G, a.id(), Some(now));
+        expect.gone(GroupKind::Producer, G, c.id(), "stale at the scan");
+        support::check(&reg, &expect);
+        assert_eq!(joined.map(|o| o.joined), Ok(1));
+        assert!(closed);
+        assert_eq!(report.expired, 1, "only C was stale: {report:?}");
+        assert_eq!(report.orphaned, vec![c.id()]);
+    }
+}
+
+/// Three threads: A heartbeats into G while A is closed, and B joins G meanwhile. G must end up
+/// holding exactly B.
+fn close_vs_inflight_heartbeat_shared_group(faults: Faults) -> impl Fn() + Sync + Send + 'static {
+    move || {
+        let reg = registry(faults);
+        let a = reg.register_channel().unwrap();
+        let b = reg.register_channel().unwrap();
+
+        let beater = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), Millis(10)))
+        };
+        let closer = {
+            let (reg, a) = (reg.clone(), a.clone());
+            thread::spawn(move || reg.channel_closed(&a))
+        };
+        let other = {
+            let (reg, b) = (reg.clone(), b.clone());
+            thread::spawn(move || reg.heartbeat(&b, &producers("client-b", &[G]), Millis(20)))
+        };
+        let beat = beater.join().unwrap();
+        assert!(closer.join().unwrap());
+        let other = other.join().unwrap();
+
+        let mut expect = Expect {
+            closed: vec![a.id()],
+            ..Expect::default()
+        };
+        expect.gone(GroupKind::Producer, G, a.id(), "closed");
+        expect.present(GroupKind::Producer, G, b.id(), Some(Millis(20)));
+        support::check(&reg, &expect);
+        assert!(
+            matches!(beat, Ok(_) | Err(ClientError::ChannelClosed(_))),
+            "{beat:?}"
+        );
+        assert_eq!(other.map(|o| o.joined), Ok(1));
+        assert_eq!(reg.members(GroupKind::Producer, G), vec![b.id()]);
+    }
+}
+
+#[test]
+fn loom_heartbeat_vs_close_last_member() {
+    model(
+        "heartbeat_vs_close_last_member",
+        EXHAUSTIVE,
+        heartbeat_vs_close_last_member(Faults::default()),
+    );
+}
+
+#[test]
+fn loom_heartbeat_vs_close_last_member_finds_split_remove_if_empty() {
+    let faults = Faults {
+        split_remove_if_empty: true,
+        ..Faults::default()
+    };
+    model_finds(
+        "heartbeat_vs_close_last_member/split_remove_if_empty",
+        EXHAUSTIVE,
+        "NoLostRegistration",
+        heartbeat_vs_close_last_member(faults),
+    );
+}
+
+#[test]
+fn loom_join_vs_close_and_expiry() {
+    model(
+        "join_vs_close_and_expiry",
+        THREE_THREAD_PREEMPTIONS,
+        join_vs_close_and_expiry(Faults::default()),
+    );
+}
+
+#[test]
+fn loom_join_vs_close_and_expiry_finds_split_remove_if_empty() {
+    let faults = Faults {
+        split_remove_if_empty: true,
+        ..Faults::default()
+    };
+    model_finds(
+        "join_vs_close_and_expiry/split_remove_if_empty",
+        THREE_THREAD_PREEMPTIONS,
+        "NoLostRegistration",
+        join_vs_close_and_expiry(faults),
+    );
+}
+
+#[test]
+fn loom_heartbeat_vs_scan() {
+    model(
+        "heartbeat_vs_scan",
+        EXHAUSTIVE,
+        heartbeat_vs_scan(Faults::default()),
+    );
+}
+
+#[test]
+fn loom_close_vs_inflight_heartbeat() {
+    model(
+        "close_vs_inflight_heartbeat",
+        EXHAUSTIVE,
+        close_vs_inflight_heartbeat(Faults::default()),
+    );
+}
+
+#[test]
+fn loom_close_vs_inflight_heartbeat_finds_register_after_close() {
+    let faults = Faults {
+        register_after_close: true,
+        ..Faults::default()
+    };
+    model_finds(
+        "close_vs_inflight_heartbeat/register_after_close",
+        EXHAUSTIVE,
+        "NoResurrection",
+        close_vs_inflight_heartbeat(faults),
+    );
+}
+
+#[test]
+fn loom_close_vs_inflight_heartbeat_shared_group() {
+    model(
+        "close_vs_inflight_heartbeat_shared_group",
+        THREE_THREAD_PREEMPTIONS,
+        close_vs_inflight_heartbeat_shared_group(Faults::default()),
+    );
+}
+
+#[test]
+fn loom_close_vs_inflight_heartbeat_shared_group_finds_register_after_close() {
+    let faults = Faults {
+        register_after_close: true,
+        ..Faults::default()
+    };
+    model_finds(
+        "close_vs_inflight_heartbeat_shared_group/register_after_close",
+        THREE_THREAD_PREEMPTIONS,
+        "NoResurrection",
+        close_vs_inflight_heartbeat_shared_group(faults),
+    );
+}

@@ -1,0 +1,817 @@
+//! Shuttle harnesses for `ClientRegistry` and the `ClientChannel` lifecycle: many threads and
+//! tasks doing heartbeats, unregisters, closes and expiry scans with advancing time, explored
+//! under shuttle's random and PCT schedulers. At quiescence every run checks
+//! `check_invariants()` (`NoEmptyGroup`, `IndexesConsistent`), `NoResurrection` for every closed
+//! channel and `NoLostRegistration` (every heartbeat that returned Ok, from a channel not closed,
+//! unregistered from that group or expired since, is in the table with its time); see
+//! `tests/support`. Scans run at times when only the memberships seeded stale at time 0 can
+//! expire, so what must be in the table is known exactly.
+//!
+//! * `shuttle_registry_mixed_*`: a fixed program of 5 channels, 2 producer groups and 1 consumer
+//!   group, designed so that every removal path (unregister, close, expiry) can empty a group
+//!   while another channel joins it, and a close can race its own channel's heartbeats.
+//! * `shuttle_registry_random_ops_*`: the same kinds of operations drawn at random
+//!   (`shuttle::rand`, so replayable); each owner thread checks its own results.
+//! * `shuttle_lifecycle_*`: a `ClientChannel` spawned on shuttle's executor with a heartbeating
+//!   task, closed from another thread while it runs; the task gauge must return to 0.
+//! * `*_finds_*`: the same programs against a planted defect (`Faults`); shuttle must find it,
+//!   the panic must name the invariant, and replaying the failing schedule must fail again.
+//!
+//! Run (release, own target dir; `--nocapture` prints schedules explored and time per test):
+//!
+//! ```text
+//! CARGO_TARGET_DIR=target/shuttle cargo test --release --no-default-features \
+//!     --features shuttle --test shuttle -- --nocapture
+//! ```
+//!
+//! `SHUTTLE_ITERATIONS=N` changes the schedules per test (default 2000); `SHUTTLE_RANDOM_SEED`
+//! (shuttle's own) fixes the scheduler seed.
+//!
+//! Replay: a failing test prints its schedule and the command that replays it, of the form
+//!
+//! ```text
+//! SHUTTLE_REPLAY='<test name>:<schedule>' CARGO_TARGET_DIR=target/shuttle cargo test --release \
+//!     --no-default-features --features shuttle --test shuttle -- <test name> --exact --nocapture
+//! ```
+//!
+//! Paste the schedule shuttle printed between the quotes (line breaks are ignored). With
+//! `SHUTTLE_REPLAY` set, the named test replays that one schedule instead of exploring (a bare
+//! `SHUTTLE_REPLAY='<schedule>'` applies to every test that runs), up to `REPLAY_ATTEMPTS` times
+//! until it fails: the registry's hashers are randomly seeded, so iteration order (which group a
+//! close or a scan visits first) is not part of the schedule and a replay can diverge. Registries
+//! here use `shards: 1`, so that the seed cannot also change which shard locks a schedule takes.
+
+#![cfg(feature = "shuttle")]
+
+mod support;
+
+use rmq_lifecycle::core::{ChannelId, ClientError, ClientRules, GroupKind, Millis};
+use rmq_lifecycle::lifecycle::{
+    BoxTask, ClientChannel, CloseReason, Counted, Spawn, TaskGauge, TaskHandle,
+};
+use rmq_lifecycle::registry::{ChannelRef, ClientRegistry, Faults, RegistryConfig};
+use shuttle::rand::{Rng, thread_rng};
+use shuttle::scheduler::{
+    PctScheduler, RandomScheduler, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
+};
+use shuttle::sync::Arc;
+use shuttle::{FailurePersistence, Runner, thread};
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::time::Instant;
+use support::{Expect, Key, heartbeat, panic_message, producers};
+
+const EXPIRY_MS: u64 = 1_000;
+/// Memberships seeded here are stale at every scan.
+const STALE: Millis = Millis(0);
+/// Worker heartbeats happen at 1_000.. and scans at 1_500..1_900: a worker's membership is never
+/// older than `EXPIRY_MS` at a scan, a seeded one always is.
+const WORK: u64 = 1_000;
+const SCANS: [Millis; 2] = [Millis(1_500), Millis(1_900)];
+const P1: &str = "P1";
+const P2: &str = "P2";
+const C1: &str = "C1";
+const PCT_DEPTH: usize = 3;
+/// Replays of one schedule before giving up. A replay is deterministic only if the program is,
+/// and the registry's hash sets and shard tables use randomly seeded hashers
+/// (`foldhash::fast::RandomState`), so the order in which a close visits a channel's groups, or
+/// a scan visits groups, can differ between two runs of the same schedule. When that order
+/// matters (a channel in several groups of one kind), a replay diverges now and then.
+const REPLAY_ATTEMPTS: usize = 10;
+
+// ---------------------------------------------------------------------------------------------
+// Running, replaying and reporting
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Sched {
+    Random,
+    Pct,
+}
+
+fn iterations() -> usize {
+    std::env::var("SHUTTLE_ITERATIONS")
+        .map(|v| v.parse().expect("SHUTTLE_ITERATIONS is a number"))
+        .unwrap_or(2_000)
+}
+
+/// The schedule `SHUTTLE_REPLAY` asks this test to replay, if any. Shuttle prints a schedule
+/// wrapped over several lines between quotes; whitespace and quotes are ignored.
+fn replay_request(test: &str) -> Option<String> {
+    let value = std::env::var("SHUTTLE_REPLAY").ok()?;
+    let schedule = match value.split_once(':') {
+        Some((name, schedule)) if name.trim() == test => schedule,
+        Some(_) => return None,
+        None => &value,
+    };
+    Some(schedule.chars().filter(char::is_ascii_hexdigit).collect())
+}
+
+fn config() -> shuttle::Config {
+    let mut config = shuttle::Config::new();
+    config.stack_size = 0x4_0000;
+    // Shuttle prints the failing schedule (its panic hook is process-wide, so per-test files
+    // would not work); `explore` adds the replay command.
+    config.failure_persistence = FailurePersistence::Print;
+    config
+}
+
+/// Wraps a scheduler and keeps the schedule of the current execution, as shuttle records it, so
+/// a broken-variant test can replay the failing schedule and check that it fails again.
+#[derive(Debug)]
+struct Recording<S> {
+    inner: S,
+    current: std::sync::Arc<std::sync::Mutex<Schedule>>,
+}
+
+impl<S: Scheduler> Scheduler for Recording<S> {
+    fn new_execution(&mut self) -> Option<Schedule> {
+        let schedule = self.inner.new_execution()?;
+        *self.current.lock().unwrap() = schedule.clone();
+        Some(schedule)
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&Task],
+        current: Option<TaskId>,
+        is_yielding: bool,
+    ) -> Option<TaskId> {
+        let next = self.inner.next_task(runnable, current, is_yielding)?;
+        self.current.lock().unwrap().push_task(next);
+        Some(next)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.current.lock().unwrap().push_random();
+        self.inner.next_u64()
+    }
+}
+
+/// A failed exploration: the panic and the failing schedule.
+struct Failure {
+    payload: Box<dyn std::any::Any + Send>,
+    schedule: Option<Schedule>,
+}
+
+/// Explores `f` with the scheduler (or replays `SHUTTLE_REPLAY`) and returns the schedules run.
+fn explore<F>(test: &str, sched: Sched, f: F) -> Result<usize, Failure>
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    if let Some(schedule) = replay_request(test) {
+        let f = std::sync::Arc::new(f);
+        for attempt in 1..=REPLAY_ATTEMPTS {
+            eprintln!("shuttle {test}: replaying the SHUTTLE_REPLAY schedule (attempt {attempt})");
+            let runner = Runner::new(ReplayScheduler::new_from_encoded(&schedule), config());
+            let f = f.clone();
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| runner.run(move || f()))) {
+                return Err(Failure {
+                    payload,
+                    schedule: None,
+                });
+            }
+        }
+        eprintln!("shuttle {test}: the schedule did not fail in {REPLAY_ATTEMPTS} replays");
+        return Ok(REPLAY_ATTEMPTS);
+    }
+    let n = iterations();
+    let current = std::sync::Arc::new(std::sync::Mutex::new(Schedule::new(0)));
+    let start = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let inner: Box<dyn Scheduler + Send> = match sched {
+            Sched::Random => Box::new(RandomScheduler::new(n)),
+            Sched::Pct => Box::new(PctScheduler::new(PCT_DEPTH, n)),
+        };
+        let recording = Recording {
+            inner,
+            current: current.clone(),
+        };
+        Runner::new(recording, config()).run(f)
+    }));
+    match result {
+        Ok(runs) => {
+            eprintln!(
+                "shuttle {test}: {runs} {sched:?} schedules in {:.2?}",
+                start.elapsed()
+            );
+            Ok(runs)
+        }
+        Err(payload) => {
+            eprintln!(
+                "shuttle {test}: failed; replay the failing schedule printed above with\n  \
+                 SHUTTLE_REPLAY='{test}:<schedule>' CARGO_TARGET_DIR=target/shuttle cargo test \
+                 --release --no-default-features --features shuttle --test shuttle -- {test} \
+                 --exact --nocapture"
+            );
+            let schedule = current.lock().unwrap().clone();
+            Err(Failure {
+                payload,
+                schedule: Some(schedule),
+            })
+        }
+    }
+}
+
+/// Explores a correct program: any failure fails the test (after printing how to replay it).
+fn check<F>(test: &str, sched: Sched, f: F)
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    if let Err(failure) = explore(test, sched, f) {
+        resume_unwind(failure.payload);
+    }
+}
+
+/// Explores a broken program: shuttle must find a violation of `invariant`, and replaying the
+/// failing schedule must fail the same way.
+fn check_finds<F>(test: &str, sched: Sched, invariant: &str, f: F)
+where
+    F: Fn() + Clone + Send + Sync + 'static,
+{
+    let expected = format!("{invariant} violated");
+    let failure = match explore(test, sched, f.clone()) {
+        Ok(runs) => panic!("{test}: {runs} schedules found no violation of {invariant}"),
+        Err(failure) => failure,
+    };
+    let msg = panic_message(&*failure.payload);
+    assert!(
+        msg.contains(&expected),
+        "{test}: failed, but not with {invariant}: {msg}"
+    );
+    let line = msg.lines().find(|l| l.contains(&expected)).unwrap_or(&msg);
+    eprintln!("shuttle {test}: found as expected: {}", line.trim());
+    let Some(schedule) = failure.schedule else {
+        return;
+    };
+    // Replay the failing schedule: it must fail the same way. See `REPLAY_ATTEMPTS` for why one
+    // replay may not be enough.
+    let mut outcomes = Vec::new();
+    for _ in 0..REPLAY_ATTEMPTS {
+        let runner = Runner::new(
+            ReplayScheduler::new_from_schedule(schedule.clone()),
+            config(),
+        );
+        let f = f.clone();
+        match catch_unwind(AssertUnwindSafe(|| runner.run(f))) {
+            Ok(_) => outcomes.push("passed".to_owned()),
+            Err(payload) => {
+                let again = panic_message(&*payload);
+                if again.contains(&expected) {
+                    eprintln!(
+                        "shuttle {test}: replay {} of the failing schedule fails the same way \
+                         (earlier replays: {outcomes:?})",
+                        outcomes.len() + 1
+                    );
+                    return;
+                }
+                outcomes.push(again.lines().next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    panic!(
+        "{test}: {REPLAY_ATTEMPTS} replays of the failing schedule did not reproduce it: {outcomes:?}"
+    );
+}
+
+fn registry(faults: Faults) -> Arc<ClientRegistry> {
+    Arc::new(ClientRegistry::new(RegistryConfig {
+        rules: ClientRules {
+            expiry_ms: EXPIRY_MS,
+            ..ClientRules::default()
+        },
+        shards: 1,
+        faults,
+    }))
+}
+
+fn key(kind: GroupKind, group: &str) -> Key {
+    (kind, group.to_owned())
+}
+
+/// Tracks one channel's results in program order: once an operation saw the channel closed, no
+/// later operation may succeed (the tombstone is permanent).
+#[derive(Default)]
+struct Owner {
+    saw_closed: bool,
+}
+
+impl Owner {
+    /// Records a result; returns true if it succeeded.
+    fn record<T: std::fmt::Debug>(
+        &mut self,
+        ch: ChannelId,
+        op: &str,
+        r: Result<T, ClientError>,
+    ) -> bool {
+        match r {
+            Ok(_) => {
+                assert!(
+                    !self.saw_closed,
+                    "NoResurrection violated: {op} on {ch} succeeded after the channel was seen closed"
+                );
+                true
+            }
+            Err(ClientError::ChannelClosed(c)) if c == ch => {
+                self.saw_closed = true;
+                false
+            }
+            Err(e) => panic!("{op} on {ch}: unexpected refusal {e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixed program
+// ---------------------------------------------------------------------------------------------
+
+/// Five channels, P1, P2 (producer) and C1 (consumer), five threads:
+///
+/// * seeds: c3 in P1 and c4 in P2 and C1 stale (time 0); c5 in P2 fresh.
+/// * w1 (c1): joins P1 and C1, unregisters P1, joins P1 again, joins P2. Never closed.
+/// * w2 (c2): joins P1, then P1 and C1, then unregisters C1, while `closer` closes c2.
+/// * w3 (c3): refreshes its stale P1 membership (racing its expiry), joins C1.
+/// * closer: closes c2 and c5 (c5's close can empty P2 as w1 joins it).
+/// * scanner: scans twice with advancing time; expires c4 (emptying P2 and C1 as others join).
+fn mixed(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let reg = registry(faults);
+        let ch: Vec<ChannelRef> = (0..5).map(|_| reg.register_channel().unwrap()).collect();
+        let [c1, c2, c3, c4, c5] = [0, 1, 2, 3, 4].map(|i| ch[i].clone());
+        reg.heartbeat(&c3, &producers("client-3", &[P1]), STALE)
+            .unwrap();
+        reg.heartbeat(&c4, &heartbeat("client-4", &[P2], &[C1]), STALE)
+            .unwrap();
+        reg.heartbeat(&c5, &producers("client-5", &[P2]), Millis(WORK))
+            .unwrap();
+
+        let w1 = {
+            let (reg, c) = (reg.clone(), c1.clone());
+            thread::spawn(move || {
+                reg.heartbeat(&c, &heartbeat("client-1", &[P1], &[C1]), Millis(WORK))
+                    .unwrap();
+                reg.unregister(&c, "client-1", Some(P1), None).unwrap();
+                reg.heartbeat(&c, &producers("client-1", &[P1]), Millis(WORK + 10))
+                    .unwrap();
+                reg.heartbeat(&c, &producers("client-1", &[P2]), Millis(WORK + 20))
+                    .unwrap();
+            })
+        };
+        let w2 = {
+            let (reg, c) = (reg.clone(), c2.clone());
+            thread::spawn(move || {
+                let mut owner = Owner::default();
+                let id = c.id();
+                let r = reg.heartbeat(&c, &producers("client-2", &[P1]), Millis(WORK));
+                owner.record(id, "heartbeat", r);
+                let r = reg.heartbeat(&c, &heartbeat("client-2", &[P1], &[C1]), Millis(WORK + 10));
+                owner.record(id, "heartbeat", r);
+                let r = reg.unregister(&c, "client-2", None, Some(C1));
+                owner.record(id, "unregister", r);
+            })
+        };
+        let w3 = {
+            let (reg, c) = (reg.clone(), c3.clone());
+            thread::spawn(move || {
+                reg.heartbeat(&c, &producers("client-3", &[P1]), Millis(WORK + 5))
+                    .unwrap();
+                reg.heartbeat(&c, &heartbeat("client-3", &[], &[C1]), Millis(WORK + 15))
+                    .unwrap();
+            })
+        };
+        let closer = {
+            let (reg, c2, c5) = (reg.clone(), c2.clone(), c5.clone());
+            thread::spawn(move || {
+                assert!(reg.channel_closed(&c2), "c2 is closed once, here");
+                assert!(reg.channel_closed(&c5), "c5 is closed once, here");
+            })
+        };
+        let scanner = {
+            let reg = reg.clone();
+            thread::spawn(move || SCANS.map(|now| reg.scan_inactive(now)))
+        };
+        for t in [w1, w2, w3, closer] {
+            t.join().unwrap();
+        }
+        let reports = scanner.join().unwrap();
+
+        let exact = |items: &[(GroupKind, &str, u64)]| -> BTreeMap<Key, Millis> {
+            items
+                .iter()
+                .map(|(k, g, t)| (key(*k, g), Millis(*t)))
+                .collect()
+        };
+        use GroupKind::{Consumer, Producer};
+        let expect = Expect {
+            closed: vec![c2.id(), c5.id()],
+            exact: vec![
+                (
+                    c1.id(),
+                    exact(&[
+                        (Producer, P1, WORK + 10),
+                        (Consumer, C1, WORK),
+                        (Producer, P2, WORK + 20),
+                    ]),
+                ),
+                (
+                    c3.id(),
+                    exact(&[(Producer, P1, WORK + 5), (Consumer, C1, WORK + 15)]),
+                ),
+                (c4.id(), BTreeMap::new()),
+            ],
+            ..Expect::default()
+        };
+        support::check(&reg, &expect);
+        // c4's two memberships always expire (emptying it); c3's only if the scan beat w3.
+        let expired: usize = reports.iter().map(|r| r.expired).sum();
+        let orphaned: Vec<ChannelId> = reports.iter().flat_map(|r| r.orphaned.clone()).collect();
+        assert!((2..=3).contains(&expired), "{reports:?}");
+        assert!(orphaned.contains(&c4.id()), "{reports:?}");
+        assert!(
+            orphaned.iter().all(|c| [c3.id(), c4.id()].contains(c)),
+            "{reports:?}"
+        );
+        assert_eq!(reg.channel_count(), 3);
+        assert_eq!(reg.find_channel("client-1"), Some(c1.id()));
+        assert_eq!(reg.find_channel("client-2"), None);
+    }
+}
+
+#[test]
+fn shuttle_registry_mixed_random() {
+    check(
+        "shuttle_registry_mixed_random",
+        Sched::Random,
+        mixed(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_registry_mixed_pct() {
+    check(
+        "shuttle_registry_mixed_pct",
+        Sched::Pct,
+        mixed(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_registry_mixed_finds_split_remove_if_empty() {
+    let faults = Faults {
+        split_remove_if_empty: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_registry_mixed_finds_split_remove_if_empty",
+        Sched::Pct,
+        "NoLostRegistration",
+        mixed(faults),
+    );
+}
+
+#[test]
+fn shuttle_registry_mixed_finds_register_after_close() {
+    let faults = Faults {
+        register_after_close: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_registry_mixed_finds_register_after_close",
+        Sched::Pct,
+        "NoResurrection",
+        mixed(faults),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random operations
+// ---------------------------------------------------------------------------------------------
+
+const OWNERS: usize = 3;
+const OPS_PER_OWNER: u64 = 5;
+const GROUPS: [(GroupKind, &str); 3] = [
+    (GroupKind::Producer, P1),
+    (GroupKind::Producer, P2),
+    (GroupKind::Consumer, C1),
+];
+
+/// What one owner thread knows at the end: its channel's memberships, and whether it closed it.
+struct OwnerModel {
+    members: BTreeMap<Key, Millis>,
+    closed_self: bool,
+}
+
+/// One owner's random program on its channel `c`: heartbeats naming a random non-empty subset of
+/// the groups, unregisters of a random producer and/or consumer group, and rarely a close.
+fn random_owner(reg: &ClientRegistry, c: &ChannelRef, client: &str, idx: u64) -> OwnerModel {
+    let mut rng = thread_rng();
+    let mut model = OwnerModel {
+        members: BTreeMap::new(),
+        closed_self: false,
+    };
+    let mut owner = Owner::default();
+    for step in 0..OPS_PER_OWNER {
+        let now = Millis(WORK + 10 * step + idx);
+        match rng.gen_range(0..10) {
+            0..=5 => {
+                let mask = rng.gen_range(1..8u8);
+                let picked: Vec<(GroupKind, &str)> = GROUPS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, g)| *g)
+                    .collect();
+                let names = |kind| -> Vec<&str> {
+                    picked
+                        .iter()
+                        .filter(|(k, _)| *k == kind)
+                        .map(|(_, g)| *g)
+                        .collect()
+                };
+                let data = heartbeat(
+                    client,
+                    &names(GroupKind::Producer),
+                    &names(GroupKind::Consumer),
+                );
+                if owner.record(c.id(), "heartbeat", reg.heartbeat(c, &data, now)) {
+                    for (kind, g) in picked {
+                        model.members.insert(key(kind, g), now);
+                    }
+                }
+            }
+            6..=8 => {
+                let producer = rng.gen_bool(0.7).then(|| [P1, P2][rng.gen_range(0..2)]);
+                let consumer = rng.gen_bool(0.5).then_some(C1);
+                let r = reg.unregister(c, client, producer, consumer);
+                if owner.record(c.id(), "unregister", r) {
+                    for (kind, g) in [
+                        (GroupKind::Producer, producer),
+                        (GroupKind::Consumer, consumer),
+                    ] {
+                        if let Some(g) = g {
+                            model.members.remove(&key(kind, g));
+                        }
+                    }
+                }
+            }
+            _ => {
+                let first = reg.channel_closed(c);
+                assert!(!(first && model.closed_self), "a close is exactly-once");
+                model.closed_self = true;
+                owner.saw_closed = true;
+                model.members.clear();
+            }
+        }
+    }
+    model
+}
+
+/// Three owners run random programs on their channels (each of which starts with a stale
+/// membership), a transport thread closes one random channel or none, and a scanner scans with
+/// advancing time. A fourth channel's stale membership, never refreshed, must be expired.
+fn random_ops(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let reg = registry(faults);
+        let ch: Vec<ChannelRef> = (0..=OWNERS)
+            .map(|_| reg.register_channel().unwrap())
+            .collect();
+        for (i, c) in ch.iter().enumerate() {
+            let (kind, g) = GROUPS[i % GROUPS.len()];
+            let data = match kind {
+                GroupKind::Producer => producers(&format!("client-{i}"), &[g]),
+                GroupKind::Consumer => heartbeat(&format!("client-{i}"), &[], &[g]),
+            };
+            reg.heartbeat(c, &data, STALE).unwrap();
+        }
+        let transport_closes = thread_rng().gen_range(0..=OWNERS);
+
+        let owners: Vec<_> = (0..OWNERS)
+            .map(|i| {
+                let (reg, c) = (reg.clone(), ch[i].clone());
+                thread::spawn(move || random_owner(&reg, &c, &format!("client-{i}"), i as u64))
+            })
+            .collect();
+        let transport = {
+            let reg = reg.clone();
+            let victim = (transport_closes < OWNERS).then(|| ch[transport_closes].clone());
+            thread::spawn(move || {
+                if let Some(c) = victim {
+                    reg.channel_closed(&c);
+                }
+            })
+        };
+        let scanner = {
+            let reg = reg.clone();
+            thread::spawn(move || {
+                for now in SCANS {
+                    reg.scan_inactive(now);
+                }
+            })
+        };
+        let models: Vec<OwnerModel> = owners.into_iter().map(|t| t.join().unwrap()).collect();
+        transport.join().unwrap();
+        scanner.join().unwrap();
+
+        let mut expect = Expect::default();
+        for (i, m) in models.into_iter().enumerate() {
+            let id = ch[i].id();
+            if m.closed_self || i == transport_closes {
+                expect.closed.push(id);
+            } else {
+                expect.exact.push((id, m.members));
+            }
+        }
+        expect.exact.push((ch[OWNERS].id(), BTreeMap::new()));
+        support::check(&reg, &expect);
+        for (i, c) in ch.iter().enumerate() {
+            assert_eq!(
+                c.is_closed(),
+                expect.closed.contains(&c.id()),
+                "channel {i} ({}) closed state",
+                c.id()
+            );
+        }
+    }
+}
+
+#[test]
+fn shuttle_registry_random_ops_random() {
+    check(
+        "shuttle_registry_random_ops_random",
+        Sched::Random,
+        random_ops(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_registry_random_ops_pct() {
+    check(
+        "shuttle_registry_random_ops_pct",
+        Sched::Pct,
+        random_ops(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_registry_random_ops_finds_split_remove_if_empty() {
+    let faults = Faults {
+        split_remove_if_empty: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_registry_random_ops_finds_split_remove_if_empty",
+        Sched::Random,
+        "NoLostRegistration",
+        random_ops(faults),
+    );
+}
+
+#[test]
+fn shuttle_registry_random_ops_finds_register_after_close() {
+    let faults = Faults {
+        register_after_close: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_registry_random_ops_finds_register_after_close",
+        Sched::Random,
+        "NoResurrection",
+        random_ops(faults),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lifecycle layer on shuttle's executor
+// ---------------------------------------------------------------------------------------------
+
+/// Spawns on shuttle's executor. Keeps each task's `JoinHandle` so the test can wait for every
+/// task to be dropped (shuttle drops a task's future before it publishes the result).
+#[derive(Clone, Default)]
+struct ShuttleSpawner {
+    joins: std::sync::Arc<std::sync::Mutex<Vec<shuttle::future::JoinHandle<()>>>>,
+}
+
+impl ShuttleSpawner {
+    /// Waits until every task spawned so far has completed or been aborted.
+    fn join_all(&self) {
+        let joins = std::mem::take(&mut *self.joins.lock().unwrap());
+        for join in joins {
+            // Err(Cancelled) is the aborted task: fine, it is gone either way.
+            let _ = shuttle::future::block_on(join);
+        }
+    }
+}
+
+struct ShuttleTask(shuttle::future::AbortHandle);
+
+impl TaskHandle for ShuttleTask {
+    fn abort(&self) {
+        self.0.abort();
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+impl Spawn for ShuttleSpawner {
+    fn spawn(&self, task: BoxTask) -> Box<dyn TaskHandle> {
+        let join = shuttle::future::spawn(task);
+        let abort = join.abort_handle();
+        self.joins.lock().unwrap().push(join);
+        Box::new(ShuttleTask(abort))
+    }
+}
+
+const OWN: &str = "P-own";
+
+/// A registered channel is spawned with a task that heartbeats into G and its own group, yielding
+/// in between; another thread closes the running handle while the reader side heartbeats through
+/// a `ChannelHandle`. At quiescence: the channel is in no table, its own group is gone, G keeps
+/// its other member, and every task is gone (gauge 0).
+fn lifecycle(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let reg = registry(faults);
+        let gauge = TaskGauge::new();
+        let spawner = ShuttleSpawner::default();
+        let counted = Counted::new(spawner.clone(), gauge.clone());
+        let other = reg.register_channel().unwrap();
+        reg.heartbeat(&other, &producers("client-other", &[P1]), Millis(WORK))
+            .unwrap();
+
+        let registered = ClientChannel::new("peer-a")
+            .register(&reg)
+            .expect("under the channel cap");
+        let id = registered.id();
+        let running = registered.spawn(&counted, |h| async move {
+            for i in 0..3 {
+                match h.heartbeat(&producers("client-a", &[P1, OWN]), Millis(WORK + i)) {
+                    Ok(_) => {}
+                    Err(ClientError::ChannelClosed(_)) => return CloseReason::PeerClosed,
+                    Err(e) => panic!("unexpected refusal {e}"),
+                }
+                shuttle::future::yield_now().await;
+            }
+            CloseReason::IdleTimeout
+        });
+        let reader = {
+            let h = running.handle();
+            thread::spawn(move || {
+                let mut owner = Owner::default();
+                for i in 0..2 {
+                    let r = h.heartbeat(&producers("client-a", &[OWN]), Millis(WORK + 10 + i));
+                    owner.record(h.id(), "reader heartbeat", r);
+                }
+            })
+        };
+        let closer = thread::spawn(move || running.close(CloseReason::Local));
+        let closed = closer.join().unwrap();
+        reader.join().unwrap();
+        spawner.join_all();
+
+        assert_eq!(closed.id(), Some(id));
+        assert_eq!(closed.reason(), &CloseReason::Local);
+        let mut expect = Expect {
+            closed: vec![id],
+            ..Expect::default()
+        };
+        expect.present(GroupKind::Producer, P1, other.id(), Some(Millis(WORK)));
+        expect.gone(GroupKind::Producer, OWN, id, "closed");
+        support::check(&reg, &expect);
+        assert_eq!(gauge.alive(), 0, "every task was dropped");
+        assert_eq!(reg.channel_count(), 1);
+        assert_eq!(reg.producer_group_count(), 1, "only P1 is left");
+    }
+}
+
+#[test]
+fn shuttle_lifecycle_close_vs_running_task_random() {
+    check(
+        "shuttle_lifecycle_close_vs_running_task_random",
+        Sched::Random,
+        lifecycle(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_lifecycle_close_vs_running_task_pct() {
+    check(
+        "shuttle_lifecycle_close_vs_running_task_pct",
+        Sched::Pct,
+        lifecycle(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_lifecycle_finds_register_after_close() {
+    let faults = Faults {
+        register_after_close: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_lifecycle_finds_register_after_close",
+        Sched::Pct,
+        "NoResurrection",
+        lifecycle(faults),
+    );
+}

@@ -1,0 +1,188 @@
+//! Shared by `tests/loom.rs` and `tests/shuttle.rs`: heartbeat builders and the quiescent-state
+//! check that turns every invariant into one panic message naming each violated invariant.
+//!
+//! The check runs on the tables only (`snapshot()` and `check_invariants()`), so it works the same
+//! on std, loom and shuttle primitives; call it after every thread and task has finished.
+
+#![allow(dead_code)]
+
+use rmq_lifecycle::core::heartbeat::{ConsumerData, ProducerData, SubscriptionData};
+use rmq_lifecycle::core::{ChannelId, GroupKind, HeartbeatData, Millis};
+use rmq_lifecycle::registry::ClientRegistry;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A heartbeat from `client` naming these producer and consumer groups (each consumer group
+/// subscribes to one topic named after it).
+pub(crate) fn heartbeat(client: &str, producers: &[&str], consumers: &[&str]) -> HeartbeatData {
+    HeartbeatData {
+        client_id: client.to_owned(),
+        producer_data_set: producers
+            .iter()
+            .map(|g| ProducerData {
+                group_name: (*g).to_owned(),
+            })
+            .collect(),
+        consumer_data_set: consumers
+            .iter()
+            .map(|g| ConsumerData {
+                group_name: (*g).to_owned(),
+                subscription_data_set: vec![SubscriptionData {
+                    topic: format!("topic-{g}"),
+                    sub_string: "*".to_owned(),
+                    ..SubscriptionData::default()
+                }],
+                ..ConsumerData::default()
+            })
+            .collect(),
+        ..HeartbeatData::default()
+    }
+}
+
+/// A producer-only heartbeat.
+pub(crate) fn producers(client: &str, groups: &[&str]) -> HeartbeatData {
+    heartbeat(client, groups, &[])
+}
+
+/// One (group, channel) membership: `(kind, group)`.
+pub(crate) type Key = (GroupKind, String);
+
+/// What must hold at quiescence besides `check_invariants()`.
+#[derive(Debug, Default)]
+pub(crate) struct Expect {
+    /// Closed channels: in no table at all (`NoResurrection`).
+    pub(crate) closed: Vec<ChannelId>,
+    /// Memberships that must exist, with the last-seen time of the last successful heartbeat
+    /// (`None`: any time) (`NoLostRegistration`).
+    pub(crate) present: Vec<(GroupKind, String, ChannelId, Option<Millis>)>,
+    /// Memberships that must be gone, with the reason (expired, unregistered, closed).
+    pub(crate) gone: Vec<(GroupKind, String, ChannelId, &'static str)>,
+    /// Live channels whose memberships must be exactly these (the owner's model of them).
+    pub(crate) exact: Vec<(ChannelId, BTreeMap<Key, Millis>)>,
+}
+
+impl Expect {
+    /// Adds a membership that must exist.
+    pub(crate) fn present(
+        &mut self,
+        kind: GroupKind,
+        group: &str,
+        ch: ChannelId,
+        seen: Option<Millis>,
+    ) {
+        self.present.push((kind, group.to_owned(), ch, seen));
+    }
+
+    /// Adds a membership that must be gone.
+    pub(crate) fn gone(&mut self, kind: GroupKind, group: &str, ch: ChannelId, why: &'static str) {
+        self.gone.push((kind, group.to_owned(), ch, why));
+    }
+}
+
+/// Every violated invariant, one line each, as `"<Invariant> violated: <detail>"`.
+pub(crate) fn violations(reg: &ClientRegistry, expect: &Expect) -> Vec<String> {
+    let mut out = Vec::new();
+    let tables = reg.snapshot();
+    if let Err(v) = tables.check_no_resurrection(&expect.closed) {
+        out.push(v.to_string());
+    }
+    for ch in &expect.closed {
+        if reg.channel(*ch).is_some() {
+            out.push(format!(
+                "NoResurrection violated: closed {ch} is still registered"
+            ));
+        }
+    }
+    let seen = |kind: GroupKind, group: &str, ch: ChannelId| {
+        tables
+            .groups(kind)
+            .get(group)
+            .and_then(|g| g.members.get(&ch).copied())
+    };
+    for (kind, group, ch, want) in &expect.present {
+        match (seen(*kind, group, *ch), want) {
+            (None, _) => out.push(format!(
+                "NoLostRegistration violated: {ch} completed a heartbeat into {kind:?} group \
+                 {group:?} and was not removed since, but the group {}",
+                if tables.groups(*kind).contains_key(group) {
+                    "does not list it"
+                } else {
+                    "does not exist"
+                }
+            )),
+            (Some(got), Some(want)) if got != *want => out.push(format!(
+                "NoLostRegistration violated: {ch} in {kind:?} group {group:?} was last seen at \
+                 {got:?}, but its last completed heartbeat was at {want:?}"
+            )),
+            _ => {}
+        }
+    }
+    for (kind, group, ch, why) in &expect.gone {
+        if let Some(at) = seen(*kind, group, *ch) {
+            out.push(format!(
+                "ExpectedRemoval violated: {ch} is still in {kind:?} group {group:?} (seen at \
+                 {at:?}) although it was {why}"
+            ));
+        }
+    }
+    for (ch, want) in &expect.exact {
+        let mut got = BTreeMap::new();
+        for kind in [GroupKind::Producer, GroupKind::Consumer] {
+            for (name, g) in tables.groups(kind) {
+                if let Some(t) = g.members.get(ch) {
+                    got.insert((kind, name.clone()), *t);
+                }
+            }
+        }
+        for (key, t) in want {
+            match got.get(key) {
+                None => out.push(format!(
+                    "NoLostRegistration violated: {ch} completed a heartbeat into {key:?} at \
+                     {t:?} and did not leave it since, but is not in it (its memberships: \
+                     {got:?})"
+                )),
+                Some(g) if g != t => out.push(format!(
+                    "NoLostRegistration violated: {ch} in {key:?} was last seen at {g:?}, but \
+                     its last completed heartbeat was at {t:?}"
+                )),
+                Some(_) => {}
+            }
+        }
+        for (key, t) in &got {
+            if !want.contains_key(key) {
+                out.push(format!(
+                    "ExpectedRemoval violated: {ch} is in {key:?} (seen at {t:?}) although it \
+                     left, expired or never joined it (expected memberships: {want:?})"
+                ));
+            }
+        }
+    }
+    if let Err(v) = reg.check_invariants() {
+        out.push(v.to_string());
+    }
+    out
+}
+
+/// Panics with every violated invariant, plus the tables, if any invariant does not hold.
+pub(crate) fn check(reg: &ClientRegistry, expect: &Expect) {
+    let found = violations(reg, expect);
+    if !found.is_empty() {
+        let mut msg = format!("{} invariant violation(s):\n", found.len());
+        for v in &found {
+            let _ = writeln!(msg, "  {v}");
+        }
+        let _ = write!(msg, "tables: {:#?}", reg.snapshot());
+        panic!("{msg}");
+    }
+}
+
+/// The text of a panic payload (`panic!` with a format string or a literal).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
