@@ -1,0 +1,62 @@
+//! Both replays at a small scale: ours must PASS and the upstream emulation must really leak or
+//! stall, or the replay proves nothing.
+#![cfg(feature = "net")]
+
+use rmq_lifecycle::replay::ha_probes::{self, HaProbesConfig};
+use rmq_lifecycle::replay::stale_groups::{self, StaleGroupsConfig};
+use rmq_lifecycle::replay::{Quiet, Stop};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_probes_small() {
+    let config = HaProbesConfig {
+        probes: 2_000,
+        stall_concurrency: 128,
+        housekeeping_ms: 300,
+        ..HaProbesConfig::default()
+    };
+    let report = ha_probes::run(config, &Quiet, &Stop::new()).await.unwrap();
+    assert!(report.ours.verdict.pass, "ours: {:#?}", report.ours.verdict);
+    assert_eq!(report.ours.after.ha_connections, 1);
+    assert!(
+        !report.upstream.verdict.pass,
+        "the 5.1.4 emulation did not leak: {:#?}",
+        report.upstream.verdict
+    );
+    assert!(report.upstream.after.dead_entries > 0);
+    assert!(
+        report.upstream.after.push2slave_max > report.ours.after.master_max,
+        "probe bytes became an ack upstream"
+    );
+    assert!(report.passed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_groups_small() {
+    let config = StaleGroupsConfig {
+        groups: 2_000,
+        consumers: 8,
+        tail_ms: 300,
+        ..StaleGroupsConfig::default()
+    };
+    let report = stale_groups::run(config, &Quiet, &Stop::new())
+        .await
+        .unwrap();
+    let (ours, upstream) = (&report.ours, &report.upstream);
+    assert!(
+        ours.pass,
+        "ours: missed {}, groups {} (live {})",
+        ours.missed, ours.final_groups, ours.live_groups
+    );
+    assert_eq!(ours.final_groups, ours.live_groups);
+    assert!(ours.heartbeats > 0);
+    assert!(
+        !upstream.pass,
+        "the 4.x emulation neither stalled nor leaked"
+    );
+    assert!(
+        upstream.final_groups >= upstream.live_groups + 2_000,
+        "4.x keeps the abandoned groups: {}",
+        upstream.final_groups
+    );
+    assert!(report.passed());
+}
