@@ -70,3 +70,14 @@ impl<T> Mutex<T> {
 /// in every arm: loom's `Arc` cannot hold an unsized `str`, and modelling an immutable refcount
 /// adds nothing to the schedules explored.
 pub type SharedStr = std::sync::Arc<str>;
+
+/// The hasher of the registry's tables of client-chosen keys (group names, client ids).
+///
+/// Randomly seeded in production (client-chosen names must not be able to pick colliding
+/// hashes); fixed under loom and shuttle, where a replayed schedule must visit a channel's groups
+/// in the same order as the run that found it.
+#[cfg(not(any(rmq_loom, feature = "shuttle")))]
+pub(crate) type HashState = foldhash::fast::RandomState;
+/// See the std arm.
+#[cfg(any(rmq_loom, feature = "shuttle"))]
+pub(crate) type HashState = foldhash::fast::FixedState;

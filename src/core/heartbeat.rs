@@ -105,8 +105,8 @@ pub struct SubscriptionData {
     /// Hash codes of the tags.
     #[serde(deserialize_with = "lenient::i32_list")]
     pub code_set: Vec<i32>,
-    /// `TAG` or `SQL92`.
-    #[serde(deserialize_with = "lenient::string")]
+    /// `TAG` or `SQL92`; `null` or absent means `TAG`.
+    #[serde(deserialize_with = "lenient::expression_type")]
     pub expression_type: String,
     /// The filter expression, `*` for all.
     #[serde(deserialize_with = "lenient::string")]

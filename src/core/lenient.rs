@@ -53,7 +53,10 @@ pub(crate) fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
             i64::try_from(v).map_err(|_| E::custom(format!("integer {v} out of range")))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
-            if v.fract() == 0.0 && v >= i64::MIN as f64 && v <= i64::MAX as f64 {
+            // `i64::MAX as f64` rounds up to 2^63, so the upper bound must be exclusive.
+            if v.fract() == 0.0
+                && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&v)
+            {
                 Ok(v as i64)
             } else {
                 Err(E::custom(format!("{v} is not an integer")))
@@ -106,6 +109,12 @@ pub(crate) fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         }
     }
     d.deserialize_any(V)
+}
+
+/// `null` or missing -> `"TAG"`, upstream's default expression type; otherwise a string.
+pub(crate) fn expression_type<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = string(d)?;
+    Ok(if s.is_empty() { "TAG".to_owned() } else { s })
 }
 
 /// `null` -> an empty list; otherwise a list of `T`.

@@ -359,7 +359,9 @@ impl FrameDecoder {
             return Err(DecodeError::FrameTooShort(len));
         }
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Grow with the data, not with the claim: 4 bytes announcing 16 MiB must not make
+            // the server reserve 16 MiB.
+            src.reserve((total - src.len()).min(64 * 1024));
             return Ok(None);
         }
         src.advance(4);
