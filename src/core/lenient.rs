@@ -38,6 +38,9 @@ pub(crate) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     d.deserialize_any(V)
 }
 
+/// 2^63, exactly: `i64::MAX as f64` rounds up to it, so it is the exclusive upper bound.
+const TWO_63: f64 = (1u64 << 63) as f64;
+
 /// `null`, `12`, `"12"` or `12.0` -> `i64`.
 pub(crate) fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     struct V;
@@ -53,10 +56,7 @@ pub(crate) fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
             i64::try_from(v).map_err(|_| E::custom(format!("integer {v} out of range")))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
-            // `i64::MAX as f64` rounds up to 2^63, so the upper bound must be exclusive.
-            if v.fract() == 0.0
-                && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&v)
-            {
+            if v.fract() == 0.0 && (-TWO_63..TWO_63).contains(&v) {
                 Ok(v as i64)
             } else {
                 Err(E::custom(format!("{v} is not an integer")))

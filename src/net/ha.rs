@@ -294,7 +294,15 @@ async fn accept_loop(
                 reason
             },
         );
-        connections.lock().insert(id, running);
+        // `shutdown` cancels, then drains this map under its lock: a connection registered just
+        // before `close_all` must not be stored after the drain, where nothing would stop it.
+        let mut open = connections.lock();
+        if cancel.is_cancelled() {
+            drop(open);
+            running.close(CloseReason::Shutdown);
+        } else {
+            open.insert(id, running);
+        }
     }
     tracing::info!("HA master stopped accepting");
 }

@@ -317,7 +317,14 @@ impl Acceptor {
                 let _ = reaper2.send(Reap::Ended(id, reason.clone()));
                 reason
             });
-            connections.lock().insert(id, running);
+            // As in the HA master: never store a handle after `shutdown` drained the map.
+            let mut open = connections.lock();
+            if cancel.is_cancelled() {
+                drop(open);
+                running.close(CloseReason::Shutdown);
+            } else {
+                open.insert(id, running);
+            }
         }
         tracing::info!("client-management listener stopped accepting");
     }

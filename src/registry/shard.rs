@@ -16,7 +16,7 @@ struct Shard<T>(Mutex<HashTable<T>>);
 
 pub(crate) struct Sharded<T> {
     shards: Box<[Shard<T>]>,
-    hasher: foldhash::fast::RandomState,
+    hasher: crate::sync::HashState,
     mask: usize,
 }
 
@@ -28,7 +28,7 @@ impl<T> Sharded<T> {
             shards: (0..n)
                 .map(|_| Shard(Mutex::new(HashTable::new())))
                 .collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: crate::sync::HashState::default(),
             mask: n - 1,
         }
     }
