@@ -268,7 +268,9 @@ fn summary(report: &Report) -> String {
             s,
             "  verdict: ours {}; upstream emulation {}\n",
             verdict(o.verdict.pass),
-            if u.verdict.pass {
+            if u.probes == 0 {
+                "not run (interrupted)"
+            } else if u.verdict.pass {
                 "did NOT leak (the replay proves nothing)"
             } else {
                 "LEAKED, as in production"
@@ -342,7 +344,9 @@ fn summary(report: &Report) -> String {
             s,
             "  verdict: ours {}; upstream emulation {}\n",
             verdict(o.pass),
-            if u.pass {
+            if u.created == 0 {
+                "not run (interrupted)"
+            } else if u.pass {
                 "did NOT stall or leak (the replay proves nothing)"
             } else {
                 "stalled or leaked, as in production"
