@@ -1,5 +1,6 @@
 //! Both replays at a small scale: ours must PASS and the upstream emulation must really leak or
-//! stall, or the replay proves nothing.
+//! stall, or the replay proves nothing. One test, run in sequence: the HA replay compares the
+//! process's open fds with a baseline, which a test running beside it would disturb.
 #![cfg(feature = "net")]
 
 use rmq_lifecycle::replay::ha_probes::{self, HaProbesConfig};
@@ -7,6 +8,11 @@ use rmq_lifecycle::replay::stale_groups::{self, StaleGroupsConfig};
 use rmq_lifecycle::replay::{Quiet, Stop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_small() {
+    ha_probes_small().await;
+    stale_groups_small().await;
+}
+
 async fn ha_probes_small() {
     let config = HaProbesConfig {
         probes: 2_000,
@@ -30,7 +36,6 @@ async fn ha_probes_small() {
     assert!(report.passed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_groups_small() {
     let config = StaleGroupsConfig {
         groups: 2_000,

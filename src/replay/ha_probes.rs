@@ -247,7 +247,10 @@ async fn ours(
         })
         .map(Arc::new)
     };
+    // Heartbeats well inside the housekeeping interval, so a quiet slave is never taken for a
+    // stalled probe (upstream: 5 s heartbeats, 20 s housekeeping).
     let ha = HaConfig {
+        heartbeat_ms: (config.housekeeping_ms / 4).max(1),
         housekeeping_ms: config.housekeeping_ms,
         segment_size: SEGMENT,
         ..HaConfig::default()
