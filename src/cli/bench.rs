@@ -1,5 +1,7 @@
 //! `rmq-lifecycle bench ...`: each figure beside a baseline measured in the same process.
 
+mod registry;
+
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -15,10 +17,6 @@ pub(crate) enum Which {
 
 pub(crate) fn run(which: Which) -> ExitCode {
     match which {
-        Which::Registry { json } => {
-            let _ = (json, super::alloc::live_bytes());
-            eprintln!("bench registry: not written yet");
-            ExitCode::FAILURE
-        }
+        Which::Registry { json } => registry::run(json),
     }
 }

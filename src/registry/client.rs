@@ -35,11 +35,10 @@ use crate::core::{
     ChannelId, ClientError, ClientEvent, ClientRules, GroupKind, HeartbeatOutcome, Millis,
     RemovalCause,
 };
+use crate::registry::members::Members;
 use crate::registry::shard::Sharded;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, SharedStr};
-use hashbrown::hash_map::Entry;
-use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
@@ -73,7 +72,7 @@ impl std::fmt::Debug for ChannelSlot {
     }
 }
 
-type NameSet = hashbrown::HashSet<SharedStr, foldhash::fast::RandomState>;
+type NameSet = hashbrown::HashSet<SharedStr, crate::sync::HashState>;
 
 #[derive(Default)]
 struct ChannelState {
@@ -97,7 +96,7 @@ impl ChannelState {
 
     /// Groups the heartbeat names that this channel is not in yet (duplicates counted once).
     fn count_new(&self, data: &HeartbeatData) -> usize {
-        let mut seen: hashbrown::HashSet<(GroupKind, &str), foldhash::fast::RandomState> =
+        let mut seen: hashbrown::HashSet<(GroupKind, &str), crate::sync::HashState> =
             Default::default();
         let producers = data
             .producer_data_set
@@ -119,10 +118,6 @@ impl ChannelState {
             .count()
     }
 }
-
-/// Members keyed by channel id. Ids are handed out by the registry, not chosen by clients, so a
-/// fast non-keyed hasher is safe here.
-type Members = hashbrown::HashMap<ChannelId, Millis, FxBuildHasher>;
 
 struct Group {
     members: Members,
@@ -462,9 +457,9 @@ impl ClientRegistry {
         for kind in [GroupKind::Producer, GroupKind::Consumer] {
             self.table(kind).for_each_shard(|shard| {
                 for (name, group) in shard.iter() {
-                    for (ch, seen) in &group.members {
-                        if now.since(*seen) > expiry {
-                            candidates.push((kind, name.clone(), *ch));
+                    for (ch, seen) in group.members.iter() {
+                        if now.since(seen) > expiry {
+                            candidates.push((kind, name.clone(), ch));
                         }
                     }
                 }
@@ -550,7 +545,7 @@ impl ClientRegistry {
         table
             .lock(hash)
             .find(hash, |(k, _)| &**k == group)
-            .map(|(_, g)| g.members.keys().copied().collect())
+            .map(|(_, g)| g.members.channels().collect())
             .unwrap_or_default()
     }
 
@@ -629,8 +624,7 @@ impl ClientRegistry {
             };
             self.table(kind).for_each_shard(|shard| {
                 for (name, group) in shard.iter() {
-                    let members: BTreeMap<_, _> =
-                        group.members.iter().map(|(c, t)| (*c, *t)).collect();
+                    let members: BTreeMap<_, _> = group.members.iter().collect();
                     let consumer = group.consumer.as_deref().cloned();
                     out.insert(name.to_string(), GroupEntry { members, consumer });
                 }
@@ -694,16 +688,7 @@ impl ClientRegistry {
         let hash = self.producers.hash(group);
         let mut shard = self.producers.lock(hash);
         if let Some((name, g)) = shard.find_mut(hash, |(k, _)| &**k == group) {
-            return match g.members.entry(ch) {
-                Entry::Occupied(mut e) => {
-                    *e.get_mut() = now;
-                    None
-                }
-                Entry::Vacant(e) => {
-                    e.insert(now);
-                    Some(name.clone())
-                }
-            };
+            return g.members.insert(ch, now).is_none().then(|| name.clone());
         }
         let name: SharedStr = group.into();
         let mut members = Members::default();
@@ -795,12 +780,12 @@ impl ClientRegistry {
         };
         let g = &mut entry.get_mut().1;
         if let Some(now) = expired_at {
-            match g.members.get(&ch) {
-                Some(seen) if now.since(*seen) > self.rules.expiry_ms => {}
+            match g.members.get(ch) {
+                Some(seen) if now.since(seen) > self.rules.expiry_ms => {}
                 _ => return false,
             }
         }
-        if g.members.remove(&ch).is_none() {
+        if g.members.remove(ch).is_none() {
             return false;
         }
         let client_id = || st.client_id.as_deref().unwrap_or("").to_owned();
@@ -903,7 +888,7 @@ fn joined_event(kind: GroupKind, group: &str, ch: ChannelId, st: &ChannelState) 
 }
 
 fn sorted(members: &Members) -> Vec<ChannelId> {
-    let mut v: Vec<_> = members.keys().copied().collect();
+    let mut v: Vec<_> = members.channels().collect();
     v.sort_unstable();
     v
 }

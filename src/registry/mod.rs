@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod ha;
+mod members;
 mod shard;
 
 pub use client::{
