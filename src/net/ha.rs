@@ -204,12 +204,15 @@ impl HaMaster {
     /// Stops accepting, closes every connection through its lifecycle and waits (up to
     /// `grace`) for the master's tasks to end. Returns the tasks still alive (0 when clean).
     pub async fn shutdown(self, grace: Duration) -> usize {
+        // Stop accepting (the accept loop closes, rather than stores, anything it registers from
+        // here on), stop every stored connection's tasks before removing its row, then close the
+        // table to any registration still in flight.
         self.cancel.cancel();
-        self.shared.registry.close_all();
         let open: Vec<_> = self.connections.lock().drain().map(|(_, c)| c).collect();
         for connection in open {
             connection.close(CloseReason::Shutdown);
         }
+        self.shared.registry.close_all();
         let deadline = tokio::time::Instant::now() + grace;
         while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
