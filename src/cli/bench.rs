@@ -1,5 +1,7 @@
 //! `rmq-lifecycle bench ...`: each figure beside a baseline measured in the same process.
 
+mod ha;
+mod heartbeat;
 mod registry;
 
 use clap::Subcommand;
@@ -13,10 +15,24 @@ pub(crate) enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Heartbeats over loopback against `serve`'s listener, beside a trivial echo server.
+    Heartbeat {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// HA probes, replication throughput, sync waits and idle memory, beside plain sockets.
+    Ha {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(which: Which) -> ExitCode {
     match which {
         Which::Registry { json } => registry::run(json),
+        Which::Heartbeat { json } => heartbeat::run(json),
+        Which::Ha { json } => ha::run(json),
     }
 }

@@ -1,0 +1,670 @@
+//! `bench heartbeat`: `HEART_BEAT` round trips over loopback against the client-management
+//! listener ([`RemotingServer`]), each figure beside the same client against a trivial echo
+//! server in the same process.
+//!
+//! # What it measures
+//!
+//! * **Heartbeats per second** from 1, 16 and 256 concurrent connections, closed loop: each
+//!   connection sends one producer heartbeat (a `HEART_BEAT` frame whose body is encoded once)
+//!   and waits for its response before sending the next (a window of 1).
+//! * **Latency at 16 connections**: p50 and p99 of those round trips, send to response decoded.
+//! * **Pipelined throughput** at 16 connections with a window of 16 requests per connection.
+//!
+//! # How
+//!
+//! The server side (our listener, or the echo server) runs on its own multi-thread tokio runtime
+//! with one worker per core, as `serve` does; the clients run on a second runtime of the same
+//! size, standing in for the client processes. The echo server decodes every request with the
+//! same [`FrameDecoder`] and writes back one fixed success response per request (byte for byte
+//! the size of ours), so it costs the wire, the runtime and the frame decode alone. Each point
+//! runs in [`ROUNDS`] alternating rounds (ours, then echo), each [`WARMUP`] unmeasured and then
+//! [`ROUND`] measured, so noise from other work on the machine falls on both. A response counts
+//! when it arrives inside the measured window and its code is `SUCCESS`.
+//!
+//! # What it is not
+//!
+//! Not a broker benchmark: one producer group, no consumer groups, no other request codes, and
+//! the clients share the machine's cores with the server, so the absolute figures are lower than
+//! with clients on other hosts. The ratio to the echo baseline is the figure that travels.
+
+use bytes::{Bytes, BytesMut};
+use rmq_lifecycle::core::HeartbeatData;
+use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code, decode_frame};
+use rmq_lifecycle::lifecycle::TaskGauge;
+use rmq_lifecycle::net::Clock;
+use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
+use rmq_lifecycle::registry::ClientRegistry;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+/// Concurrent connections per point.
+const CONNECTIONS: [usize; 3] = [1, 16, 256];
+/// The point whose latencies are reported, and the one run pipelined.
+const LATENCY_AT: usize = 16;
+/// Requests in flight per connection in the pipelined run.
+const PIPELINE_WINDOW: usize = 16;
+/// Alternating ours/echo rounds per point.
+const ROUNDS: usize = 3;
+/// Unmeasured start of each round (connections opened, caches and the registry warm).
+const WARMUP: Duration = Duration::from_millis(250);
+/// Measured part of each round.
+const ROUND: Duration = Duration::from_secs(1);
+/// The producer group every connection's client runs.
+const GROUP: &str = "bench-producer-group";
+
+/// Runs every point and prints one JSON object (`json`) or a table.
+pub(super) fn run(json: bool) -> ExitCode {
+    let started = Instant::now();
+    let load_before = loadavg();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server_rt = runtime(SERVER_THREADS, workers);
+    let client_rt = runtime(CLIENT_THREADS, workers);
+
+    let registry = Arc::new(ClientRegistry::default());
+    let tasks = TaskGauge::new();
+    let server = server_rt
+        .block_on(RemotingServer::bind(
+            RemotingConfig {
+                listen: loopback(),
+                ..RemotingConfig::default()
+            },
+            registry.clone(),
+            Clock::start(),
+            tasks.clone(),
+        ))
+        .expect("bind the listener on loopback");
+    let echo = server_rt
+        .block_on(EchoServer::bind())
+        .expect("bind the echo server on loopback");
+    let targets = Targets {
+        ours: server.local_addr(),
+        echo: echo.addr,
+    };
+
+    let mut points = Vec::new();
+    for n in CONNECTIONS {
+        progress(&format!("{n} connection(s), window 1"));
+        points.push(Point::measure(&client_rt, &targets, &registry, n, 1));
+    }
+    progress(&format!(
+        "{LATENCY_AT} connections, window {PIPELINE_WINDOW}"
+    ));
+    let pipelined = Point::measure(&client_rt, &targets, &registry, LATENCY_AT, PIPELINE_WINDOW);
+
+    let busy = server
+        .stats()
+        .busy
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let shutdown = server_rt.block_on(server.shutdown(Duration::from_secs(5)));
+    drop(echo);
+    drop(client_rt);
+    drop(server_rt);
+
+    let mut report = Report::new(
+        points,
+        pipelined,
+        busy,
+        shutdown.tasks_left,
+        started.elapsed(),
+    );
+    report.loadavg_1m = [load_before, loadavg()];
+    report.worker_threads = workers;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serializes")
+        );
+    } else {
+        report.print_table();
+    }
+    if report.failed() {
+        eprintln!(
+            "bench heartbeat: {} failed request(s), {} task(s) left after shutdown",
+            report.errors, report.server_tasks_left
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn progress(what: &str) {
+    eprintln!("bench heartbeat: {what} ...");
+}
+
+/// Thread name of the server runtime's workers.
+pub(super) const SERVER_THREADS: &str = "bench-server";
+/// Thread name of the client runtime's workers.
+pub(super) const CLIENT_THREADS: &str = "bench-client";
+
+/// A multi-thread runtime of `workers` threads named `name`.
+pub(super) fn runtime(name: &str, workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The two servers every point is run against.
+struct Targets {
+    ours: SocketAddr,
+    echo: SocketAddr,
+}
+
+/// The heartbeat frame of connection `i`: a producer heartbeat of client `bench-client-{i}` in
+/// [`GROUP`], encoded once.
+fn request_frame(i: usize) -> Bytes {
+    let body = HeartbeatData::producers(format!("bench-client-{i}"), [GROUP]).to_json();
+    let mut request = RemotingCommand::request(code::HEART_BEAT);
+    request.opaque = i as i32;
+    request.body = Some(body.into());
+    request.to_bytes().expect("a small frame encodes")
+}
+
+/// The response our listener sends to a successful producer heartbeat, which the echo server
+/// sends to every request.
+fn success_response() -> Bytes {
+    let mut response = RemotingCommand::response_to(
+        &RemotingCommand::request(code::HEART_BEAT),
+        code::SUCCESS,
+        None,
+    );
+    response
+        .ext_fields
+        .insert("IS_SUPPORT_HEART_BEAT_V2".into(), "true".into());
+    response
+        .ext_fields
+        .insert("IS_SUB_CHANGE".into(), "false".into());
+    response.to_bytes().expect("a small frame encodes")
+}
+
+/// A trivial server: decode each request with [`FrameDecoder`], write back a fixed response.
+struct EchoServer {
+    addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl EchoServer {
+    async fn bind() -> io::Result<EchoServer> {
+        let listener = TcpListener::bind(loopback()).await?;
+        let addr = listener.local_addr()?;
+        let response = success_response();
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(echo_connection(stream, response.clone()));
+            }
+        });
+        Ok(EchoServer { addr, accept })
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// One echo connection: one response write per decoded request, as our listener does.
+async fn echo_connection(mut stream: TcpStream, response: Bytes) {
+    let mut decoder = FrameDecoder::default();
+    let mut inbuf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        match stream.read_buf(&mut inbuf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        loop {
+            match decoder.decode(&mut inbuf) {
+                Ok(Some(_request)) => {
+                    if stream.write_all(&response).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// What one client connection saw inside the measured window.
+#[derive(Default)]
+struct ConnResult {
+    ok: u64,
+    errors: u64,
+    /// Round trips in ns (window 1 only).
+    latencies: Vec<u64>,
+}
+
+/// The start of a JSON response header with code 0, as `RemotingCommand::encode` writes it
+/// (fields sorted, `code` first): a cheap check that leaves the client's cost to the wire.
+const SUCCESS_PREFIX: &[u8] = b"{\"code\":0,";
+
+/// True if `frame` (length prefix included) is a `SUCCESS` response.
+fn is_success(frame: Bytes) -> bool {
+    if frame.get(8..8 + SUCCESS_PREFIX.len()) == Some(SUCCESS_PREFIX) {
+        return true;
+    }
+    decode_frame(frame.slice(4..)).is_ok_and(|r| r.is_response() && r.code == code::SUCCESS)
+}
+
+/// One client connection: keeps `window` requests in flight until `end`; counts the responses
+/// that arrive in `[measure_from, end)`.
+async fn client_connection(
+    addr: SocketAddr,
+    frame: Bytes,
+    window: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> io::Result<ConnResult> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let burst: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * window)
+        .collect();
+    let mut out = ConnResult::default();
+    if window == 1 {
+        out.latencies.reserve(1 << 16);
+    }
+    let decoder = FrameDecoder::default();
+    let mut inbuf = BytesMut::with_capacity(64 * 1024);
+    let mut sent_at = Instant::now();
+    stream.write_all(&burst).await?;
+    let mut in_flight = window;
+    while in_flight > 0 {
+        if stream.read_buf(&mut inbuf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let now = Instant::now();
+        let measured = now >= measure_from && now < end;
+        let mut answered = 0;
+        while let Some(len) = decoder
+            .pending_frame_len(&inbuf)
+            .filter(|&l| inbuf.len() >= l)
+        {
+            let response = inbuf.split_to(len).freeze();
+            answered += 1;
+            if !measured {
+                continue;
+            }
+            if is_success(response) {
+                out.ok += 1;
+                if window == 1 {
+                    out.latencies.push((now - sent_at).as_nanos() as u64);
+                }
+            } else {
+                out.errors += 1;
+            }
+        }
+        in_flight -= answered;
+        if now < end && answered > 0 {
+            sent_at = Instant::now();
+            stream.write_all(&burst[..frame.len() * answered]).await?;
+            in_flight += answered;
+        }
+    }
+    Ok(out)
+}
+
+/// One side of a point: counts and latencies summed over its rounds.
+#[derive(Default)]
+struct Side {
+    ok: u64,
+    errors: u64,
+    measured: Duration,
+    latencies: Vec<u64>,
+    /// CPU time of the server runtime's threads inside the measured windows.
+    server_cpu: Duration,
+    /// CPU time of the client runtime's threads inside the measured windows.
+    client_cpu: Duration,
+}
+
+impl Side {
+    fn per_sec(&self) -> f64 {
+        self.ok as f64 / self.measured.as_secs_f64()
+    }
+
+    /// Server-thread CPU microseconds per successful request.
+    fn server_cpu_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.ok.max(1) as f64
+    }
+
+    /// Client-thread CPU microseconds per successful request.
+    fn client_cpu_us(&self) -> f64 {
+        self.client_cpu.as_secs_f64() * 1e6 / self.ok.max(1) as f64
+    }
+
+    fn quantile_us(&mut self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        self.latencies.sort_unstable();
+        let rank = ((q * self.latencies.len() as f64).ceil() as usize).max(1);
+        self.latencies[rank - 1] as f64 / 1e3
+    }
+
+    /// Runs `n` connections with `window` requests in flight each against `addr` for one round.
+    fn round(&mut self, rt: &Runtime, addr: SocketAddr, n: usize, window: usize) {
+        let measure_from = Instant::now() + WARMUP;
+        let end = measure_from + ROUND;
+        let conns: Vec<_> = (0..n)
+            .map(|i| {
+                rt.spawn(client_connection(
+                    addr,
+                    request_frame(i),
+                    window,
+                    measure_from,
+                    end,
+                ))
+            })
+            .collect();
+        sleep_until(measure_from);
+        let (server0, client0) = (thread_cpu(SERVER_THREADS), thread_cpu(CLIENT_THREADS));
+        sleep_until(end);
+        self.server_cpu += thread_cpu(SERVER_THREADS).saturating_sub(server0);
+        self.client_cpu += thread_cpu(CLIENT_THREADS).saturating_sub(client0);
+        let results = rt.block_on(async {
+            let mut results = Vec::with_capacity(n);
+            for conn in conns {
+                results.push(conn.await.expect("a client task does not panic"));
+            }
+            results
+        });
+        self.measured += ROUND;
+        for result in results {
+            match result {
+                Ok(r) => {
+                    self.ok += r.ok;
+                    self.errors += r.errors;
+                    self.latencies.extend(r.latencies);
+                }
+                Err(error) => {
+                    eprintln!("bench heartbeat: a client connection failed: {error}");
+                    self.errors += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One point: `connections` connections with `window` in flight each, against both servers.
+struct Point {
+    connections: usize,
+    window: usize,
+    ours: Side,
+    echo: Side,
+}
+
+impl Point {
+    fn measure(
+        rt: &Runtime,
+        targets: &Targets,
+        registry: &ClientRegistry,
+        connections: usize,
+        window: usize,
+    ) -> Point {
+        let mut point = Point {
+            connections,
+            window,
+            ours: Side::default(),
+            echo: Side::default(),
+        };
+        for _ in 0..ROUNDS {
+            point.ours.round(rt, targets.ours, connections, window);
+            wait_closed(registry);
+            point.echo.round(rt, targets.echo, connections, window);
+        }
+        point
+    }
+}
+
+/// Waits (up to 2 s) until the listener has closed every channel of the last round, so that a
+/// round does not pay for the previous one's teardown.
+fn wait_closed(registry: &ClientRegistry) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while registry.channel_count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Throughput of one point, ours beside the echo baseline.
+#[derive(Serialize)]
+struct Throughput {
+    heartbeats_per_sec: f64,
+    echo_per_sec: f64,
+    ratio: f64,
+    /// Server-runtime CPU per heartbeat (ours) and per request (echo), and echo / ours: the
+    /// same comparison as `ratio`, without the share of the machine other work left us.
+    server_cpu_us: f64,
+    echo_server_cpu_us: f64,
+    cpu_ratio: f64,
+    /// Client-runtime CPU per request, ours and echo (the same client code).
+    client_cpu_us: f64,
+    echo_client_cpu_us: f64,
+}
+
+impl Throughput {
+    fn of(point: &Point) -> Self {
+        let (ours, echo) = (point.ours.per_sec(), point.echo.per_sec());
+        let (cpu, echo_cpu) = (point.ours.server_cpu_us(), point.echo.server_cpu_us());
+        Throughput {
+            heartbeats_per_sec: ours.round(),
+            echo_per_sec: echo.round(),
+            ratio: round(ours / echo, 3),
+            server_cpu_us: round(cpu, 2),
+            echo_server_cpu_us: round(echo_cpu, 2),
+            cpu_ratio: round(echo_cpu / cpu, 3),
+            client_cpu_us: round(point.ours.client_cpu_us(), 2),
+            echo_client_cpu_us: round(point.echo.client_cpu_us(), 2),
+        }
+    }
+}
+
+/// The pipelined point.
+#[derive(Serialize)]
+struct Pipelined {
+    connections: usize,
+    window: usize,
+    #[serde(flatten)]
+    throughput: Throughput,
+}
+
+/// Everything printed; the first five keys are the issue's.
+#[derive(Serialize)]
+struct Report {
+    connections: BTreeMap<String, Throughput>,
+    p50_us_16: f64,
+    p99_us_16: f64,
+    echo_p50_us_16: f64,
+    echo_p99_us_16: f64,
+    /// One connection: a single request's round trip, without queueing behind others.
+    p50_us_1: f64,
+    echo_p50_us_1: f64,
+    pipelined: Pipelined,
+    /// Responses other than `SUCCESS`, plus failed connections, over all runs (want 0).
+    errors: u64,
+    /// Heartbeats the listener answered `SYSTEM_BUSY` over the whole run (those inside a
+    /// measured window are in `errors` too).
+    busy: u64,
+    /// Listener tasks alive after its shutdown (want 0).
+    server_tasks_left: usize,
+    /// Worker threads of each runtime (server, client).
+    worker_threads: usize,
+    /// The machine's 1-minute load average before and after the run.
+    loadavg_1m: [f64; 2],
+    rounds: usize,
+    round_s: f64,
+    warmup_s: f64,
+    wall_s: f64,
+    notes: &'static str,
+}
+
+const NOTES: &str = "Closed loop: every connection keeps one HEART_BEAT in flight (a producer \
+heartbeat of its own client id in one shared producer group, JSON header, frame encoded once) and \
+sends the next as soon as the response arrives; 'pipelined' keeps 16 in flight per connection. \
+Server (our RemotingServer, default config: heartbeat workers = cores) and the echo baseline run \
+on one multi-thread tokio runtime with a worker per core; the clients run on a second runtime of \
+the same size in the same process, so clients and server share the 2 cores. Echo baseline: \
+decodes each request with the same FrameDecoder and writes back a fixed SUCCESS frame of the \
+same size as ours, one write per request, no registry. Each point: 3 alternating rounds (ours, \
+echo), 0.25 s unmeasured then 1 s measured; a response counts if it is SUCCESS and arrives in \
+the measured second. Latency: send to response read, window 1, all samples of the 16-connection \
+point, nearest-rank quantiles; with 16 connections in closed loop on 2 shared cores the p50 is \
+mostly queueing (about 16 / throughput, Little's law); p50_us_1 is one request alone. \
+server_cpu_us / client_cpu_us: CPU time of the server / client runtime's threads (schedstat) \
+inside the measured windows per counted response; cpu_ratio = echo_server_cpu_us / \
+server_cpu_us, the throughput ratio's comparison without the share of the machine other work \
+leaves (loadavg_1m). Timings are from a shared, noisy machine: compare ratios, not absolute \
+figures, across runs.";
+
+impl Report {
+    fn new(
+        mut points: Vec<Point>,
+        pipelined: Point,
+        busy: u64,
+        server_tasks_left: usize,
+        wall: Duration,
+    ) -> Self {
+        let at = points
+            .iter_mut()
+            .find(|p| p.connections == LATENCY_AT)
+            .expect("the latency point is measured");
+        let (p50, p99) = (at.ours.quantile_us(0.50), at.ours.quantile_us(0.99));
+        let (echo_p50, echo_p99) = (at.echo.quantile_us(0.50), at.echo.quantile_us(0.99));
+        let one = points
+            .iter_mut()
+            .find(|p| p.connections == 1)
+            .expect("the single-connection point is measured");
+        let (p50_1, echo_p50_1) = (one.ours.quantile_us(0.50), one.echo.quantile_us(0.50));
+        let errors = points
+            .iter()
+            .chain([&pipelined])
+            .map(|p| p.ours.errors + p.echo.errors)
+            .sum();
+        Report {
+            connections: points
+                .iter()
+                .map(|p| (p.connections.to_string(), Throughput::of(p)))
+                .collect(),
+            p50_us_16: round(p50, 1),
+            p99_us_16: round(p99, 1),
+            echo_p50_us_16: round(echo_p50, 1),
+            echo_p99_us_16: round(echo_p99, 1),
+            p50_us_1: round(p50_1, 1),
+            echo_p50_us_1: round(echo_p50_1, 1),
+            pipelined: Pipelined {
+                connections: pipelined.connections,
+                window: pipelined.window,
+                throughput: Throughput::of(&pipelined),
+            },
+            errors,
+            busy,
+            server_tasks_left,
+            worker_threads: 0,
+            loadavg_1m: [0.0; 2],
+            rounds: ROUNDS,
+            round_s: ROUND.as_secs_f64(),
+            warmup_s: WARMUP.as_secs_f64(),
+            wall_s: round(wall.as_secs_f64(), 1),
+            notes: NOTES,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.errors > 0 || self.server_tasks_left > 0
+    }
+
+    fn print_table(&self) {
+        println!(
+            "{:<28} {:>14} {:>14} {:>8}",
+            "heartbeats/s", "ours", "echo baseline", "ratio"
+        );
+        for n in CONNECTIONS {
+            let t = &self.connections[&n.to_string()];
+            let name = format!("{n} connection(s), window 1");
+            println!(
+                "{name:<28} {:>14.0} {:>14.0} {:>8.3}",
+                t.heartbeats_per_sec, t.echo_per_sec, t.ratio
+            );
+        }
+        let p = &self.pipelined;
+        let name = format!("{} conns, window {}", p.connections, p.window);
+        println!(
+            "{name:<28} {:>14.0} {:>14.0} {:>8.3}",
+            p.throughput.heartbeats_per_sec, p.throughput.echo_per_sec, p.throughput.ratio
+        );
+        println!(
+            "\n{:<28} {:>14} {:>14}",
+            format!("latency, {LATENCY_AT} connections"),
+            "ours",
+            "echo baseline"
+        );
+        println!(
+            "{:<28} {:>11.1} us {:>11.1} us",
+            "p50", self.p50_us_16, self.echo_p50_us_16
+        );
+        println!(
+            "{:<28} {:>11.1} us {:>11.1} us",
+            "p99", self.p99_us_16, self.echo_p99_us_16
+        );
+        println!(
+            "\nerrors {}, SYSTEM_BUSY {}, listener tasks left after shutdown {}; wall {:.1} s",
+            self.errors, self.busy, self.server_tasks_left, self.wall_s
+        );
+    }
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(left) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+/// CPU time used so far by this process's live threads named `name` (from
+/// `/proc/self/task/*/schedstat`, nanosecond resolution; zero where unavailable). Unlike
+/// wall-clock rates it does not depend on how much of the machine other work leaves us.
+pub(super) fn thread_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// The 1-minute load average (other work on the machine), 0 where unavailable.
+pub(super) fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub(super) fn round(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (v * scale).round() / scale
+}
