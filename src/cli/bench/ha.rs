@@ -30,7 +30,9 @@
 //! runs from the page cache. Master and slave share the machine's cores, and loopback is not a
 //! network: link bandwidth and latency are out of the picture.
 
-use super::heartbeat::{CLIENT_THREADS, SERVER_THREADS, loadavg, round, runtime, thread_cpu};
+use super::heartbeat::{
+    CLIENT_THREADS, SERVER_THREADS, listen_overflows, loadavg, round, runtime, thread_cpu,
+};
 use crate::cli::alloc::live_bytes;
 use rmq_lifecycle::core::ha::{HaConfig, TransferChunk, TransferDecoder, encode_report};
 use rmq_lifecycle::lifecycle::TaskGauge;
@@ -58,9 +60,10 @@ const PROBES: usize = 20_000;
 const PROBE_ROUNDS: usize = 2;
 /// Concurrent probers.
 const PROBERS: usize = 4;
-/// Probes connected and not yet fully handled by the server at most, so that the accept backlog
-/// never overflows (a dropped SYN would cost a 1 s retransmit, not the server's time).
-const PROBE_WINDOW: u64 = 256;
+/// Probes connected and not yet fully handled by the server at most: well under the listeners'
+/// accept backlog (128, tokio's `TcpListener::bind`), which must never overflow: a dropped SYN
+/// costs the prober a 1 s retransmit, which would measure the kernel's timer, not the server.
+const PROBE_WINDOW: u64 = 64;
 /// Bytes replicated: the master's log is this many bytes of records.
 const LOG_BYTES: u64 = 1 << 30;
 /// Record size in the replicated log (header included): 256 of them fill a segment exactly.
@@ -280,6 +283,8 @@ struct Leaked {
 }
 
 struct Probes {
+    /// `ListenOverflows` during the probes (want 0; namespace-wide).
+    listen_overflows: u64,
     ours_time: Duration,
     base_time: Duration,
     ours_cpu: Cpu,
@@ -340,7 +345,9 @@ impl Probes {
         let accepted = base.accepted.clone();
         let base_done: Done = Arc::new(move || accepted.load(Ordering::Relaxed));
 
+        let overflows0 = listen_overflows();
         let mut out = Probes {
+            listen_overflows: 0,
             ours_time: Duration::ZERO,
             base_time: Duration::ZERO,
             ours_cpu: Cpu::default(),
@@ -361,6 +368,7 @@ impl Probes {
             out.ours_cpu.add(cpu);
             out.errors += errors;
         }
+        out.listen_overflows = listen_overflows().saturating_sub(overflows0);
         base.task.abort();
         drop(base);
 
@@ -955,6 +963,8 @@ struct Report {
     leaked_after: Leaked,
     probes: usize,
     probe_connect_errors: u64,
+    /// Connections the kernel dropped on a full accept queue during the probes (want 0).
+    probe_listen_overflows: u64,
     probes_accepted_total: u64,
     probes_closed_total: u64,
     /// Server-runtime (and client-runtime) CPU per probe, ours and the accept-and-drop baseline.
@@ -1004,28 +1014,29 @@ multi-thread tokio runtime with a worker per core, client side (probers, slaves,
 on a second one of the same size, same process; *_cpu_* figures are those runtimes' thread CPU \
 time (schedstat), which does not depend on how much of the machine other work leaves. Probes: \
 20,000 per side in 2 alternating rounds (baseline first), 4 concurrent probers, each probe a \
-plain connect then close; at most 256 probes ahead of the server, so the accept backlog never \
-overflows; a round ends when the server has handled every probe (ours: the master removed its \
-row; baseline: a listener that accepts and drops). leaked_after: at quiescence, table rows, \
-master tasks minus baseline, open fds minus baseline (log segment files excluded). Replication: \
-a 1 GiB log of 1 MiB records in 256 MiB segments, in the page cache; a fresh slave (empty log, \
-same segment size, upstream timings) is timed from start until its log ends at the master's max \
-offset; replica_identical compares CRCs of both logs. raw_copy: the same bytes read from the \
-master's segment files with pread in 64 KiB chunks and written to a socket by a server-runtime \
-task, read into a 64 KiB buffer and discarded by a client-runtime task (64 KiB: near the best of \
-32 KiB..1 MiB on this machine; 1 MiB buffers were up to 2x slower); raw_copy_to_file: the \
-same, the receiver also writing them with pwrite into one new file in a temp dir (page cache -> \
-socket -> page cache, as replication does). Each baseline is the mean of 2 runs, one before the \
-32 KiB replication and one before the 1 MiB one. The master log is flushed, and 1 GiB of \
-scratch file written and deleted, before any of them (log_setup_s), so that no run pays for \
-the VM's first touch of page-cache memory or for the log's writeback. \
-Sync wait: 2,000 appends \
-of a 100-byte payload with the caught-up slave connected, each timed from before append to \
-wait_for_replication(end, 1) returning, in 2 rounds alternating with the baseline: the same hops \
-(a watch channel kicks a server-runtime writer task that writes a 124-byte frame; a client-runtime \
-peer answers 8 bytes; a server-runtime reader task bumps a watch channel the waiter is on) \
-without log IO or protocol. Idle memory: live heap bytes (requested sizes, counting allocator) \
-per connection, 100 connections caught up on a 256 KiB log (so every writer did full \
+plain connect then close; at most 64 probes ahead of the server, under the accept backlog of 128, \
+so that no SYN is dropped and retried 1 s later (probe_listen_overflows, want 0); a round ends \
+when the server has handled every probe (ours: the master removed its row; baseline: a listener \
+that accepts and drops). leaked_after: at quiescence, table rows, master tasks minus baseline, \
+open fds minus baseline (log segment files excluded). Replication: a 1 GiB log of 1 MiB records \
+in 256 MiB segments, in the page cache; a fresh slave (empty log, same segment size, upstream \
+timings) is timed from start until its log ends at the master's max offset; replica_identical \
+compares CRCs of both logs. replication_batch_1mib: the same with batch_max = 1 MiB (a second \
+master on the same log, a second fresh slave). raw_copy: the same bytes read from the master's \
+segment files with pread in 64 KiB chunks and written to a socket by a server-runtime task, read \
+into a 64 KiB buffer and discarded by a client-runtime task (64 KiB: near the best of 32 KiB..1 \
+MiB on this machine; 1 MiB buffers were up to 2x slower); raw_copy_to_file: the same, the \
+receiver also writing them with pwrite into one new file in a temp dir (page cache -> socket -> \
+page cache, as replication does). Each baseline is pooled (total bytes / total time) over 2 runs, \
+one before the 32 KiB replication and one before the 1 MiB one. The master log is flushed, and 1 \
+GiB of scratch file written and deleted, before any of them (log_setup_s), so that no run pays \
+for the VM's first touch of page-cache memory or for the log's writeback. Sync wait: 2,000 \
+appends of a 100-byte payload with the caught-up slave connected, each timed from before append \
+to wait_for_replication(end, 1) returning, in 2 rounds alternating with the baseline: the same \
+hops (a watch channel kicks a server-runtime writer task that writes a 124-byte frame; a \
+client-runtime peer answers 8 bytes; a server-runtime reader task bumps a watch channel the \
+waiter is on) without log IO or protocol. Idle memory: live heap bytes (requested sizes, counting \
+allocator) per connection, 100 connections caught up on a 256 KiB log (so every writer did full \
 batches). idle_connection_bytes is the master's side, measured 0.2 s after catching up against \
 fake slaves on std sockets whose state is allocated before the first sample; both_sides against \
 real HaSlaves whose logs are opened before the first sample (master and slave connection state, \
@@ -1067,6 +1078,7 @@ impl Report {
             leaked_after: probes.leaked,
             probes: PROBES,
             probe_connect_errors: probes.errors,
+            probe_listen_overflows: probes.listen_overflows,
             probes_accepted_total: probes.accepted,
             probes_closed_total: probes.closed,
             probe_server_cpu_us: per_probe(probes.ours_cpu.server),
@@ -1178,7 +1190,7 @@ impl Report {
             String::new(),
         );
         row(
-            "idle connection heap, master",
+            "idle conn heap, master (upstream)",
             format!("{:.0} B", self.idle_connection_bytes),
             format!("{} B", self.upstream_master_buffer_bytes),
             String::new(),

@@ -40,6 +40,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,6 +58,8 @@ const ROUNDS: usize = 3;
 const WARMUP: Duration = Duration::from_millis(250);
 /// Measured part of each round.
 const ROUND: Duration = Duration::from_secs(1);
+/// Connections opened and not yet accepted at most, well under the accept backlog (128).
+const CONNECT_AHEAD: u64 = 32;
 /// The producer group every connection's client runs.
 const GROUP: &str = "bench-producer-group";
 
@@ -68,6 +71,7 @@ pub(super) fn run(json: bool) -> ExitCode {
     let server_rt = runtime(SERVER_THREADS, workers);
     let client_rt = runtime(CLIENT_THREADS, workers);
 
+    let overflows0 = listen_overflows();
     let registry = Arc::new(ClientRegistry::default());
     let tasks = TaskGauge::new();
     let server = server_rt
@@ -84,9 +88,17 @@ pub(super) fn run(json: bool) -> ExitCode {
     let echo = server_rt
         .block_on(EchoServer::bind())
         .expect("bind the echo server on loopback");
+    let stats = server.stats().clone();
+    let echo_accepted = echo.accepted.clone();
     let targets = Targets {
-        ours: server.local_addr(),
-        echo: echo.addr,
+        ours: Target {
+            addr: server.local_addr(),
+            accepted: Arc::new(move || stats.accepted.load(Ordering::Relaxed)),
+        },
+        echo: Target {
+            addr: echo.addr,
+            accepted: Arc::new(move || echo_accepted.load(Ordering::Relaxed)),
+        },
     };
 
     let mut points = Vec::new();
@@ -99,10 +111,7 @@ pub(super) fn run(json: bool) -> ExitCode {
     ));
     let pipelined = Point::measure(&client_rt, &targets, &registry, LATENCY_AT, PIPELINE_WINDOW);
 
-    let busy = server
-        .stats()
-        .busy
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let busy = server.stats().busy.load(Ordering::Relaxed);
     let shutdown = server_rt.block_on(server.shutdown(Duration::from_secs(5)));
     drop(echo);
     drop(client_rt);
@@ -117,6 +126,7 @@ pub(super) fn run(json: bool) -> ExitCode {
     );
     report.loadavg_1m = [load_before, loadavg()];
     report.worker_threads = workers;
+    report.listen_overflows = listen_overflows().saturating_sub(overflows0);
     if json {
         println!(
             "{}",
@@ -161,8 +171,14 @@ fn loopback() -> SocketAddr {
 
 /// The two servers every point is run against.
 struct Targets {
-    ours: SocketAddr,
-    echo: SocketAddr,
+    ours: Target,
+    echo: Target,
+}
+
+/// A server to connect to, and its count of accepted connections.
+struct Target {
+    addr: SocketAddr,
+    accepted: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 /// The heartbeat frame of connection `i`: a producer heartbeat of client `bench-client-{i}` in
@@ -195,6 +211,7 @@ fn success_response() -> Bytes {
 /// A trivial server: decode each request with [`FrameDecoder`], write back a fixed response.
 struct EchoServer {
     addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -203,13 +220,20 @@ impl EchoServer {
         let listener = TcpListener::bind(loopback()).await?;
         let addr = listener.local_addr()?;
         let response = success_response();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(echo_connection(stream, response.clone()));
             }
         });
-        Ok(EchoServer { addr, accept })
+        Ok(EchoServer {
+            addr,
+            accepted,
+            accept,
+        })
     }
 }
 
@@ -266,14 +290,12 @@ fn is_success(frame: Bytes) -> bool {
 /// One client connection: keeps `window` requests in flight until `end`; counts the responses
 /// that arrive in `[measure_from, end)`.
 async fn client_connection(
-    addr: SocketAddr,
+    mut stream: TcpStream,
     frame: Bytes,
     window: usize,
     measure_from: Instant,
     end: Instant,
 ) -> io::Result<ConnResult> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
     let burst: Vec<u8> = frame
         .iter()
         .copied()
@@ -361,14 +383,41 @@ impl Side {
         self.latencies[rank - 1] as f64 / 1e3
     }
 
-    /// Runs `n` connections with `window` requests in flight each against `addr` for one round.
-    fn round(&mut self, rt: &Runtime, addr: SocketAddr, n: usize, window: usize) {
+    /// Runs `n` connections with `window` requests in flight each against `target` for one
+    /// round.
+    fn round(&mut self, rt: &Runtime, target: &Target, n: usize, window: usize) {
+        // Connected before the clock starts, never more than CONNECT_AHEAD ahead of the
+        // server's accepts: an overflowing accept backlog (128) drops the SYN, and that
+        // connection would start 1 s late, after the retransmit.
+        let accepted0 = (target.accepted)();
+        let streams = rt.block_on(async {
+            let mut streams = Vec::with_capacity(n);
+            for i in 0..n as u64 {
+                while i >= (target.accepted)() - accepted0 + CONNECT_AHEAD {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let stream = TcpStream::connect(target.addr).await?;
+                stream.set_nodelay(true)?;
+                streams.push(stream);
+            }
+            Ok::<_, io::Error>(streams)
+        });
+        let streams = match streams {
+            Ok(streams) => streams,
+            Err(error) => {
+                eprintln!("bench heartbeat: connect failed: {error}");
+                self.errors += 1;
+                return;
+            }
+        };
         let measure_from = Instant::now() + WARMUP;
         let end = measure_from + ROUND;
-        let conns: Vec<_> = (0..n)
-            .map(|i| {
+        let conns: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, stream)| {
                 rt.spawn(client_connection(
-                    addr,
+                    stream,
                     request_frame(i),
                     window,
                     measure_from,
@@ -428,9 +477,9 @@ impl Point {
             echo: Side::default(),
         };
         for _ in 0..ROUNDS {
-            point.ours.round(rt, targets.ours, connections, window);
+            point.ours.round(rt, &targets.ours, connections, window);
             wait_closed(registry);
-            point.echo.round(rt, targets.echo, connections, window);
+            point.echo.round(rt, &targets.echo, connections, window);
         }
         point
     }
@@ -506,6 +555,9 @@ struct Report {
     busy: u64,
     /// Listener tasks alive after its shutdown (want 0).
     server_tasks_left: usize,
+    /// Connections the kernel dropped on a full accept queue during the run (want 0;
+    /// namespace-wide, so other work on the machine can add to it).
+    listen_overflows: u64,
     /// Worker threads of each runtime (server, client).
     worker_threads: usize,
     /// The machine's 1-minute load average before and after the run.
@@ -523,17 +575,19 @@ sends the next as soon as the response arrives; 'pipelined' keeps 16 in flight p
 Server (our RemotingServer, default config: heartbeat workers = cores) and the echo baseline run \
 on one multi-thread tokio runtime with a worker per core; the clients run on a second runtime of \
 the same size in the same process, so clients and server share the 2 cores. Echo baseline: \
-decodes each request with the same FrameDecoder and writes back a fixed SUCCESS frame of the \
-same size as ours, one write per request, no registry. Each point: 3 alternating rounds (ours, \
-echo), 0.25 s unmeasured then 1 s measured; a response counts if it is SUCCESS and arrives in \
-the measured second. Latency: send to response read, window 1, all samples of the 16-connection \
-point, nearest-rank quantiles; with 16 connections in closed loop on 2 shared cores the p50 is \
-mostly queueing (about 16 / throughput, Little's law); p50_us_1 is one request alone. \
-server_cpu_us / client_cpu_us: CPU time of the server / client runtime's threads (schedstat) \
-inside the measured windows per counted response; cpu_ratio = echo_server_cpu_us / \
-server_cpu_us, the throughput ratio's comparison without the share of the machine other work \
-leaves (loadavg_1m). Timings are from a shared, noisy machine: compare ratios, not absolute \
-figures, across runs.";
+decodes each request with the same FrameDecoder and writes back a fixed SUCCESS frame of the same \
+size as ours, one write per request, no registry. Each point: 3 alternating rounds (ours, echo), \
+connections opened first (at most 32 ahead of the server's accepts, well under its accept backlog \
+of 128, so that no SYN is dropped: listen_overflows, want 0), then 0.25 s unmeasured and 1 s \
+measured; a response counts if it is SUCCESS and arrives in the measured second. Latency: send to \
+response read, window 1, all samples of the point, nearest-rank quantiles; with 16 connections in \
+closed loop on 2 shared cores the p50 is mostly queueing (about 16 / throughput, Little's law); \
+p50_us_1 is one request alone. server_cpu_us / client_cpu_us: CPU time of the server / client \
+runtime's threads (schedstat) inside the measured windows per counted response; cpu_ratio = \
+echo_server_cpu_us / server_cpu_us, the throughput ratio's comparison without the share of the \
+machine other work leaves (loadavg_1m). The 1-connection point mostly measures how fast idle \
+threads wake up, and its ratio swings widely on a loaded machine. Timings are from a shared, \
+noisy machine: compare ratios, not absolute figures, across runs.";
 
 impl Report {
     fn new(
@@ -578,6 +632,7 @@ impl Report {
             errors,
             busy,
             server_tasks_left,
+            listen_overflows: 0,
             worker_threads: 0,
             loadavg_1m: [0.0; 2],
             rounds: ROUNDS,
@@ -594,40 +649,54 @@ impl Report {
 
     fn print_table(&self) {
         println!(
-            "{:<28} {:>14} {:>14} {:>8}",
-            "heartbeats/s", "ours", "echo baseline", "ratio"
+            "{:<26} {:>10} {:>10} {:>6}   {:>12} {:>12} {:>6}",
+            "window 1 unless noted", "ours/s", "echo/s", "ratio", "server CPU", "echo CPU", "ratio"
         );
-        for n in CONNECTIONS {
-            let t = &self.connections[&n.to_string()];
-            let name = format!("{n} connection(s), window 1");
+        let p = &self.pipelined;
+        let rows = CONNECTIONS
+            .iter()
+            .map(|n| {
+                (
+                    format!("{n} connection(s)"),
+                    &self.connections[&n.to_string()],
+                )
+            })
+            .chain([(
+                format!("{} conns, window {}", p.connections, p.window),
+                &p.throughput,
+            )]);
+        for (name, t) in rows {
             println!(
-                "{name:<28} {:>14.0} {:>14.0} {:>8.3}",
-                t.heartbeats_per_sec, t.echo_per_sec, t.ratio
+                "{name:<26} {:>10.0} {:>10.0} {:>6.3}   {:>9.2} us {:>9.2} us {:>6.3}",
+                t.heartbeats_per_sec,
+                t.echo_per_sec,
+                t.ratio,
+                t.server_cpu_us,
+                t.echo_server_cpu_us,
+                t.cpu_ratio
             );
         }
-        let p = &self.pipelined;
-        let name = format!("{} conns, window {}", p.connections, p.window);
         println!(
-            "{name:<28} {:>14.0} {:>14.0} {:>8.3}",
-            p.throughput.heartbeats_per_sec, p.throughput.echo_per_sec, p.throughput.ratio
+            "\n{:<26} {:>13} {:>13}",
+            "latency (window 1)", "ours", "echo"
         );
+        for (name, ours, echo) in [
+            ("p50, 16 connections", self.p50_us_16, self.echo_p50_us_16),
+            ("p99, 16 connections", self.p99_us_16, self.echo_p99_us_16),
+            ("p50, 1 connection", self.p50_us_1, self.echo_p50_us_1),
+        ] {
+            println!("{name:<26} {ours:>10.1} us {echo:>10.1} us");
+        }
         println!(
-            "\n{:<28} {:>14} {:>14}",
-            format!("latency, {LATENCY_AT} connections"),
-            "ours",
-            "echo baseline"
-        );
-        println!(
-            "{:<28} {:>11.1} us {:>11.1} us",
-            "p50", self.p50_us_16, self.echo_p50_us_16
-        );
-        println!(
-            "{:<28} {:>11.1} us {:>11.1} us",
-            "p99", self.p99_us_16, self.echo_p99_us_16
-        );
-        println!(
-            "\nerrors {}, SYSTEM_BUSY {}, listener tasks left after shutdown {}; wall {:.1} s",
-            self.errors, self.busy, self.server_tasks_left, self.wall_s
+            "\nerrors {}, SYSTEM_BUSY {}, listen overflows {}, listener tasks left after \
+             shutdown {}; load {:.1} -> {:.1}; wall {:.1} s",
+            self.errors,
+            self.busy,
+            self.listen_overflows,
+            self.server_tasks_left,
+            self.loadavg_1m[0],
+            self.loadavg_1m[1],
+            self.wall_s
         );
     }
 }
@@ -654,6 +723,22 @@ pub(super) fn thread_cpu(name: &str) -> Duration {
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     Duration::from_nanos(ns)
+}
+
+/// The kernel's count of connections dropped because an accept queue was full
+/// (`TcpExt: ListenOverflows` in `/proc/net/netstat`; 0 where unavailable).
+pub(super) fn listen_overflows() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut tcp_ext = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The 1-minute load average (other work on the machine), 0 where unavailable.
