@@ -15,6 +15,7 @@ use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
 use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -270,7 +271,6 @@ async fn hundred_connections_thousand_groups_drain_to_zero() {
 async fn bad_input_leaves_nothing_behind() {
     let config = RemotingConfig {
         idle_timeout: Duration::from_millis(300),
-        outbound_queue: 4,
         write_timeout: Duration::from_millis(300),
         ..RemotingConfig::default()
     };
@@ -423,9 +423,10 @@ async fn non_reading_peer_is_closed() {
     );
 }
 
-/// A full heartbeat queue answers SYSTEM_BUSY instead of queueing without bound. On a
-/// current-thread runtime the single worker cannot run while the connection decodes a burst.
-#[tokio::test]
+/// A full heartbeat queue answers SYSTEM_BUSY instead of queueing without bound: with the only
+/// worker taken, two heartbeats wait (the queue) and the other three are refused at once; the
+/// waiting two are applied once the worker is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_heartbeat_queue_answers_system_busy() {
     let config = RemotingConfig {
         heartbeat_workers: 1,
@@ -433,21 +434,46 @@ async fn full_heartbeat_queue_answers_system_busy() {
         ..RemotingConfig::default()
     };
     let s = start(config).await;
-    let mut c = Client::connect(s.addr()).await;
-    let mut burst = BytesMut::new();
-    for i in 0..50 {
-        let mut cmd = heartbeat(&HeartbeatData::producers("c", ["G"]));
+    let paused = s.server.pause_heartbeats().await;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let mut c = Client::connect(s.addr()).await;
+        let mut cmd = heartbeat(&HeartbeatData::producers(format!("c{i}"), ["G"]));
         cmd.opaque = i;
-        cmd.encode(&mut burst).unwrap();
+        let mut frame = BytesMut::new();
+        cmd.encode(&mut frame).unwrap();
+        c.stream.write_all(&frame).await.unwrap();
+        clients.push(c);
     }
-    c.stream.write_all(&burst).await.unwrap();
+    let busy = &s.server.stats().busy;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while busy.load(Ordering::Relaxed) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "3 heartbeats refused"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(s.registry.producer_group_count(), 0, "nothing applied yet");
+    drop(paused);
     let mut codes = Vec::new();
-    for _ in 0..50 {
+    for c in &mut clients {
         codes.push(c.recv().await.expect("one response per request").code);
     }
-    assert!(codes.contains(&code::SYSTEM_BUSY), "{codes:?}");
-    assert!(codes.contains(&code::SUCCESS), "{codes:?}");
-    drop(c);
+    codes.sort_unstable();
+    assert_eq!(
+        codes,
+        [
+            code::SUCCESS,
+            code::SUCCESS,
+            code::SYSTEM_BUSY,
+            code::SYSTEM_BUSY,
+            code::SYSTEM_BUSY
+        ]
+    );
+    assert_eq!(busy.load(Ordering::Relaxed), 3);
+    assert_eq!(s.registry.producer_group_count(), 1);
+    drop(clients);
     s.quiescent().await;
 }
 

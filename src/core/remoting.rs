@@ -177,27 +177,46 @@ impl RemotingCommand {
         self.ext_fields.get(key).map(String::as_str)
     }
 
-    /// Appends the whole frame (length prefix included) to `dst`.
+    /// Appends the whole frame (length prefix included) to `dst`. The header is written in
+    /// place and the two length words patched after it, so a response costs no allocation.
+    /// On error `dst` is left as it was.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let header = match self.serialize_type {
-            SerializeType::Json => self.json_header(),
-            SerializeType::RocketMq => self.binary_header()?,
-        };
+        let start = dst.len();
         let body_len = self.body.as_ref().map_or(0, Bytes::len);
-        if header.len() > 0x00FF_FFFF {
-            return Err(EncodeError::HeaderTooLarge(header.len()));
-        }
-        let frame = 4 + 4 + header.len() + body_len;
-        if frame > MAX_FRAME {
-            return Err(EncodeError::FrameTooLarge(frame));
-        }
-        dst.reserve(frame);
-        dst.put_u32((frame - 4) as u32);
-        dst.put_slice(&mark_protocol_type(
-            header.len() as u32,
-            self.serialize_type,
-        ));
-        dst.put_slice(&header);
+        dst.reserve(8 + 128 + body_len);
+        dst.put_bytes(0, 8);
+        let header = match self.serialize_type {
+            SerializeType::Json => {
+                let mut header = Vec::with_capacity(192);
+                self.write_json_header(&mut header);
+                dst.extend_from_slice(&header);
+                Ok(header.len())
+            }
+            SerializeType::RocketMq => self.binary_header().map(|header| {
+                dst.put_slice(&header);
+                header.len()
+            }),
+        };
+        let checked = header.and_then(|header| {
+            if header > 0x00FF_FFFF {
+                return Err(EncodeError::HeaderTooLarge(header));
+            }
+            let frame = 4 + 4 + header + body_len;
+            if frame > MAX_FRAME {
+                return Err(EncodeError::FrameTooLarge(frame));
+            }
+            Ok((header, frame))
+        });
+        let (header, frame) = match checked {
+            Ok(lengths) => lengths,
+            Err(error) => {
+                dst.truncate(start);
+                return Err(error);
+            }
+        };
+        dst[start..start + 4].copy_from_slice(&((frame - 4) as u32).to_be_bytes());
+        dst[start + 4..start + 8]
+            .copy_from_slice(&mark_protocol_type(header as u32, self.serialize_type));
         if let Some(body) = &self.body {
             dst.put_slice(body);
         }
@@ -212,32 +231,47 @@ impl RemotingCommand {
     }
 
     /// fastjson's output: keys sorted, nulls omitted, `serializeTypeCurrentRPC` included.
-    fn json_header(&self) -> Vec<u8> {
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Header<'a> {
-            code: i32,
-            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-            ext_fields: &'a BTreeMap<String, String>,
-            flag: i32,
-            language: &'static str,
-            opaque: i32,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            remark: Option<&'a str>,
-            serialize_type_current_r_p_c: &'static str,
-            version: i32,
+    /// Written by hand (strings escaped by serde_json) because it is on every response's path.
+    fn write_json_header(&self, dst: &mut Vec<u8>) {
+        fn int(dst: &mut Vec<u8>, n: i32) {
+            dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
-        let header = Header {
-            code: self.code,
-            ext_fields: &self.ext_fields,
-            flag: self.flag,
-            language: self.language.name(),
-            opaque: self.opaque,
-            remark: self.remark.as_deref(),
-            serialize_type_current_r_p_c: "JSON",
-            version: self.version,
-        };
-        serde_json::to_vec(&header).expect("a header of strings and integers serializes")
+        fn string(dst: &mut Vec<u8>, s: &str) {
+            if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                dst.push(b'"');
+                dst.extend_from_slice(s.as_bytes());
+                dst.push(b'"');
+            } else {
+                serde_json::to_writer(&mut *dst, s).expect("writing to a Vec cannot fail");
+            }
+        }
+        dst.extend_from_slice(b"{\"code\":");
+        int(dst, self.code);
+        if !self.ext_fields.is_empty() {
+            dst.extend_from_slice(b",\"extFields\":{");
+            for (i, (key, value)) in self.ext_fields.iter().enumerate() {
+                if i > 0 {
+                    dst.push(b',');
+                }
+                string(dst, key);
+                dst.push(b':');
+                string(dst, value);
+            }
+            dst.push(b'}');
+        }
+        dst.extend_from_slice(b",\"flag\":");
+        int(dst, self.flag);
+        dst.extend_from_slice(b",\"language\":");
+        string(dst, self.language.name());
+        dst.extend_from_slice(b",\"opaque\":");
+        int(dst, self.opaque);
+        if let Some(remark) = &self.remark {
+            dst.extend_from_slice(b",\"remark\":");
+            string(dst, remark);
+        }
+        dst.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        int(dst, self.version);
+        dst.push(b'}');
     }
 
     fn binary_header(&self) -> Result<Vec<u8>, EncodeError> {

@@ -1,9 +1,9 @@
 //! The client-management listener (upstream `ClientManageProcessor` on the remoting port): each
 //! accepted connection is a `ClientChannel` that is registered, then given its task, then closed.
 //!
-//! Per connection one task reads frames, answers them and writes responses; `HEART_BEAT` bodies
-//! are parsed and applied on a bounded worker pool (upstream's heartbeat executor), answered with
-//! `SYSTEM_BUSY` when its queue is full. A connection is closed, with a logged reason, on EOF, an
+//! Per connection one task reads frames, answers them in order and writes the answers of a read
+//! in one write; `HEART_BEAT` is admitted by a bounded budget (upstream's heartbeat executor:
+//! so many at once, so many waiting) and answered `SYSTEM_BUSY` beyond it. A connection is closed, with a logged reason, on EOF, an
 //! IO error, an undecodable frame, no complete frame for `idle_timeout` (a half frame and a
 //! stall included), or a peer that does not read its responses. Protocol decisions (framing,
 //! liveness) live in `core`; table changes go through the lifecycle handle.
@@ -18,13 +18,14 @@ use crate::registry::ClientRegistry;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::BytesMut;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Listener settings; the defaults are upstream's.
@@ -41,9 +42,8 @@ pub struct RemotingConfig {
     pub heartbeat_workers: usize,
     /// Heartbeats waiting for a worker before `SYSTEM_BUSY` (upstream 50,000).
     pub heartbeat_queue: usize,
-    /// Responses waiting to be written on one connection before it is closed as not reading.
-    pub outbound_queue: usize,
-    /// A single response write that takes longer than this closes the connection.
+    /// Writing a read's responses for longer than this closes the connection (a peer that does
+    /// not read its responses).
     pub write_timeout: Duration,
     /// The frame cap (at most 16 MiB).
     pub max_frame: usize,
@@ -59,7 +59,6 @@ impl Default for RemotingConfig {
                 .map_or(4, |n| n.get())
                 .min(32),
             heartbeat_queue: 50_000,
-            outbound_queue: 1024,
             write_timeout: Duration::from_secs(10),
             max_frame: crate::core::remoting::MAX_FRAME,
         }
@@ -93,6 +92,7 @@ pub struct RemotingServer {
     connections: Arc<crate::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>,
     tasks: TaskGauge,
     stats: Arc<RemotingStats>,
+    ctx: Arc<Ctx>,
 }
 
 impl std::fmt::Debug for RemotingServer {
@@ -103,39 +103,12 @@ impl std::fmt::Debug for RemotingServer {
     }
 }
 
-/// Shared by the accept loop, the connections and the workers.
+/// Shared by the accept loop and the connections.
 struct Ctx {
     config: RemotingConfig,
     clock: Clock,
-    jobs: mpsc::Sender<Job>,
+    pool: HeartbeatPool,
     stats: Arc<RemotingStats>,
-}
-
-/// One heartbeat waiting for a worker.
-struct Job {
-    handle: ChannelHandle,
-    request: RemotingCommand,
-    reply: mpsc::Sender<RemotingCommand>,
-    connection: CancellationToken,
-    _inflight: InFlightToken,
-}
-
-/// One queued heartbeat of a connection; released when its job is dropped, however the job ends
-/// (applied, or discarded with the queue at shutdown).
-struct InFlightToken(Arc<InFlight>);
-
-impl InFlightToken {
-    fn new(inflight: &Arc<InFlight>) -> Self {
-        inflight.count.fetch_add(1, Ordering::AcqRel);
-        InFlightToken(inflight.clone())
-    }
-}
-
-impl Drop for InFlightToken {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-        self.0.done.notify_one();
-    }
 }
 
 impl RemotingServer {
@@ -152,20 +125,11 @@ impl RemotingServer {
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         let cancel = CancellationToken::new();
         let stats = Arc::new(RemotingStats::default());
-        let (jobs, job_rx) = mpsc::channel(config.heartbeat_queue.max(1));
-        let job_rx = Arc::new(AsyncMutex::new(job_rx));
-        for _ in 0..config.heartbeat_workers.max(1) {
-            spawner.spawn(Box::pin(heartbeat_worker(
-                job_rx.clone(),
-                clock,
-                cancel.clone(),
-            )));
-        }
         let connections = Arc::new(crate::sync::Mutex::new(HashMap::new()));
         let ctx = Arc::new(Ctx {
+            pool: HeartbeatPool::new(config.heartbeat_workers, config.heartbeat_queue),
             config,
             clock,
-            jobs,
             stats: stats.clone(),
         });
         let (reaper, reap) = mpsc::unbounded_channel();
@@ -175,6 +139,7 @@ impl RemotingServer {
             reaper.clone(),
             cancel.clone(),
         )));
+        let acceptor_ctx = ctx.clone();
         let acceptor = Acceptor {
             listener,
             registry,
@@ -193,6 +158,7 @@ impl RemotingServer {
             connections,
             tasks,
             stats,
+            ctx: acceptor_ctx,
         })
     }
 
@@ -204,6 +170,18 @@ impl RemotingServer {
     /// The listener's counters.
     pub fn stats(&self) -> &Arc<RemotingStats> {
         &self.stats
+    }
+
+    /// Takes every heartbeat worker until the returned permit drops: heartbeats then wait, and
+    /// past `heartbeat_queue` waiters are answered `SYSTEM_BUSY`. For tests of that path.
+    #[doc(hidden)]
+    pub async fn pause_heartbeats(&self) -> OwnedSemaphorePermit {
+        let pool = &self.ctx.pool;
+        pool.permits
+            .clone()
+            .acquire_many_owned(pool.workers as u32)
+            .await
+            .expect("the pool's semaphore is never closed")
     }
 
     /// Stops accepting, closes every connection through its lifecycle and waits (up to
@@ -331,89 +309,113 @@ impl Acceptor {
 }
 
 /// Reads, answers and writes for one connection until it ends; returns why.
+///
+/// One task does it all: the frames of a read are decoded and answered in order, and their
+/// responses leave in one write. No queue sits between a request and its answer, so a peer that
+/// stops reading stalls only its own task, until `write_timeout` closes it.
 async fn serve_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     handle: ChannelHandle,
     ctx: &Ctx,
     cancel: CancellationToken,
 ) -> CloseReason {
     let config = &ctx.config;
-    let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<RemotingCommand>(config.outbound_queue.max(1));
     let mut decoder = FrameDecoder::with_max_frame(config.max_frame);
     let idle_ms = config.idle_timeout.as_millis() as u64;
     let mut activity = ChannelActivity::new(ctx.clock.now(), idle_ms, idle_ms);
-    let mut inbuf = BytesMut::new();
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut outbuf = BytesMut::new();
-    let inflight = Arc::new(InFlight::default());
+    let mut last = LastHeartbeat::default();
+    // One timer for the connection's life, re-armed only when it fires: a frame moves the
+    // deadline forward without touching the timer wheel, and the tick re-reads it.
+    let Some(first) = activity.poll_timeout() else {
+        return CloseReason::IdleTimeout;
+    };
+    let idle = tokio::time::sleep_until(ctx.clock.instant_at(first));
+    tokio::pin!(idle);
     loop {
-        let Some(deadline) = activity.poll_timeout() else {
-            return CloseReason::IdleTimeout;
-        };
+        // Room to spare before every read: a read that fills the buffer exactly leaves the
+        // socket's readiness set and costs one more recv that finds nothing.
+        if inbuf.capacity() - inbuf.len() < READ_SLACK {
+            inbuf.reserve(READ_CHUNK);
+        }
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return CloseReason::Shutdown,
-            Some(response) = out_rx.recv() => {
-                if let Err(reason) = write(&mut wr, &mut outbuf, &response, config.write_timeout).await {
-                    return reason;
-                }
-            }
-            read = rd.read_buf(&mut inbuf) => match read {
+            read = stream.read_buf(&mut inbuf) => match read {
                 Ok(0) if inbuf.is_empty() => return CloseReason::PeerClosed,
                 Ok(0) => return CloseReason::ProtocolError(format!("peer closed mid-frame ({} bytes pending)", inbuf.len())),
                 Err(error) => return CloseReason::Io(error.to_string()),
-                Ok(_) => loop {
-                    match decoder.decode(&mut inbuf) {
-                        Ok(Some(request)) => {
-                            activity.handle_heard(ctx.clock.now());
-                            match dispatch(request, &handle, ctx, &out_tx, &cancel, &inflight) {
-                                Ok(None) => {}
-                                Ok(Some(unregister)) => {
-                                    // Requests of one connection apply in the order sent: an
-                                    // UNREGISTER waits for this connection's queued heartbeats.
-                                    if !inflight.drained(&cancel).await {
-                                        return CloseReason::Shutdown;
-                                    }
-                                    let response = unregister_client(&unregister, &handle);
-                                    if let Err(reason) = answer(&unregister, response, &out_tx, &cancel) {
-                                        return reason;
-                                    }
-                                }
-                                Err(reason) => return reason,
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(error) => return undecodable(error),
-                    }
-                },
+                Ok(_) => {}
             },
-            _ = tokio::time::sleep_until(ctx.clock.instant_at(deadline)) => {
+            () = &mut idle => {
                 activity.handle_tick(ctx.clock.now());
-                if activity.state() == Liveness::Expired {
-                    return CloseReason::IdleTimeout;
+                match activity.poll_timeout() {
+                    Some(deadline) if activity.state() != Liveness::Expired => {
+                        idle.as_mut().reset(ctx.clock.instant_at(deadline));
+                    }
+                    _ => return CloseReason::IdleTimeout,
+                }
+                continue;
+            }
+        }
+        let mut ended = None;
+        loop {
+            match decoder.decode(&mut inbuf) {
+                Ok(Some(request)) => {
+                    activity.handle_heard(ctx.clock.now());
+                    match answer(request, &handle, ctx, &cancel, &mut last).await {
+                        Ok(Some(response)) => encode_response(&response, &mut outbuf),
+                        Ok(None) => {}
+                        Err(reason) => return reason,
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // Still send what the good frames before it earned, then close.
+                    ended = Some(undecodable(error));
+                    break;
                 }
             }
         }
+        if !outbuf.is_empty() {
+            if let Err(reason) = flush(&mut stream, &mut outbuf, config.write_timeout).await {
+                return reason;
+            }
+        }
+        if let Some(reason) = ended {
+            return reason;
+        }
     }
 }
+
+/// Bytes a read may fill at once; also what the buffer grows by.
+const READ_CHUNK: usize = 16 * 1024;
+/// Free space below which the buffer grows before a read.
+const READ_SLACK: usize = 1024;
 
 fn undecodable(error: DecodeError) -> CloseReason {
     CloseReason::ProtocolError(error.to_string())
 }
 
-async fn write(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+fn encode_response(response: &RemotingCommand, out: &mut BytesMut) {
+    let mark = out.len();
+    if let Err(error) = response.encode(out) {
+        // Only a response we built can fail here (e.g. an oversized remark): a bug, not the peer.
+        out.truncate(mark);
+        tracing::error!(%error, "response not encodable; dropped");
+    }
+}
+
+/// Writes every queued response; a peer that does not take them within `timeout` is closed.
+async fn flush(
+    stream: &mut TcpStream,
     buf: &mut BytesMut,
-    response: &RemotingCommand,
     timeout: Duration,
 ) -> Result<(), CloseReason> {
+    let written = tokio::time::timeout(timeout, stream.write_all(buf)).await;
     buf.clear();
-    if let Err(error) = response.encode(buf) {
-        // Only a response we built can fail here (e.g. an oversized remark): a bug, not the peer.
-        tracing::error!(%error, "response not encodable; dropped");
-        return Ok(());
-    }
-    match tokio::time::timeout(timeout, wr.write_all(buf)).await {
+    match written {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(CloseReason::Io(error.to_string())),
         Err(_) => Err(CloseReason::ProtocolError(
@@ -422,113 +424,102 @@ async fn write(
     }
 }
 
-/// This connection's heartbeats handed to the pool and not applied yet.
-#[derive(Debug, Default)]
-struct InFlight {
-    count: AtomicUsize,
-    done: Notify,
+/// Upstream's heartbeat executor as an admission budget: at most `workers` heartbeats are applied
+/// at once and at most `queue` wait for a turn; a heartbeat beyond that is answered
+/// `SYSTEM_BUSY`. An admitted heartbeat runs on its connection's own task, so requests of one
+/// connection apply in the order sent (an `UNREGISTER_CLIENT` is never overtaken by its
+/// connection's heartbeat) and no task hop sits between a read and its answer.
+pub(crate) struct HeartbeatPool {
+    permits: Arc<Semaphore>,
+    workers: usize,
+    waiting: AtomicUsize,
+    queue: usize,
 }
 
-impl InFlight {
-    /// Waits until every queued heartbeat of the connection is applied; false if cancelled.
-    async fn drained(&self, cancel: &CancellationToken) -> bool {
-        while self.count.load(Ordering::Acquire) > 0 {
-            tokio::select! {
-                _ = cancel.cancelled() => return false,
-                _ = self.done.notified() => {}
-            }
+/// Whether a heartbeat may run.
+enum Admission<'a> {
+    Run(SemaphorePermit<'a>),
+    Busy,
+    Cancelled,
+}
+
+impl HeartbeatPool {
+    fn new(workers: usize, queue: usize) -> Self {
+        let workers = workers.max(1);
+        HeartbeatPool {
+            permits: Arc::new(Semaphore::new(workers)),
+            workers,
+            waiting: AtomicUsize::new(0),
+            queue,
         }
-        true
+    }
+
+    async fn admit(&self, cancel: &CancellationToken) -> Admission<'_> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Admission::Run(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Admission::Busy;
+        }
+        let _waiting = Waiting(&self.waiting);
+        tokio::select! {
+            _ = cancel.cancelled() => Admission::Cancelled,
+            permit = self.permits.acquire() => match permit {
+                Ok(permit) => Admission::Run(permit),
+                Err(_) => Admission::Cancelled,
+            },
+        }
     }
 }
 
-/// Answers one request, or hands a heartbeat to the pool. Returns an `UNREGISTER_CLIENT` that
-/// must wait for the connection's queued heartbeats before it applies.
-fn dispatch(
+/// One waiter, counted out however its wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The answer to one request (`None` for a response from the peer, a oneway request, or a
+/// heartbeat whose channel closed meanwhile).
+async fn answer(
     request: RemotingCommand,
     handle: &ChannelHandle,
     ctx: &Ctx,
-    out: &mpsc::Sender<RemotingCommand>,
     cancel: &CancellationToken,
-    inflight: &Arc<InFlight>,
+    last: &mut LastHeartbeat,
 ) -> Result<Option<RemotingCommand>, CloseReason> {
     if request.is_response() {
         // A client's answer to a broker-initiated request; this listener sends none.
         return Ok(None);
     }
     let response = match request.code {
-        code::HEART_BEAT => {
-            let job = Job {
-                handle: handle.clone(),
-                request,
-                reply: out.clone(),
-                connection: cancel.clone(),
-                _inflight: InFlightToken::new(inflight),
-            };
-            match ctx.jobs.try_send(job) {
-                Ok(()) => return Ok(None),
-                Err(
-                    mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
-                ) => {
-                    ctx.stats.busy.fetch_add(1, Ordering::Relaxed);
-                    let remark = "[OVERLOAD]system busy, start flow control for a while";
-                    return answer(
-                        &job.request,
-                        RemotingCommand::response_to(
-                            &job.request,
-                            code::SYSTEM_BUSY,
-                            Some(remark.into()),
-                        ),
-                        out,
-                        cancel,
-                    )
-                    .map(|()| None);
-                }
+        code::HEART_BEAT => match ctx.pool.admit(cancel).await {
+            Admission::Run(_permit) => heartbeat(&request, handle, ctx.clock.now(), last),
+            Admission::Busy => {
+                ctx.stats.busy.fetch_add(1, Ordering::Relaxed);
+                let remark = "[OVERLOAD]system busy, start flow control for a while";
+                Some(RemotingCommand::response_to(
+                    &request,
+                    code::SYSTEM_BUSY,
+                    Some(remark.into()),
+                ))
             }
+            Admission::Cancelled => return Err(CloseReason::Shutdown),
+        },
+        code::UNREGISTER_CLIENT => Some(unregister_client(&request, handle)),
+        code::CHECK_CLIENT_CONFIG => {
+            Some(RemotingCommand::response_to(&request, code::SUCCESS, None))
         }
-        code::UNREGISTER_CLIENT if inflight.count.load(Ordering::Acquire) > 0 => {
-            return Ok(Some(request));
-        }
-        code::UNREGISTER_CLIENT => unregister_client(&request, handle),
-        code::CHECK_CLIENT_CONFIG => RemotingCommand::response_to(&request, code::SUCCESS, None),
-        other => RemotingCommand::response_to(
+        other => Some(RemotingCommand::response_to(
             &request,
             code::REQUEST_CODE_NOT_SUPPORTED,
             Some(format!(" request type {other} not supported")),
-        ),
+        )),
     };
-    answer(&request, response, out, cancel).map(|()| None)
-}
-
-/// Queues `response` unless `request` was oneway.
-fn answer(
-    request: &RemotingCommand,
-    response: RemotingCommand,
-    out: &mpsc::Sender<RemotingCommand>,
-    cancel: &CancellationToken,
-) -> Result<(), CloseReason> {
-    if request.is_oneway() {
-        Ok(())
-    } else {
-        respond(out, response, cancel)
-    }
-}
-
-/// Queues a response on the connection; a full queue means the peer stopped reading.
-fn respond(
-    out: &mpsc::Sender<RemotingCommand>,
-    response: RemotingCommand,
-    connection: &CancellationToken,
-) -> Result<(), CloseReason> {
-    match out.try_send(response) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            connection.cancel();
-            Err(CloseReason::ProtocolError(
-                "peer does not read its responses (queue full)".into(),
-            ))
-        }
-    }
+    Ok(response.filter(|_| !request.is_oneway()))
 }
 
 /// `UNREGISTER_CLIENT`: header `clientID` (required), `producerGroup`, `consumerGroup`.
@@ -550,26 +541,30 @@ fn unregister_client(request: &RemotingCommand, handle: &ChannelHandle) -> Remot
     }
 }
 
-/// A heartbeat worker: parses the body, applies it, queues the answer on its connection.
-async fn heartbeat_worker(
-    jobs: Arc<AsyncMutex<mpsc::Receiver<Job>>>,
-    clock: Clock,
-    cancel: CancellationToken,
-) {
-    loop {
-        let job = tokio::select! {
-            _ = cancel.cancelled() => return,
-            job = async { jobs.lock().await.recv().await } => match job {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        let response = heartbeat(&job.request, &job.handle, clock.now());
-        if let Some(response) = response.filter(|_| !job.request.is_oneway()) {
-            let _ = respond(&job.reply, response, &job.connection);
+/// The connection's last parsed heartbeat body. A client resends the same heartbeat every 30 s
+/// until its groups change, so an identical body skips the JSON parse.
+#[derive(Default)]
+struct LastHeartbeat {
+    body: Vec<u8>,
+    data: Option<HeartbeatData>,
+}
+
+impl LastHeartbeat {
+    /// Bodies above this are parsed every time rather than kept per connection.
+    const MAX_BODY: usize = 64 * 1024;
+
+    fn parse(&mut self, body: &[u8]) -> Result<Cow<'_, HeartbeatData>, serde_json::Error> {
+        if body.len() > Self::MAX_BODY {
+            return HeartbeatData::from_json(body).map(Cow::Owned);
         }
-        // Dropping the job releases its in-flight token, after its answer is queued.
-        drop(job);
+        if self.data.is_none() || self.body != body {
+            self.data = None;
+            let data = HeartbeatData::from_json(body)?;
+            self.body.clear();
+            self.body.extend_from_slice(body);
+            self.data = Some(data);
+        }
+        Ok(Cow::Borrowed(self.data.as_ref().expect("set above")))
     }
 }
 
@@ -578,9 +573,10 @@ fn heartbeat(
     request: &RemotingCommand,
     handle: &ChannelHandle,
     now: crate::core::Millis,
+    last: &mut LastHeartbeat,
 ) -> Option<RemotingCommand> {
     let body = request.body.as_deref().unwrap_or(b"");
-    let data = match HeartbeatData::from_json(body) {
+    let data = match last.parse(body) {
         Ok(data) => data,
         Err(error) => {
             let remark = format!("invalid HeartbeatData body: {error}");
@@ -637,5 +633,36 @@ async fn scan_loop(
         for id in report.orphaned {
             let _ = reaper.send(Reap::Expired(id));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache answers only for the very same bytes: a changed body, a bad body after a good
+    /// one and an oversized body are all parsed afresh.
+    #[test]
+    fn last_heartbeat_reuses_only_identical_bodies() {
+        let mut last = LastHeartbeat::default();
+        let a = HeartbeatData::producers("c", ["A"]).to_json();
+        let b = HeartbeatData::producers("c", ["B"]).to_json();
+        assert_eq!(last.parse(&a).unwrap().producer_data_set[0].group_name, "A");
+        assert_eq!(last.parse(&a).unwrap().producer_data_set[0].group_name, "A");
+        assert_eq!(last.parse(&b).unwrap().producer_data_set[0].group_name, "B");
+        assert!(last.parse(b"{oops").is_err());
+        assert!(
+            last.parse(b"{oops").is_err(),
+            "a failed parse is not remembered"
+        );
+        assert_eq!(last.parse(&b).unwrap().producer_data_set[0].group_name, "B");
+
+        let groups: Vec<String> = (0..6000).map(|i| format!("group-{i}")).collect();
+        let big = HeartbeatData::producers("c", groups).to_json();
+        assert!(big.len() > LastHeartbeat::MAX_BODY);
+        assert_eq!(last.parse(&big).unwrap().producer_data_set.len(), 6000);
+        assert!(matches!(last.parse(&big).unwrap(), Cow::Owned(_)));
+        assert_eq!(last.parse(&b).unwrap().producer_data_set[0].group_name, "B");
+        assert!(last.parse(b"").is_err(), "an empty body is not valid JSON");
     }
 }
