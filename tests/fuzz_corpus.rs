@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 #[path = "../fuzz/properties/heartbeat_json.rs"]
 mod heartbeat_property;
 
+#[path = "../fuzz/properties/client_ops.rs"]
+mod client_ops;
+
+#[path = "../fuzz/properties/ha_ops.rs"]
+mod ha_ops;
+
 /// The committed directories that must exist, and the local one that may.
 const DIRS: [(&str, bool); 3] = [("seeds", true), ("regressions", true), ("corpus", false)];
 
@@ -144,4 +150,401 @@ fn heartbeat_seeds_are_what_their_names_say() {
             panic!("seed {name} should parse: {e}");
         }
     }
+}
+
+#[test]
+fn client_ops_corpus() {
+    let n = replay("client_ops", client_ops::check);
+    assert!(
+        n > 0,
+        "no input for client_ops in fuzz/seeds or fuzz/regressions"
+    );
+}
+
+#[test]
+fn ha_ops_corpus() {
+    let n = replay("ha_ops", ha_ops::check);
+    assert!(
+        n > 0,
+        "no input for ha_ops in fuzz/seeds or fuzz/regressions"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The op-sequence seeds: named scenarios, encoded. `RMQ_WRITE_SEEDS=1 cargo test --test
+// fuzz_corpus op_seeds` rewrites the files; otherwise the committed files must equal the encoding.
+
+mod op_seeds {
+    use super::{client_ops, ha_ops};
+    use client_ops::Step;
+    use rmq_lifecycle::core::HeartbeatData;
+    use rmq_lifecycle::core::ha_model::{HaConn, HaOp};
+    use rmq_lifecycle::core::heartbeat::{ConsumerData, MessageModel, SubscriptionData};
+    use std::path::Path;
+
+    fn producers(client: &str, groups: &[&str]) -> HeartbeatData {
+        HeartbeatData::producers(client, groups.iter().copied())
+    }
+
+    fn hb(who: usize, data: HeartbeatData) -> Step {
+        Step::Heartbeat { who, data }
+    }
+
+    fn consumer(group: &str, broadcast: bool, topics: &[(&str, i64)]) -> ConsumerData {
+        ConsumerData {
+            group_name: group.into(),
+            message_model: if broadcast {
+                MessageModel::Broadcasting
+            } else {
+                MessageModel::Clustering
+            },
+            subscription_data_set: topics
+                .iter()
+                .map(|(topic, v)| SubscriptionData {
+                    topic: (*topic).into(),
+                    sub_version: *v,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The client-registry scenarios, by seed name.
+    pub(super) fn client_scenarios() -> Vec<(&'static str, Vec<Step>)> {
+        // The 4.x incident in miniature: a new group per period, each abandoned.
+        let mut stale_groups = vec![Step::Register];
+        for g in client_ops::PRODUCER_GROUPS {
+            stale_groups.extend([hb(0, producers("cA", &[g])), Step::Advance(60), Step::Scan]);
+        }
+        stale_groups.extend([Step::Advance(79), Step::Advance(79), Step::Scan]);
+
+        let mut consumers = HeartbeatData {
+            client_id: "cB".into(),
+            heartbeat_fingerprint: 7,
+            ..HeartbeatData::default()
+        };
+        consumers.consumer_data_set = vec![
+            consumer("cg0", false, &[("t0", 1), ("t1", 0)]),
+            consumer("cg1", true, &[("t1", 2)]),
+        ];
+        let mut resubscribed = consumers.clone();
+        resubscribed.heartbeat_fingerprint = 9;
+        resubscribed.consumer_data_set[0] = consumer("cg0", false, &[("t0", 2)]);
+        let mut too_many = producers("cA", &["pg0", "pg1", "pg2"]);
+        too_many.consumer_data_set = vec![consumer("cg0", false, &[]), consumer("cg1", false, &[])];
+
+        vec![
+            ("stale_groups", stale_groups),
+            (
+                "close_then_late_heartbeat",
+                vec![
+                    Step::Register,
+                    Step::Register,
+                    hb(0, producers("cA", &["pg0", "pg1"])),
+                    hb(1, producers("cB", &["pg1"])),
+                    Step::Close { who: 0 },
+                    hb(0, producers("cA", &["pg2"])),
+                    Step::Close { who: 0 },
+                    Step::Close { who: 1 },
+                ],
+            ),
+            (
+                "consumers_resubscribe_and_expire",
+                vec![
+                    Step::Register,
+                    Step::Register,
+                    hb(0, consumers.clone()),
+                    hb(1, consumers),
+                    Step::Advance(50),
+                    hb(0, resubscribed),
+                    Step::Unregister {
+                        who: 1,
+                        producer: None,
+                        consumer: Some(1),
+                    },
+                    Step::Advance(60),
+                    Step::Scan,
+                    Step::Advance(79),
+                    Step::Scan,
+                ],
+            ),
+            (
+                "caps",
+                vec![
+                    Step::Register,
+                    Step::Register,
+                    Step::Register,
+                    Step::Register,
+                    Step::Register,
+                    hb(0, too_many),
+                    hb(0, producers("cA", &["pg0", "pg0", "pg1"])),
+                    Step::Close { who: 3 },
+                    Step::Register,
+                ],
+            ),
+            (
+                "client_reconnects",
+                vec![
+                    Step::Register,
+                    hb(0, producers("cA", &["pg0"])),
+                    Step::Register,
+                    hb(1, producers("cA", &["pg0"])),
+                    Step::Close { who: 0 },
+                    Step::Unregister {
+                        who: 1,
+                        producer: Some(0),
+                        consumer: None,
+                    },
+                    hb(1, producers("", &["pg1"])),
+                ],
+            ),
+        ]
+    }
+
+    fn c(n: u64) -> HaConn {
+        HaConn(n)
+    }
+
+    fn report(conn: u64, offset: i64) -> HaOp {
+        HaOp::Report {
+            conn: c(conn),
+            bytes: offset.to_be_bytes().to_vec(),
+        }
+    }
+
+    fn start(conn: u64) -> [HaOp; 3] {
+        [
+            HaOp::Accept,
+            HaOp::Register { conn: c(conn) },
+            HaOp::Spawn { conn: c(conn) },
+        ]
+    }
+
+    /// The HA scenarios, by seed name.
+    pub(super) fn ha_scenarios() -> Vec<(&'static str, Vec<HaOp>)> {
+        let cat = |parts: &[&[HaOp]]| parts.concat();
+        vec![
+            (
+                "replicate",
+                cat(&[
+                    &start(1),
+                    &[
+                        HaOp::Append { len: 100 },
+                        report(1, 0),
+                        HaOp::Flush { conn: c(1) },
+                        report(1, 60),
+                        report(1, 100),
+                        HaOp::Append { len: 50 },
+                        HaOp::Flush { conn: c(1) },
+                        report(1, 150),
+                        HaOp::PeerClose { conn: c(1) },
+                    ],
+                ]),
+            ),
+            (
+                "probes_8875",
+                cat(&[
+                    &[HaOp::Append { len: 20 }],
+                    &start(1),
+                    &[HaOp::Report {
+                        conn: c(1),
+                        bytes: b"2024-10-30 16:42:30\n".to_vec(),
+                    }],
+                    &start(2),
+                    &[HaOp::PeerClose { conn: c(2) }],
+                    &start(3),
+                    &[HaOp::Report {
+                        conn: c(3),
+                        bytes: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+                    }],
+                ]),
+            ),
+            (
+                "bad_reports",
+                cat(&[
+                    &[HaOp::Append { len: 40 }],
+                    &start(1),
+                    &start(2),
+                    &start(3),
+                    &[
+                        report(1, -1),
+                        report(2, 30),
+                        report(2, 29),
+                        report(3, 10),
+                        report(3, 11),
+                    ],
+                    &start(4),
+                    &[
+                        HaOp::Report {
+                            conn: c(4),
+                            bytes: 40i64.to_be_bytes()[..3].to_vec(),
+                        },
+                        HaOp::Report {
+                            conn: c(4),
+                            bytes: 40i64.to_be_bytes()[3..].to_vec(),
+                        },
+                        report(4, 41),
+                    ],
+                ]),
+            ),
+            (
+                "every_exit",
+                cat(&[
+                    &start(1),
+                    &start(2),
+                    &start(3),
+                    &[
+                        HaOp::Append { len: 8 },
+                        report(1, 8),
+                        HaOp::IdleTimeout { conn: c(1) },
+                        HaOp::TaskFail { conn: c(2) },
+                        HaOp::Close { conn: c(3) },
+                        HaOp::Accept,
+                        HaOp::Close { conn: c(4) },
+                        HaOp::Accept,
+                        HaOp::Register { conn: c(5) },
+                        HaOp::Close { conn: c(5) },
+                        HaOp::PeerClose { conn: c(5) },
+                    ],
+                ]),
+            ),
+            (
+                "cap_and_shutdown",
+                cat(&[
+                    &start(1),
+                    &[
+                        HaOp::Accept,
+                        HaOp::Accept,
+                        HaOp::Accept,
+                        HaOp::Accept,
+                        HaOp::Register { conn: c(2) },
+                        HaOp::Register { conn: c(3) },
+                        HaOp::Register { conn: c(4) },
+                        HaOp::Spawn { conn: c(2) },
+                        HaOp::Append { len: 5 },
+                        report(2, 5),
+                        HaOp::Shutdown,
+                        HaOp::Register { conn: c(5) },
+                        HaOp::Shutdown,
+                        report(2, 5),
+                    ],
+                ]),
+            ),
+        ]
+    }
+
+    /// Compares (or, with `RMQ_WRITE_SEEDS=1`, writes) `fuzz/seeds/<target>/<name>`.
+    fn sync_seeds(target: &str, seeds: Vec<(&str, Vec<u8>)>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds")
+            .join(target);
+        let write = std::env::var_os("RMQ_WRITE_SEEDS").is_some();
+        for (name, bytes) in seeds {
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).expect("create the seed directory");
+                std::fs::write(&path, &bytes).expect("write a seed");
+            } else {
+                let committed = std::fs::read(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e} (RMQ_WRITE_SEEDS=1 writes it)", path.display())
+                });
+                assert_eq!(
+                    committed,
+                    bytes,
+                    "{} is stale (RMQ_WRITE_SEEDS=1 rewrites it)",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn client_seeds_decode_to_their_scenarios() {
+        let mut seeds = Vec::new();
+        for (name, steps) in client_scenarios() {
+            let bytes = client_ops::encode(&steps);
+            assert_eq!(client_ops::decode(&bytes), steps, "{name}");
+            client_ops::run(&steps, Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            seeds.push((name, bytes));
+        }
+        sync_seeds("client_ops", seeds);
+    }
+
+    #[test]
+    fn ha_seeds_decode_to_their_scenarios() {
+        let mut seeds = Vec::new();
+        for (name, ops) in ha_scenarios() {
+            let bytes = ha_ops::encode(&ops);
+            assert_eq!(ha_ops::decode(&bytes), ops, "{name}");
+            ha_ops::run(&ops, Default::default(), Default::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            seeds.push((name, bytes));
+        }
+        sync_seeds("ha_ops", seeds);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The properties catch broken implementations: each planted fault fails on a committed seed.
+
+/// The failure `check` reports for the seed `name` of `target`.
+fn failure_on(target: &str, name: &str, check: impl Fn(&[u8]) -> Result<(), String>) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target)
+        .join(name);
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match check(&data) {
+        Err(e) => e,
+        Ok(()) => panic!("the {target} property passes {name} despite the fault"),
+    }
+}
+
+#[test]
+fn client_ops_catches_empty_groups_kept() {
+    let faults = rmq_lifecycle::registry::Faults {
+        keep_empty_groups: true,
+        ..Default::default()
+    };
+    let found = failure_on("client_ops", "close_then_late_heartbeat", |d| {
+        client_ops::check_with(d, faults)
+    });
+    assert!(found.contains("NoEmptyGroup"), "{found}");
+}
+
+#[test]
+fn client_ops_catches_registration_after_close() {
+    let faults = rmq_lifecycle::registry::Faults {
+        register_after_close: true,
+        ..Default::default()
+    };
+    let found = failure_on("client_ops", "close_then_late_heartbeat", |d| {
+        client_ops::check_with(d, faults)
+    });
+    assert!(found.contains("NoResurrection"), "{found}");
+}
+
+#[test]
+fn ha_ops_catches_unvalidated_acks() {
+    let faults = ha_ops::DriverFaults {
+        unchecked_acks: true,
+        ..Default::default()
+    };
+    let found = failure_on("ha_ops", "probes_8875", |d| {
+        ha_ops::check_with(d, Default::default(), faults)
+    });
+    assert!(found.contains("AckBounded"), "{found}");
+}
+
+#[test]
+fn ha_ops_catches_a_connection_left_behind() {
+    let faults = ha_ops::DriverFaults {
+        forget_on_peer_close: true,
+        ..Default::default()
+    };
+    let found = failure_on("ha_ops", "probes_8875", |d| {
+        ha_ops::check_with(d, Default::default(), faults)
+    });
+    assert!(found.contains("NoDeadEntry"), "{found}");
 }

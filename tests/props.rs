@@ -1,7 +1,9 @@
 //! Random op sequences applied to the concurrent `ClientRegistry` and to the sequential oracle
 //! `core::tables::ClientModel`, compared after every step: the op's result, the events it emitted
 //! (as a multiset: the registry visits a channel's groups in hash order), and the whole tables.
-//! `check_invariants()` and `NoResurrection` are checked after every step too.
+//! `check_invariants()` and `NoResurrection` are checked after every step too. The comparison is
+//! `fuzz/properties/client_ops.rs`, shared with the `client_ops` fuzz target; this file generates
+//! the op sequences with proptest, which shrinks a failure to a minimal one.
 //!
 //! The harness is also run against two deliberately broken registries (empty groups kept, as in
 //! upstream #8673; heartbeats after close accepted) and must find a counterexample for each.
@@ -10,35 +12,14 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use rmq_lifecycle::core::HeartbeatData;
 use rmq_lifecycle::core::heartbeat::{ConsumerData, MessageModel, ProducerData, SubscriptionData};
-use rmq_lifecycle::core::tables::{ClientModel, ClientOp, OpResult};
-use rmq_lifecycle::core::{ClientEvent, ClientRules, HeartbeatData, Millis};
-use rmq_lifecycle::registry::{ChannelRef, ClientRegistry, Faults, RegistryConfig};
-use std::sync::{Arc, Mutex};
+use rmq_lifecycle::registry::Faults;
 
-const PRODUCER_GROUPS: &[&str] = &["pg0", "pg1", "pg2"];
-const CONSUMER_GROUPS: &[&str] = &["cg0", "cg1"];
-const TOPICS: &[&str] = &["t0", "t1"];
+#[path = "../fuzz/properties/client_ops.rs"]
+mod client_ops;
 
-/// An op before channel indices are resolved against the channels registered so far.
-#[derive(Debug, Clone)]
-enum Step {
-    Register,
-    Heartbeat {
-        who: usize,
-        data: HeartbeatData,
-    },
-    Unregister {
-        who: usize,
-        producer: Option<usize>,
-        consumer: Option<usize>,
-    },
-    Close {
-        who: usize,
-    },
-    Scan,
-    Advance(u64),
-}
+use client_ops::{CONSUMER_GROUPS, PRODUCER_GROUPS, Step, TOPICS};
 
 fn subscription() -> impl Strategy<Value = SubscriptionData> {
     (0..TOPICS.len(), 0i64..3).prop_map(|(t, v)| SubscriptionData {
@@ -68,10 +49,10 @@ fn consumer() -> impl Strategy<Value = ConsumerData> {
 
 fn heartbeat() -> impl Strategy<Value = HeartbeatData> {
     (
-        prop::sample::select(vec!["", "cA", "cB"]),
+        prop::sample::select(client_ops::CLIENTS.to_vec()),
         prop::collection::vec(0..PRODUCER_GROUPS.len(), 0..4),
         prop::collection::vec(consumer(), 0..3),
-        prop::sample::select(vec![0i64, 7, 9]),
+        prop::sample::select(client_ops::FINGERPRINTS.to_vec()),
         any::<bool>(),
     )
         .prop_map(
@@ -93,160 +74,18 @@ fn heartbeat() -> impl Strategy<Value = HeartbeatData> {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => Just(Step::Register),
-        6 => (0..5usize, heartbeat()).prop_map(|(who, data)| Step::Heartbeat { who, data }),
-        2 => (0..5usize, prop::option::of(0..PRODUCER_GROUPS.len()), prop::option::of(0..CONSUMER_GROUPS.len()))
+        6 => (0..client_ops::SLOTS, heartbeat()).prop_map(|(who, data)| Step::Heartbeat { who, data }),
+        2 => (0..client_ops::SLOTS, prop::option::of(0..PRODUCER_GROUPS.len()), prop::option::of(0..CONSUMER_GROUPS.len()))
             .prop_map(|(who, producer, consumer)| Step::Unregister { who, producer, consumer }),
-        2 => (0..5usize).prop_map(|who| Step::Close { who }),
+        2 => (0..client_ops::SLOTS).prop_map(|who| Step::Close { who }),
         2 => Just(Step::Scan),
-        3 => (0u64..80).prop_map(Step::Advance),
+        3 => (0..client_ops::MAX_ADVANCE).prop_map(Step::Advance),
     ]
-}
-
-fn rules() -> ClientRules {
-    ClientRules {
-        expiry_ms: 100,
-        max_channels: 4,
-        max_groups_per_channel: 4,
-    }
-}
-
-fn sorted(mut v: Vec<ClientEvent>) -> Vec<ClientEvent> {
-    v.sort();
-    v
 }
 
 /// Runs `steps` on both implementations; returns the first divergence or violation.
 fn check(steps: &[Step], faults: Faults) -> Result<(), TestCaseError> {
-    let heard = Arc::new(Mutex::new(Vec::new()));
-    let sink = heard.clone();
-    let config = RegistryConfig {
-        rules: rules(),
-        shards: 4,
-        faults,
-    };
-    let registry = ClientRegistry::with_listener(config, move |e: &ClientEvent| {
-        sink.lock().unwrap().push(e.clone())
-    });
-    let mut model = ClientModel::new(rules());
-    let mut slots: Vec<ChannelRef> = Vec::new();
-    let mut now = Millis(0);
-
-    for (i, step) in steps.iter().enumerate() {
-        let slot = |who: &usize| slots.get(*who).cloned();
-        let (op, actual) = match step {
-            Step::Advance(dt) => {
-                now = Millis(now.0 + dt);
-                continue;
-            }
-            Step::Register => {
-                let actual = match registry.register_channel() {
-                    Ok(s) => {
-                        let channel = s.id();
-                        slots.push(s);
-                        OpResult::Registered { channel }
-                    }
-                    Err(e) => OpResult::Refused {
-                        error: e.to_string(),
-                    },
-                };
-                (ClientOp::RegisterChannel, actual)
-            }
-            Step::Heartbeat { who, data } => {
-                let Some(s) = slot(who) else { continue };
-                let actual = match registry.heartbeat(&s, data, now) {
-                    Ok(outcome) => OpResult::Heartbeat { outcome },
-                    Err(e) => OpResult::Refused {
-                        error: e.to_string(),
-                    },
-                };
-                (
-                    ClientOp::Heartbeat {
-                        channel: s.id(),
-                        data: data.clone(),
-                        now,
-                    },
-                    actual,
-                )
-            }
-            Step::Unregister {
-                who,
-                producer,
-                consumer,
-            } => {
-                let Some(s) = slot(who) else { continue };
-                let producer_group = producer.map(|g| PRODUCER_GROUPS[g].to_owned());
-                let consumer_group = consumer.map(|g| CONSUMER_GROUPS[g].to_owned());
-                let actual = match registry.unregister(
-                    &s,
-                    "cA",
-                    producer_group.as_deref(),
-                    consumer_group.as_deref(),
-                ) {
-                    Ok(()) => OpResult::Unregistered,
-                    Err(e) => OpResult::Refused {
-                        error: e.to_string(),
-                    },
-                };
-                (
-                    ClientOp::Unregister {
-                        channel: s.id(),
-                        producer_group,
-                        consumer_group,
-                    },
-                    actual,
-                )
-            }
-            Step::Close { who } => {
-                let Some(s) = slot(who) else { continue };
-                (
-                    ClientOp::Close { channel: s.id() },
-                    OpResult::Closed {
-                        closed: registry.channel_closed(&s),
-                    },
-                )
-            }
-            Step::Scan => {
-                let report = registry.scan_inactive(now);
-                (
-                    ClientOp::Scan { now },
-                    OpResult::Scanned {
-                        orphaned: report.orphaned,
-                    },
-                )
-            }
-        };
-        let mut expected_events = Vec::new();
-        let expected = model.apply(&op, &mut expected_events);
-        let events = std::mem::take(&mut *heard.lock().unwrap());
-
-        let snapshot = registry.snapshot();
-        let at = |what: String| TestCaseError::fail(format!("step {i} {op:?}: {what}"));
-        snapshot
-            .check_no_resurrection(&model.closed)
-            .map_err(|v| at(v.to_string()))?;
-        registry.check_invariants().map_err(|v| at(v.to_string()))?;
-        model
-            .check_invariants()
-            .map_err(|v| at(format!("the oracle itself: {v}")))?;
-        prop_assert_eq!(&actual, &expected, "step {} {:?}: result", i, op);
-        prop_assert_eq!(
-            sorted(events),
-            sorted(expected_events),
-            "step {} {:?}: events",
-            i,
-            op
-        );
-        prop_assert_eq!(&snapshot, &model.tables, "step {} {:?}: tables", i, op);
-        if let Some(id) = model.tables.clients.keys().next() {
-            let live = &model.tables.clients[id];
-            let found = registry.find_channel(id);
-            prop_assert!(
-                found.is_some_and(|c| live.contains(&c)),
-                "find_channel({id}) = {found:?}, live {live:?}"
-            );
-        }
-    }
-    Ok(())
+    client_ops::run(steps, faults).map_err(TestCaseError::fail)
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -259,6 +98,12 @@ proptest! {
     #[test]
     fn registry_matches_the_oracle(steps in steps()) {
         check(&steps, Faults::default())?;
+    }
+
+    /// The fuzz target's byte encoding reaches every sequence this file generates.
+    #[test]
+    fn fuzz_bytes_encode_every_generated_sequence(steps in steps()) {
+        prop_assert_eq!(client_ops::decode(&client_ops::encode(&steps)), steps);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod activity;
 pub mod client;
 pub mod consumer;
 pub mod ha;
+pub mod ha_model;
 pub mod heartbeat;
 mod lenient;
 pub mod remoting;
@@ -16,6 +17,7 @@ pub mod tables;
 pub use client::{
     ChannelId, ClientError, ClientEvent, ClientRules, GroupKind, HeartbeatOutcome, RemovalCause,
 };
+pub use ha_model::{HaConn, HaModel, HaModelConfig, HaObserved, HaOp, HaOpResult};
 pub use heartbeat::HeartbeatData;
 
 /// Milliseconds on the caller's clock.
