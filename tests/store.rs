@@ -724,3 +724,31 @@ fn the_store_names_no_runtime_no_clock_and_no_std_sync() {
     }
     assert!(files >= 3);
 }
+
+/// `file_range` names exactly the bytes `read` returns (the master's sendfile relies on it): the
+/// same length, never across a segment end or past the max offset, `None` at the max offset.
+#[test]
+fn file_range_names_the_bytes_read_returns() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut rng = Rng(0x5EED_F11E);
+    fill(&log, &mut rng, 40, 600);
+    let max = log.max_offset();
+    assert!(max > 3 * SEG, "several segments");
+    let mut offset = 0;
+    while offset < max {
+        let want = 1 + rng.below(2 * SEG) as usize;
+        let range = log.file_range(offset, want).unwrap().expect("bytes below the max");
+        let mut read = Vec::new();
+        assert_eq!(log.read(offset, want, &mut read).unwrap(), range.len);
+        assert!(range.len <= want);
+        assert!(range.pos + range.len as u64 <= SEG, "within one segment");
+        let mut direct = vec![0u8; range.len];
+        range.file.read_exact_at(&mut direct, range.pos).unwrap();
+        assert_eq!(direct, read, "at {offset}");
+        offset += range.len as u64;
+    }
+    assert!(log.file_range(max, 10).unwrap().is_none());
+    assert!(log.file_range(max + 1, 10).is_err());
+}

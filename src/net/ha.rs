@@ -8,8 +8,8 @@
 
 use super::{Clock, TokioSpawner};
 use crate::core::ha::{
-    HaClose, HaConfig, MasterEvent, MasterLink, SlaveAppend, SlaveEvent, SlaveLink, encode_report,
-    encode_transfer_header,
+    HaClose, HaConfig, MasterEvent, MasterLink, SlaveAppend, SlaveEvent, SlaveLink, Transmit,
+    encode_report, encode_transfer_header,
 };
 use crate::lifecycle::{CloseReason, Counted, HaConnection, HaTaskContext, TaskGauge};
 use crate::phase::Running;
@@ -18,7 +18,7 @@ use crate::store::{Appended, CommitLog};
 use crate::sync::Arc;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -404,28 +404,11 @@ async fn write_transfers(
                 l.poll_transmit(now)
             };
             let Some(t) = transmit else { break };
-            buf.clear();
-            buf.reserve(12 + t.len as usize);
-            buf.put_slice(&encode_transfer_header(t.offset, t.len));
-            if t.len > 0 {
-                match shared.log.read(t.offset, t.len as usize, &mut buf) {
-                    Ok(n) if n == t.len as usize => {}
-                    Ok(n) => {
-                        return CloseReason::Io(format!(
-                            "log read {n} of {} bytes at {}",
-                            t.len, t.offset
-                        ));
-                    }
-                    Err(error) => {
-                        return CloseReason::Io(format!("log read at {}: {error}", t.offset));
-                    }
-                }
-            }
             tokio::select! {
                 biased;
                 _ = ctx.stop.stopped() => return CloseReason::Shutdown,
-                written = wr.write_all(&buf) => if let Err(error) = written {
-                    return CloseReason::Io(error.to_string());
+                sent = send_transfer(&mut wr, &shared.log, t, &mut buf) => if let Err(reason) = sent {
+                    return reason;
                 },
             }
         }
@@ -440,6 +423,109 @@ async fn write_transfers(
             _ = wake.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// Sends one transfer: its header, then its body. On Linux the body goes from the segment file to
+/// the socket with `sendfile`, so the master copies nothing; elsewhere it is read into `buf` (one
+/// copy) and written.
+async fn send_transfer(
+    wr: &mut OwnedWriteHalf,
+    log: &CommitLog,
+    t: Transmit,
+    buf: &mut BytesMut,
+) -> Result<(), CloseReason> {
+    let header = encode_transfer_header(t.offset, t.len);
+    let io = |error: io::Error| CloseReason::Io(error.to_string());
+    if t.len == 0 {
+        return wr.write_all(&header).await.map_err(io);
+    }
+    let want = t.len as usize;
+    let range = match log.file_range(t.offset, want) {
+        Ok(Some(range)) if range.len == want => range,
+        Ok(range) => {
+            return Err(CloseReason::Io(format!(
+                "log read {} of {want} bytes at {}",
+                range.map_or(0, |r| r.len),
+                t.offset
+            )));
+        }
+        Err(error) => {
+            return Err(CloseReason::Io(format!(
+                "log read at {}: {error}",
+                t.offset
+            )));
+        }
+    };
+    #[cfg(target_os = "linux")]
+    {
+        let _ = buf;
+        zero_copy::send(wr.as_ref(), &header, &range)
+            .await
+            .map_err(io)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use bytes::BufMut;
+        use std::os::unix::fs::FileExt;
+        buf.clear();
+        buf.put_slice(&header);
+        buf.resize(header.len() + want, 0);
+        range
+            .file
+            .read_exact_at(&mut buf[header.len()..], range.pos)
+            .map_err(io)?;
+        wr.write_all(buf).await.map_err(io)
+    }
+}
+
+/// `sendfile` for the master's transfers.
+#[cfg(target_os = "linux")]
+mod zero_copy {
+    use crate::store::FileRange;
+    use rustix::net::SendFlags;
+    use std::io;
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    /// Writes `header` (held back with `MSG_MORE` so that it leaves with the body) and then the
+    /// file range, waiting for writability whenever the socket buffer is full.
+    pub(super) async fn send(
+        stream: &TcpStream,
+        header: &[u8],
+        range: &FileRange,
+    ) -> io::Result<()> {
+        let mut done = 0;
+        while done < header.len() {
+            done += stream
+                .async_io(Interest::WRITABLE, || {
+                    Ok(rustix::net::send(stream, &header[done..], SendFlags::MORE)?)
+                })
+                .await?;
+        }
+        let (mut pos, mut left) = (range.pos, range.len);
+        while left > 0 {
+            let n = stream
+                .async_io(Interest::WRITABLE, || {
+                    let mut at = pos;
+                    Ok(rustix::fs::sendfile(
+                        stream,
+                        &*range.file,
+                        Some(&mut at),
+                        left,
+                    )?)
+                })
+                .await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the segment file ends inside the range",
+                ));
+            }
+            pos += n as u64;
+            left -= n;
+        }
+        Ok(())
     }
 }
 
@@ -582,6 +668,9 @@ async fn replicate(
     }
 }
 
+/// Bytes the slave reads at once while the master streams.
+const SLAVE_READ: usize = 256 * 1024;
+
 /// One connection's life; `Ok(())` only when cancelled.
 async fn session(
     stream: TcpStream,
@@ -591,9 +680,11 @@ async fn session(
     status: &SlaveStatus,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
     link.handle_connected(clock.now(), log.max_offset());
-    let mut buf = vec![0u8; 64 * 1024];
+    // Allocated while the master streams, released when a read drains the socket: an idle,
+    // caught-up slave holds no read buffer between heartbeats.
+    let mut buf: Vec<u8> = Vec::new();
     let mut appends: Vec<SlaveAppend> = Vec::new();
     loop {
         while let Some(report) = link.poll_transmit(clock.now()) {
@@ -608,10 +699,20 @@ async fn session(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(()),
-            read = rd.read(&mut buf) => {
-                let n = match read {
+            readable = rd.as_ref().readable() => {
+                if let Err(error) = readable {
+                    return Err(format!("read: {error}"));
+                }
+                if buf.is_empty() {
+                    buf = vec![0u8; SLAVE_READ];
+                }
+                let n = match rd.try_read(&mut buf) {
                     Ok(0) => return Err("master closed the connection".into()),
                     Ok(n) => n,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        buf = Vec::new();
+                        continue;
+                    }
                     Err(error) => return Err(format!("read: {error}")),
                 };
                 link.handle_bytes(clock.now(), &buf[..n], &mut appends);
@@ -626,6 +727,9 @@ async fn session(
                     let new_max = log.append_raw(a.offset, &buf[a.range.clone()]).map_err(|e| format!("append at {}: {e}", a.offset))?;
                     status.appended.fetch_add(a.range.len() as u64, Ordering::Relaxed);
                     link.handle_appended(new_max);
+                }
+                if n < buf.len() {
+                    buf = Vec::new();
                 }
                 if let Some(why) = closed {
                     return Err(why.to_string());

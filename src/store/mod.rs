@@ -30,15 +30,15 @@ pub mod record;
 mod segment;
 
 use std::fmt;
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 
-use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{Arc, Mutex};
 use record::{HEADER_LEN, MIN_BLANK_LEN};
 use segment::Segment;
 
@@ -124,6 +124,17 @@ impl GrowBuf for BytesMut {
     fn shrink(&mut self, n: usize) {
         self.truncate(self.len().saturating_sub(n));
     }
+}
+
+/// A byte range of one segment file (see [`CommitLog::file_range`]).
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    /// The segment file.
+    pub file: Arc<File>,
+    /// Position of the first byte in the file.
+    pub pos: u64,
+    /// Bytes in the range (at least 1).
+    pub len: usize,
 }
 
 /// The append side's state, owned by whoever holds the append lock.
@@ -407,6 +418,21 @@ impl CommitLog {
     /// 0 at the max offset. One pread, straight into `dst`, with no lock held. Offsets below the
     /// min or above the max offset are errors.
     pub fn read(&self, offset: u64, max_len: usize, dst: &mut impl GrowBuf) -> io::Result<usize> {
+        let Some(range) = self.file_range(offset, max_len)? else {
+            return Ok(0);
+        };
+        if let Err(e) = range.file.read_exact_at(dst.grow(range.len), range.pos) {
+            dst.shrink(range.len);
+            return Err(e);
+        }
+        Ok(range.len)
+    }
+
+    /// Where the bytes [`read`](Self::read) would return live: a segment file, a position in it
+    /// and a length (same limits; `None` for 0 bytes). Lets the HA master hand the kernel the
+    /// file range (`sendfile`) instead of copying it through a buffer. The file stays open while
+    /// the range is held, even if the segment is removed meanwhile.
+    pub fn file_range(&self, offset: u64, max_len: usize) -> io::Result<Option<FileRange>> {
         let max = self.max.load(Ordering::Acquire);
         if offset > max {
             return Err(invalid_input(format!(
@@ -414,18 +440,18 @@ impl CommitLog {
             )));
         }
         let Some(seg) = self.segment_at(offset)? else {
-            return Ok(0); // the max offset is a segment end and the next segment is not created yet
+            return Ok(None); // the max offset is a segment end and the next segment is not created yet
         };
         let end = max.min(seg.base + self.segment_size);
-        let n = end.saturating_sub(offset).min(max_len as u64) as usize;
-        if n == 0 {
-            return Ok(0);
+        let len = end.saturating_sub(offset).min(max_len as u64) as usize;
+        if len == 0 {
+            return Ok(None);
         }
-        if let Err(e) = seg.file.read_exact_at(dst.grow(n), offset - seg.base) {
-            dst.shrink(n);
-            return Err(e);
-        }
-        Ok(n)
+        Ok(Some(FileRange {
+            file: seg.file,
+            pos: offset - seg.base,
+            len,
+        }))
     }
 
     /// CRC32 of the bytes in `[from, to)`: lets tests and tools compare a master's and a slave's
