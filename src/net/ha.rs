@@ -285,15 +285,15 @@ async fn accept_loop(
         let running = registered.spawn(
             &spawner,
             move |ctx| async move {
+                let _reap = Reap(s1.reap.clone(), ctx.id);
                 let reason = read_reports(rd, &ctx, &s1, &l1, &w1).await;
                 tracing::debug!(id = ctx.id.0, %peer, ?reason, "HA reader ended");
-                let _ = s1.reap.send(ctx.id);
                 reason
             },
             move |ctx| async move {
+                let _reap = Reap(s2.reap.clone(), ctx.id);
                 let reason = write_transfers(wr, &ctx, &s2, &l2, &w2).await;
                 tracing::debug!(id = ctx.id.0, %peer, ?reason, "HA writer ended");
-                let _ = s2.reap.send(ctx.id);
                 reason
             },
         );
@@ -308,6 +308,16 @@ async fn accept_loop(
         }
     }
     tracing::info!("HA master stopped accepting");
+}
+
+/// Asks the accept loop to drop a connection's `Running` shell when a task ends, however it ends:
+/// returned, cancelled or panicked (sent from `Drop`, so unwinding sends it too).
+struct Reap(mpsc::UnboundedSender<ConnId>, ConnId);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
 }
 
 fn close_reason(why: HaClose) -> CloseReason {

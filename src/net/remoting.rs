@@ -222,6 +222,21 @@ enum Reap {
     Expired(ChannelId),
 }
 
+/// Tells the accept loop that a connection's task ended, however it ended: returned, cancelled or
+/// panicked (sent from `Drop`, so unwinding sends it too, with `TaskDropped`).
+struct Ended {
+    reaper: mpsc::UnboundedSender<Reap>,
+    id: ChannelId,
+    reason: CloseReason,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let reason = std::mem::replace(&mut self.reason, CloseReason::TaskDropped);
+        let _ = self.reaper.send(Reap::Ended(self.id, reason));
+    }
+}
+
 /// The accept loop and the owner of every connection's `Running` handle.
 struct Acceptor {
     listener: TcpListener,
@@ -289,10 +304,15 @@ impl Acceptor {
             let conn_cancel = cancel.child_token();
             let (ctx2, reaper2) = (ctx.clone(), reaper.clone());
             let running = registered.spawn(&spawner, move |handle| async move {
+                let mut ended = Ended {
+                    reaper: reaper2,
+                    id,
+                    reason: CloseReason::TaskDropped,
+                };
                 let reason = serve_connection(stream, handle, &ctx2, conn_cancel).await;
                 tracing::debug!(channel = id.0, %peer, ?reason, "client connection ended");
                 ctx2.stats.closed.fetch_add(1, Ordering::Relaxed);
-                let _ = reaper2.send(Reap::Ended(id, reason.clone()));
+                ended.reason = reason.clone();
                 reason
             });
             // As in the HA master: never store a handle after `shutdown` drained the map.
