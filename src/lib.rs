@@ -9,9 +9,9 @@
 //! ```text
 //!   sync, phase   the sync facade (std | loom | shuttle) and the typestate markers
 //!   L1 core       sans-IO: wire types, statig machines, value-type tables with check_invariants()
-//!   L2 registry   shared state over crate::sync: ClientRegistry (the loom/shuttle target)
-//!   L3 lifecycle  typestate handles ClientChannel<P>; a small Spawn trait; no runtime named
-//!   L4 net        tokio: spawner, listeners (feature "net")
+//!   L2 registry   shared state over crate::sync: ClientRegistry, HaRegistry (loom/shuttle targets)
+//!   L3 lifecycle  typestate handles ClientChannel<P>, HaConnection<P>; a small Spawn trait; no runtime
+//!   L4 net        tokio: spawner, listeners, HA master and slave (feature "net")
 //! ```
 //!
 //! # The client-registry lifecycle

@@ -1,6 +1,6 @@
 //! Typestate markers shared by every lifecycle handle: `Init -> Registered -> Running -> Closed`.
 //!
-//! The markers carry no data; each handle (`ClientChannel<P>`, later `HaConnection<P>`) maps a
+//! The markers carry no data; each handle (`ClientChannel<P>`, `HaConnection<P>`) maps a
 //! marker to the data that phase owns. `Phase` is sealed so that no phase can be added outside
 //! this crate, which is what makes "`spawn` only exists on `Registered`" a compile-time fact.
 

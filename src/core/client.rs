@@ -48,8 +48,10 @@ pub enum RemovalCause {
 
 /// What a listener hears (upstream `ProducerGroupEvent` and `ConsumerGroupEvent`).
 ///
-/// Events are delivered after the registry's locks are released, in the order each operation
-/// produced them; two concurrent operations' events may interleave.
+/// Events are delivered after the registry's locks are released. Within one group they come in
+/// the order they happened; across the groups of one operation (a close visits a channel's
+/// groups in hash order) the order is unspecified, and two concurrent operations' events may
+/// interleave.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
