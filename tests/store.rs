@@ -739,7 +739,10 @@ fn file_range_names_the_bytes_read_returns() {
     let mut offset = 0;
     while offset < max {
         let want = 1 + rng.below(2 * SEG) as usize;
-        let range = log.file_range(offset, want).unwrap().expect("bytes below the max");
+        let range = log
+            .file_range(offset, want)
+            .unwrap()
+            .expect("bytes below the max");
         let mut read = Vec::new();
         assert_eq!(log.read(offset, want, &mut read).unwrap(), range.len);
         assert!(range.len <= want);
