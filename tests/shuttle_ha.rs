@@ -4,14 +4,15 @@
 //! Each connection has an accept thread (`HaConnection::new -> register -> spawn(reader,
 //! writer)`, then it stores the `Running` handle as `src/net/ha.rs`'s accept loop does), a peer
 //! (a `StopSignal` standing for the socket: a probe closes it at once, a slave later or never),
-//! and, in the shutdown runs, a server shutdown racing them all (`HaRegistry::close_all`, then
-//! closing every stored handle, as `HaMaster::shutdown` does). The reader records acks and the
+//! and, in the shutdown runs, a server shutdown racing them all (cancel, take the stored handles
+//! and close each, then `HaRegistry::close_all`, as `HaMaster::shutdown` does). The reader records acks and the
 //! writer reads the table until the peer closes or the stop signal is raised. Checked:
 //!
 //! * `NoRunningUnregistered`, during the run: a task that sees its row gone (`record_ack` false,
 //!   or its id missing from `entries()`) must find its stop signal raised, unless shutdown has
 //!   begun and the server holds the handle and will close it (the `ShutdownWillStop` clause of
-//!   `models/HaConnection.tla`: close_all empties the table before the handles are closed).
+//!   `models/HaConnection.tla`: an accept thread that registered just before the cancel may see
+//!   its row go in `close_all` before it closes the handle itself).
 //!   Recorded by the task, reported at the end. Once the accept and shutdown threads are done,
 //!   every connection whose row is gone has its stop signal raised.
 //! * `NoLeakAtQuiescence`: with every peer gone (or after shutdown) and every task ended, the
@@ -499,12 +500,10 @@ impl Server {
         Accepted::Started(id)
     }
 
-    /// `HaMaster::shutdown`: cancel, `close_all`, drain the map, close each handle. Returns what
-    /// it saw right after `close_all`.
+    /// `HaMaster::shutdown`: cancel, drain the map, close each handle, then `close_all`.
+    /// Returns what it saw right after `close_all`.
     fn shutdown(&self) -> Vec<String> {
         self.state().cancelled = true;
-        self.registry.close_all();
-        let observed = ha::after_close_all(&self.registry);
         let open = {
             let mut st = self.state();
             st.drained = true;
@@ -517,7 +516,8 @@ impl Server {
             assert_eq!(closed.id(), Some(id));
             self.state().closing.remove(&id);
         }
-        observed
+        self.registry.close_all();
+        ha::after_close_all(&self.registry)
     }
 }
 
