@@ -399,7 +399,8 @@ async fn write_transfers(
     wake: &Notify,
 ) -> CloseReason {
     let mut grown = shared.grown.subscribe();
-    // Allocated on the first data transfer: a probe or an idle slave never holds a batch buffer.
+    // Used only where there is no sendfile, and allocated on the first data transfer: a probe or
+    // an idle slave never holds a batch buffer.
     let mut buf = BytesMut::new();
     loop {
         loop {
