@@ -36,30 +36,25 @@
 //!
 //! Paste the schedule shuttle printed between the quotes (line breaks are ignored). With
 //! `SHUTTLE_REPLAY` set, the named test replays that one schedule instead of exploring (a bare
-//! `SHUTTLE_REPLAY='<schedule>'` applies to every test that runs), up to `REPLAY_ATTEMPTS` times
-//! until it fails: the registry's hashers are randomly seeded, so iteration order (which group a
-//! close or a scan visits first) is not part of the schedule and a replay can diverge. Registries
-//! here use `shards: 1`, so that the seed cannot also change which shard locks a schedule takes.
+//! `SHUTTLE_REPLAY='<schedule>'` applies to every test that runs). The registry's hashers are
+//! fixed under shuttle (`sync::HashState`), so one replay reproduces a run. The runner is
+//! `tests/support/shuttle_runner.rs`, shared with `tests/shuttle_ha.rs`.
 
 #![cfg(feature = "shuttle")]
 
+#[path = "support/shuttle_runner.rs"]
+mod runner;
 mod support;
 
 use rmq_lifecycle::core::{ChannelId, ClientError, ClientRules, GroupKind, Millis};
-use rmq_lifecycle::lifecycle::{
-    BoxTask, ClientChannel, CloseReason, Counted, Spawn, TaskGauge, TaskHandle,
-};
+use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason, Counted, TaskGauge};
 use rmq_lifecycle::registry::{ChannelRef, ClientRegistry, Faults, RegistryConfig};
+use runner::{Sched, ShuttleSpawner, check, check_finds};
 use shuttle::rand::{Rng, thread_rng};
-use shuttle::scheduler::{
-    PctScheduler, RandomScheduler, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
-};
 use shuttle::sync::Arc;
-use shuttle::{FailurePersistence, Runner, thread};
+use shuttle::thread;
 use std::collections::BTreeMap;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::time::Instant;
-use support::{Expect, Key, heartbeat, panic_message, producers};
+use support::{Expect, Key, heartbeat, producers};
 
 const EXPIRY_MS: u64 = 1_000;
 /// Memberships seeded here are stale at every scan.
@@ -71,208 +66,6 @@ const SCANS: [Millis; 2] = [Millis(1_500), Millis(1_900)];
 const P1: &str = "P1";
 const P2: &str = "P2";
 const C1: &str = "C1";
-const PCT_DEPTH: usize = 3;
-/// Replays of one schedule before giving up. A replay is deterministic only if the program is,
-/// and the registry's hash sets and shard tables use randomly seeded hashers
-/// (`foldhash::fast::RandomState`), so the order in which a close visits a channel's groups, or
-/// a scan visits groups, can differ between two runs of the same schedule. When that order
-/// matters (a channel in several groups of one kind), a replay diverges now and then.
-const REPLAY_ATTEMPTS: usize = 10;
-
-// ---------------------------------------------------------------------------------------------
-// Running, replaying and reporting
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy)]
-enum Sched {
-    Random,
-    Pct,
-}
-
-fn iterations() -> usize {
-    std::env::var("SHUTTLE_ITERATIONS")
-        .map(|v| v.parse().expect("SHUTTLE_ITERATIONS is a number"))
-        .unwrap_or(2_000)
-}
-
-/// The schedule `SHUTTLE_REPLAY` asks this test to replay, if any. Shuttle prints a schedule
-/// wrapped over several lines between quotes; whitespace and quotes are ignored.
-fn replay_request(test: &str) -> Option<String> {
-    let value = std::env::var("SHUTTLE_REPLAY").ok()?;
-    let schedule = match value.split_once(':') {
-        Some((name, schedule)) if name.trim() == test => schedule,
-        Some(_) => return None,
-        None => &value,
-    };
-    Some(schedule.chars().filter(char::is_ascii_hexdigit).collect())
-}
-
-fn config() -> shuttle::Config {
-    let mut config = shuttle::Config::new();
-    config.stack_size = 0x4_0000;
-    // Shuttle prints the failing schedule (its panic hook is process-wide, so per-test files
-    // would not work); `explore` adds the replay command.
-    config.failure_persistence = FailurePersistence::Print;
-    config
-}
-
-/// Wraps a scheduler and keeps the schedule of the current execution, as shuttle records it, so
-/// a broken-variant test can replay the failing schedule and check that it fails again.
-#[derive(Debug)]
-struct Recording<S> {
-    inner: S,
-    current: std::sync::Arc<std::sync::Mutex<Schedule>>,
-}
-
-impl<S: Scheduler> Scheduler for Recording<S> {
-    fn new_execution(&mut self) -> Option<Schedule> {
-        let schedule = self.inner.new_execution()?;
-        *self.current.lock().unwrap() = schedule.clone();
-        Some(schedule)
-    }
-
-    fn next_task(
-        &mut self,
-        runnable: &[&Task],
-        current: Option<TaskId>,
-        is_yielding: bool,
-    ) -> Option<TaskId> {
-        let next = self.inner.next_task(runnable, current, is_yielding)?;
-        self.current.lock().unwrap().push_task(next);
-        Some(next)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.current.lock().unwrap().push_random();
-        self.inner.next_u64()
-    }
-}
-
-/// A failed exploration: the panic and the failing schedule.
-struct Failure {
-    payload: Box<dyn std::any::Any + Send>,
-    schedule: Option<Schedule>,
-}
-
-/// Explores `f` with the scheduler (or replays `SHUTTLE_REPLAY`) and returns the schedules run.
-fn explore<F>(test: &str, sched: Sched, f: F) -> Result<usize, Failure>
-where
-    F: Fn() + Send + Sync + 'static,
-{
-    if let Some(schedule) = replay_request(test) {
-        let f = std::sync::Arc::new(f);
-        for attempt in 1..=REPLAY_ATTEMPTS {
-            eprintln!("shuttle {test}: replaying the SHUTTLE_REPLAY schedule (attempt {attempt})");
-            let runner = Runner::new(ReplayScheduler::new_from_encoded(&schedule), config());
-            let f = f.clone();
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| runner.run(move || f()))) {
-                return Err(Failure {
-                    payload,
-                    schedule: None,
-                });
-            }
-        }
-        eprintln!("shuttle {test}: the schedule did not fail in {REPLAY_ATTEMPTS} replays");
-        return Ok(REPLAY_ATTEMPTS);
-    }
-    let n = iterations();
-    let current = std::sync::Arc::new(std::sync::Mutex::new(Schedule::new(0)));
-    let start = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let inner: Box<dyn Scheduler + Send> = match sched {
-            Sched::Random => Box::new(RandomScheduler::new(n)),
-            Sched::Pct => Box::new(PctScheduler::new(PCT_DEPTH, n)),
-        };
-        let recording = Recording {
-            inner,
-            current: current.clone(),
-        };
-        Runner::new(recording, config()).run(f)
-    }));
-    match result {
-        Ok(runs) => {
-            eprintln!(
-                "shuttle {test}: {runs} {sched:?} schedules in {:.2?}",
-                start.elapsed()
-            );
-            Ok(runs)
-        }
-        Err(payload) => {
-            eprintln!(
-                "shuttle {test}: failed; replay the failing schedule printed above with\n  \
-                 SHUTTLE_REPLAY='{test}:<schedule>' CARGO_TARGET_DIR=target/shuttle cargo test \
-                 --release --no-default-features --features shuttle --test shuttle -- {test} \
-                 --exact --nocapture"
-            );
-            let schedule = current.lock().unwrap().clone();
-            Err(Failure {
-                payload,
-                schedule: Some(schedule),
-            })
-        }
-    }
-}
-
-/// Explores a correct program: any failure fails the test (after printing how to replay it).
-fn check<F>(test: &str, sched: Sched, f: F)
-where
-    F: Fn() + Send + Sync + 'static,
-{
-    if let Err(failure) = explore(test, sched, f) {
-        resume_unwind(failure.payload);
-    }
-}
-
-/// Explores a broken program: shuttle must find a violation of `invariant`, and replaying the
-/// failing schedule must fail the same way.
-fn check_finds<F>(test: &str, sched: Sched, invariant: &str, f: F)
-where
-    F: Fn() + Clone + Send + Sync + 'static,
-{
-    let expected = format!("{invariant} violated");
-    let failure = match explore(test, sched, f.clone()) {
-        Ok(runs) => panic!("{test}: {runs} schedules found no violation of {invariant}"),
-        Err(failure) => failure,
-    };
-    let msg = panic_message(&*failure.payload);
-    assert!(
-        msg.contains(&expected),
-        "{test}: failed, but not with {invariant}: {msg}"
-    );
-    let line = msg.lines().find(|l| l.contains(&expected)).unwrap_or(&msg);
-    eprintln!("shuttle {test}: found as expected: {}", line.trim());
-    let Some(schedule) = failure.schedule else {
-        return;
-    };
-    // Replay the failing schedule: it must fail the same way. See `REPLAY_ATTEMPTS` for why one
-    // replay may not be enough.
-    let mut outcomes = Vec::new();
-    for _ in 0..REPLAY_ATTEMPTS {
-        let runner = Runner::new(
-            ReplayScheduler::new_from_schedule(schedule.clone()),
-            config(),
-        );
-        let f = f.clone();
-        match catch_unwind(AssertUnwindSafe(|| runner.run(f))) {
-            Ok(_) => outcomes.push("passed".to_owned()),
-            Err(payload) => {
-                let again = panic_message(&*payload);
-                if again.contains(&expected) {
-                    eprintln!(
-                        "shuttle {test}: replay {} of the failing schedule fails the same way \
-                         (earlier replays: {outcomes:?})",
-                        outcomes.len() + 1
-                    );
-                    return;
-                }
-                outcomes.push(again.lines().next().unwrap_or_default().to_owned());
-            }
-        }
-    }
-    panic!(
-        "{test}: {REPLAY_ATTEMPTS} replays of the failing schedule did not reproduce it: {outcomes:?}"
-    );
-}
 
 fn registry(faults: Faults) -> Arc<ClientRegistry> {
     Arc::new(ClientRegistry::new(RegistryConfig {
@@ -683,45 +476,6 @@ fn shuttle_registry_random_ops_finds_register_after_close() {
 // ---------------------------------------------------------------------------------------------
 // The lifecycle layer on shuttle's executor
 // ---------------------------------------------------------------------------------------------
-
-/// Spawns on shuttle's executor. Keeps each task's `JoinHandle` so the test can wait for every
-/// task to be dropped (shuttle drops a task's future before it publishes the result).
-#[derive(Clone, Default)]
-struct ShuttleSpawner {
-    joins: std::sync::Arc<std::sync::Mutex<Vec<shuttle::future::JoinHandle<()>>>>,
-}
-
-impl ShuttleSpawner {
-    /// Waits until every task spawned so far has completed or been aborted.
-    fn join_all(&self) {
-        let joins = std::mem::take(&mut *self.joins.lock().unwrap());
-        for join in joins {
-            // Err(Cancelled) is the aborted task: fine, it is gone either way.
-            let _ = shuttle::future::block_on(join);
-        }
-    }
-}
-
-struct ShuttleTask(shuttle::future::AbortHandle);
-
-impl TaskHandle for ShuttleTask {
-    fn abort(&self) {
-        self.0.abort();
-    }
-
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
-impl Spawn for ShuttleSpawner {
-    fn spawn(&self, task: BoxTask) -> Box<dyn TaskHandle> {
-        let join = shuttle::future::spawn(task);
-        let abort = join.abort_handle();
-        self.joins.lock().unwrap().push(join);
-        Box::new(ShuttleTask(abort))
-    }
-}
 
 const OWN: &str = "P-own";
 

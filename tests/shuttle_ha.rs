@@ -55,260 +55,31 @@
 
 #[path = "support/ha.rs"]
 mod ha;
+#[path = "support/shuttle_runner.rs"]
+mod runner;
 mod support;
 
 use ha::HaExpect;
 use rmq_lifecycle::lifecycle::{
-    BoxTask, CloseReason, Counted, HaConnection, HaTaskContext, Spawn, StopSignal, TaskGauge,
-    TaskHandle,
+    CloseReason, Counted, HaConnection, HaTaskContext, Spawn, StopSignal, TaskGauge,
 };
 use rmq_lifecycle::phase::Running;
 use rmq_lifecycle::registry::ha::HaFaults;
 use rmq_lifecycle::registry::{ConnId, HaRegisterError, HaRegistry};
+use runner::{Sched, ShuttleSpawner, check, check_finds, replay_request};
 use shuttle::future::yield_now;
 use shuttle::rand::{Rng, thread_rng};
-use shuttle::scheduler::{
-    PctScheduler, RandomScheduler, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
-};
 use shuttle::sync::atomic::{AtomicI64, Ordering};
 use shuttle::sync::{Arc, Mutex};
-use shuttle::{FailurePersistence, Runner, thread};
+use shuttle::thread;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, poll_fn};
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::task::Poll;
-use std::time::Instant;
-use support::panic_message;
 
-const PCT_DEPTH: usize = 3;
 /// Acks a reader records (and table reads a writer makes) before it only waits.
 const STEPS: u64 = 2;
-
-// ---------------------------------------------------------------------------------------------
-// Running, replaying and reporting (as in tests/shuttle.rs)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy)]
-enum Sched {
-    Random,
-    Pct,
-}
-
-fn iterations() -> usize {
-    std::env::var("SHUTTLE_ITERATIONS")
-        .map(|v| v.parse().expect("SHUTTLE_ITERATIONS is a number"))
-        .unwrap_or(2_000)
-}
-
-/// The schedule `SHUTTLE_REPLAY` asks this test to replay, if any. Shuttle prints a schedule
-/// wrapped over several lines between quotes; whitespace and quotes are ignored.
-fn replay_request(test: &str) -> Option<String> {
-    let value = std::env::var("SHUTTLE_REPLAY").ok()?;
-    let schedule = match value.split_once(':') {
-        Some((name, schedule)) if name.trim() == test => schedule,
-        Some(_) => return None,
-        None => &value,
-    };
-    Some(schedule.chars().filter(char::is_ascii_hexdigit).collect())
-}
-
-fn config() -> shuttle::Config {
-    let mut config = shuttle::Config::new();
-    config.stack_size = 0x4_0000;
-    config.failure_persistence = FailurePersistence::Print;
-    config
-}
-
-/// Wraps a scheduler and keeps the schedule of the current execution, so a broken-variant test
-/// can replay the failing schedule.
-#[derive(Debug)]
-struct Recording<S> {
-    inner: S,
-    current: std::sync::Arc<std::sync::Mutex<Schedule>>,
-}
-
-impl<S: Scheduler> Scheduler for Recording<S> {
-    fn new_execution(&mut self) -> Option<Schedule> {
-        let schedule = self.inner.new_execution()?;
-        *self.current.lock().unwrap() = schedule.clone();
-        Some(schedule)
-    }
-
-    fn next_task(
-        &mut self,
-        runnable: &[&Task],
-        current: Option<TaskId>,
-        is_yielding: bool,
-    ) -> Option<TaskId> {
-        let next = self.inner.next_task(runnable, current, is_yielding)?;
-        self.current.lock().unwrap().push_task(next);
-        Some(next)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.current.lock().unwrap().push_random();
-        self.inner.next_u64()
-    }
-}
-
-/// A failed exploration: the panic and the failing schedule (`None` when it was a replay).
-struct Failure {
-    payload: Box<dyn std::any::Any + Send>,
-    schedule: Option<Schedule>,
-}
-
-/// Explores `f` with the scheduler (or replays `SHUTTLE_REPLAY`) and returns the schedules run.
-fn explore<F>(test: &str, sched: Sched, f: F) -> Result<usize, Failure>
-where
-    F: Fn() + Send + Sync + 'static,
-{
-    if let Some(schedule) = replay_request(test) {
-        eprintln!("shuttle {test}: replaying the SHUTTLE_REPLAY schedule");
-        let runner = Runner::new(ReplayScheduler::new_from_encoded(&schedule), config());
-        return match catch_unwind(AssertUnwindSafe(|| runner.run(f))) {
-            Ok(runs) => Ok(runs),
-            Err(payload) => Err(Failure {
-                payload,
-                schedule: None,
-            }),
-        };
-    }
-    let n = iterations();
-    let current = std::sync::Arc::new(std::sync::Mutex::new(Schedule::new(0)));
-    // A std atomic: it counts schedules from outside the model and is not itself modelled.
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let f = {
-        let runs = runs.clone();
-        move || {
-            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            f();
-        }
-    };
-    let start = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let inner: Box<dyn Scheduler + Send> = match sched {
-            Sched::Random => Box::new(RandomScheduler::new(n)),
-            Sched::Pct => Box::new(PctScheduler::new(PCT_DEPTH, n)),
-        };
-        let recording = Recording {
-            inner,
-            current: current.clone(),
-        };
-        Runner::new(recording, config()).run(f)
-    }));
-    match result {
-        Ok(runs) => {
-            eprintln!(
-                "shuttle {test}: {runs} {sched:?} schedules in {:.2?}",
-                start.elapsed()
-            );
-            Ok(runs)
-        }
-        Err(payload) => {
-            eprintln!(
-                "shuttle {test}: failed at {sched:?} schedule {} after {:.2?}; replay the failing \
-                 schedule printed above with\n  SHUTTLE_REPLAY='{test}:<schedule>' \
-                 CARGO_TARGET_DIR=target/shuttle cargo test --release --no-default-features \
-                 --features shuttle --test shuttle_ha -- {test} --exact --nocapture",
-                runs.load(std::sync::atomic::Ordering::Relaxed),
-                start.elapsed()
-            );
-            let schedule = current.lock().unwrap().clone();
-            Err(Failure {
-                payload,
-                schedule: Some(schedule),
-            })
-        }
-    }
-}
-
-/// Explores a correct program: any failure fails the test (after printing how to replay it).
-fn check<F>(test: &str, sched: Sched, f: F)
-where
-    F: Fn() + Send + Sync + 'static,
-{
-    if let Err(failure) = explore(test, sched, f) {
-        resume_unwind(failure.payload);
-    }
-}
-
-/// Explores a broken program: shuttle must find a violation of `invariant`, and replaying the
-/// failing schedule must fail the same way.
-fn check_finds<F>(test: &str, sched: Sched, invariant: &str, f: F)
-where
-    F: Fn() + Clone + Send + Sync + 'static,
-{
-    let expected = format!("{invariant} violated");
-    let failure = match explore(test, sched, f.clone()) {
-        Ok(runs) => panic!("{test}: {runs} schedules found no violation of {invariant}"),
-        Err(failure) => failure,
-    };
-    let msg = panic_message(&*failure.payload);
-    assert!(
-        msg.contains(&expected),
-        "{test}: failed, but not with {invariant}: {msg}"
-    );
-    let line = msg.lines().find(|l| l.contains(&expected)).unwrap_or(&msg);
-    eprintln!("shuttle {test}: found as expected: {}", line.trim());
-    let Some(schedule) = failure.schedule else {
-        return;
-    };
-    let runner = Runner::new(ReplayScheduler::new_from_schedule(schedule), config());
-    let again = match catch_unwind(AssertUnwindSafe(|| runner.run(f))) {
-        Ok(_) => panic!("{test}: the failing schedule passed on replay"),
-        Err(payload) => panic_message(&*payload),
-    };
-    assert!(
-        again.contains(&expected),
-        "{test}: the failing schedule failed differently on replay: {again}"
-    );
-    eprintln!("shuttle {test}: the failing schedule fails the same way on replay");
-}
-
-// ---------------------------------------------------------------------------------------------
-// The executor
-// ---------------------------------------------------------------------------------------------
-
-/// Spawns on shuttle's executor. Keeps each task's `JoinHandle` so the test can wait for every
-/// task to be dropped (shuttle drops a task's future before it publishes the result).
-#[derive(Clone, Default)]
-struct ShuttleSpawner {
-    joins: std::sync::Arc<std::sync::Mutex<Vec<shuttle::future::JoinHandle<()>>>>,
-}
-
-impl ShuttleSpawner {
-    /// Waits until every task spawned so far has completed or been aborted.
-    fn join_all(&self) {
-        let joins = std::mem::take(&mut *self.joins.lock().unwrap());
-        for join in joins {
-            // Err(Cancelled) is an aborted task: gone either way.
-            let _ = shuttle::future::block_on(join);
-        }
-    }
-}
-
-struct ShuttleTask(shuttle::future::AbortHandle);
-
-impl TaskHandle for ShuttleTask {
-    fn abort(&self) {
-        self.0.abort();
-    }
-
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
-impl Spawn for ShuttleSpawner {
-    fn spawn(&self, task: BoxTask) -> Box<dyn TaskHandle> {
-        let join = shuttle::future::spawn(task);
-        let abort = join.abort_handle();
-        self.joins.lock().unwrap().push(join);
-        Box::new(ShuttleTask(abort))
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The server: accept side, tasks, shutdown
