@@ -33,23 +33,17 @@
 
 #![cfg(rmq_loom)]
 
+#[path = "support/loom_runner.rs"]
+mod runner;
 mod support;
 
 use loom::sync::Arc;
 use loom::thread;
 use rmq_lifecycle::core::{ClientError, ClientRules, GroupKind, Millis};
 use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
-use support::{Expect, panic_message, producers};
+use runner::{EXHAUSTIVE, THREE_THREAD_PREEMPTIONS, model, model_finds};
+use support::{Expect, producers};
 
-/// The preemption bound of the three-thread models when `LOOM_MAX_PREEMPTIONS` is unset (bound
-/// 3: ~4k executions, under a second each; bound 4: ~20k, ~4 s; bound 6: ~300k, ~45 s). The
-/// two-thread models are small enough to explore without a bound.
-const THREE_THREAD_PREEMPTIONS: Option<usize> = Some(3);
-/// No bound: every interleaving.
-const EXHAUSTIVE: Option<usize> = None;
 const EXPIRY_MS: u64 = 100;
 const G: &str = "G";
 
@@ -62,59 +56,6 @@ fn registry(faults: Faults) -> Arc<ClientRegistry> {
         shards: 1,
         faults,
     }))
-}
-
-/// Explores `f` with loom, with `LOOM_MAX_PREEMPTIONS` if set and `bound` otherwise, and
-/// reports how many executions it took.
-fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
-        builder.preemption_bound = bound;
-    }
-    // A std atomic: it counts executions from outside the model and is not itself modelled.
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    let start = Instant::now();
-    builder.check(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    eprintln!(
-        "loom {name}: {} executions, preemption bound {:?}, {:.2?}",
-        runs.load(Ordering::Relaxed),
-        builder.preemption_bound,
-        start.elapsed()
-    );
-}
-
-/// Runs a model of a broken registry and asserts that loom finds a violation of `invariant`.
-fn model_finds(
-    name: &str,
-    bound: Option<usize>,
-    invariant: &str,
-    f: impl Fn() + Sync + Send + 'static,
-) {
-    let result = catch_unwind(AssertUnwindSafe(|| model(name, bound, f)));
-    let payload = match result {
-        Ok(()) => panic!("{name}: loom explored every execution and found no violation"),
-        Err(payload) => payload,
-    };
-    let msg = panic_message(&*payload);
-    assert!(
-        msg.contains(&format!("{invariant} violated")),
-        "{name}: the model failed, but not with {invariant}: {msg}"
-    );
-    eprintln!(
-        "loom {name}: found as expected: {}",
-        first_line(&msg, invariant)
-    );
-}
-
-fn first_line<'a>(msg: &'a str, invariant: &str) -> &'a str {
-    msg.lines()
-        .find(|l| l.contains(invariant))
-        .unwrap_or(msg)
-        .trim()
 }
 
 /// G's only member B closes while A heartbeats into G: A's registration must land in the live G

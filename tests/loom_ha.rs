@@ -34,6 +34,8 @@
 
 #[path = "support/ha.rs"]
 mod ha;
+#[path = "support/loom_runner.rs"]
+mod runner;
 mod support;
 
 use ha::{HaExpect, times};
@@ -41,62 +43,11 @@ use loom::sync::Arc;
 use loom::thread;
 use rmq_lifecycle::registry::ha::HaFaults;
 use rmq_lifecycle::registry::{ConnId, HaRegisterError, HaRegistry};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
-use support::panic_message;
+use runner::{EXHAUSTIVE, THREE_THREAD_PREEMPTIONS, model, model_finds};
 
-/// The preemption bound of the three-thread models when `LOOM_MAX_PREEMPTIONS` is unset.
-const THREE_THREAD_PREEMPTIONS: Option<usize> = Some(3);
-/// No bound: every interleaving.
-const EXHAUSTIVE: Option<usize> = None;
 const SPLIT: HaFaults = HaFaults {
     split_close_all: true,
 };
-
-/// Explores `f` with loom, with `LOOM_MAX_PREEMPTIONS` if set and `bound` otherwise, and
-/// reports how many executions it took.
-fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
-        builder.preemption_bound = bound;
-    }
-    // A std atomic: it counts executions from outside the model and is not itself modelled.
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    let start = Instant::now();
-    builder.check(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    eprintln!(
-        "loom {name}: {} executions, preemption bound {:?}, {:.2?}",
-        runs.load(Ordering::Relaxed),
-        builder.preemption_bound,
-        start.elapsed()
-    );
-}
-
-/// Runs a model of a broken registry and asserts that loom finds a violation of `invariant`.
-fn model_finds(
-    name: &str,
-    bound: Option<usize>,
-    invariant: &str,
-    f: impl Fn() + Sync + Send + 'static,
-) {
-    let payload = match catch_unwind(AssertUnwindSafe(|| model(name, bound, f))) {
-        Ok(()) => panic!("{name}: loom explored every execution and found no violation"),
-        Err(payload) => payload,
-    };
-    let msg = panic_message(&*payload);
-    let expected = format!("{invariant} violated");
-    assert!(
-        msg.contains(&expected),
-        "{name}: the model failed, but not with {invariant}: {msg}"
-    );
-    let line = msg.lines().find(|l| l.contains(&expected)).unwrap_or(&msg);
-    eprintln!("loom {name}: found as expected: {}", line.trim());
-}
 
 fn registry(max: usize, faults: HaFaults) -> Arc<HaRegistry> {
     Arc::new(HaRegistry::with_faults(max, faults))
