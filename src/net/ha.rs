@@ -297,14 +297,8 @@ async fn accept_loop(
                 reason
             },
         );
-        // `shutdown` cancels, then drains this map under its lock: a connection registered just
-        // before `close_all` must not be stored after the drain, where nothing would stop it.
-        let mut open = connections.lock();
-        if cancel.is_cancelled() {
-            drop(open);
-            running.close(CloseReason::Shutdown);
-        } else {
-            open.insert(id, running);
+        if let Some(late) = super::store_unless_shut_down(&connections, &cancel, id, running) {
+            late.close(CloseReason::Shutdown);
         }
     }
     tracing::info!("HA master stopped accepting");

@@ -315,13 +315,8 @@ impl Acceptor {
                 ended.reason = reason.clone();
                 reason
             });
-            // As in the HA master: never store a handle after `shutdown` drained the map.
-            let mut open = connections.lock();
-            if cancel.is_cancelled() {
-                drop(open);
-                running.close(CloseReason::Shutdown);
-            } else {
-                open.insert(id, running);
+            if let Some(late) = super::store_unless_shut_down(&connections, &cancel, id, running) {
+                late.close(CloseReason::Shutdown);
             }
         }
         tracing::info!("client-management listener stopped accepting");
