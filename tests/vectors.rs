@@ -167,6 +167,57 @@ fn same(what: &str, expected: &Value, actual: &Value) -> Result<(), String> {
 // Wire vectors: remoting frames.
 // ------------------------------------------------------------------------------------------------
 
+/// Replays a trace's steps through `run`, expanding repeat blocks (a template run `count` times
+/// with numbered variables; `state_key` names the checkpoint a block may carry after it) and
+/// returns the operations applied. `run`'s flag is false for the steps inside a repeat block.
+fn replay_steps<S: serde::de::DeserializeOwned>(
+    trace: &Value,
+    state_key: &str,
+    mut run: impl FnMut(S, bool) -> Result<(), String>,
+) -> Result<usize, String> {
+    let parse = |v: &Value| -> Result<S, String> {
+        serde_json::from_value(v.clone()).map_err(|e| format!("malformed step: {e}"))
+    };
+    let steps = field(trace, "steps")?.as_array().ok_or("steps")?;
+    let mut ops = 0;
+    for (i, item) in steps.iter().enumerate() {
+        let Some(repeat) = item.get("repeat") else {
+            run(parse(item)?, true).map_err(|e| format!("step {i}: {e}"))?;
+            ops += usize::from(item.get("op").is_some());
+            continue;
+        };
+        let count = field(repeat, "count")?.as_u64().ok_or("count")?;
+        let vars = field(repeat, "vars")?.as_object().ok_or("vars")?;
+        let template: Vec<String> = field(item, "steps")?
+            .as_array()
+            .ok_or("steps")?
+            .iter()
+            .map(canon)
+            .collect();
+        for k in 0..count as i64 {
+            let mut binds = client_trace::Binds::new();
+            for (name, v) in vars {
+                let from = field(v, "from")?.as_i64().ok_or("from")?;
+                let step = field(v, "step")?.as_i64().ok_or("step")?;
+                binds.push((name.clone(), from + k * step));
+            }
+            for (j, t) in template.iter().enumerate() {
+                let at =
+                    |e: String| format!("step {i} (repeat iteration {k}, template step {j}): {e}");
+                let step: S = serde_json::from_str(&client_trace::expand_text(t, &binds))
+                    .map_err(|e| at(format!("malformed step: {e}")))?;
+                run(step, false).map_err(at)?;
+                ops += 1;
+            }
+        }
+        if let Some(state) = item.get(state_key) {
+            run(parse(&json!({ state_key: state }))?, true)
+                .map_err(|e| format!("step {i} (after the repeat block): {e}"))?;
+        }
+    }
+    Ok(ops)
+}
+
 mod remoting_wire {
     use super::*;
     use bytes::{BufMut, Bytes, BytesMut};
@@ -1862,51 +1913,9 @@ mod client_trace {
         Ok(())
     }
 
-    fn parse_step(v: &Value) -> Result<Step, String> {
-        serde_json::from_value(v.clone()).map_err(|e| format!("malformed step: {e}"))
-    }
-
     /// Replays a whole trace; returns the number of operations applied.
     pub(super) fn replay(trace: &Value, target: &mut dyn Target) -> Result<usize, String> {
-        let steps = field(trace, "steps")?.as_array().ok_or("steps")?;
-        let mut ops = 0;
-        for (i, item) in steps.iter().enumerate() {
-            let Some(repeat) = item.get("repeat") else {
-                run_step(target, parse_step(item)?).map_err(|e| format!("step {i}: {e}"))?;
-                ops += usize::from(item.get("op").is_some());
-                continue;
-            };
-            let count = field(repeat, "count")?.as_u64().ok_or("count")?;
-            let vars = field(repeat, "vars")?.as_object().ok_or("vars")?;
-            let template: Vec<String> = field(item, "steps")?
-                .as_array()
-                .ok_or("steps")?
-                .iter()
-                .map(canon)
-                .collect();
-            for k in 0..count as i64 {
-                let mut binds = Binds::new();
-                for (name, v) in vars {
-                    let from = field(v, "from")?.as_i64().ok_or("from")?;
-                    let step = field(v, "step")?.as_i64().ok_or("step")?;
-                    binds.push((name.clone(), from + k * step));
-                }
-                for (j, t) in template.iter().enumerate() {
-                    let at = |e: String| {
-                        format!("step {i} (repeat iteration {k}, template step {j}): {e}")
-                    };
-                    let step: Step = serde_json::from_str(&expand_text(t, &binds))
-                        .map_err(|e| at(format!("malformed step: {e}")))?;
-                    run_step(target, step).map_err(at)?;
-                    ops += 1;
-                }
-            }
-            if let Some(state) = item.get("state") {
-                run_step(target, parse_step(&json!({ "state": state }))?)
-                    .map_err(|e| format!("step {i} (after the repeat block): {e}"))?;
-            }
-        }
-        Ok(ops)
+        replay_steps(trace, "state", |step: Step, _| run_step(target, step))
     }
 
     pub(super) fn rules_of(trace: &Value) -> ClientRules {
@@ -2413,7 +2422,7 @@ mod client_trace {
 mod ha_ops;
 
 mod ha_trace {
-    use super::client_trace::{Binds, abstract_, expand, expand_text};
+    use super::client_trace::{Binds, abstract_, expand};
     use super::*;
     use rmq_lifecycle::core::ha_model::{
         HaClosed, HaConn, HaModel, HaModelConfig, HaObserved, HaOp, HaOpResult,
@@ -2650,51 +2659,12 @@ mod ha_trace {
         Ok(())
     }
 
-    fn parse_step(v: &Value) -> Result<Step, String> {
-        serde_json::from_value(v.clone()).map_err(|e| format!("malformed step: {e}"))
-    }
-
-    /// Replays a whole trace; returns the number of operations applied.
+    /// Replays a whole trace; returns the number of operations applied. Transition checks run
+    /// outside repeat blocks only (each costs an observation).
     pub(super) fn replay(trace: &Value, target: &mut dyn Target) -> Result<usize, String> {
-        let steps = field(trace, "steps")?.as_array().ok_or("steps")?;
-        let mut ops = 0;
-        for (i, item) in steps.iter().enumerate() {
-            let Some(repeat) = item.get("repeat") else {
-                run_step(target, parse_step(item)?, true).map_err(|e| format!("step {i}: {e}"))?;
-                ops += usize::from(item.get("op").is_some());
-                continue;
-            };
-            let count = field(repeat, "count")?.as_u64().ok_or("count")?;
-            let vars = field(repeat, "vars")?.as_object().ok_or("vars")?;
-            let template: Vec<String> = field(item, "steps")?
-                .as_array()
-                .ok_or("steps")?
-                .iter()
-                .map(canon)
-                .collect();
-            for k in 0..count as i64 {
-                let mut binds = Binds::new();
-                for (name, v) in vars {
-                    let from = field(v, "from")?.as_i64().ok_or("from")?;
-                    let step = field(v, "step")?.as_i64().ok_or("step")?;
-                    binds.push((name.clone(), from + k * step));
-                }
-                for (j, t) in template.iter().enumerate() {
-                    let at = |e: String| {
-                        format!("step {i} (repeat iteration {k}, template step {j}): {e}")
-                    };
-                    let step: Step = serde_json::from_str(&expand_text(t, &binds))
-                        .map_err(|e| at(format!("malformed step: {e}")))?;
-                    run_step(target, step, false).map_err(at)?;
-                    ops += 1;
-                }
-            }
-            if let Some(observed) = item.get("observed") {
-                run_step(target, parse_step(&json!({ "observed": observed }))?, true)
-                    .map_err(|e| format!("step {i} (after the repeat block): {e}"))?;
-            }
-        }
-        Ok(ops)
+        replay_steps(trace, "observed", |step: Step, outside| {
+            run_step(target, step, outside)
+        })
     }
 
     pub(super) fn config_of(trace: &Value) -> HaModelConfig {
