@@ -197,6 +197,12 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1_048_576.0
 }
 
+/// One row of a summary table: what, ours, upstream's emulation.
+fn row(s: &mut String, what: &str, ours: impl std::fmt::Display, upstream: impl std::fmt::Display) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "  {what:<34} {ours:>16} {upstream:>22}");
+}
+
 fn summary(report: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -208,59 +214,42 @@ fn summary(report: &Report) -> String {
             "replay ha-probes: {} probes per side (RocketMQ 5.1.4, apache/rocketmq#8875)",
             o.probes
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "", "rmq-lifecycle", "upstream 5.1.4 order"
+        row(&mut s, "", "rmq-lifecycle", "upstream 5.1.4 order");
+        row(
+            &mut s,
+            "HA connections after the storm",
+            o.after.ha_connections,
+            u.after.list_len,
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "HA connections after the storm", o.after.ha_connections, u.after.list_len
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "  of which dead (leaked)", 0, u.after.dead_entries
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
+        row(&mut s, "  of which dead (leaked)", 0, u.after.dead_entries);
+        row(
+            &mut s,
             "memory retained by the table",
             format!(
                 "{:+.1} MiB RSS",
                 mib(o.after.rss_bytes) - mib(o.baseline.rss_bytes)
             ),
-            format!("{} MiB heap", u.after.retained_bytes >> 20)
+            format!("{} MiB heap", u.after.retained_bytes >> 20),
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
+        row(
+            &mut s,
             "tasks alive (baseline)",
             format!("{} ({})", o.after.tasks, o.baseline.tasks),
-            u.after.tasks
+            u.after.tasks,
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
+        row(
+            &mut s,
             "open fds (baseline)",
             format!("{} ({})", o.after.fds, o.baseline.fds),
-            "-"
+            "-",
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
+        row(
+            &mut s,
             "highest ack vs master max offset",
             format!("{} <= {}", o.after.slave_acked, o.after.master_max),
-            format!("{:.2e}", u.after.push2slave_max as f64)
+            format!("{:.2e}", u.after.push2slave_max as f64),
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "probes/s",
-            format!("{:.0}", o.probes_per_sec),
-            ""
-        );
+        row(&mut s, "probes/s", format!("{:.0}", o.probes_per_sec), "");
         for reason in &o.verdict.reasons {
             let _ = writeln!(s, "    {reason}");
         }
@@ -284,61 +273,30 @@ fn summary(report: &Report) -> String {
             "replay stale-groups: {} abandoned IotRuleEngine-<ts> producer groups per side (#8673)",
             o.created
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "", "rmq-lifecycle", "upstream 4.x tables"
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "groups created", o.created, u.created
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
+        row(&mut s, "", "rmq-lifecycle", "upstream 4.x tables");
+        row(&mut s, "groups created", o.created, u.created);
+        row(
+            &mut s,
             "groups left (live only)",
             format!("{} ({})", o.final_groups, o.live_groups),
-            format!("{} ({})", u.final_groups, u.live_groups)
+            format!("{} ({})", u.final_groups, u.live_groups),
         );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "consumer heartbeats answered", o.heartbeats, u.heartbeats
+        row(
+            &mut s,
+            "consumer heartbeats answered",
+            o.heartbeats,
+            u.heartbeats,
         );
         let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "heartbeat p50",
-            ms(o.p50_us),
-            ms(u.p50_us)
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "heartbeat p99",
-            ms(o.p99_us),
-            ms(u.p99_us)
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "heartbeat max",
-            ms(o.max_us),
-            ms(u.max_us)
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
-            "missed the 3 s deadline", o.missed, u.missed
-        );
-        let _ = writeln!(
-            s,
-            "  {:<34} {:>16} {:>22}",
+        row(&mut s, "heartbeat p50", ms(o.p50_us), ms(u.p50_us));
+        row(&mut s, "heartbeat p99", ms(o.p99_us), ms(u.p99_us));
+        row(&mut s, "heartbeat max", ms(o.max_us), ms(u.max_us));
+        row(&mut s, "missed the 3 s deadline", o.missed, u.missed);
+        row(
+            &mut s,
             "wall time",
             format!("{:.1} s", o.wall_ms as f64 / 1000.0),
-            format!("{:.1} s", u.wall_ms as f64 / 1000.0)
+            format!("{:.1} s", u.wall_ms as f64 / 1000.0),
         );
         let _ = writeln!(
             s,
