@@ -128,19 +128,38 @@ fn ours(parsed: &[Parsed]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Copies the master's `[slave.max, master.max)` to the slave in batches of random sizes.
+/// Copies the master's `[slave.max, master.max)` to the slave in batches of random sizes: one
+/// to four consecutive master reads per append (so an append may cross segment ends, as a
+/// slave's does when one socket read holds several transfers), cut at random points into
+/// pieces, some of them empty, and appended with `append_raw_vectored`, or a single read with
+/// `append_raw`.
 fn replicate(master: &CommitLog, slave: &CommitLog, rng: &mut Rng, max_batch: u64) {
-    let mut buf = Vec::new();
     while slave.max_offset() < master.max_offset() {
-        buf.clear();
-        let want = 1 + rng.below(max_batch) as usize;
-        let n = master
-            .read(slave.max_offset(), want, &mut buf)
-            .expect("master read");
-        assert!(n > 0 && n <= want);
-        let end = slave
-            .append_raw(slave.max_offset(), &buf)
-            .expect("append_raw");
+        let mut reads: Vec<Vec<u8>> = Vec::new();
+        let mut at = slave.max_offset();
+        for _ in 0..1 + rng.below(4) {
+            if at == master.max_offset() {
+                break;
+            }
+            let want = 1 + rng.below(max_batch) as usize;
+            let mut buf = Vec::new();
+            let n = master.read(at, want, &mut buf).expect("master read");
+            assert!(n > 0 && n <= want);
+            at += n as u64;
+            reads.push(buf);
+        }
+        let end = if reads.len() == 1 && rng.below(2) == 0 {
+            slave.append_raw(slave.max_offset(), &reads[0])
+        } else {
+            let mut pieces: Vec<&[u8]> = Vec::new();
+            for read in &reads {
+                let cut = rng.below(read.len() as u64 + 1) as usize;
+                pieces.extend([&read[..cut], &read[cut..]]);
+            }
+            slave.append_raw_vectored(slave.max_offset(), &pieces)
+        }
+        .expect("append_raw");
+        assert_eq!(end, at);
         assert_eq!(end, slave.max_offset());
     }
 }
@@ -523,6 +542,26 @@ fn append_raw_refuses_bytes_that_do_not_frame_as_records() {
 
     // The log ends inside a record: the master path waits for a reopen to recover.
     assert!(slave.append(b"x").is_err());
+
+    // Vectored: a bad header split across pieces refuses the whole append, good pieces included.
+    let dir = tempfile::tempdir().unwrap();
+    let slave = open(dir.path());
+    let good = upstream_record(&mut rng, 100, MESSAGE_MAGIC);
+    let mut bad = upstream_record(&mut rng, 100, MESSAGE_MAGIC);
+    bad[0..4].copy_from_slice(&(SEG as u32).to_be_bytes());
+    let err = slave
+        .append_raw_vectored(0, &[&good[..60], &good[60..], &bad[..3], &[], &bad[3..]])
+        .unwrap_err();
+    assert!(err.to_string().contains("crosses the segment end"), "{err}");
+    assert_eq!(slave.max_offset(), 0);
+    assert_eq!(file_len(&segment_path(dir.path(), 0)), 0, "nothing written");
+    assert_eq!(
+        slave
+            .append_raw_vectored(0, &[&good[..60], &[], &good[60..]])
+            .unwrap(),
+        100
+    );
+    assert_eq!(slave.append_raw_vectored(100, &[&[], &[]]).unwrap(), 100);
     drop(slave);
     let log = open(dir.path());
     assert_eq!(log.max_offset(), 100);
@@ -725,7 +764,7 @@ fn the_store_names_no_runtime_no_clock_and_no_std_sync() {
     assert!(files >= 3);
 }
 
-/// `file_range` names exactly the bytes `read` returns (the master's sendfile relies on it): the
+/// `file_range` names exactly the bytes `read` returns (the master's writer relies on it): the
 /// same length, never across a segment end or past the max offset, `None` at the max offset.
 #[test]
 fn file_range_names_the_bytes_read_returns() {
@@ -754,4 +793,34 @@ fn file_range_names_the_bytes_read_returns() {
     }
     assert!(log.file_range(max, 10).unwrap().is_none());
     assert!(log.file_range(max + 1, 10).is_err());
+}
+
+/// A new segment's disk blocks are reserved up front (so appends do not allocate them one write
+/// at a time), while its length stays the data's, which recovery relies on.
+#[cfg(target_os = "linux")]
+#[test]
+fn segments_are_preallocated_but_keep_their_data_length() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let size = 1 << 20;
+    let log = CommitLog::open(StoreConfig {
+        segment_size: size,
+        ..StoreConfig::new(dir.path())
+    })
+    .unwrap();
+    let end = log.append(b"preallocated").unwrap().end;
+    let meta = fs::metadata(segment_path(dir.path(), 0)).unwrap();
+    assert_eq!(meta.len(), end, "the file length is the data length");
+    assert!(
+        meta.blocks() * 512 >= size,
+        "{} bytes allocated for a {size}-byte segment",
+        meta.blocks() * 512
+    );
+    drop(log);
+    let log = CommitLog::open(StoreConfig {
+        segment_size: size,
+        ..StoreConfig::new(dir.path())
+    })
+    .unwrap();
+    assert_eq!(log.max_offset(), end, "recovery is unchanged");
 }

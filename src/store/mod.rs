@@ -2,7 +2,7 @@
 //! ([`CommitLog::read`]) and writes on the slave ([`CommitLog::append_raw`]).
 //!
 //! It is the file IO layer only: append-only segment files named like upstream's (the 20-digit
-//! base offset), positional reads and writes through `std::fs`, recovery of a torn tail on open.
+//! base offset), positional reads and (vectored) writes, recovery of a torn tail on open.
 //! It is not an index (no consume queue), not a message codec (it knows only the record
 //! envelope, see [`record`]), and has no retention, mmap, runtime or clock: flushing follows a
 //! [`FlushPolicy`] or an explicit [`CommitLog::flush`].
@@ -23,7 +23,8 @@
 //! # Resources
 //!
 //! Every segment file stays open, one fd per segment (1 GiB segments: one fd per GiB of log),
-//! so reads never reopen files. Appends are serialized by an internal mutex; reads take a
+//! so reads never reopen files. A new segment reserves its full size of disk at once (Linux
+//! `fallocate`, keeping the file length the data's), as upstream's full-size files do. Appends are serialized by an internal mutex; reads take a
 //! second, short lock only to clone the segment's file handle, never while doing IO.
 
 pub mod record;
@@ -206,7 +207,7 @@ impl CommitLog {
             if f.base != end {
                 break; // the log ended before this segment, or a segment is missing
             }
-            let seg = segment::open(f)?;
+            let seg = segment::open(f, segment_size)?;
             let scan = segment::scan(&seg.file, f.len, segment_size)?;
             end = f.base + scan.valid;
             segments.push(seg);
@@ -236,7 +237,7 @@ impl CommitLog {
             }
         }
         if segments.is_empty() {
-            segments.push(segment::create(&dir, 0)?);
+            segments.push(segment::create(&dir, 0, segment_size)?);
             changed = true;
         }
         if changed {
@@ -344,6 +345,13 @@ impl CommitLog {
     /// offset. The bytes may start or end inside a record, but the record headers they complete
     /// must frame as the log's records; anything else is refused with nothing written.
     pub fn append_raw(&self, offset: u64, bytes: &[u8]) -> io::Result<u64> {
+        self.append_raw_vectored(offset, &[bytes])
+    }
+
+    /// [`append_raw`](Self::append_raw) of the concatenation of `pieces`, written with one
+    /// `pwritev` per segment: a slave appends all the transfer bodies of one socket read at once
+    /// (the read holds them between frame headers) instead of one write per 32 KiB transfer.
+    pub fn append_raw_vectored(&self, offset: u64, pieces: &[&[u8]]) -> io::Result<u64> {
         let mut tail = self.tail.lock();
         let max = self.max.load(Ordering::Relaxed);
         if offset != max {
@@ -351,19 +359,18 @@ impl CommitLog {
                 "append_raw at offset {offset}, but the log ends at {max}: a slave appends only at its max offset"
             )));
         }
-        if bytes.is_empty() {
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        if len == 0 {
             return Ok(max);
         }
-        let next_record = self.check_frames(&tail, offset, bytes)?;
+        let next_record = self.check_frames(tail.next_record, offset, pieces, len)?;
         let end = self.commit(&mut tail, max, |log, tail| {
             let mut pos = offset;
-            let mut rest = bytes;
+            let mut rest = Pieces::new(pieces);
             while !rest.is_empty() {
                 let seg = log.segment_for(tail, pos)?;
-                let n = rest.len().min(log.room(pos) as usize);
-                seg.file.write_all_at(&rest[..n], pos - seg.base)?;
-                pos += n as u64;
-                rest = &rest[n..];
+                let n = rest.write_at(&seg.file, pos - seg.base, log.room(pos))?;
+                pos += n;
             }
             Ok(pos)
         })?;
@@ -398,7 +405,7 @@ impl CommitLog {
             fs::remove_file(segment::path(&self.dir, seg.base))?;
         }
         table.clear();
-        let seg = segment::create(&self.dir, offset)?;
+        let seg = segment::create(&self.dir, offset, self.segment_size)?;
         table.push(seg.clone());
         drop(table);
         segment::sync_dir(&self.dir)?;
@@ -429,9 +436,9 @@ impl CommitLog {
     }
 
     /// Where the bytes [`read`](Self::read) would return live: a segment file, a position in it
-    /// and a length (same limits; `None` for 0 bytes). Lets the HA master hand the kernel the
-    /// file range (`sendfile`) instead of copying it through a buffer. The file stays open while
-    /// the range is held, even if the segment is removed meanwhile.
+    /// and a length (same limits; `None` for 0 bytes). Lets the HA master read a transfer body
+    /// straight into its place among the other frames of one socket write. The file stays open
+    /// while the range is held, even if the segment is removed meanwhile.
     pub fn file_range(&self, offset: u64, max_len: usize) -> io::Result<Option<FileRange>> {
         let max = self.max.load(Ordering::Acquire);
         if offset > max {
@@ -513,7 +520,7 @@ impl CommitLog {
         let seg = match self.segment_at(offset)? {
             Some(seg) => seg, // left empty by a failed append
             None => {
-                let seg = segment::create(&self.dir, self.segment_base(offset))?;
+                let seg = segment::create(&self.dir, self.segment_base(offset), self.segment_size)?;
                 self.segments.lock().push(seg.clone());
                 tail.dir_synced = false;
                 seg
@@ -523,11 +530,18 @@ impl CommitLog {
         Ok(seg)
     }
 
-    /// Checks the record headers that `bytes` (to be appended at `offset`) complete; returns the
-    /// new start of the next unchecked record.
-    fn check_frames(&self, tail: &Tail, offset: u64, bytes: &[u8]) -> io::Result<u64> {
-        let end = offset + bytes.len() as u64;
-        let mut at = tail.next_record;
+    /// Checks the record headers that `pieces` (`len` bytes to be appended at `offset`) complete,
+    /// starting with the record at `next_record`; returns the new start of the next unchecked
+    /// record.
+    fn check_frames(
+        &self,
+        next_record: u64,
+        offset: u64,
+        pieces: &[&[u8]],
+        len: u64,
+    ) -> io::Result<u64> {
+        let end = offset + len;
+        let mut at = next_record;
         while at + MIN_BLANK_LEN <= end {
             let mut head = [0; MIN_BLANK_LEN as usize];
             // A header started by an earlier batch has its first bytes (< 8) on disk.
@@ -539,8 +553,7 @@ impl CommitLog {
                 seg.file
                     .read_exact_at(&mut head[..on_disk], at - seg.base)?;
             }
-            let from = (at + on_disk as u64 - offset) as usize;
-            head[on_disk..].copy_from_slice(&bytes[from..from + MIN_BLANK_LEN as usize - on_disk]);
+            copy_from(pieces, at + on_disk as u64 - offset, &mut head[on_disk..]);
             let (_, len) = record::check(head, self.room(at)).map_err(|why| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -611,6 +624,112 @@ impl CommitLog {
         tail.synced = tail.synced.max(end);
         Ok(())
     }
+}
+
+/// Fills `dst` from the concatenation of `pieces`, starting `from` bytes into it (the caller
+/// checked that they hold that many).
+fn copy_from(pieces: &[&[u8]], mut from: u64, mut dst: &mut [u8]) {
+    for piece in pieces {
+        if dst.is_empty() {
+            return;
+        }
+        let len = piece.len() as u64;
+        if from >= len {
+            from -= len;
+            continue;
+        }
+        let piece = &piece[from as usize..];
+        let n = piece.len().min(dst.len());
+        dst[..n].copy_from_slice(&piece[..n]);
+        dst = &mut dst[n..];
+        from = 0;
+    }
+}
+
+/// The unwritten rest of an append's pieces.
+struct Pieces<'a> {
+    pieces: &'a [&'a [u8]],
+    /// Bytes of `pieces[0]` already written.
+    skip: usize,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(pieces: &'a [&'a [u8]]) -> Self {
+        let mut rest = Pieces { pieces, skip: 0 };
+        rest.advance(0);
+        rest
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// Drops `n` written bytes and any empty pieces from the front.
+    fn advance(&mut self, mut n: usize) {
+        while let Some((first, more)) = self.pieces.split_first() {
+            let left = first.len() - self.skip;
+            if n < left {
+                self.skip += n;
+                return;
+            }
+            n -= left;
+            self.pieces = more;
+            self.skip = 0;
+        }
+    }
+
+    /// Writes up to `room` bytes from the front at `pos` of `file`; returns how many.
+    fn write_at(&mut self, file: &File, pos: u64, room: u64) -> io::Result<u64> {
+        let mut slices = Vec::with_capacity(self.pieces.len());
+        let mut take = room;
+        for (i, piece) in self.pieces.iter().enumerate() {
+            if take == 0 {
+                break;
+            }
+            let piece = if i == 0 { &piece[self.skip..] } else { piece };
+            let n = (piece.len() as u64).min(take);
+            slices.push(io::IoSlice::new(&piece[..n as usize]));
+            take -= n;
+        }
+        let total = room - take;
+        write_all_vectored_at(file, &mut slices, pos)?;
+        self.advance(total as usize);
+        Ok(total)
+    }
+}
+
+/// `pwritev` until all of `slices` is written at `pos`.
+#[cfg(target_os = "linux")]
+fn write_all_vectored_at(
+    file: &File,
+    mut slices: &mut [io::IoSlice<'_>],
+    mut pos: u64,
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let n = match rustix::io::pwritev(file, slices, pos) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        pos += n as u64;
+        io::IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+/// One positional write per slice where there is no `pwritev` binding.
+#[cfg(not(target_os = "linux"))]
+fn write_all_vectored_at(
+    file: &File,
+    slices: &mut [io::IoSlice<'_>],
+    mut pos: u64,
+) -> io::Result<()> {
+    for slice in slices.iter() {
+        file.write_all_at(slice, pos)?;
+        pos += slice.len() as u64;
+    }
+    Ok(())
 }
 
 impl Drop for CommitLog {

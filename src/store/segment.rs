@@ -83,9 +83,11 @@ fn open_options() -> OpenOptions {
     o
 }
 
-/// Opens an existing segment for reading and positional writes.
-pub(crate) fn open(found: &Found) -> io::Result<Segment> {
+/// Opens an existing segment for reading and positional writes; its rest is preallocated again
+/// (a no-op for a full segment) in case it becomes the active one.
+pub(crate) fn open(found: &Found, size: u64) -> io::Result<Segment> {
     let file = open_options().open(&found.path)?;
+    preallocate(&file, &found.path, size);
     Ok(Segment {
         base: found.base,
         file: Arc::new(file),
@@ -93,7 +95,8 @@ pub(crate) fn open(found: &Found) -> io::Result<Segment> {
 }
 
 /// Creates a new, empty segment; an existing file of that name is an error, never reused.
-pub(crate) fn create(dir: &Path, base: u64) -> io::Result<Segment> {
+/// Its `size` bytes of disk are reserved up front (see [`preallocate`]).
+pub(crate) fn create(dir: &Path, base: u64, size: u64) -> io::Result<Segment> {
     let path = path(dir, base);
     let file = open_options().create_new(true).open(&path).map_err(|e| {
         io::Error::new(
@@ -101,11 +104,29 @@ pub(crate) fn create(dir: &Path, base: u64) -> io::Result<Segment> {
             format!("creating commit log segment {}: {e}", path.display()),
         )
     })?;
+    preallocate(&file, &path, size);
     Ok(Segment {
         base,
         file: Arc::new(file),
     })
 }
+
+/// Reserves the segment's disk blocks without changing its length (`FALLOC_FL_KEEP_SIZE`), the
+/// counterpart of upstream's full-size segment files: appends then write into allocated blocks
+/// instead of making the filesystem allocate on every write (on ext4 that halves the cost of a
+/// slave's append), and a segment does not fragment. The length stays the data's length, so
+/// recovery is unchanged. Best effort: a filesystem without `fallocate` (or a full disk, which
+/// the writes themselves then report) only loses the speed-up.
+#[cfg(target_os = "linux")]
+fn preallocate(file: &File, path: &Path, size: u64) {
+    use rustix::fs::{FallocateFlags, fallocate};
+    if let Err(e) = fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
+        tracing::debug!(file = %path.display(), error = %e, "commit log: segment not preallocated");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_: &File, _: &Path, _: u64) {}
 
 /// Makes created or removed directory entries durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
