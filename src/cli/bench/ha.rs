@@ -72,6 +72,10 @@ const RECORD: u64 = 1 << 20;
 const SEGMENT: u64 = 256 << 20;
 /// A larger batch than upstream's 32 KiB, also reported.
 const LARGE_BATCH: u32 = 1 << 20;
+/// Rounds of (raw copies, 32 KiB slave, 1 MiB slave); each figure is the median round's. The copy
+/// into a new file's page cache (the slave's and the to-file baseline's) varies from run to run on
+/// a shared VM far more than the code does, so one round can land on a slow moment.
+const REPLICATION_ROUNDS: usize = 3;
 /// Read and write size of the raw copy baseline: of 32 KiB to 1 MiB, 64 KiB was (near) the
 /// fastest here; 1 MiB buffers were up to 2x slower (they no longer fit the caches).
 const RAW_CHUNK: usize = 64 << 10;
@@ -455,10 +459,15 @@ struct Transfer {
 }
 
 impl Transfer {
-    fn add(&mut self, other: Transfer) {
-        self.bytes += other.bytes;
-        self.time += other.time;
-        self.cpu.add(other.cpu);
+    /// The round with the median rate (the upper one of an even count).
+    fn median(rounds: &[Transfer]) -> Transfer {
+        let mut sorted = rounds.to_vec();
+        sorted.sort_by(|a, b| a.mib_per_sec().total_cmp(&b.mib_per_sec()));
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+
+    fn rounds_mb_per_sec(rounds: &[Transfer]) -> Vec<f64> {
+        rounds.iter().map(|t| round(t.mib_per_sec(), 1)).collect()
     }
 
     fn mib_per_sec(&self) -> f64 {
@@ -486,13 +495,14 @@ struct CpuPerGib {
     client: f64,
 }
 
+/// The timed transfers of every round, in round order.
 struct Replication {
-    default_batch: Transfer,
-    large_batch: Transfer,
+    default_batch: Vec<Transfer>,
+    large_batch: Vec<Transfer>,
     /// Segment files -> socket -> discarded: the raw copy.
-    raw_socket: Transfer,
+    raw_socket: Vec<Transfer>,
     /// Segment files -> socket -> a file: also the slave's page-cache write.
-    raw_file: Transfer,
+    raw_file: Vec<Transfer>,
     identical: bool,
     setup: Duration,
 }
@@ -502,8 +512,9 @@ struct SyncWait {
     base: Vec<u64>,
 }
 
-/// Fills a log with [`LOG_BYTES`] of records, times the raw copies and fresh slaves catching it
-/// up, and measures sync waits with the first slave still connected.
+/// Fills a log with [`LOG_BYTES`] of records; then, [`REPLICATION_ROUNDS`] times, times the two
+/// raw copies and fresh slaves catching it up with each batch size. Sync waits are measured in
+/// the first round, with its 32 KiB slave still connected.
 fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     progress("writing the 1 GiB master log");
     let t = Instant::now();
@@ -524,47 +535,52 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     drop(payload);
     // Written back now rather than during a measurement.
     log.flush()?;
-    warm_page_cache(LOG_BYTES)?;
     let setup = t.elapsed();
     let ha = ha_config(SEGMENT);
-    // One gauge per master and per slave: each shutdown waits for its own gauge to reach 0.
-    let gauge = TaskGauge::new;
-    let (dir, bytes) = (master_dir.path(), log.max_offset());
-
-    progress("raw copies of the log's bytes (file -> socket, file -> socket -> file)");
-    let mut raw_socket = raw_copy_run(rts, dir, bytes, false)?;
-    let mut raw_file = raw_copy_run(rts, dir, bytes, true)?;
-
-    progress("replication, 32 KiB batches");
-    let master = bind_master(rts, ha, log.clone(), &gauge())?;
-    let slave_dir = tempfile::tempdir()?;
-    let slave_log = open_log(slave_dir.path(), SEGMENT)?;
-    let (default_batch, slave) = catch_up(rts, &master, ha, &slave_log, &gauge())?;
-    let end = master.log().max_offset();
-    let identical = slave_log.digest(0, end)? == master.log().digest(0, end)?;
-
-    progress("sync waits");
-    let sync = sync_waits(rts, &master)?;
-    let left = rts.client.block_on(slave.shutdown(Duration::from_secs(30)));
-    drop(slave_log);
-    drop(slave_dir);
-
-    progress("raw copies again");
-    raw_socket.add(raw_copy_run(rts, dir, bytes, false)?);
-    raw_file.add(raw_copy_run(rts, dir, bytes, true)?);
-
-    progress("replication, 1 MiB batches");
     let large_ha = HaConfig {
         batch_max: LARGE_BATCH,
         ..ha
     };
+    // One gauge per master and per slave: each shutdown waits for its own gauge to reach 0.
+    let gauge = TaskGauge::new;
+    let (dir, bytes) = (master_dir.path(), log.max_offset());
+    let master = bind_master(rts, ha, log.clone(), &gauge())?;
     let large_master = bind_master(rts, large_ha, log.clone(), &gauge())?;
-    let slave_dir = tempfile::tempdir()?;
-    let slave_log = open_log(slave_dir.path(), SEGMENT)?;
-    let (large_batch, slave) = catch_up(rts, &large_master, large_ha, &slave_log, &gauge())?;
-    let left = left + rts.client.block_on(slave.shutdown(Duration::from_secs(30)));
-    drop(slave_log);
-    drop(slave_dir);
+
+    let mut r = Replication {
+        default_batch: Vec::new(),
+        large_batch: Vec::new(),
+        raw_socket: Vec::new(),
+        raw_file: Vec::new(),
+        identical: true,
+        setup,
+    };
+    let mut sync = None;
+    let mut left = 0;
+    for round in 1..=REPLICATION_ROUNDS {
+        progress(&format!(
+            "replication round {round} of {REPLICATION_ROUNDS}: raw copies, then slaves with 32 KiB and 1 MiB batches"
+        ));
+        r.raw_socket.push(raw_copy_run(rts, dir, bytes, false)?);
+        r.raw_file.push(raw_copy_run(rts, dir, bytes, true)?);
+        for (master, ha) in [(&master, ha), (&large_master, large_ha)] {
+            let slave_dir = tempfile::tempdir()?;
+            let slave_log = open_log(slave_dir.path(), SEGMENT)?;
+            let (transfer, slave) = catch_up(rts, master, ha, &slave_log, &gauge())?;
+            let end = master.log().max_offset();
+            r.identical &= slave_log.digest(0, end)? == master.log().digest(0, end)?;
+            if ha.batch_max == LARGE_BATCH {
+                r.large_batch.push(transfer);
+            } else {
+                r.default_batch.push(transfer);
+                if sync.is_none() {
+                    progress("sync waits");
+                    sync = Some(sync_waits(rts, master)?);
+                }
+            }
+            left += rts.client.block_on(slave.shutdown(Duration::from_secs(30)));
+        }
+    }
     let left = left
         + rts
             .server
@@ -573,22 +589,16 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     if left > 0 {
         return Err(other(format!("{left} HA task(s) alive after shutdown")));
     }
-    Ok((
-        Replication {
-            default_batch,
-            large_batch,
-            raw_socket,
-            raw_file,
-            identical,
-            setup,
-        },
-        sync,
-    ))
+    let sync = sync.ok_or_else(|| other("no replication round ran"))?;
+    Ok((r, sync))
 }
 
-/// Writes and deletes `bytes` of scratch file, so that the page cache pages the measured runs
-/// write into are not the machine's first touch of that memory (on a VM the first touch can
-/// cost several times the copy itself).
+/// Writes and deletes `bytes` of scratch file right before a run that writes that much into new
+/// files (a slave, the copy into a file), so that the page cache pages it gets are memory this VM
+/// touched a moment ago rather than, possibly, never: on a VM a first touch also faults on the
+/// host. The copy into the page cache still varies from run to run (0.6 to 2 CPU seconds per GiB
+/// for the same code), hence the rounds. Both sides of every to-file comparison are warmed alike;
+/// the discarding raw copy writes no file.
 fn warm_page_cache(bytes: u64) -> io::Result<()> {
     let dir = tempfile::tempdir()?;
     let file = std::fs::File::create(dir.path().join("warm"))?;
@@ -610,6 +620,7 @@ fn catch_up(
     tasks: &TaskGauge,
 ) -> io::Result<(Transfer, HaSlave)> {
     let end = master.log().max_offset();
+    warm_page_cache(end)?;
     let cpu0 = Cpu::now();
     let t0 = Instant::now();
     let slave = start_slave(rts, ha, master.local_addr(), slave_log.clone(), tasks);
@@ -638,6 +649,9 @@ fn raw_copy_run(rts: &Runtimes, dir: &Path, bytes: u64, to_file: bool) -> io::Re
         .collect::<io::Result<Vec<_>>>()?;
     let sink_dir = tempfile::tempdir()?;
     let sink = std::fs::File::create(sink_dir.path().join("copy"))?;
+    if to_file {
+        warm_page_cache(bytes)?;
+    }
     let listener = rts
         .server
         .block_on(TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))?;
@@ -982,6 +996,11 @@ struct Report {
     raw_copy_to_file_mb_per_sec: f64,
     replication_to_file_ratio: f64,
     replication_batch_1mib_to_file_ratio: f64,
+    /// Every round's rate; the figures above are the median round's.
+    replication_rounds_mb_per_sec: Vec<f64>,
+    replication_batch_1mib_rounds_mb_per_sec: Vec<f64>,
+    raw_copy_rounds_mb_per_sec: Vec<f64>,
+    raw_copy_to_file_rounds_mb_per_sec: Vec<f64>,
     replicated_bytes: u64,
     replica_identical: bool,
     replication_cpu_ms_per_gib: CpuPerGib,
@@ -1021,16 +1040,18 @@ that accepts and drops). leaked_after: at quiescence, table rows, master tasks m
 open fds minus baseline (log segment files excluded). Replication: a 1 GiB log of 1 MiB records \
 in 256 MiB segments, in the page cache; a fresh slave (empty log, same segment size, upstream \
 timings) is timed from start until its log ends at the master's max offset; replica_identical \
-compares CRCs of both logs. replication_batch_1mib: the same with batch_max = 1 MiB (a second \
-master on the same log, a second fresh slave). raw_copy: the same bytes read from the master's \
+compares CRCs of both logs after every run. replication_batch_1mib: the same with batch_max = 1 \
+MiB (a second master on the same log, a fresh slave). raw_copy: the same bytes read from the master's \
 segment files with pread in 64 KiB chunks and written to a socket by a server-runtime task, read \
 into a 64 KiB buffer and discarded by a client-runtime task (64 KiB: near the best of 32 KiB..1 \
 MiB on this machine; 1 MiB buffers were up to 2x slower); raw_copy_to_file: the same, the \
 receiver also writing them with pwrite into one new file in a temp dir (page cache -> socket -> \
-page cache, as replication does). Each baseline is pooled (total bytes / total time) over 2 runs, \
-one before the 32 KiB replication and one before the 1 MiB one. The master log is flushed, and 1 \
-GiB of scratch file written and deleted, before any of them (log_setup_s), so that no run pays \
-for the VM's first touch of page-cache memory or for the log's writeback. Sync wait: 2,000 \
+page cache, as replication does). 3 rounds, each of raw_copy, raw_copy_to_file, the 32 KiB \
+slave and the 1 MiB slave; every figure is its median round's (the *_rounds_* arrays list them \
+all), and a ratio divides two medians. The master log is flushed before any of them \
+(log_setup_s), so that no run pays for its writeback, and every run that writes a new file \
+(the slaves, raw_copy_to_file) is preceded by writing and deleting as many bytes of scratch \
+file, so that its page-cache pages are memory this VM touched a moment ago. Sync wait: 2,000 \
 appends of a 100-byte payload with the caught-up slave connected, each timed from before append \
 to wait_for_replication(end, 1) returning, in 2 rounds alternating with the baseline: the same \
 hops (a watch channel kicks a server-runtime writer task that writes a 124-byte frame; a \
@@ -1065,6 +1086,9 @@ impl Report {
         let per_sec = |t: Duration| (PROBES as f64 / t.as_secs_f64()).round();
         let per_probe = |d: Duration| round(d.as_secs_f64() * 1e6 / PROBES as f64, 2);
         let r = &replication;
+        let [default_batch, large_batch, raw_socket, raw_file] =
+            [&r.default_batch, &r.large_batch, &r.raw_socket, &r.raw_file]
+                .map(|rounds| Transfer::median(rounds));
         let mb = |t: &Transfer| round(t.mib_per_sec(), 1);
         let ratio =
             |ours: &Transfer, base: &Transfer| round(ours.mib_per_sec() / base.mib_per_sec(), 3);
@@ -1086,20 +1110,24 @@ impl Report {
             probe_client_cpu_us: per_probe(probes.ours_cpu.client),
             baseline_probe_client_cpu_us: per_probe(probes.base_cpu.client),
 
-            replication_mb_per_sec: mb(&r.default_batch),
-            raw_copy_mb_per_sec: mb(&r.raw_socket),
-            replication_ratio: ratio(&r.default_batch, &r.raw_socket),
-            replication_batch_1mib_mb_per_sec: mb(&r.large_batch),
-            replication_batch_1mib_ratio: ratio(&r.large_batch, &r.raw_socket),
-            raw_copy_to_file_mb_per_sec: mb(&r.raw_file),
-            replication_to_file_ratio: ratio(&r.default_batch, &r.raw_file),
-            replication_batch_1mib_to_file_ratio: ratio(&r.large_batch, &r.raw_file),
-            replicated_bytes: r.default_batch.bytes,
+            replication_mb_per_sec: mb(&default_batch),
+            raw_copy_mb_per_sec: mb(&raw_socket),
+            replication_ratio: ratio(&default_batch, &raw_socket),
+            replication_batch_1mib_mb_per_sec: mb(&large_batch),
+            replication_batch_1mib_ratio: ratio(&large_batch, &raw_socket),
+            raw_copy_to_file_mb_per_sec: mb(&raw_file),
+            replication_to_file_ratio: ratio(&default_batch, &raw_file),
+            replication_batch_1mib_to_file_ratio: ratio(&large_batch, &raw_file),
+            replication_rounds_mb_per_sec: Transfer::rounds_mb_per_sec(&r.default_batch),
+            replication_batch_1mib_rounds_mb_per_sec: Transfer::rounds_mb_per_sec(&r.large_batch),
+            raw_copy_rounds_mb_per_sec: Transfer::rounds_mb_per_sec(&r.raw_socket),
+            raw_copy_to_file_rounds_mb_per_sec: Transfer::rounds_mb_per_sec(&r.raw_file),
+            replicated_bytes: default_batch.bytes,
             replica_identical: r.identical,
-            replication_cpu_ms_per_gib: r.default_batch.cpu_ms_per_gib(),
-            replication_batch_1mib_cpu_ms_per_gib: r.large_batch.cpu_ms_per_gib(),
-            raw_copy_cpu_ms_per_gib: r.raw_socket.cpu_ms_per_gib(),
-            raw_copy_to_file_cpu_ms_per_gib: r.raw_file.cpu_ms_per_gib(),
+            replication_cpu_ms_per_gib: default_batch.cpu_ms_per_gib(),
+            replication_batch_1mib_cpu_ms_per_gib: large_batch.cpu_ms_per_gib(),
+            raw_copy_cpu_ms_per_gib: raw_socket.cpu_ms_per_gib(),
+            raw_copy_to_file_cpu_ms_per_gib: raw_file.cpu_ms_per_gib(),
 
             sync_wait_p50_us: quantile_us(&mut sync.ours, 0.50),
             sync_wait_p99_us: quantile_us(&mut sync.ours, 0.99),
