@@ -562,10 +562,32 @@ fn append_raw_refuses_bytes_that_do_not_frame_as_records() {
         100
     );
     assert_eq!(slave.append_raw_vectored(100, &[&[], &[]]).unwrap(), 100);
+
     drop(slave);
     let log = open(dir.path());
     assert_eq!(log.max_offset(), 100);
     assert_eq!(log.append(b"x").unwrap().start, 100);
+}
+
+/// A read full of tiny transfers holds more bodies than one `pwritev` takes.
+#[test]
+fn append_raw_vectored_takes_more_pieces_than_one_pwritev() {
+    let mut rng = Rng(0x1_0F_1EC5);
+    let dir = tempfile::tempdir().unwrap();
+    let (master, slave) = (open(&dir.path().join("m")), open(&dir.path().join("s")));
+    fill(&master, &mut rng, 40, 300);
+    let mut bytes = Vec::new();
+    master.read(0, SEG as usize, &mut bytes).unwrap();
+    let pieces: Vec<&[u8]> = bytes.chunks(3).collect();
+    assert!(pieces.len() > 1024, "{} pieces", pieces.len());
+    assert_eq!(
+        slave.append_raw_vectored(0, &pieces).unwrap(),
+        bytes.len() as u64
+    );
+    assert_eq!(
+        slave.digest(0, bytes.len() as u64).unwrap(),
+        master.digest(0, bytes.len() as u64).unwrap()
+    );
 }
 
 #[test]

@@ -387,8 +387,9 @@ async fn read_reports(
 /// Transfer bytes (headers and bodies) the writer gathers into one socket write while the slave
 /// is behind. Each transfer stays a separate frame of at most `batch_max` bytes; only the send is
 /// shared: a `pread` per body and one `send` per gather cost less CPU than the header send
-/// (`MSG_MORE`) plus `sendfile` per 32 KiB transfer that this replaced.
-const WRITE_GATHER: usize = 256 * 1024;
+/// (`MSG_MORE`) plus `sendfile` per 32 KiB transfer that this replaced. Of 64 KiB, 256 KiB and
+/// 512 KiB (with the slave reading 0.5 or 1 MiB), 512 KiB made the 1 GiB catch-up fastest.
+const WRITE_GATHER: usize = 512 * 1024;
 
 async fn write_transfers(
     mut wr: OwnedWriteHalf,
@@ -637,8 +638,11 @@ async fn replicate(
     }
 }
 
-/// Bytes the slave reads at once while the master streams.
-const SLAVE_READ: usize = 256 * 1024;
+/// Bytes the slave reads at once while the master streams (upstream's slave holds two 4 MiB
+/// buffers for good). Fewer, larger reads mean fewer wakeups and appends: 1 MiB cut the slave's
+/// CPU per GiB by 10-20 % against 256 KiB. The buffer is freed whenever a read drains the socket,
+/// so an idle slave holds none.
+const SLAVE_READ: usize = 1024 * 1024;
 
 /// When the slave sends the report its `SlaveLink` has made due.
 ///
@@ -715,10 +719,13 @@ async fn session(
                 if let Err(error) = readable {
                     return Err(format!("read: {error}"));
                 }
-                if buf.is_empty() {
-                    buf = vec![0u8; SLAVE_READ];
+                // Read into spare capacity: nothing is zeroed, and a heartbeat's read touches one
+                // page of the buffer.
+                if buf.capacity() == 0 {
+                    buf = Vec::with_capacity(SLAVE_READ);
                 }
-                let n = match rd.try_read(&mut buf) {
+                buf.clear();
+                let n = match rd.try_read_buf(&mut buf) {
                     Ok(0) => return Err("master closed the connection".into()),
                     Ok(n) => n,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -739,14 +746,15 @@ async fn session(
                 // The bodies of one read are consecutive in the log: one append for all of them.
                 if let Some(first) = appends.first() {
                     debug_assert!(appends.windows(2).all(|w| w[0].offset + w[0].range.len() as u64 == w[1].offset));
-                    let pieces: smallvec::SmallVec<[&[u8]; 16]> = appends.iter().map(|a| &buf[a.range.clone()]).collect();
+                    let pieces: smallvec::SmallVec<[&[u8]; 32]> = appends.iter().map(|a| &buf[a.range.clone()]).collect();
                     let new_max = log.append_raw_vectored(first.offset, &pieces).map_err(|e| format!("append at {}: {e}", first.offset))?;
                     status.appended.fetch_add(new_max - first.offset, Ordering::Relaxed);
                     pacer.appended(new_max - first.offset);
                     link.handle_appended(new_max);
                 }
-                pacer.read(n, buf.len());
-                if n < buf.len() {
+                let full = n == buf.capacity();
+                pacer.read(n, buf.capacity());
+                if !full {
                     buf = Vec::new();
                 }
                 if let Some(why) = closed {

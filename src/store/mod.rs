@@ -698,7 +698,8 @@ impl<'a> Pieces<'a> {
     }
 }
 
-/// `pwritev` until all of `slices` is written at `pos`.
+/// `pwritev` until all of `slices` is written at `pos` (rustix passes at most `IOV_MAX` slices per
+/// call, and a read full of tiny transfers can hold more bodies: the loop writes the rest).
 #[cfg(target_os = "linux")]
 fn write_all_vectored_at(
     file: &File,
