@@ -572,7 +572,7 @@ fn append_raw_refuses_bytes_that_do_not_frame_as_records() {
 /// A read full of tiny transfers holds more bodies than one `pwritev` takes.
 #[test]
 fn append_raw_vectored_takes_more_pieces_than_one_pwritev() {
-    let mut rng = Rng(0x1_0F_1EC5);
+    let mut rng = Rng(0x010F_1EC5);
     let dir = tempfile::tempdir().unwrap();
     let (master, slave) = (open(&dir.path().join("m")), open(&dir.path().join("s")));
     fill(&master, &mut rng, 40, 300);
