@@ -845,4 +845,29 @@ fn segments_are_preallocated_but_keep_their_data_length() {
     })
     .unwrap();
     assert_eq!(log.max_offset(), end, "recovery is unchanged");
+    drop(log);
+
+    // Recovery cuts a torn tail (which frees the blocks past the new end) and reserves the
+    // active segment's rest again.
+    use std::io::Write;
+    let path = segment_path(dir.path(), 0);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[0xEE; 100])
+        .unwrap();
+    let log = CommitLog::open(StoreConfig {
+        segment_size: size,
+        ..StoreConfig::new(dir.path())
+    })
+    .unwrap();
+    assert_eq!(log.max_offset(), end, "the torn tail is cut");
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), end);
+    assert!(
+        meta.blocks() * 512 >= size,
+        "{} bytes allocated after recovery",
+        meta.blocks() * 512
+    );
 }

@@ -24,8 +24,9 @@
 //!
 //! Every segment file stays open, one fd per segment (1 GiB segments: one fd per GiB of log),
 //! so reads never reopen files. A new segment reserves its full size of disk at once (Linux
-//! `fallocate`, keeping the file length the data's), as upstream's full-size files do. Appends are serialized by an internal mutex; reads take a
-//! second, short lock only to clone the segment's file handle, never while doing IO.
+//! `fallocate`, keeping the file length the data's), as upstream's full-size files do. Appends
+//! are serialized by an internal mutex; reads take a second, short lock only to clone the
+//! segment's file handle, never while doing IO.
 
 pub mod record;
 mod segment;
@@ -207,7 +208,7 @@ impl CommitLog {
             if f.base != end {
                 break; // the log ended before this segment, or a segment is missing
             }
-            let seg = segment::open(f, segment_size)?;
+            let seg = segment::open(f)?;
             let scan = segment::scan(&seg.file, f.len, segment_size)?;
             end = f.base + scan.valid;
             segments.push(seg);
@@ -235,6 +236,8 @@ impl CommitLog {
                 seg.file.set_len(keep)?;
                 seg.file.sync_all()?;
             }
+            // The segment appends continue in: reserve its rest again (a truncation freed it).
+            segment::preallocate(&seg.file, &f.path, segment_size);
         }
         if segments.is_empty() {
             segments.push(segment::create(&dir, 0, segment_size)?);

@@ -83,11 +83,9 @@ fn open_options() -> OpenOptions {
     o
 }
 
-/// Opens an existing segment for reading and positional writes; its rest is preallocated again
-/// (a no-op for a full segment) in case it becomes the active one.
-pub(crate) fn open(found: &Found, size: u64) -> io::Result<Segment> {
+/// Opens an existing segment for reading and positional writes.
+pub(crate) fn open(found: &Found) -> io::Result<Segment> {
     let file = open_options().open(&found.path)?;
-    preallocate(&file, &found.path, size);
     Ok(Segment {
         base: found.base,
         file: Arc::new(file),
@@ -118,7 +116,7 @@ pub(crate) fn create(dir: &Path, base: u64, size: u64) -> io::Result<Segment> {
 /// recovery is unchanged. Best effort: a filesystem without `fallocate` (or a full disk, which
 /// the writes themselves then report) only loses the speed-up.
 #[cfg(target_os = "linux")]
-fn preallocate(file: &File, path: &Path, size: u64) {
+pub(crate) fn preallocate(file: &File, path: &Path, size: u64) {
     use rustix::fs::{FallocateFlags, fallocate};
     if let Err(e) = fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
         tracing::debug!(file = %path.display(), error = %e, "commit log: segment not preallocated");
@@ -126,7 +124,7 @@ fn preallocate(file: &File, path: &Path, size: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn preallocate(_: &File, _: &Path, _: u64) {}
+pub(crate) fn preallocate(_: &File, _: &Path, _: u64) {}
 
 /// Makes created or removed directory entries durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
