@@ -192,8 +192,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     }
     tracing::info!(
         closed_by_shutdown = report.closed_connections,
-        accepted = stats.accepted.load(Ordering::Relaxed),
-        closed = stats.closed.load(Ordering::Relaxed),
+        accepted = stats.accepted_total(),
+        closed = stats.closed_total(),
         channels = registry.channel_count(),
         producer_groups = registry.producer_group_count(),
         consumer_groups = registry.consumer_group_count(),

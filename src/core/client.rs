@@ -6,12 +6,19 @@ use std::fmt;
 /// A client connection's identity in the registry.
 ///
 /// Upstream keys its tables by Netty `Channel` identity; we use an id the registry hands out at
-/// registration, never reused, so a stale id can never alias a newer connection.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+/// registration, never reused, so a stale id can never alias a newer connection. Only this crate
+/// constructs one (the `harness` feature also reads them back from recorded traces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 #[serde(transparent)]
-pub struct ChannelId(pub u64);
+pub struct ChannelId(pub(crate) u64);
+
+impl ChannelId {
+    /// The id as a number (for traces and metrics labels).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for ChannelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,9 +59,8 @@ pub enum RemovalCause {
 /// the order they happened; across the groups of one operation (a close visits a channel's
 /// groups in hash order) the order is unspecified, and two concurrent operations' events may
 /// interleave.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ClientEvent {
     /// A (group, channel) membership was created (`CLIENT_REGISTER`).
@@ -132,6 +138,9 @@ pub enum ClientError {
     /// The channel was closed; its id is a tombstone and cannot be registered into anything.
     #[error("{0} is closed")]
     ChannelClosed(ChannelId),
+    /// The listener is shutting down; the channel was closed instead of started.
+    #[error("the client listener is shutting down")]
+    ShuttingDown,
     /// `max_channels` live channels already exist.
     #[error("too many client channels (limit {max})")]
     TooManyChannels {

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// One group: its members with their own last-seen time (per membership, upstream #10435).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 pub struct GroupEntry {
     /// Channel -> when this (group, channel) membership was last refreshed.
     pub members: BTreeMap<ChannelId, Millis>,
@@ -26,7 +27,8 @@ pub struct GroupEntry {
 }
 
 /// One live channel: the inverse index, so a close visits only the channel's own groups.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 pub struct ChannelEntry {
     /// The client id of the channel's last heartbeat; `None` before its first.
     pub client_id: Option<String>,
@@ -59,7 +61,8 @@ impl ChannelEntry {
 }
 
 /// The whole observable state of the client registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 pub struct ClientTables {
     /// Producer group -> members (`ProducerManager.groupChannelTable`).
     pub producers: BTreeMap<String, GroupEntry>,
@@ -241,7 +244,8 @@ impl ClientTables {
 }
 
 /// One operation on the client tables, as the harnesses and the conformance traces spell it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ClientOp {
     /// A connection was accepted; the model hands out the next id (1, 2, ...).
@@ -277,7 +281,8 @@ pub enum ClientOp {
 }
 
 /// What an operation returned, for comparing implementations.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum OpResult {
     /// `RegisterChannel` succeeded with this id.

@@ -1,18 +1,27 @@
-//! `ClientChannel<P>`: one client connection's lifecycle around its `ClientRegistry` entry.
+//! `ClientChannel<P, T>`: one client connection's lifecycle around its `ClientRegistry` entry.
 //!
 //! ```text
-//!  new()      register(&registry)        spawn(&spawner, task)         close(reason)
-//! ──────▶ Init ─────────────────▶ Registered ─────────────────▶ Running ─────────────▶ Closed
+//!  new(transport, peer)  register(&registry)        spawn(&spawner, task)         close(reason)
+//! ─────────────────────▶ Init ─────────────▶ Registered ─────────────────▶ Running ─────────────▶ Closed
 //!           │  Err(RegisterError)     │                            │
 //!           │  hands Init back        └──── close(reason) ─────────┼──────────────────▶ Closed
 //!           └───────────────────────────── close(reason) ─────────┴──────────────────▶ Closed
 //! ```
+//!
+//! The handle owns the transport `T` until `spawn` moves it into the channel's task; closing or
+//! dropping the handle before that drops it, and after that aborts the task, which drops it. So a
+//! channel closed in the registry never keeps a live connection (no zombie that the registry
+//! would refuse but the peer still talks to).
 //!
 //! The registration is an RAII guard held both by the handle and by the running task: whichever
 //! lets go first (the task returning its [`CloseReason`], the task panicking or being aborted, the
 //! owner calling `close` or dropping the handle) closes the channel in the registry, and the
 //! registry's tombstone makes every later attempt a no-op. So the entry is removed exactly once on
 //! every exit path, and a heartbeat already in flight cannot re-register it.
+//!
+//! A `Registered` handle that is leaked (`mem::forget`) leaks its transport, as forgetting a
+//! socket does, but not its slot: `ClientAcceptor::scan` reclaims channels whose task never
+//! started, two scans in a row.
 
 use super::registration::{Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
@@ -22,24 +31,25 @@ use crate::registry::{ChannelRef, ClientRegistry};
 use crate::sync::Arc;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 
 /// Maps each phase to what a `ClientChannel` owns in it.
 pub trait ChannelPhase: Phase {
     #[doc(hidden)]
-    type State: Send;
+    type State<T: Send + 'static>: Send;
 }
 
 impl ChannelPhase for Init {
-    type State = state::Init;
+    type State<T: Send + 'static> = state::Init<T>;
 }
 impl ChannelPhase for Registered {
-    type State = state::Registered;
+    type State<T: Send + 'static> = state::Registered<T>;
 }
 impl ChannelPhase for Running {
-    type State = state::Running;
+    type State<T: Send + 'static> = state::Running<T>;
 }
 impl ChannelPhase for Closed {
-    type State = state::Closed;
+    type State<T: Send + 'static> = state::Closed<T>;
 }
 
 #[doc(hidden)]
@@ -47,40 +57,44 @@ pub mod state {
     //! Per-phase contents of a `ClientChannel`; public only because associated types must be.
     use super::*;
 
-    pub struct Init {
+    pub struct Init<T> {
         pub(super) peer: String,
+        pub(super) transport: T,
     }
-    pub struct Registered {
+    pub struct Registered<T> {
         pub(super) peer: String,
         pub(super) registration: Registration<ClientRegistry>,
+        pub(super) transport: T,
     }
-    pub struct Running {
+    pub struct Running<T> {
         pub(super) peer: String,
         pub(super) registration: Registration<ClientRegistry>,
         pub(super) task: Box<dyn TaskHandle>,
+        pub(super) transport: PhantomData<fn() -> T>,
     }
 
-    impl Drop for Running {
-        /// A dropped handle takes its task with it; the registration (dropped next) closes the
-        /// channel if nothing did yet.
+    impl<T> Drop for Running<T> {
+        /// A dropped handle takes its task (and so its transport) with it; the registration
+        /// (dropped next) closes the channel if nothing did yet.
         fn drop(&mut self) {
             self.task.abort();
         }
     }
 
-    pub struct Closed {
+    pub struct Closed<T> {
         pub(super) peer: String,
         pub(super) id: Option<ChannelId>,
         pub(super) reason: CloseReason,
+        pub(super) transport: PhantomData<fn() -> T>,
     }
 }
 
-/// A client connection in phase `P`.
-pub struct ClientChannel<P: ChannelPhase> {
-    state: P::State,
+/// A client connection in phase `P` over transport `T`.
+pub struct ClientChannel<P: ChannelPhase, T: Send + 'static> {
+    state: P::State<T>,
 }
 
-impl<P: ChannelPhase> fmt::Debug for ClientChannel<P> {
+impl<P: ChannelPhase, T: Send + 'static> fmt::Debug for ClientChannel<P, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientChannel")
             .field("phase", &P::NAME)
@@ -88,21 +102,34 @@ impl<P: ChannelPhase> fmt::Debug for ClientChannel<P> {
     }
 }
 
-/// A refused registration; the channel comes back so it can still be closed.
-#[derive(Debug, thiserror::Error)]
+/// A refused registration; the channel, transport included, comes back so it can still be
+/// closed.
+#[derive(thiserror::Error)]
 #[error("client channel from {} was not registered: {error}", channel.peer())]
-pub struct RegisterError {
+pub struct RegisterError<T: Send + 'static> {
     /// The channel, still in `Init`.
-    pub channel: ClientChannel<Init>,
+    pub channel: ClientChannel<Init, T>,
     /// Why the registry refused it.
     pub error: ClientError,
 }
 
-impl ClientChannel<Init> {
-    /// An accepted connection from `peer` (a label for traces, e.g. its socket address).
-    pub fn new(peer: impl Into<String>) -> Self {
+impl<T: Send + 'static> fmt::Debug for RegisterError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterError")
+            .field("peer", &self.channel.peer())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> ClientChannel<Init, T> {
+    /// An accepted transport from `peer` (a label for traces, e.g. its socket address).
+    pub fn new(transport: T, peer: impl Into<String>) -> Self {
         ClientChannel {
-            state: state::Init { peer: peer.into() },
+            state: state::Init {
+                peer: peer.into(),
+                transport,
+            },
         }
     }
 
@@ -115,14 +142,16 @@ impl ClientChannel<Init> {
     pub fn register(
         self,
         registry: &Arc<ClientRegistry>,
-    ) -> Result<ClientChannel<Registered>, RegisterError> {
+    ) -> Result<ClientChannel<Registered, T>, RegisterError<T>> {
         match registry.register_channel() {
             Ok(slot) => {
                 let registration = Registration::new(registry.clone(), slot);
+                let state::Init { peer, transport } = self.state;
                 Ok(ClientChannel {
                     state: state::Registered {
-                        peer: self.state.peer,
+                        peer,
                         registration,
+                        transport,
                     },
                 })
             }
@@ -136,42 +165,62 @@ impl ClientChannel<Init> {
         }
     }
 
-    /// Closes a channel that never registered: nothing to undo.
-    pub fn close(self, reason: CloseReason) -> ClientChannel<Closed> {
+    /// Takes the transport back from a channel that never registered.
+    pub fn into_transport(self) -> T {
+        self.state.transport
+    }
+
+    /// Closes a channel that never registered: drops the transport, nothing else to undo.
+    pub fn close(self, reason: CloseReason) -> ClientChannel<Closed, T> {
         tracing::debug!(peer = %self.state.peer, ?reason, "unregistered client channel closed");
+        let state::Init { peer, transport } = self.state;
+        drop(transport);
         ClientChannel {
             state: state::Closed {
-                peer: self.state.peer,
+                peer,
                 id: None,
                 reason,
+                transport: PhantomData,
             },
         }
     }
 }
 
-impl ClientChannel<Registered> {
+impl<T: Send + 'static> ClientChannel<Registered, T> {
     /// The channel's registry id.
     pub fn id(&self) -> ChannelId {
         self.state.registration.key().id()
     }
 
-    /// A handle for heartbeats and unregisters.
+    /// A handle for heartbeats and unregisters on this channel.
     pub fn handle(&self) -> ChannelHandle {
         handle_of(&self.state.registration)
     }
 
-    /// Starts the channel's task. `task` gets a [`ChannelHandle`] and returns why it ended; when
-    /// it returns, panics or is aborted, the channel is closed in the registry.
-    pub fn spawn<S, F, Fut>(self, spawner: &S, task: F) -> ClientChannel<Running>
+    /// Starts the channel's task. `task` gets the transport and a [`ChannelHandle`] and returns
+    /// why it ended; when it returns, panics or is aborted, the channel is closed in the
+    /// registry. The future is built before it is spawned, so a panic in `task` or in the
+    /// spawner leaves no task and closes the channel. A channel already closed (reclaimed) never
+    /// runs its task.
+    pub fn spawn<S, F, Fut>(self, spawner: &S, task: F) -> ClientChannel<Running, T>
     where
         S: Spawn + ?Sized,
-        F: FnOnce(ChannelHandle) -> Fut,
+        F: FnOnce(T, ChannelHandle) -> Fut,
         Fut: Future<Output = CloseReason> + Send + 'static,
     {
-        let state::Registered { peer, registration } = self.state;
+        let state::Registered {
+            peer,
+            registration,
+            transport,
+        } = self.state;
         let mut task_guard = registration.duplicate();
-        let fut = task(handle_of(&registration));
+        let fut = task(transport, handle_of(&registration));
+        let live = registration.table().mark_started(registration.key());
         let task = spawner.spawn(Box::pin(async move {
+            if !live {
+                task_guard.close(&CloseReason::Local);
+                return;
+            }
             let reason = fut.await;
             task_guard.close(&reason);
         }));
@@ -181,31 +230,39 @@ impl ClientChannel<Registered> {
                 peer,
                 registration,
                 task,
+                transport: PhantomData,
             },
         }
     }
 
-    /// Closes the channel before its task was started.
-    pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed> {
-        self.state.registration.close(&reason);
-        let id = Some(self.id());
+    /// Closes the channel before its task was started (drops the transport).
+    pub fn close(self, reason: CloseReason) -> ClientChannel<Closed, T> {
+        let state::Registered {
+            peer,
+            mut registration,
+            transport,
+        } = self.state;
+        registration.close(&reason);
+        drop(transport);
+        let id = Some(registration.key().id());
         ClientChannel {
             state: state::Closed {
-                peer: self.state.peer,
+                peer,
                 id,
                 reason,
+                transport: PhantomData,
             },
         }
     }
 }
 
-impl ClientChannel<Running> {
+impl<T: Send + 'static> ClientChannel<Running, T> {
     /// The channel's registry id.
     pub fn id(&self) -> ChannelId {
         self.state.registration.key().id()
     }
 
-    /// A handle for heartbeats and unregisters.
+    /// A handle for heartbeats and unregisters on this channel.
     pub fn handle(&self) -> ChannelHandle {
         handle_of(&self.state.registration)
     }
@@ -215,18 +272,24 @@ impl ClientChannel<Running> {
         self.state.task.is_finished()
     }
 
-    /// Closes the channel in the registry, then aborts its task (dropping `self` does).
-    pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed> {
+    /// Closes the channel in the registry, then aborts its task (dropping `self` does), which
+    /// drops the transport.
+    pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed, T> {
         self.state.registration.close(&reason);
         let id = Some(self.id());
         let peer = std::mem::take(&mut self.state.peer);
         ClientChannel {
-            state: state::Closed { peer, id, reason },
+            state: state::Closed {
+                peer,
+                id,
+                reason,
+                transport: PhantomData,
+            },
         }
     }
 }
 
-impl ClientChannel<Closed> {
+impl<T: Send + 'static> ClientChannel<Closed, T> {
     /// The registry id it had, if it was ever registered.
     pub fn id(&self) -> Option<ChannelId> {
         self.state.id
@@ -263,7 +326,9 @@ fn handle_of(registration: &Registration<ClientRegistry>) -> ChannelHandle {
     }
 }
 
-/// What a channel's task uses to talk to the registry. Cloneable; dropping it closes nothing.
+/// What a channel's task uses to talk to the registry: its own slot paired with the registry
+/// that made it, so it can act on no other channel and no other registry. Cloneable; dropping it
+/// closes nothing.
 #[derive(Clone)]
 pub struct ChannelHandle {
     registry: Arc<ClientRegistry>,
@@ -287,11 +352,6 @@ impl ChannelHandle {
     /// True once the channel is closed.
     pub fn is_closed(&self) -> bool {
         self.slot.is_closed()
-    }
-
-    /// The registry.
-    pub fn registry(&self) -> &Arc<ClientRegistry> {
-        &self.registry
     }
 
     /// `HEART_BEAT` on this channel.

@@ -1,44 +1,53 @@
-//! `HaConnection<P>`: one accepted HA socket's lifecycle around its `HaRegistry` row.
+//! `HaConnection<P, T>`: one accepted HA transport's lifecycle around its `HaRegistry` row.
 //!
 //! ```text
-//!  new(peer)   register(&registry)            spawn(&spawner, reader, writer)      close(reason)
-//! ──────────▶ Init ───────────────▶ Registered ──────────────────────────▶ Running ─────────────▶ Closed
+//!  new(transport, peer)  register(&registry)         spawn(&spawner, start)          close(reason)
+//! ─────────────────────▶ Init ─────────────▶ Registered ─────────────────────▶ Running ─────────▶ Closed
 //! ```
 //!
-//! `spawn` exists only on `Registered`: starting the reader and writer before the row exists is
-//! what leaked connections in RocketMQ 5.1.4 (#8875), and here it does not compile. Each task and
-//! the handle hold a registration guard and share a [`StopSignal`]; whichever task ends first
-//! raises the signal (so the other stops) and removes the row; a panic or an abort drops the
-//! task's guard, which removes it too. The signal is always raised before the row is removed, so a
-//! task that is still running is either registered or already told to stop
-//! (`NoRunningUnregistered`).
+//! The handle owns the transport `T` (a socket, or whatever a harness stands in for one) from
+//! accept until `spawn` moves it into the tasks it starts; closing or dropping a handle before
+//! that drops the transport, which closes it. `spawn` exists only on `Registered`: starting the
+//! reader and writer before the row exists is what leaked connections in RocketMQ 5.1.4 (#8875),
+//! and here it does not compile.
+//!
+//! The row holds the connection's [`StopSignal`]; every removal raises it before the row goes
+//! (`StopBeforeRemove`), so a task that is still running is either registered or already told
+//! to stop (`NoRunningUnregistered`). Each task holds a registration guard: whichever task ends
+//! first (returns, panics or is aborted) removes the row, which stops the other.
+//!
+//! A `Registered` handle that is leaked (`mem::forget`) leaks its transport, as forgetting a
+//! socket does, but not its row: `HaRegistry` housekeeping reclaims rows whose tasks never
+//! started (see `HaAcceptor::housekeeping`).
 
 use super::registration::{Membership, Registration};
-use super::stop::StopSignal;
 use super::{CloseReason, Spawn, TaskHandle};
 use crate::phase::{Closed, Init, Phase, Registered, Running};
-use crate::registry::{ConnId, HaRegisterError, HaRegistry};
+use crate::registry::{ConnId, HaRegisterError, HaRegistry, StopSignal, Stopped};
 use crate::sync::Arc;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Maps each phase to what an `HaConnection` owns in it.
 pub trait HaPhase: Phase {
     #[doc(hidden)]
-    type State: Send;
+    type State<T: Send + 'static>: Send;
 }
 
 impl HaPhase for Init {
-    type State = state::Init;
+    type State<T: Send + 'static> = state::Init<T>;
 }
 impl HaPhase for Registered {
-    type State = state::Registered;
+    type State<T: Send + 'static> = state::Registered<T>;
 }
 impl HaPhase for Running {
-    type State = state::Running;
+    type State<T: Send + 'static> = state::Running<T>;
 }
 impl HaPhase for Closed {
-    type State = state::Closed;
+    type State<T: Send + 'static> = state::Closed<T>;
 }
 
 #[doc(hidden)]
@@ -46,21 +55,25 @@ pub mod state {
     //! Per-phase contents of an `HaConnection`; public only because associated types must be.
     use super::*;
 
-    pub struct Init {
+    pub struct Init<T> {
         pub(super) peer: String,
+        pub(super) transport: T,
     }
-    pub struct Registered {
+    pub struct Registered<T> {
         pub(super) peer: String,
         pub(super) registration: Registration<HaRegistry>,
+        pub(super) stop: StopSignal,
+        pub(super) transport: T,
     }
-    pub struct Running {
+    pub struct Running<T> {
         pub(super) peer: String,
         pub(super) registration: Registration<HaRegistry>,
         pub(super) stop: StopSignal,
         pub(super) tasks: [Box<dyn TaskHandle>; 2],
+        pub(super) transport: PhantomData<fn() -> T>,
     }
 
-    impl Drop for Running {
+    impl<T> Drop for Running<T> {
         /// Stop first, then abort; the registration (dropped next) removes the row.
         fn drop(&mut self) {
             self.stop.stop();
@@ -70,10 +83,11 @@ pub mod state {
         }
     }
 
-    pub struct Closed {
+    pub struct Closed<T> {
         pub(super) peer: String,
         pub(super) id: Option<ConnId>,
         pub(super) reason: CloseReason,
+        pub(super) transport: PhantomData<fn() -> T>,
     }
 }
 
@@ -90,12 +104,12 @@ impl Membership for HaRegistry {
     }
 }
 
-/// An HA connection in phase `P`.
-pub struct HaConnection<P: HaPhase> {
-    state: P::State,
+/// An HA connection in phase `P` over transport `T`.
+pub struct HaConnection<P: HaPhase, T: Send + 'static> {
+    state: P::State<T>,
 }
 
-impl<P: HaPhase> fmt::Debug for HaConnection<P> {
+impl<P: HaPhase, T: Send + 'static> fmt::Debug for HaConnection<P, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HaConnection")
             .field("phase", &P::NAME)
@@ -103,32 +117,66 @@ impl<P: HaPhase> fmt::Debug for HaConnection<P> {
     }
 }
 
-/// A refused registration; the connection comes back so it can still be closed.
-#[derive(Debug, thiserror::Error)]
+/// A refused registration; the connection, transport included, comes back so it can still be
+/// closed (or told why on the wire).
+#[derive(thiserror::Error)]
 #[error("HA connection from {} was not registered: {error}", connection.peer())]
-pub struct HaRegisterFailed {
+pub struct HaRegisterFailed<T: Send + 'static> {
     /// The connection, still in `Init`.
-    pub connection: HaConnection<Init>,
+    pub connection: HaConnection<Init, T>,
     /// Why the table refused it.
     pub error: HaRegisterError,
 }
 
-/// What each of a connection's tasks gets.
-#[derive(Debug, Clone)]
-pub struct HaTaskContext {
-    /// The connection's row.
-    pub id: ConnId,
-    /// The table, for recording acks.
-    pub registry: Arc<HaRegistry>,
-    /// Raised when the other task ended or the owner closed the connection: return promptly.
-    pub stop: StopSignal,
+impl<T: Send + 'static> fmt::Debug for HaRegisterFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HaRegisterFailed")
+            .field("peer", &self.connection.peer())
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
-impl HaConnection<Init> {
-    /// An accepted socket from `peer` (a label for traces and metrics).
-    pub fn new(peer: impl Into<String>) -> Self {
+/// What each of a connection's two tasks gets: its row's id, acks, and the stop signal. One per
+/// task, not cloneable: it cannot outlive the task it was made for in any useful way, since its
+/// row goes when either task ends.
+#[derive(Debug)]
+pub struct HaTaskContext {
+    pub(super) id: ConnId,
+    pub(super) registry: Arc<HaRegistry>,
+    pub(super) stop: StopSignal,
+}
+
+impl HaTaskContext {
+    /// The connection's row.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Records a valid report (the core's `MasterLink` validated it); false once the row is gone.
+    pub fn record_ack(&self, offset: u64) -> bool {
+        self.registry.record_ack(self.id, offset)
+    }
+
+    /// True once the connection was told to stop (the other task ended, or the row went).
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    /// Completes once the connection is told to stop: return promptly.
+    pub fn stopped(&self) -> Stopped<'_> {
+        self.stop.stopped()
+    }
+}
+
+impl<T: Send + 'static> HaConnection<Init, T> {
+    /// An accepted transport from `peer` (a label for traces and metrics).
+    pub fn new(transport: T, peer: impl Into<String>) -> Self {
         HaConnection {
-            state: state::Init { peer: peer.into() },
+            state: state::Init {
+                peer: peer.into(),
+                transport,
+            },
         }
     }
 
@@ -141,14 +189,18 @@ impl HaConnection<Init> {
     pub fn register(
         self,
         registry: &Arc<HaRegistry>,
-    ) -> Result<HaConnection<Registered>, HaRegisterFailed> {
-        match registry.register(&self.state.peer) {
+    ) -> Result<HaConnection<Registered, T>, HaRegisterFailed<T>> {
+        let stop = StopSignal::new();
+        match registry.register(&self.state.peer, stop.clone()) {
             Ok(id) => {
                 let registration = Registration::new(registry.clone(), id);
+                let state::Init { peer, transport } = self.state;
                 Ok(HaConnection {
                     state: state::Registered {
-                        peer: self.state.peer,
+                        peer,
                         registration,
+                        stop,
+                        transport,
                     },
                 })
             }
@@ -159,106 +211,195 @@ impl HaConnection<Init> {
         }
     }
 
-    /// Closes a connection that never registered: nothing to undo.
-    pub fn close(self, reason: CloseReason) -> HaConnection<Closed> {
+    /// Takes the transport back from a connection that never registered.
+    pub fn into_transport(self) -> T {
+        self.state.transport
+    }
+
+    /// Closes a connection that never registered: drops the transport, nothing else to undo.
+    pub fn close(self, reason: CloseReason) -> HaConnection<Closed, T> {
         tracing::debug!(peer = %self.state.peer, ?reason, "unregistered HA connection closed");
+        let state::Init { peer, transport } = self.state;
+        drop(transport);
         HaConnection {
             state: state::Closed {
-                peer: self.state.peer,
+                peer,
                 id: None,
                 reason,
+                transport: PhantomData,
             },
         }
     }
 }
 
-impl HaConnection<Registered> {
+impl<T: Send + 'static> HaConnection<Registered, T> {
     /// The row's id.
     pub fn id(&self) -> ConnId {
         *self.state.registration.key()
     }
 
-    /// Starts the reader and the writer. Each returns why it ended; the first to end stops the
-    /// other and removes the row.
-    pub fn spawn<S, R, RF, W, WF>(self, spawner: &S, reader: R, writer: W) -> HaConnection<Running>
+    /// Starts the reader and the writer. `start` gets the transport and one context per task and
+    /// builds both futures; each returns why it ended, and the first to end removes the row,
+    /// which stops the other.
+    ///
+    /// Both futures are built, and both tasks spawned, before either is polled: the tasks wait
+    /// on a gate that opens only once both are started. A panic anywhere in here (in `start`,
+    /// or in the spawner) raises the stop signal, aborts what was started and removes the row,
+    /// and neither future ever runs. A row already reclaimed or closed likewise never runs them.
+    pub fn spawn<S, F, RF, WF>(self, spawner: &S, start: F) -> HaConnection<Running, T>
     where
         S: Spawn + ?Sized,
-        R: FnOnce(HaTaskContext) -> RF,
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
         RF: Future<Output = CloseReason> + Send + 'static,
-        W: FnOnce(HaTaskContext) -> WF,
         WF: Future<Output = CloseReason> + Send + 'static,
     {
-        let state::Registered { peer, registration } = self.state;
-        let stop = StopSignal::new();
-        let context = HaTaskContext {
-            id: *registration.key(),
+        let state::Registered {
+            peer,
+            registration,
+            stop,
+            transport,
+        } = self.state;
+        let id = *registration.key();
+        let context = || HaTaskContext {
+            id,
             registry: registration.table().clone(),
             stop: stop.clone(),
         };
-        let reader = guarded(spawner, &registration, &stop, reader(context.clone()));
-        let writer = guarded(spawner, &registration, &stop, writer(context));
-        tracing::debug!(id = registration.key().0, %peer, "HA connection running");
+        // Declared after `registration`, so on unwind it is dropped first: stop, then the row.
+        let mut armed = Armed {
+            stop: stop.clone(),
+            tasks: Vec::with_capacity(2),
+        };
+        let (reader, writer) = start(transport, context(), context());
+        if !registration.table().mark_started(id) {
+            // Reclaimed or closed meanwhile: its signal is raised, so the gate never opens.
+            tracing::debug!(id = id.0, "HA connection gone before its tasks started");
+        }
+        let go = StopSignal::new();
+        armed
+            .tasks
+            .push(spawner.spawn(gated(&go, &registration, &stop, reader)));
+        armed
+            .tasks
+            .push(spawner.spawn(gated(&go, &registration, &stop, writer)));
+        let tasks = armed.disarm();
+        go.stop();
+        tracing::debug!(id = id.0, %peer, "HA connection running");
         HaConnection {
             state: state::Running {
                 peer,
                 registration,
                 stop,
-                tasks: [reader, writer],
+                tasks,
+                transport: PhantomData,
             },
         }
     }
 
-    /// Closes the connection before its tasks were started.
-    pub fn close(mut self, reason: CloseReason) -> HaConnection<Closed> {
-        self.state.registration.close(&reason);
-        let id = Some(self.id());
+    /// Closes the connection before its tasks were started (drops the transport).
+    pub fn close(self, reason: CloseReason) -> HaConnection<Closed, T> {
+        let state::Registered {
+            peer,
+            mut registration,
+            stop: _,
+            transport,
+        } = self.state;
+        registration.close(&reason);
+        drop(transport);
         HaConnection {
             state: state::Closed {
-                peer: self.state.peer,
-                id,
+                peer,
+                id: Some(*registration.key()),
                 reason,
+                transport: PhantomData,
             },
         }
     }
 }
 
-/// Spawns `fut` so that, however it ends, the stop signal is raised before the row is removed.
-fn guarded<S, F>(
-    spawner: &S,
+/// The tasks `spawn` started so far; dropped while armed (a panic), it stops and aborts them.
+struct Armed {
+    stop: StopSignal,
+    tasks: Vec<Box<dyn TaskHandle>>,
+}
+
+impl Armed {
+    fn disarm(mut self) -> [Box<dyn TaskHandle>; 2] {
+        let tasks = std::mem::take(&mut self.tasks);
+        std::mem::forget(self);
+        match <[Box<dyn TaskHandle>; 2]>::try_from(tasks) {
+            Ok(tasks) => tasks,
+            Err(_) => unreachable!("spawn pushes exactly two tasks"),
+        }
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.stop.stop();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Wraps `fut` so that it runs only once `go` opens (unless stopped first), and however the task
+/// ends (return, panic, abort) its registration guard removes the row, which raises the stop
+/// signal first.
+fn gated<F>(
+    go: &StopSignal,
     registration: &Registration<HaRegistry>,
     stop: &StopSignal,
     fut: F,
-) -> Box<dyn TaskHandle>
+) -> super::BoxTask
 where
-    S: Spawn + ?Sized,
     F: Future<Output = CloseReason> + Send + 'static,
 {
-    let exit = ExitGuard {
-        stop: stop.clone(),
-        registration: registration.duplicate(),
-    };
-    spawner.spawn(Box::pin(async move {
-        let mut exit = exit;
+    let mut exit = registration.duplicate();
+    let (go, stop) = (go.clone(), stop.clone());
+    Box::pin(async move {
+        if !Gate::new(&go, &stop).await {
+            exit.close(&CloseReason::Shutdown);
+            return;
+        }
         let reason = fut.await;
-        exit.stop.stop();
-        exit.registration.close(&reason);
-    }))
+        exit.close(&reason);
+    })
 }
 
-/// Dropped with its task (completion, panic or abort): raise the signal, then deregister.
-struct ExitGuard {
-    stop: StopSignal,
-    registration: Registration<HaRegistry>,
+/// Completes with true when `go` is raised, false if `stop` is raised first.
+struct Gate<'a> {
+    go: Stopped<'a>,
+    stop: Stopped<'a>,
+    stop_signal: &'a StopSignal,
 }
 
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        self.stop.stop();
-        self.registration.close(&CloseReason::TaskDropped);
+impl<'a> Gate<'a> {
+    fn new(go: &'a StopSignal, stop: &'a StopSignal) -> Self {
+        Gate {
+            go: go.stopped(),
+            stop: stop.stopped(),
+            stop_signal: stop,
+        }
     }
 }
 
-impl HaConnection<Running> {
+impl Future for Gate<'_> {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        if Pin::new(&mut self.stop).poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        if Pin::new(&mut self.go).poll(cx).is_ready() {
+            // Stopped between the two polls: still do not run.
+            return Poll::Ready(!self.stop_signal.is_stopped());
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: Send + 'static> HaConnection<Running, T> {
     /// The row's id.
     pub fn id(&self) -> ConnId {
         *self.state.registration.key()
@@ -274,24 +415,29 @@ impl HaConnection<Running> {
         self.state.tasks.iter().all(|t| t.is_finished())
     }
 
-    /// The connection's stop signal (raised when a task ended or on close).
-    pub fn stop_signal(&self) -> &StopSignal {
-        &self.state.stop
+    /// True once the connection was told to stop (a task ended, the row went, or on close).
+    pub fn is_stopped(&self) -> bool {
+        self.state.stop.is_stopped()
     }
 
-    /// Stops both tasks and removes the row.
-    pub fn close(mut self, reason: CloseReason) -> HaConnection<Closed> {
-        self.state.stop.stop();
+    /// Removes the row (raising the stop signal first) and aborts both tasks, which drops the
+    /// transport.
+    pub fn close(mut self, reason: CloseReason) -> HaConnection<Closed, T> {
         self.state.registration.close(&reason);
         let id = Some(self.id());
         let peer = std::mem::take(&mut self.state.peer);
         HaConnection {
-            state: state::Closed { peer, id, reason },
+            state: state::Closed {
+                peer,
+                id,
+                reason,
+                transport: PhantomData,
+            },
         }
     }
 }
 
-impl HaConnection<Closed> {
+impl<T: Send + 'static> HaConnection<Closed, T> {
     /// The row it had, if it was ever registered.
     pub fn id(&self) -> Option<ConnId> {
         self.state.id

@@ -1,19 +1,23 @@
-//! L3: typestate handles that tie a connection's registry entry to its tasks.
+//! L3: typestate handles that own a connection's transport and tie its registry entry to its
+//! tasks, and the one accept/reap/shutdown logic built on them.
 //!
 //! A handle moves `Init -> Registered -> Running -> Closed`; each transition consumes `self`, so
-//! spawning before registering, or using a handle after closing it, does not compile. Tasks are
-//! started through the small [`Spawn`] trait, so the same handles run on tokio (`net`), on
-//! shuttle's scheduler and on a test executor. This layer names no runtime.
+//! spawning before registering, or using a handle after closing it, does not compile. The
+//! handles are the only way to change the registries' tables. Tasks are started through the
+//! small [`Spawn`] trait, so the same handles and acceptors run on tokio (`net`), on shuttle's
+//! scheduler and on a test executor. This layer names no runtime.
 
+pub mod acceptor;
 pub mod client_channel;
 pub mod ha_connection;
 mod registration;
-mod stop;
 
+pub use crate::registry::{StopSignal, Stopped};
+#[cfg(feature = "harness")]
+pub use acceptor::AcceptorFaults;
+pub use acceptor::{ClientAcceptor, HaAcceptor};
 pub use client_channel::{ChannelHandle, ClientChannel, RegisterError};
 pub use ha_connection::{HaConnection, HaRegisterFailed, HaTaskContext};
-pub use registration::{Membership, Registration};
-pub use stop::{StopSignal, Stopped};
 
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicUsize, Ordering};

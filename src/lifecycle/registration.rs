@@ -5,8 +5,8 @@ use super::CloseReason;
 use crate::sync::Arc;
 use std::fmt::Debug;
 
-/// A table a lifecycle handle can be registered in.
-pub trait Membership: Send + Sync + 'static {
+/// A table a lifecycle handle can be registered in. Crate-private: `remove` is a raw mutator.
+pub(crate) trait Membership: Send + Sync + 'static {
     /// What identifies a member (a channel slot, a connection id).
     type Key: Clone + Debug + Send + Sync + 'static;
     /// The member's kind, for traces ("client channel", "HA connection").
@@ -22,7 +22,7 @@ pub trait Membership: Send + Sync + 'static {
 /// A handle and each of its tasks hold one (see [`Registration::duplicate`]); the table's
 /// idempotent removal makes their closes one.
 #[derive(Debug)]
-pub struct Registration<T: Membership> {
+pub(crate) struct Registration<T: Membership> {
     table: Arc<T>,
     key: T::Key,
     done: bool,
@@ -40,12 +40,12 @@ impl<T: Membership> Registration<T> {
     }
 
     /// The key.
-    pub fn key(&self) -> &T::Key {
+    pub(crate) fn key(&self) -> &T::Key {
         &self.key
     }
 
     /// The table.
-    pub fn table(&self) -> &Arc<T> {
+    pub(crate) fn table(&self) -> &Arc<T> {
         &self.table
     }
 

@@ -11,21 +11,19 @@ use crate::core::ha::{
     HaClose, HaConfig, MasterEvent, MasterLink, SlaveAppend, SlaveEvent, SlaveLink,
     TRANSFER_HEADER_LEN, Transmit, encode_report, encode_transfer_header,
 };
-use crate::lifecycle::{CloseReason, Counted, HaConnection, HaTaskContext, TaskGauge};
-use crate::phase::Running;
-use crate::registry::{ConnId, HaRegistry};
+use crate::lifecycle::{CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
+use crate::registry::HaRegistry;
 use crate::store::{Appended, CommitLog};
 use crate::sync::Arc;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Master settings.
@@ -69,21 +67,21 @@ pub struct ReplicationTimeout {
 struct MasterShared {
     config: MasterConfig,
     log: Arc<CommitLog>,
-    registry: Arc<HaRegistry>,
     clock: Clock,
     /// The log's max offset, published after each append.
     grown: watch::Sender<u64>,
     /// Bumped on every valid report, for replication waiters.
     acked: watch::Sender<u64>,
-    reap: mpsc::UnboundedSender<ConnId>,
 }
+
+type Acceptor = HaAcceptor<TcpStream, Counted<TokioSpawner>>;
 
 /// A running HA master.
 pub struct HaMaster {
     shared: Arc<MasterShared>,
+    acceptor: Arc<Acceptor>,
     local_addr: SocketAddr,
     cancel: CancellationToken,
-    connections: Arc<Mutex<HashMap<ConnId, HaConnection<Running>>>>,
     tasks: TaskGauge,
 }
 
@@ -106,34 +104,24 @@ impl HaMaster {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(HaRegistry::new(config.max_connections));
-        let (reap, reap_rx) = mpsc::unbounded_channel();
+        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
+        let acceptor = Arc::new(HaAcceptor::new(registry, spawner.clone()));
         let shared = Arc::new(MasterShared {
             grown: watch::Sender::new(log.max_offset()),
             acked: watch::Sender::new(0),
             config,
             log,
-            registry,
             clock,
-            reap,
         });
         let cancel = CancellationToken::new();
-        let connections = Arc::new(Mutex::new(HashMap::new()));
-        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
-        let accept = accept_loop(
-            listener,
-            shared.clone(),
-            spawner.clone(),
-            connections.clone(),
-            reap_rx,
-            cancel.clone(),
-        );
+        let accept = accept_loop(listener, shared.clone(), acceptor.clone(), cancel.clone());
         crate::lifecycle::Spawn::spawn(&spawner, Box::pin(accept));
         tracing::info!(%local_addr, "HA master listening");
         Ok(HaMaster {
             shared,
+            acceptor,
             local_addr,
             cancel,
-            connections,
             tasks,
         })
     }
@@ -143,9 +131,15 @@ impl HaMaster {
         self.local_addr
     }
 
-    /// The connection table.
+    /// The connection table (read-only: its rows change only through the acceptor's
+    /// connections).
     pub fn registry(&self) -> &Arc<HaRegistry> {
-        &self.shared.registry
+        self.acceptor.registry()
+    }
+
+    /// The accept/reap/shutdown state: connections held, accepted and closed totals.
+    pub fn acceptor(&self) -> &HaAcceptor<TcpStream, Counted<TokioSpawner>> {
+        &self.acceptor
     }
 
     /// The replicated log.
@@ -172,7 +166,7 @@ impl HaMaster {
         let started = tokio::time::Instant::now();
         let mut acks = self.shared.acked.subscribe();
         loop {
-            let acked = self.shared.registry.acked_at_least(offset);
+            let acked = self.registry().acked_at_least(offset);
             if acked >= needed {
                 return Ok(());
             }
@@ -186,7 +180,7 @@ impl HaMaster {
                 });
             };
             if tokio::time::timeout(left, acks.changed()).await.is_err() {
-                let acked = self.shared.registry.acked_at_least(offset);
+                let acked = self.registry().acked_at_least(offset);
                 if acked >= needed {
                     return Ok(());
                 }
@@ -203,15 +197,11 @@ impl HaMaster {
     /// Stops accepting, closes every connection through its lifecycle and waits (up to
     /// `grace`) for the master's tasks to end. Returns the tasks still alive (0 when clean).
     pub async fn shutdown(self, grace: Duration) -> usize {
-        // Stop accepting (the accept loop closes, rather than stores, anything it registers from
-        // here on), stop every stored connection's tasks before removing its row, then close the
-        // table to any registration still in flight.
+        // Stop accepting; the acceptor closes every connection it holds (stop before removal)
+        // and closes the table to any registration still in flight.
         self.cancel.cancel();
-        let open: Vec<_> = self.connections.lock().drain().map(|(_, c)| c).collect();
-        for connection in open {
-            connection.close(CloseReason::Shutdown);
-        }
-        self.shared.registry.close_all();
+        let closed = self.acceptor.shutdown();
+        tracing::debug!(closed, "HA master: connections closed for shutdown");
         let deadline = tokio::time::Instant::now() + grace;
         while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -229,18 +219,17 @@ impl Drop for HaMaster {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<MasterShared>,
-    spawner: Counted<TokioSpawner>,
-    connections: Arc<Mutex<HashMap<ConnId, HaConnection<Running>>>>,
-    mut reap: mpsc::UnboundedReceiver<ConnId>,
+    acceptor: Arc<Acceptor>,
     cancel: CancellationToken,
 ) {
+    let period = Duration::from_millis(shared.config.ha.housekeeping_ms.max(1));
+    let mut housekeeping = tokio::time::interval(period);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(id) = reap.recv() => {
-                // The row is already gone (the ending task removed it); drop the shell.
-                let ended = connections.lock().remove(&id);
-                drop(ended);
+            _ = housekeeping.tick() => {
+                acceptor.housekeeping();
                 continue;
             }
             accepted = listener.accept() => accepted,
@@ -254,17 +243,6 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let registered = match HaConnection::new(peer.to_string()).register(&shared.registry) {
-            Ok(registered) => registered,
-            Err(refused) => {
-                tracing::warn!(%peer, error = %refused.error, "HA connection refused");
-                refused
-                    .connection
-                    .close(CloseReason::Rejected(refused.error.to_string()));
-                continue;
-            }
-        };
-        let id = registered.id();
         let link = Arc::new(Mutex::new(MasterLink::new(
             shared.config.ha,
             shared.log.min_offset(),
@@ -272,45 +250,24 @@ async fn accept_loop(
         )));
         link.lock().handle_start(shared.clock.now());
         let wake = Arc::new(Notify::new());
-        let (rd, wr) = stream.into_split();
-        let (s1, s2, l1, l2, w1, w2) = (
-            shared.clone(),
-            shared.clone(),
-            link.clone(),
-            link,
-            wake.clone(),
-            wake,
-        );
-        let running = registered.spawn(
-            &spawner,
-            move |ctx| async move {
-                let _reap = Reap(s1.reap.clone(), ctx.id);
-                let reason = read_reports(rd, &ctx, &s1, &l1, &w1).await;
-                tracing::debug!(id = ctx.id.0, %peer, ?reason, "HA reader ended");
+        let shared = shared.clone();
+        let _ = acceptor.accept(stream, peer.to_string(), move |stream, rctx, wctx| {
+            let (rd, wr) = stream.into_split();
+            let (s1, l1, w1) = (shared.clone(), link.clone(), wake.clone());
+            let reader = async move {
+                let reason = read_reports(rd, &rctx, &s1, &l1, &w1).await;
+                tracing::debug!(id = rctx.id().get(), %peer, ?reason, "HA reader ended");
                 reason
-            },
-            move |ctx| async move {
-                let _reap = Reap(s2.reap.clone(), ctx.id);
-                let reason = write_transfers(wr, &ctx, &s2, &l2, &w2).await;
-                tracing::debug!(id = ctx.id.0, %peer, ?reason, "HA writer ended");
+            };
+            let writer = async move {
+                let reason = write_transfers(wr, &wctx, &shared, &link, &wake).await;
+                tracing::debug!(id = wctx.id().get(), %peer, ?reason, "HA writer ended");
                 reason
-            },
-        );
-        if let Some(late) = super::store_unless_shut_down(&connections, &cancel, id, running) {
-            late.close(CloseReason::Shutdown);
-        }
+            };
+            (reader, writer)
+        });
     }
     tracing::info!("HA master stopped accepting");
-}
-
-/// Asks the accept loop to drop a connection's `Running` shell when a task ends, however it ends:
-/// returned, cancelled or panicked (sent from `Drop`, so unwinding sends it too).
-struct Reap(mpsc::UnboundedSender<ConnId>, ConnId);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.send(self.1);
-    }
 }
 
 fn close_reason(why: HaClose) -> CloseReason {
@@ -330,11 +287,15 @@ fn drain_events(
     while let Some(event) = link.poll_event() {
         match event {
             MasterEvent::Acked { offset, first } => {
-                if ctx.registry.record_ack(ctx.id, offset) {
+                if ctx.record_ack(offset) {
                     shared.acked.send_modify(|n| *n += 1);
                 }
                 if first {
-                    tracing::info!(id = ctx.id.0, offset, "HA slave reported; replicating");
+                    tracing::info!(
+                        id = ctx.id().get(),
+                        offset,
+                        "HA slave reported; replicating"
+                    );
                 }
             }
             MasterEvent::Closed(why) => return Some(close_reason(why)),
@@ -358,7 +319,7 @@ async fn read_reports(
         };
         tokio::select! {
             biased;
-            _ = ctx.stop.stopped() => return CloseReason::Shutdown,
+            _ = ctx.stopped() => return CloseReason::Shutdown,
             read = rd.read(&mut buf) => {
                 let n = match read {
                     Ok(0) => return CloseReason::PeerClosed,
@@ -430,7 +391,7 @@ async fn write_transfers(
             };
             tokio::select! {
                 biased;
-                _ = ctx.stop.stopped() => return CloseReason::Shutdown,
+                _ = ctx.stopped() => return CloseReason::Shutdown,
                 sent = wr.write_all(frames) => if let Err(error) = sent {
                     return CloseReason::Io(error.to_string());
                 },
@@ -443,7 +404,7 @@ async fn write_transfers(
         };
         tokio::select! {
             biased;
-            _ = ctx.stop.stopped() => return CloseReason::Shutdown,
+            _ = ctx.stopped() => return CloseReason::Shutdown,
             _ = grown.changed() => {}
             _ = wake.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}

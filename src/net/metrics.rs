@@ -8,7 +8,6 @@ use crate::lifecycle::TaskGauge;
 use crate::registry::{ClientRegistry, HaRegistry};
 use crate::store::CommitLog;
 use crate::sync::Arc;
-use crate::sync::atomic::Ordering;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -78,11 +77,9 @@ pub fn sample(sources: &Sources) {
     gauge!("rmq_tasks_alive").set(sources.tasks.alive() as f64);
     counter!("rmq_heartbeats_total").absolute(sources.registry.heartbeats_total());
     if let Some(stats) = &sources.remoting {
-        counter!("rmq_client_connections_accepted_total")
-            .absolute(stats.accepted.load(Ordering::Relaxed));
-        counter!("rmq_client_connections_closed_total")
-            .absolute(stats.closed.load(Ordering::Relaxed));
-        counter!("rmq_heartbeats_busy_total").absolute(stats.busy.load(Ordering::Relaxed));
+        counter!("rmq_client_connections_accepted_total").absolute(stats.accepted_total());
+        counter!("rmq_client_connections_closed_total").absolute(stats.closed_total());
+        counter!("rmq_heartbeats_busy_total").absolute(stats.busy_total());
     }
     if let Some((registry, log)) = &sources.ha {
         gauge!("rmq_ha_connections").set(registry.count() as f64);

@@ -72,20 +72,3 @@ impl TaskHandle for tokio::task::JoinHandle<()> {
         tokio::task::JoinHandle::is_finished(self)
     }
 }
-
-/// Stores a new connection's `Running` handle in its accept loop's map, or hands it back to be
-/// closed if `cancel` (shutdown) has fired. The check runs under the map's lock, which shutdown
-/// drains under, so no handle is stored after the drain, where nothing would stop it.
-fn store_unless_shut_down<K: Eq + std::hash::Hash, V>(
-    map: &crate::sync::Mutex<std::collections::HashMap<K, V>>,
-    cancel: &tokio_util::sync::CancellationToken,
-    id: K,
-    running: V,
-) -> Option<V> {
-    let mut open = map.lock();
-    if cancel.is_cancelled() {
-        return Some(running);
-    }
-    open.insert(id, running);
-    None
-}

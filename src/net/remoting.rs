@@ -11,21 +11,19 @@
 use super::{Clock, TokioSpawner};
 use crate::core::activity::{ChannelActivity, Liveness};
 use crate::core::remoting::{DecodeError, FrameDecoder, RemotingCommand, code};
-use crate::core::{ChannelId, ClientError, HeartbeatData};
-use crate::lifecycle::{ChannelHandle, ClientChannel, CloseReason, Counted, Spawn, TaskGauge};
-use crate::phase::Running;
+use crate::core::{ClientError, HeartbeatData};
+use crate::lifecycle::{ChannelHandle, ClientAcceptor, CloseReason, Counted, Spawn, TaskGauge};
 use crate::registry::ClientRegistry;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::BytesMut;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit, mpsc};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 /// Listener settings; the defaults are upstream's.
@@ -65,15 +63,31 @@ impl Default for RemotingConfig {
     }
 }
 
-/// Counters the listener keeps (exported as metrics).
-#[derive(Debug, Default)]
+type Acceptor = ClientAcceptor<TcpStream, Counted<TokioSpawner>>;
+
+/// The listener's counters (exported as metrics), read live.
+#[derive(Debug)]
 pub struct RemotingStats {
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Connections closed (all reasons).
-    pub closed: AtomicU64,
+    acceptor: Arc<Acceptor>,
+    busy: AtomicU64,
+}
+
+impl RemotingStats {
+    /// Connections accepted (refused ones included).
+    pub fn accepted_total(&self) -> u64 {
+        self.acceptor.accepted_total()
+    }
+
+    /// Connections closed, each once, whatever closed it (peer, error, idle, expiry, shutdown,
+    /// refusal): `accepted_total() - closed_total()` is the connections open now.
+    pub fn closed_total(&self) -> u64 {
+        self.acceptor.closed_total()
+    }
+
     /// Heartbeats answered `SYSTEM_BUSY` because the worker queue was full.
-    pub busy: AtomicU64,
+    pub fn busy_total(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
 }
 
 /// What a clean shutdown did.
@@ -89,9 +103,10 @@ pub struct ShutdownReport {
 pub struct RemotingServer {
     local_addr: SocketAddr,
     cancel: CancellationToken,
-    connections: Arc<crate::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>,
+    acceptor: Arc<Acceptor>,
     tasks: TaskGauge,
     stats: Arc<RemotingStats>,
+    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
     ctx: Arc<Ctx>,
 }
 
@@ -124,41 +139,36 @@ impl RemotingServer {
         let local_addr = listener.local_addr()?;
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         let cancel = CancellationToken::new();
-        let stats = Arc::new(RemotingStats::default());
-        let connections = Arc::new(crate::sync::Mutex::new(HashMap::new()));
+        let acceptor = Arc::new(ClientAcceptor::new(registry, spawner.clone()));
+        let stats = Arc::new(RemotingStats {
+            acceptor: acceptor.clone(),
+            busy: AtomicU64::new(0),
+        });
         let ctx = Arc::new(Ctx {
             pool: HeartbeatPool::new(config.heartbeat_workers, config.heartbeat_queue),
             config,
             clock,
             stats: stats.clone(),
         });
-        let (reaper, reap) = mpsc::unbounded_channel();
         spawner.spawn(Box::pin(scan_loop(
-            registry.clone(),
+            acceptor.clone(),
             ctx.clone(),
-            reaper.clone(),
             cancel.clone(),
         )));
-        let acceptor_ctx = ctx.clone();
-        let acceptor = Acceptor {
+        spawner.spawn(Box::pin(accept_loop(
             listener,
-            registry,
-            ctx,
-            spawner: spawner.clone(),
-            connections: connections.clone(),
-            reap,
-            reaper,
-            cancel: cancel.clone(),
-        };
-        spawner.spawn(Box::pin(acceptor.run()));
+            acceptor.clone(),
+            ctx.clone(),
+            cancel.clone(),
+        )));
         tracing::info!(%local_addr, "client-management listener started");
         Ok(RemotingServer {
             local_addr,
             cancel,
-            connections,
+            acceptor,
             tasks,
             stats,
-            ctx: acceptor_ctx,
+            ctx,
         })
     }
 
@@ -172,10 +182,15 @@ impl RemotingServer {
         &self.stats
     }
 
+    /// The registry (read-only queries).
+    pub fn registry(&self) -> &Arc<ClientRegistry> {
+        self.acceptor.registry()
+    }
+
     /// Takes every heartbeat worker until the returned permit drops: heartbeats then wait, and
-    /// past `heartbeat_queue` waiters are answered `SYSTEM_BUSY`. For tests of that path.
-    #[doc(hidden)]
-    pub async fn pause_heartbeats(&self) -> OwnedSemaphorePermit {
+    /// past `heartbeat_queue` waiters are answered `SYSTEM_BUSY`. A test hook (feature `harness`).
+    #[cfg(feature = "harness")]
+    pub async fn pause_heartbeats(&self) -> tokio::sync::OwnedSemaphorePermit {
         let pool = &self.ctx.pool;
         pool.permits
             .clone()
@@ -188,12 +203,7 @@ impl RemotingServer {
     /// `grace`) for every task counted in the gauge to finish.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         self.cancel.cancel();
-        let open: Vec<_> = self.connections.lock().drain().map(|(_, c)| c).collect();
-        let closed_connections = open.len();
-        for channel in open {
-            channel.close(CloseReason::Shutdown);
-            self.stats.closed.fetch_add(1, Ordering::Relaxed);
-        }
+        let closed_connections = self.acceptor.shutdown();
         let deadline = tokio::time::Instant::now() + grace;
         while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -211,116 +221,41 @@ impl Drop for RemotingServer {
     }
 }
 
-type Connections = Arc<crate::sync::Mutex<HashMap<ChannelId, ClientChannel<Running>>>>;
-
-/// Messages to the accept loop, which owns the `Running` handles.
-enum Reap {
-    /// A connection's task ended; its registry entry is already closed by the task's guard.
-    Ended(ChannelId, CloseReason),
-    /// Every membership of this channel expired: close the connection (upstream closes expired
-    /// channels in `scanNotActiveChannel`).
-    Expired(ChannelId),
-}
-
-/// Tells the accept loop that a connection's task ended, however it ended: returned, cancelled or
-/// panicked (sent from `Drop`, so unwinding sends it too, with `TaskDropped`).
-struct Ended {
-    reaper: mpsc::UnboundedSender<Reap>,
-    id: ChannelId,
-    reason: CloseReason,
-}
-
-impl Drop for Ended {
-    fn drop(&mut self) {
-        let reason = std::mem::replace(&mut self.reason, CloseReason::TaskDropped);
-        let _ = self.reaper.send(Reap::Ended(self.id, reason));
-    }
-}
-
-/// The accept loop and the owner of every connection's `Running` handle.
-struct Acceptor {
+/// Accepts until cancelled; each connection becomes a channel the acceptor owns.
+async fn accept_loop(
     listener: TcpListener,
-    registry: Arc<ClientRegistry>,
+    acceptor: Arc<Acceptor>,
     ctx: Arc<Ctx>,
-    spawner: Counted<TokioSpawner>,
-    connections: Connections,
-    reap: mpsc::UnboundedReceiver<Reap>,
-    reaper: mpsc::UnboundedSender<Reap>,
     cancel: CancellationToken,
-}
-
-impl Acceptor {
-    async fn run(self) {
-        let Acceptor {
-            listener,
-            registry,
-            ctx,
-            spawner,
-            connections,
-            mut reap,
-            reaper,
-            cancel,
-        } = self;
-        loop {
-            let accepted = tokio::select! {
-                _ = cancel.cancelled() => break,
-                Some(msg) = reap.recv() => {
-                    let (id, reason) = match msg {
-                        Reap::Ended(id, reason) => (id, reason),
-                        Reap::Expired(id) => (id, CloseReason::IdleTimeout),
-                    };
-                    let ended = connections.lock().remove(&id);
-                    if let Some(channel) = ended {
-                        channel.close(reason);
-                    }
-                    continue;
-                }
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(ok) => ok,
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let _ = stream.set_nodelay(true);
-            let registered = match ClientChannel::new(peer.to_string()).register(&registry) {
-                Ok(registered) => registered,
-                Err(refused) => {
-                    // No request was read, so there is nothing to answer: close with the reason.
-                    tracing::warn!(%peer, error = %refused.error, "connection refused");
-                    refused
-                        .channel
-                        .close(CloseReason::Rejected(refused.error.to_string()));
-                    ctx.stats.closed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            let id = registered.id();
-            let conn_cancel = cancel.child_token();
-            let (ctx2, reaper2) = (ctx.clone(), reaper.clone());
-            let running = registered.spawn(&spawner, move |handle| async move {
-                let mut ended = Ended {
-                    reaper: reaper2,
-                    id,
-                    reason: CloseReason::TaskDropped,
-                };
-                let reason = serve_connection(stream, handle, &ctx2, conn_cancel).await;
-                tracing::debug!(channel = id.0, %peer, ?reason, "client connection ended");
-                ctx2.stats.closed.fetch_add(1, Ordering::Relaxed);
-                ended.reason = reason.clone();
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(ok) => ok,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (ctx, conn_cancel) = (ctx.clone(), cancel.child_token());
+        let accepted =
+            acceptor.accept(stream, peer.to_string(), move |stream, handle| async move {
+                let id = handle.id();
+                let reason = serve_connection(stream, handle, &ctx, conn_cancel).await;
+                tracing::debug!(channel = id.get(), %peer, ?reason, "client connection ended");
                 reason
             });
-            if let Some(late) = super::store_unless_shut_down(&connections, &cancel, id, running) {
-                late.close(CloseReason::Shutdown);
-            }
+        if let Err(error) = accepted {
+            tracing::warn!(%peer, %error, "connection refused");
         }
-        tracing::info!("client-management listener stopped accepting");
     }
+    tracing::info!("client-management listener stopped accepting");
 }
 
 /// Reads, answers and writes for one connection until it ends; returns why.
@@ -446,6 +381,7 @@ async fn flush(
 /// connection's heartbeat) and no task hop sits between a read and its answer.
 pub(crate) struct HeartbeatPool {
     permits: Arc<Semaphore>,
+    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
     workers: usize,
     waiting: AtomicUsize,
     queue: usize,
@@ -512,7 +448,7 @@ async fn answer(
     }
     let response = match request.code {
         code::HEART_BEAT => match ctx.pool.admit(cancel).await {
-            Admission::Run(_permit) => heartbeat(&request, handle, ctx.clock.now(), last),
+            Admission::Run(_permit) => heartbeat(&request, handle, ctx.clock.now(), last)?,
             Admission::Busy => {
                 ctx.stats.busy.fetch_add(1, Ordering::Relaxed);
                 let remark = "[OVERLOAD]system busy, start flow control for a while";
@@ -583,23 +519,23 @@ impl LastHeartbeat {
     }
 }
 
-/// `HEART_BEAT`: `None` when the channel closed meanwhile (nobody to answer).
+/// `HEART_BEAT`. A channel closed meanwhile ends the connection: its owner is closing it.
 fn heartbeat(
     request: &RemotingCommand,
     handle: &ChannelHandle,
     now: crate::core::Millis,
     last: &mut LastHeartbeat,
-) -> Option<RemotingCommand> {
+) -> Result<Option<RemotingCommand>, CloseReason> {
     let body = request.body.as_deref().unwrap_or(b"");
     let data = match last.parse(body) {
         Ok(data) => data,
         Err(error) => {
             let remark = format!("invalid HeartbeatData body: {error}");
-            return Some(RemotingCommand::response_to(
+            return Ok(Some(RemotingCommand::response_to(
                 request,
                 code::SYSTEM_ERROR,
                 Some(remark),
-            ));
+            )));
         }
     };
     match handle.heartbeat(&data, now) {
@@ -611,24 +547,20 @@ fn heartbeat(
             response
                 .ext_fields
                 .insert("IS_SUB_CHANGE".into(), outcome.sub_changed.to_string());
-            Some(response)
+            Ok(Some(response))
         }
-        Err(ClientError::ChannelClosed(_)) => None,
-        Err(error) => Some(RemotingCommand::response_to(
+        Err(ClientError::ChannelClosed(_)) => Err(CloseReason::Local),
+        Err(error) => Ok(Some(RemotingCommand::response_to(
             request,
             code::SYSTEM_ERROR,
             Some(error.to_string()),
-        )),
+        ))),
     }
 }
 
-/// The periodic expiry scan (upstream `ClientHousekeepingService`, every 10 s).
-async fn scan_loop(
-    registry: Arc<ClientRegistry>,
-    ctx: Arc<Ctx>,
-    reaper: mpsc::UnboundedSender<Reap>,
-    cancel: CancellationToken,
-) {
+/// The periodic expiry scan (upstream `ClientHousekeepingService`, every 10 s); the acceptor
+/// closes the channels it orphans.
+async fn scan_loop(acceptor: Arc<Acceptor>, ctx: Arc<Ctx>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(ctx.config.scan_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -637,16 +569,14 @@ async fn scan_loop(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let report = registry.scan_inactive(ctx.clock.now());
-        if report.expired > 0 {
+        let report = acceptor.scan(ctx.clock.now());
+        if report.expired > 0 || report.reclaimed > 0 {
             tracing::info!(
                 expired = report.expired,
                 orphaned = report.orphaned.len(),
+                reclaimed = report.reclaimed,
                 "expiry scan"
             );
-        }
-        for id in report.orphaned {
-            let _ = reaper.send(Reap::Expired(id));
         }
     }
 }

@@ -42,8 +42,8 @@ use crate::sync::{Arc, Mutex, SharedStr};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
-/// A registered channel: its identity and its own state. Obtained from
-/// [`ClientRegistry::register_channel`]; every other operation takes it back.
+/// A registered channel: its identity and its own state. Only `lifecycle::ClientChannel` holds
+/// one, paired with the registry that made it, so a slot cannot act on another registry.
 pub struct ChannelSlot {
     id: ChannelId,
     state: Mutex<ChannelState>,
@@ -77,6 +77,10 @@ type NameSet = hashbrown::HashSet<SharedStr, crate::sync::HashState>;
 #[derive(Default)]
 struct ChannelState {
     closed: bool,
+    /// Its task was started (`ClientChannel::spawn`).
+    started: bool,
+    /// An expiry scan found it not started once already (see `scan_inactive`).
+    seen_unstarted: bool,
     client_id: Option<SharedStr>,
     producer_groups: NameSet,
     consumer_groups: NameSet,
@@ -139,8 +143,8 @@ impl<F: Fn(&ClientEvent) + Send + Sync + 'static> ClientListener for F {
     }
 }
 
-/// Deliberate defects, for proving that the harnesses catch them. Never set in production.
-#[doc(hidden)]
+/// Deliberate defects, for proving that the harnesses catch them (feature `harness` only).
+#[cfg(feature = "harness")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Decide that a group is empty and unlink it in two critical sections (the shape of the
@@ -152,6 +156,15 @@ pub struct Faults {
     pub keep_empty_groups: bool,
 }
 
+/// The fault switches of a build without the `harness` feature: all off, and constant.
+#[cfg(not(feature = "harness"))]
+#[derive(Default)]
+struct NoFaults {
+    split_remove_if_empty: bool,
+    register_after_close: bool,
+    keep_empty_groups: bool,
+}
+
 /// Construction parameters.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -160,7 +173,8 @@ pub struct RegistryConfig {
     /// Lock shards per table (rounded up to a power of two). More shards, shorter waits behind
     /// a scan; 1024 keeps a full scan at a million groups to ~1,000 groups per critical section.
     pub shards: usize,
-    #[doc(hidden)]
+    /// Planted defects (feature `harness` only).
+    #[cfg(feature = "harness")]
     pub faults: Faults,
 }
 
@@ -169,6 +183,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             rules: ClientRules::default(),
             shards: 1024,
+            #[cfg(feature = "harness")]
             faults: Faults::default(),
         }
     }
@@ -194,6 +209,9 @@ pub struct ScanReport {
     /// channel; with per-membership expiry only these are candidates, and closing them is the
     /// transport's decision.
     pub orphaned: Vec<ChannelId>,
+    /// Channels closed because they were registered but their task never started, two scans in
+    /// a row (leaked handles). Filled by `lifecycle::ClientAcceptor::scan`, which owns the tasks.
+    pub reclaimed: usize,
 }
 
 /// Collects events only when someone listens, so the refresh path never allocates.
@@ -214,7 +232,10 @@ impl Events {
 /// The producer and consumer group registry. See the module docs for the locking discipline.
 pub struct ClientRegistry {
     rules: ClientRules,
+    #[cfg(feature = "harness")]
     faults: Faults,
+    #[cfg(not(feature = "harness"))]
+    faults: NoFaults,
     next_id: AtomicU64,
     live_channels: AtomicUsize,
     heartbeats: AtomicU64,
@@ -246,7 +267,10 @@ impl ClientRegistry {
     pub fn new(config: RegistryConfig) -> Self {
         ClientRegistry {
             rules: config.rules,
+            #[cfg(feature = "harness")]
             faults: config.faults,
+            #[cfg(not(feature = "harness"))]
+            faults: NoFaults::default(),
             next_id: AtomicU64::new(0),
             live_channels: AtomicUsize::new(0),
             heartbeats: AtomicU64::new(0),
@@ -273,7 +297,7 @@ impl ClientRegistry {
     }
 
     /// Adds a live channel (a connection was accepted), or refuses past `max_channels`.
-    pub fn register_channel(&self) -> Result<ChannelRef, ClientError> {
+    pub(crate) fn register_channel(&self) -> Result<ChannelRef, ClientError> {
         let max = self.rules.max_channels;
         self.live_channels
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -293,7 +317,7 @@ impl ClientRegistry {
     }
 
     /// The live channel with this id.
-    pub fn channel(&self, id: ChannelId) -> Option<ChannelRef> {
+    pub(crate) fn channel(&self, id: ChannelId) -> Option<ChannelRef> {
         let hash = self.channels.hash(&id);
         self.channels
             .lock(hash)
@@ -306,7 +330,7 @@ impl ClientRegistry {
     /// Refused whole, changing nothing, if the channel is closed or the heartbeat would put it in
     /// more than `max_groups_per_channel` groups. A refresh of existing memberships takes the
     /// channel's mutex and one shard lock per group, and allocates nothing.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &self,
         ch: &ChannelSlot,
         data: &HeartbeatData,
@@ -363,7 +387,7 @@ impl ClientRegistry {
     ///
     /// `client_id` is the header's `clientID`; the channel itself identifies the membership (as
     /// upstream's `ClientChannelInfo.equals` does), so the id is only recorded in the trace.
-    pub fn unregister(
+    pub(crate) fn unregister(
         &self,
         ch: &ChannelSlot,
         client_id: &str,
@@ -408,7 +432,7 @@ impl ClientRegistry {
     ///
     /// Returns false if it was already closed, so callers on several exit paths (the reader's
     /// EOF, a task panic, shutdown) can all call it and the removal still happens once.
-    pub fn channel_closed(&self, ch: &ChannelSlot) -> bool {
+    pub(crate) fn channel_closed(&self, ch: &ChannelSlot) -> bool {
         let mut events = self.events();
         let mut st = ch.state.lock();
         if st.closed {
@@ -451,6 +475,10 @@ impl ClientRegistry {
     ///
     /// Each shard is locked once to collect candidates; each candidate is then re-checked under
     /// its channel's mutex and its shard lock, so a heartbeat that refreshed it meanwhile wins.
+    ///
+    /// Housekeeping, not a bypass: it removes memberships by the rules and changes no channel's
+    /// lifecycle. Closing the orphaned channels is their owner's job (`ClientAcceptor::scan`
+    /// does both).
     pub fn scan_inactive(&self, now: Millis) -> ScanReport {
         let expiry = self.rules.expiry_ms;
         let mut candidates: Vec<(GroupKind, SharedStr, ChannelId)> = Vec::new();
@@ -499,6 +527,40 @@ impl ClientRegistry {
         report.orphaned.sort_unstable();
         self.emit(events);
         report
+    }
+
+    /// Notes that the channel's task is starting; false if it is already closed (reclaimed, or
+    /// closed by another path), in which case the task must not run.
+    pub(crate) fn mark_started(&self, ch: &ChannelSlot) -> bool {
+        let mut st = ch.state.lock();
+        st.started = !st.closed;
+        st.started
+    }
+
+    /// Closes every channel whose task was never started and that the previous scan already
+    /// found so: a `Registered` handle that was forgotten (`mem::forget`) holds its slot under
+    /// `max_channels` for at most two scan periods.
+    pub(crate) fn reclaim_unstarted(&self) -> usize {
+        let mut slots = Vec::new();
+        self.channels
+            .for_each_shard(|shard| slots.extend(shard.iter().map(|(_, s)| s.clone())));
+        let mut reclaimed = 0;
+        for slot in slots {
+            let stale = {
+                let mut st = slot.state.lock();
+                let stale = !st.started && !st.closed && st.seen_unstarted;
+                st.seen_unstarted = true;
+                stale
+            };
+            if stale && self.channel_closed(&slot) {
+                tracing::warn!(
+                    channel = slot.id.0,
+                    "client channel reclaimed: registered but never started (a leaked handle)"
+                );
+                reclaimed += 1;
+            }
+        }
+        reclaimed
     }
 
     /// A channel of the producer group for a transaction check-back (upstream

@@ -8,20 +8,32 @@
 //! registrations in the same critical section that empties it, so a connection accepted during
 //! shutdown is either refused or removed, never left behind (`NoLeakAtQuiescence`).
 //!
+//! Each row holds its connection's [`StopSignal`], and every removal (a task's exit, the owner's
+//! close, `close_all`, housekeeping) raises it under the table lock before the row goes, so a task
+//! that is still running is either in the table or already told to stop (`StopBeforeRemove`, and
+//! with it `NoRunningUnregistered`). The mutators are crate-private: rows are added and removed
+//! only through `lifecycle::HaConnection` and its tasks' context; what is public is read-only.
+//!
 //! No IO, no clock, no runtime: waiting for replication is the driver's job; this table answers
 //! how many connections have acknowledged an offset.
 
+use super::stop::StopSignal;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use rustc_hash::FxBuildHasher;
 use std::fmt;
 
-/// An HA connection's identity in the table; never reused.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+/// An HA connection's identity in the table; never reused. Only the table hands them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
-pub struct ConnId(pub u64);
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    /// The id as a number (for traces and metrics labels).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,6 +71,12 @@ pub struct HaEntry {
 struct Row {
     peer: String,
     ack: Option<u64>,
+    /// Raised before the row is removed, on every path.
+    stop: StopSignal,
+    /// Its tasks were started (`HaConnection::spawn`).
+    started: bool,
+    /// Housekeeping found it not started once already (see [`HaRegistry::reclaim_unstarted`]).
+    seen_unstarted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -67,13 +85,16 @@ struct Table {
     rows: hashbrown::HashMap<ConnId, Row, FxBuildHasher>,
 }
 
-/// Deliberate defects, for proving that the harnesses catch them. Never set in production.
-#[doc(hidden)]
+/// Deliberate defects, for proving that the harnesses catch them (feature `harness` only).
+#[cfg(feature = "harness")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HaFaults {
     /// `close_all` empties the table and marks it closed in two critical sections: a
     /// registration in between survives the shutdown.
     pub split_close_all: bool,
+    /// A row is removed without raising its stop signal: when one task of a connection ends,
+    /// the other keeps running on a removed row.
+    pub remove_without_stop: bool,
 }
 
 /// The connection table.
@@ -84,6 +105,7 @@ pub struct HaRegistry {
     accepted: AtomicU64,
     removed: AtomicU64,
     max_connections: usize,
+    #[cfg(feature = "harness")]
     faults: HaFaults,
 }
 
@@ -93,26 +115,49 @@ impl Default for HaRegistry {
     }
 }
 
+/// The fault switches of a build without the `harness` feature: all off, and constant.
+#[cfg(not(feature = "harness"))]
+#[derive(Default)]
+struct NoFaults {
+    split_close_all: bool,
+    remove_without_stop: bool,
+}
+
 impl HaRegistry {
     /// An empty, open table admitting at most `max_connections`.
     pub fn new(max_connections: usize) -> Self {
-        Self::with_faults(max_connections, HaFaults::default())
-    }
-
-    #[doc(hidden)]
-    pub fn with_faults(max_connections: usize, faults: HaFaults) -> Self {
         HaRegistry {
             table: Mutex::new(Table::default()),
             next_id: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             removed: AtomicU64::new(0),
             max_connections,
-            faults,
+            #[cfg(feature = "harness")]
+            faults: HaFaults::default(),
         }
     }
 
-    /// Adds a connection (before any of its tasks start).
-    pub fn register(&self, peer: &str) -> Result<ConnId, HaRegisterError> {
+    /// A table with planted defects, for the harnesses.
+    #[cfg(feature = "harness")]
+    pub fn with_faults(max_connections: usize, faults: HaFaults) -> Self {
+        HaRegistry {
+            faults,
+            ..Self::new(max_connections)
+        }
+    }
+
+    #[cfg(feature = "harness")]
+    fn faults(&self) -> HaFaults {
+        self.faults
+    }
+
+    #[cfg(not(feature = "harness"))]
+    fn faults(&self) -> NoFaults {
+        NoFaults::default()
+    }
+
+    /// Adds a connection (before any of its tasks start); `stop` is raised when the row goes.
+    pub(crate) fn register(&self, peer: &str, stop: StopSignal) -> Result<ConnId, HaRegisterError> {
         let mut table = self.table.lock();
         if table.closed {
             return Err(HaRegisterError::ShuttingDown);
@@ -128,36 +173,94 @@ impl HaRegistry {
             Row {
                 peer: peer.to_owned(),
                 ack: None,
+                stop,
+                started: false,
+                seen_unstarted: false,
             },
         );
         self.accepted.fetch_add(1, Ordering::Relaxed);
         Ok(id)
     }
 
-    /// Removes a connection; false if it was not there (already removed by another path).
-    pub fn deregister(&self, id: ConnId) -> bool {
-        let removed = self.table.lock().rows.remove(&id).is_some();
-        if removed {
-            self.removed.fetch_add(1, Ordering::Relaxed);
+    /// Notes that the row's tasks are starting; false if the row is gone (reclaimed or closed),
+    /// in which case its stop signal is already raised and the tasks must not run.
+    pub(crate) fn mark_started(&self, id: ConnId) -> bool {
+        match self.table.lock().rows.get_mut(&id) {
+            Some(row) => {
+                row.started = true;
+                true
+            }
+            None => false,
         }
-        removed
     }
 
-    /// Shutdown: refuses new registrations and removes every connection, atomically. Returns the
-    /// ids removed (their owners still stop their tasks; their own deregister is then a no-op).
-    pub fn close_all(&self) -> Vec<ConnId> {
+    /// Raises the row's stop signal, then removes it; false if it was not there (already removed
+    /// by another path).
+    pub(crate) fn deregister(&self, id: ConnId) -> bool {
         let mut table = self.table.lock();
-        if self.faults.split_close_all {
-            let ids: Vec<ConnId> = table.rows.drain().map(|(id, _)| id).collect();
+        let Some(row) = table.rows.remove(&id) else {
+            return false;
+        };
+        if !self.faults().remove_without_stop {
+            row.stop.stop();
+        }
+        drop(table);
+        self.removed.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Shutdown: refuses new registrations and removes every connection, raising each one's stop
+    /// signal first, atomically. Returns the ids removed (their owners' own removal is then a
+    /// no-op).
+    pub(crate) fn close_all(&self) -> Vec<ConnId> {
+        let mut table = self.table.lock();
+        if self.faults().split_close_all {
+            let ids = Self::stop_and_drain(&mut table);
             drop(table);
             self.removed.fetch_add(ids.len() as u64, Ordering::Relaxed);
             self.table.lock().closed = true;
             return ids;
         }
         table.closed = true;
-        let ids: Vec<ConnId> = table.rows.drain().map(|(id, _)| id).collect();
+        let ids = Self::stop_and_drain(&mut table);
         self.removed.fetch_add(ids.len() as u64, Ordering::Relaxed);
         ids
+    }
+
+    fn stop_and_drain(table: &mut Table) -> Vec<ConnId> {
+        table
+            .rows
+            .drain()
+            .map(|(id, row)| {
+                row.stop.stop();
+                id
+            })
+            .collect()
+    }
+
+    /// Housekeeping for leaked handles: removes (stop first) every row whose tasks were never
+    /// started and that the previous call already found so. A `Registered` handle that is
+    /// forgotten (`mem::forget`) thus holds its row, and a slot under `max_connections`, for at
+    /// most two housekeeping periods. Returns the rows reclaimed.
+    pub(crate) fn reclaim_unstarted(&self) -> usize {
+        let mut table = self.table.lock();
+        let mut reclaimed = 0;
+        table.rows.retain(|id, row| {
+            if row.started {
+                return true;
+            }
+            if !row.seen_unstarted {
+                row.seen_unstarted = true;
+                return true;
+            }
+            tracing::warn!(id = id.0, peer = %row.peer, "HA row reclaimed: registered but never started (a leaked handle)");
+            row.stop.stop();
+            reclaimed += 1;
+            false
+        });
+        drop(table);
+        self.removed.fetch_add(reclaimed as u64, Ordering::Relaxed);
+        reclaimed as usize
     }
 
     /// True once `close_all` ran.
@@ -166,7 +269,7 @@ impl HaRegistry {
     }
 
     /// Records a valid report; false if the connection is gone.
-    pub fn record_ack(&self, id: ConnId, offset: u64) -> bool {
+    pub(crate) fn record_ack(&self, id: ConnId, offset: u64) -> bool {
         match self.table.lock().rows.get_mut(&id) {
             Some(row) => {
                 row.ack = Some(row.ack.map_or(offset, |a| a.max(offset)));
@@ -243,7 +346,7 @@ mod tests {
         let r = HaRegistry::default();
         let gap = 256 << 20;
         for ack in [123, 124, 123, 125] {
-            let id = r.register("s").unwrap();
+            let id = r.register("s", StopSignal::new()).unwrap();
             assert!(r.record_ack(id, ack));
         }
         assert_eq!(r.in_sync(gap, gap), 4);
@@ -256,7 +359,7 @@ mod tests {
     #[test]
     fn unreported_connections_never_count() {
         let r = HaRegistry::default();
-        r.register("probe").unwrap();
+        r.register("probe", StopSignal::new()).unwrap();
         assert_eq!(r.acked_at_least(0), 0);
         assert_eq!(r.in_sync(0, 1 << 30), 0);
         assert_eq!(r.count(), 1);
@@ -265,18 +368,52 @@ mod tests {
     #[test]
     fn removal_is_idempotent_and_close_all_refuses_newcomers() {
         let r = HaRegistry::new(2);
-        let a = r.register("a").unwrap();
-        let _b = r.register("b").unwrap();
+        let (sa, sb) = (StopSignal::new(), StopSignal::new());
+        let a = r.register("a", sa.clone()).unwrap();
+        let _b = r.register("b", sb.clone()).unwrap();
         assert_eq!(
-            r.register("c"),
+            r.register("c", StopSignal::new()),
             Err(HaRegisterError::TooManyConnections { max: 2 })
         );
         assert!(r.deregister(a));
+        assert!(
+            sa.is_stopped(),
+            "StopBeforeRemove: deregister raised the row's stop"
+        );
         assert!(!r.deregister(a));
         assert!(!r.record_ack(a, 1));
+        assert!(!sb.is_stopped());
         assert_eq!(r.close_all().len(), 1);
-        assert_eq!(r.register("d"), Err(HaRegisterError::ShuttingDown));
+        assert!(
+            sb.is_stopped(),
+            "StopBeforeRemove: close_all raised the row's stop"
+        );
+        assert_eq!(
+            r.register("d", StopSignal::new()),
+            Err(HaRegisterError::ShuttingDown)
+        );
         assert_eq!(r.count(), 0);
         assert_eq!((r.accepted_total(), r.closed_total()), (2, 2));
+    }
+
+    /// A row whose tasks never start is reclaimed on the second housekeeping pass that finds it
+    /// so, stop first; a started row is never reclaimed.
+    #[test]
+    fn housekeeping_reclaims_rows_never_started() {
+        let r = HaRegistry::new(2);
+        let (leaked, live) = (StopSignal::new(), StopSignal::new());
+        let a = r.register("leaked", leaked.clone()).unwrap();
+        let b = r.register("live", live.clone()).unwrap();
+        assert!(r.mark_started(b));
+        assert_eq!(r.reclaim_unstarted(), 0);
+        assert_eq!(r.count(), 2);
+        assert_eq!(r.reclaim_unstarted(), 1);
+        assert!(leaked.is_stopped() && !live.is_stopped());
+        assert!(!r.mark_started(a), "a reclaimed row cannot start");
+        assert!(
+            r.register("next", StopSignal::new()).is_ok(),
+            "its cap slot is free"
+        );
+        assert_eq!(r.closed_total(), 1);
     }
 }

@@ -10,8 +10,9 @@
 
 use super::producer_manager_4x::ProducerManager4x;
 use crate::core::remoting::{FrameDecoder, RemotingCommand, code};
-use crate::core::{ChannelId, HeartbeatData, Millis};
+use crate::core::{HeartbeatData, Millis};
 use crate::sync::{Arc, Mutex};
+use crate::upstream::producer_manager_4x::Channel4x;
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::io;
@@ -21,10 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-type Consumers = Mutex<HashMap<String, HashMap<ChannelId, Millis>>>;
+type Consumers = Mutex<HashMap<String, HashMap<Channel4x, Millis>>>;
 
 struct Job {
-    channel: ChannelId,
+    channel: Channel4x,
     request: RemotingCommand,
     reply: mpsc::UnboundedSender<RemotingCommand>,
 }
@@ -35,7 +36,7 @@ pub struct Broker4x {
     consumers: Arc<Consumers>,
     local_addr: SocketAddr,
     cancel: CancellationToken,
-    closes: mpsc::UnboundedSender<ChannelId>,
+    closes: mpsc::UnboundedSender<Channel4x>,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -152,7 +153,7 @@ fn heartbeat_thread(
 
 /// `ClientHousekeepingService.onChannelClose`: every group, under the manager's lock.
 fn event_thread(
-    mut closes: mpsc::UnboundedReceiver<ChannelId>,
+    mut closes: mpsc::UnboundedReceiver<Channel4x>,
     producers: &ProducerManager4x,
     consumers: &Consumers,
 ) {
@@ -167,7 +168,7 @@ fn event_thread(
 async fn accept(
     listener: TcpListener,
     jobs: mpsc::Sender<Job>,
-    closes: mpsc::UnboundedSender<ChannelId>,
+    closes: mpsc::UnboundedSender<Channel4x>,
     cancel: CancellationToken,
 ) {
     let mut next = 0;
@@ -180,7 +181,7 @@ async fn accept(
             },
         };
         next += 1;
-        let channel = ChannelId(next);
+        let channel = next;
         let (jobs, closes, cancel) = (jobs.clone(), closes.clone(), cancel.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);

@@ -4,14 +4,17 @@
 //! Used as the baseline of `bench registry` and the "upstream" side of `replay stale-groups`.
 //! Not thread-clever on purpose: that is the point.
 
-use crate::core::{ChannelId, Millis};
+use crate::core::Millis;
 use crate::sync::Mutex;
 use std::collections::HashMap;
+
+/// A channel as 4.x's tables key it: Netty's `Channel` identity, here a number the caller picks.
+pub type Channel4x = u64;
 
 /// The 4.x manager: `groupChannelTable` behind the `synchronized` methods' single monitor.
 #[derive(Debug, Default)]
 pub struct ProducerManager4x {
-    table: Mutex<HashMap<String, HashMap<ChannelId, Millis>>>,
+    table: Mutex<HashMap<String, HashMap<Channel4x, Millis>>>,
 }
 
 impl ProducerManager4x {
@@ -21,7 +24,7 @@ impl ProducerManager4x {
     }
 
     /// `registerProducer`: create the group if absent, then add or refresh the channel.
-    pub fn register_producer(&self, group: &str, ch: ChannelId, now: Millis) {
+    pub fn register_producer(&self, group: &str, ch: Channel4x, now: Millis) {
         let mut table = self.table.lock();
         match table.get_mut(group) {
             Some(members) => {
@@ -34,7 +37,7 @@ impl ProducerManager4x {
     }
 
     /// `doChannelCloseEvent`: for every group, remove the channel; empty groups stay.
-    pub fn channel_closed(&self, ch: ChannelId) -> usize {
+    pub fn channel_closed(&self, ch: Channel4x) -> usize {
         let mut table = self.table.lock();
         let mut removed = 0;
         for members in table.values_mut() {
@@ -73,8 +76,8 @@ mod tests {
     #[test]
     fn keeps_empty_groups_like_upstream() {
         let m = ProducerManager4x::new();
-        m.register_producer("IotRuleEngine-1", ChannelId(1), Millis(0));
-        assert_eq!(m.channel_closed(ChannelId(1)), 1);
+        m.register_producer("IotRuleEngine-1", 1, Millis(0));
+        assert_eq!(m.channel_closed(1), 1);
         assert_eq!(m.group_count(), 1);
         assert_eq!(m.empty_group_count(), 1);
     }

@@ -93,7 +93,7 @@ pub(super) fn run(json: bool) -> ExitCode {
     let targets = Targets {
         ours: Target {
             addr: server.local_addr(),
-            accepted: Arc::new(move || stats.accepted.load(Ordering::Relaxed)),
+            accepted: Arc::new(move || stats.accepted_total()),
         },
         echo: Target {
             addr: echo.addr,
@@ -111,7 +111,7 @@ pub(super) fn run(json: bool) -> ExitCode {
     ));
     let pipelined = Point::measure(&client_rt, &targets, &registry, LATENCY_AT, PIPELINE_WINDOW);
 
-    let busy = server.stats().busy.load(Ordering::Relaxed);
+    let busy = server.stats().busy_total();
     let shutdown = server_rt.block_on(server.shutdown(Duration::from_secs(5)));
     drop(echo);
     drop(client_rt);

@@ -31,13 +31,16 @@
 //! from the OS preempting the heartbeat thread, which on a shared 2-core machine is most of ours.
 
 use crate::cli::alloc::live_bytes;
-use rmq_lifecycle::core::{ChannelId, HeartbeatData, Millis};
+use rmq_lifecycle::core::{HeartbeatData, Millis};
+use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
+use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::ClientRegistry;
 use rmq_lifecycle::upstream::producer_manager_4x::ProducerManager4x;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -146,9 +149,20 @@ fn filler_heartbeat(f: usize) -> HeartbeatData {
 /// filler channel as its member).
 #[derive(Default)]
 struct Tables {
-    ours: ClientRegistry,
+    ours: Arc<ClientRegistry>,
+    /// The filler channels' handles (closing them would empty their groups).
+    fillers: Vec<Channel>,
     base: ProducerManager4x,
     groups: usize,
+}
+
+/// One of our channels, over no transport: this bench measures the tables, not sockets.
+type Channel = ClientChannel<Registered, ()>;
+
+fn open(registry: &Arc<ClientRegistry>) -> Channel {
+    ClientChannel::new((), "")
+        .register(registry)
+        .expect("under max_channels")
 }
 
 impl Tables {
@@ -157,11 +171,12 @@ impl Tables {
         assert_eq!(g % GROUPS_PER_FILLER, 0);
         for f in self.groups / GROUPS_PER_FILLER..g / GROUPS_PER_FILLER {
             let hb = filler_heartbeat(f);
-            let ch = self.ours.register_channel().expect("under max_channels");
-            self.ours
-                .heartbeat(&ch, &hb, NOW)
+            let ch = open(&self.ours);
+            ch.handle()
+                .heartbeat(&hb, NOW)
                 .expect("a filler's groups fit its cap");
-            let id = ChannelId(FILLER_IDS + f as u64);
+            self.fillers.push(ch);
+            let id = FILLER_IDS + f as u64;
             for p in &hb.producer_data_set {
                 self.base.register_producer(&p.group_name, id, NOW);
             }
@@ -199,17 +214,17 @@ impl CloseScaling {
 
             let close_ours = |n: usize, samples: &mut Vec<u64>| {
                 for _ in 0..n {
-                    let ch = ours.register_channel().expect("under max_channels");
-                    ours.heartbeat(&ch, &probe, NOW).expect("one group");
+                    let ch = open(ours);
+                    ch.handle().heartbeat(&probe, NOW).expect("one group");
                     let t = Instant::now();
-                    let closed = ours.channel_closed(&ch);
+                    let closed = ch.close(CloseReason::PeerClosed);
                     samples.push(t.elapsed().as_nanos() as u64);
-                    assert!(closed);
+                    assert!(closed.id().is_some());
                 }
             };
             let mut close_base = |n: usize, samples: &mut Vec<u64>| {
                 for _ in 0..n {
-                    let id = ChannelId(next_probe);
+                    let id = next_probe;
                     next_probe += 1;
                     base.register_producer(probe_group, id, NOW);
                     let t = Instant::now();
@@ -451,31 +466,34 @@ impl StormPair {
         let hb = HeartbeatData::producers("bench-hb-client", ["bench-hb"]);
 
         let ours = &tables.ours;
-        let hb_ch = ours.register_channel().expect("under max_channels");
-        ours.heartbeat(&hb_ch, &hb, NOW).expect("one group");
+        let hb_ch = open(ours);
+        let hb_handle = hb_ch.handle();
+        hb_handle.heartbeat(&hb, NOW).expect("one group");
         let mut i = 0;
         let ours_storm = Storm::run(
             || {
-                black_box(ours.heartbeat(&hb_ch, &hb, NOW).expect("refresh"));
+                black_box(hb_handle.heartbeat(&hb, NOW).expect("refresh"));
             },
             || {
-                let ch = ours.register_channel().expect("under max_channels");
-                ours.heartbeat(&ch, &fresh[i % STORM_NAMES], NOW)
+                let ch = open(ours);
+                ch.handle()
+                    .heartbeat(&fresh[i % STORM_NAMES], NOW)
                     .expect("one group");
-                assert!(ours.channel_closed(&ch));
+                assert!(ch.close(CloseReason::PeerClosed).id().is_some());
                 i += 1;
             },
         );
+        drop(hb_ch);
         assert_eq!(ours.producer_group_count(), STORM_GROUPS + 1);
 
         let base = &tables.base;
-        let hb_id = ChannelId(PROBE_IDS - 1);
+        let hb_id = PROBE_IDS - 1;
         base.register_producer("bench-hb", hb_id, NOW);
         let mut j = 0;
         let base_storm = Storm::run(
             || base.register_producer("bench-hb", hb_id, NOW),
             || {
-                let id = ChannelId(PROBE_IDS + j as u64);
+                let id = PROBE_IDS + j as u64;
                 base.register_producer(&names[j % STORM_NAMES], id, NOW);
                 black_box(base.channel_closed(id));
                 j += 1;
@@ -513,14 +531,15 @@ impl Rates {
 impl Throughput {
     fn measure(tables: &Tables) -> Self {
         let hb = HeartbeatData::producers("bench-refresh-client", ["bench-refresh"]);
-        let ch = tables.ours.register_channel().expect("under max_channels");
-        tables.ours.heartbeat(&ch, &hb, NOW).expect("one group");
-        let id = ChannelId(PROBE_IDS - 2);
+        let ch = open(&tables.ours);
+        let handle = ch.handle();
+        handle.heartbeat(&hb, NOW).expect("one group");
+        let id = PROBE_IDS - 2;
         let n = REFRESHES / REFRESH_ROUNDS;
         let (mut ours, mut base) = (Vec::new(), Vec::new());
         for _ in 0..REFRESH_ROUNDS {
             ours.push(per_sec(n, || {
-                black_box(tables.ours.heartbeat(&ch, &hb, NOW).expect("refresh"));
+                black_box(handle.heartbeat(&hb, NOW).expect("refresh"));
             }));
             base.push(per_sec(n, || {
                 tables
@@ -528,7 +547,7 @@ impl Throughput {
                     .register_producer(black_box("bench-refresh"), id, NOW)
             }));
         }
-        assert!(tables.ours.channel_closed(&ch));
+        assert!(ch.close(CloseReason::PeerClosed).id().is_some());
         Throughput {
             ours: Rates::of(&mut ours),
             base: Rates::of(&mut base),
@@ -593,12 +612,12 @@ impl Memory {
 
     fn ours(hbs: &[HeartbeatData]) -> f64 {
         let names = Self::name_bytes(hbs, true);
-        let reg = ClientRegistry::default();
+        let reg = Arc::new(ClientRegistry::default());
         let mut chans = Vec::with_capacity(hbs.len());
         let before = live_bytes();
         for hb in hbs {
-            let ch = reg.register_channel().expect("under max_channels");
-            reg.heartbeat(&ch, hb, NOW).expect("under the group cap");
+            let ch = open(&reg);
+            ch.handle().heartbeat(hb, NOW).expect("under the group cap");
             chans.push(ch);
         }
         let after = live_bytes();
@@ -611,7 +630,7 @@ impl Memory {
         let before = live_bytes();
         for (c, hb) in hbs.iter().enumerate() {
             for p in &hb.producer_data_set {
-                base.register_producer(&p.group_name, ChannelId(c as u64), NOW);
+                base.register_producer(&p.group_name, c as u64, NOW);
             }
         }
         let after = live_bytes();
@@ -620,11 +639,11 @@ impl Memory {
 
     /// Heap bytes of a registered channel in no group (the baseline has no channel table).
     fn per_channel(n: usize) -> f64 {
-        let reg = ClientRegistry::default();
+        let reg = Arc::new(ClientRegistry::default());
         let mut chans = Vec::with_capacity(n);
         let before = live_bytes();
         for _ in 0..n {
-            chans.push(reg.register_channel().expect("under max_channels"));
+            chans.push(open(&reg));
         }
         (live_bytes() - before) as f64 / n as f64
     }

@@ -1,4 +1,5 @@
 //! A runtime-agnostic, one-shot stop signal: "whichever task exits first stops the other".
+//! It lives in L2 because an HA row holds its connection's signal and raises it on removal.
 //!
 //! Hand-written rather than taken from a crate because it must be built on `crate::sync`, so
 //! that loom and shuttle see its synchronization. It is one flag plus the wakers of the futures

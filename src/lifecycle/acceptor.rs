@@ -1,0 +1,515 @@
+//! The accept/reap/shutdown logic, written once and runtime-free: [`HaAcceptor`] and
+//! [`ClientAcceptor`] turn accepted transports into running connections and own their `Running`
+//! handles until the connection ends.
+//!
+//! Per connection: register (a refused one is closed with the reason), open a slot, spawn its
+//! tasks, store the `Running` handle in the slot unless shutdown began (then close it here), and
+//! reap the slot when its last task ends, however it ends (return, panic, abort). Shutdown marks
+//! the acceptor shut and takes every slot in one critical section, then closes each handle, so a
+//! connection accepted concurrently is either taken by the shutdown or closed by its own accept,
+//! never left running. The client acceptor also runs the expiry scan and closes the channels it
+//! orphans.
+//!
+//! Both `net` accept loops are a `select!` around these calls, and the shuttle, fuzz and vector
+//! harnesses drive the same calls with their own transports and spawners (the way quinn keeps
+//! protocol logic out of its tokio driver). What this module does not do: IO, timers, spawning
+//! by itself (it uses the [`Spawn`] it is given).
+//!
+//! Counting is exact at quiescence: every accepted connection is counted closed exactly once,
+//! where it leaves (refused, taken by reap, expiry, an owner's close or shutdown), so
+//! `accepted_total() - closed_total()` is the number of connections held.
+
+use super::{ChannelHandle, ClientChannel, CloseReason, HaConnection, HaTaskContext, Spawn};
+use crate::core::{ChannelId, ClientError, Millis};
+use crate::phase::Running;
+use crate::registry::{ClientRegistry, ConnId, HaRegisterError, HaRegistry, ScanReport};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// Deliberate defects in the accept/reap/shutdown path, for proving that the harnesses catch them
+/// (feature `harness` only).
+#[cfg(feature = "harness")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcceptorFaults {
+    /// RocketMQ 5.1.4's order (#8875): an HA connection's tasks start before its row is added;
+    /// a task that ends first removes nothing, and the later add leaves a dead row.
+    pub upstream_514_order: bool,
+    /// A task that panics (or is aborted) does not reap its slot: the shell stays forever.
+    pub lost_reap_on_panic: bool,
+    /// The handle is stored even after shutdown took the slots, where nothing will close it.
+    pub store_after_shutdown: bool,
+}
+
+#[cfg(not(feature = "harness"))]
+#[derive(Debug, Clone, Copy, Default)]
+struct AcceptorFaults {
+    upstream_514_order: bool,
+    lost_reap_on_panic: bool,
+    store_after_shutdown: bool,
+}
+
+/// The slots of one acceptor: id -> `Running` handle (`None` while its tasks are being started).
+struct Slots<Id, R> {
+    state: Mutex<SlotState<Id, R>>,
+    accepted: AtomicU64,
+    closed: AtomicU64,
+    faults: AcceptorFaults,
+}
+
+struct SlotState<Id, R> {
+    shut_down: bool,
+    open: BTreeMap<Id, Option<R>>,
+}
+
+impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
+    fn new(faults: AcceptorFaults) -> Self {
+        Slots {
+            state: Mutex::new(SlotState {
+                shut_down: false,
+                open: BTreeMap::new(),
+            }),
+            accepted: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            faults,
+        }
+    }
+
+    fn count_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_closed(&self, n: usize) {
+        self.closed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Opens a slot for a registered connection about to start; false (and counted closed) if
+    /// shutdown began, in which case the caller closes it.
+    fn begin(&self, id: Id) -> bool {
+        let mut st = self.state.lock();
+        if st.shut_down {
+            drop(st);
+            self.count_closed(1);
+            return false;
+        }
+        st.open.insert(id, None);
+        true
+    }
+
+    /// Puts the started handle in its slot. Hands it back if the slot is gone (its tasks already
+    /// ended and reaped it, or shutdown took it): the caller closes it, nothing else will.
+    fn store(&self, id: Id, running: R) -> Option<R> {
+        let mut st = self.state.lock();
+        if self.faults.store_after_shutdown && st.shut_down {
+            st.open.insert(id, Some(running));
+            return None;
+        }
+        match st.open.get_mut(&id) {
+            Some(slot @ None) => {
+                *slot = Some(running);
+                None
+            }
+            _ => Some(running),
+        }
+    }
+
+    /// Removes a slot (reap, expiry, an owner's close); the handle, if it was stored.
+    fn take(&self, id: Id) -> Option<Option<R>> {
+        let taken = self.state.lock().open.remove(&id);
+        if taken.is_some() {
+            self.count_closed(1);
+        }
+        taken
+    }
+
+    /// Shutdown: no slot opens from now on, and every open one is taken.
+    fn drain(&self) -> Vec<R> {
+        let mut st = self.state.lock();
+        st.shut_down = true;
+        let open = std::mem::take(&mut st.open);
+        drop(st);
+        self.count_closed(open.len());
+        open.into_values().flatten().collect()
+    }
+
+    fn open(&self) -> usize {
+        self.state.lock().open.len()
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.state.lock().shut_down
+    }
+}
+
+/// Reaps a connection's slot once every task holding it is gone, however they ended.
+struct Reaper<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> {
+    slots: Arc<Slots<Id, R>>,
+    id: Id,
+    /// A task holding it was dropped before returning (panic or abort).
+    unwound: AtomicBool,
+}
+
+impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Drop for Reaper<Id, R> {
+    fn drop(&mut self) {
+        if self.slots.faults.lost_reap_on_panic && self.unwound.load(Ordering::Acquire) {
+            return;
+        }
+        // The handle is dropped outside the slots' lock: dropping it aborts tasks and removes
+        // its row (already removed by the task's own guard; a no-op then).
+        if let Some(Some(shell)) = self.slots.take(self.id) {
+            drop(shell);
+        }
+    }
+}
+
+/// Runs `fut` holding `reaper`, noting whether it returned or was dropped mid-flight.
+fn reaped<Id, R, F>(
+    reaper: Arc<Reaper<Id, R>>,
+    fut: F,
+) -> impl Future<Output = CloseReason> + Send + 'static
+where
+    Id: Ord + Copy + std::fmt::Debug + Send + Sync + 'static,
+    R: Send + 'static,
+    F: Future<Output = CloseReason> + Send + 'static,
+{
+    struct Unwinding<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static>(
+        Option<Arc<Reaper<Id, R>>>,
+    );
+    impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Drop for Unwinding<Id, R> {
+        fn drop(&mut self) {
+            if let Some(reaper) = &self.0 {
+                reaper.unwound.store(true, Ordering::Release);
+            }
+        }
+    }
+    async move {
+        let mut guard = Unwinding(Some(reaper));
+        let reason = fut.await;
+        // Returned: drop the reaper without marking it unwound.
+        let reaper = guard.0.take();
+        drop(reaper);
+        reason
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/// The HA master's accept/reap/shutdown: owns the `Running` handles of its connections.
+pub struct HaAcceptor<T: Send + 'static, S> {
+    registry: Arc<HaRegistry>,
+    spawner: S,
+    slots: Arc<Slots<ConnId, HaConnection<Running, T>>>,
+}
+
+impl<T: Send + 'static, S> std::fmt::Debug for HaAcceptor<T, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaAcceptor")
+            .field("open", &self.slots.open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static, S: Spawn> HaAcceptor<T, S> {
+    /// An acceptor registering into `registry` and starting tasks with `spawner`.
+    pub fn new(registry: Arc<HaRegistry>, spawner: S) -> Self {
+        Self::build(registry, spawner, AcceptorFaults::default())
+    }
+
+    /// An acceptor with planted defects, for the harnesses.
+    #[cfg(feature = "harness")]
+    pub fn with_faults(registry: Arc<HaRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
+        Self::build(registry, spawner, faults)
+    }
+
+    fn build(registry: Arc<HaRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
+        HaAcceptor {
+            registry,
+            spawner,
+            slots: Arc::new(Slots::new(faults)),
+        }
+    }
+
+    /// The connection table (read-only queries).
+    pub fn registry(&self) -> &Arc<HaRegistry> {
+        &self.registry
+    }
+
+    /// Takes an accepted transport: registers it, starts its reader and writer (`start` builds
+    /// both futures, as in [`HaConnection::spawn`]) and keeps its handle until both end. A refused
+    /// connection (cap, shutdown) is closed here, transport dropped, and the error returned.
+    pub fn accept<F, RF, WF>(
+        &self,
+        transport: T,
+        peer: impl Into<String>,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        self.slots.count_accepted();
+        if self.slots.faults.upstream_514_order {
+            return self.accept_514(transport, peer.into(), start);
+        }
+        let registered = match HaConnection::new(transport, peer).register(&self.registry) {
+            Ok(registered) => registered,
+            Err(refused) => {
+                let error = refused.error;
+                tracing::warn!(peer = refused.connection.peer(), %error, "HA connection refused");
+                self.slots.count_closed(1);
+                refused
+                    .connection
+                    .close(CloseReason::Rejected(error.to_string()));
+                return Err(error);
+            }
+        };
+        let id = registered.id();
+        if !self.slots.begin(id) {
+            registered.close(CloseReason::Shutdown);
+            return Err(HaRegisterError::ShuttingDown);
+        }
+        let reaper = Arc::new(Reaper {
+            slots: self.slots.clone(),
+            id,
+            unwound: AtomicBool::new(false),
+        });
+        let running = registered.spawn(&self.spawner, move |transport, rc, wc| {
+            let (reader, writer) = start(transport, rc, wc);
+            (reaped(reaper.clone(), reader), reaped(reaper, writer))
+        });
+        if let Some(late) = self.slots.store(id, running) {
+            late.close(CloseReason::Shutdown);
+        }
+        Ok(id)
+    }
+
+    /// RocketMQ 5.1.4's order, planted (`AcceptorFaults::upstream_514_order`): the tasks start
+    /// on a row that does not exist yet, and the row is added after; a task's end removes the
+    /// row only if the add already happened.
+    fn accept_514<F, RF, WF>(
+        &self,
+        transport: T,
+        peer: String,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        use crate::registry::StopSignal;
+        let stop = StopSignal::new();
+        let row: Arc<Mutex<Option<ConnId>>> = Arc::new(Mutex::new(None));
+        let context = || HaTaskContext {
+            id: ConnId(0),
+            registry: self.registry.clone(),
+            stop: stop.clone(),
+        };
+        let (reader, writer) = start(transport, context(), context());
+        type Task = std::pin::Pin<Box<dyn Future<Output = CloseReason> + Send>>;
+        for fut in [Box::pin(reader) as Task, Box::pin(writer)] {
+            let (registry, stop, row) = (self.registry.clone(), stop.clone(), row.clone());
+            // `removeConnection(this)` on the way out: finds the row only if the add happened.
+            let _detached = self.spawner.spawn(Box::pin(async move {
+                fut.await;
+                stop.stop();
+                let added = *row.lock();
+                if let Some(id) = added {
+                    registry.deregister(id);
+                }
+            }));
+        }
+        let mut added = row.lock();
+        let id = self.registry.register(&peer, stop.clone())?;
+        self.registry.mark_started(id);
+        *added = Some(id);
+        Ok(id)
+    }
+
+    /// Housekeeping (every HA housekeeping interval): reclaims rows whose tasks never started,
+    /// two calls in a row (leaked `Registered` handles). Returns the rows reclaimed.
+    pub fn housekeeping(&self) -> usize {
+        self.registry.reclaim_unstarted()
+    }
+
+    /// Shutdown: no connection is stored from now on; every held one is closed (its stop signal
+    /// raised before its row is removed), then the table is closed to late registrations and
+    /// emptied (`close_all`, stop first too). Returns the connections this closed. Their tasks
+    /// end at their next await; the caller waits for them on its task gauge.
+    pub fn shutdown(&self) -> usize {
+        let open = self.slots.drain();
+        let closed = open.len();
+        for connection in open {
+            connection.close(CloseReason::Shutdown);
+        }
+        self.registry.close_all();
+        closed
+    }
+
+    /// True once `shutdown` began.
+    pub fn is_shut_down(&self) -> bool {
+        self.slots.is_shut_down()
+    }
+
+    /// Connections held (starting or running).
+    pub fn open(&self) -> usize {
+        self.slots.open()
+    }
+
+    /// Connections accepted since start (refused ones included).
+    pub fn accepted_total(&self) -> u64 {
+        self.slots.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed since start (refused ones included), each counted once.
+    pub fn closed_total(&self) -> u64 {
+        self.slots.closed.load(Ordering::Relaxed)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/// The client-management listener's accept/reap/expiry/shutdown: owns the `Running` handles of
+/// its channels.
+pub struct ClientAcceptor<T: Send + 'static, S> {
+    registry: Arc<ClientRegistry>,
+    spawner: S,
+    slots: Arc<Slots<ChannelId, ClientChannel<Running, T>>>,
+}
+
+impl<T: Send + 'static, S> std::fmt::Debug for ClientAcceptor<T, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAcceptor")
+            .field("open", &self.slots.open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static, S: Spawn> ClientAcceptor<T, S> {
+    /// An acceptor registering into `registry` and starting tasks with `spawner`.
+    pub fn new(registry: Arc<ClientRegistry>, spawner: S) -> Self {
+        Self::build(registry, spawner, AcceptorFaults::default())
+    }
+
+    /// An acceptor with planted defects, for the harnesses.
+    #[cfg(feature = "harness")]
+    pub fn with_faults(registry: Arc<ClientRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
+        Self::build(registry, spawner, faults)
+    }
+
+    fn build(registry: Arc<ClientRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
+        ClientAcceptor {
+            registry,
+            spawner,
+            slots: Arc::new(Slots::new(faults)),
+        }
+    }
+
+    /// The registry (read-only queries).
+    pub fn registry(&self) -> &Arc<ClientRegistry> {
+        &self.registry
+    }
+
+    /// Takes an accepted transport: registers it, starts its task (`task` gets the transport and
+    /// the channel's [`ChannelHandle`]) and keeps its handle until the task ends. A refused
+    /// channel (cap, shutdown) is closed here, transport dropped, and the error returned.
+    pub fn accept<F, Fut>(
+        &self,
+        transport: T,
+        peer: impl Into<String>,
+        task: F,
+    ) -> Result<ChannelId, ClientError>
+    where
+        F: FnOnce(T, ChannelHandle) -> Fut,
+        Fut: Future<Output = CloseReason> + Send + 'static,
+    {
+        self.slots.count_accepted();
+        let registered = match ClientChannel::new(transport, peer).register(&self.registry) {
+            Ok(registered) => registered,
+            Err(refused) => {
+                // No request was read, so there is nothing to answer: close with the reason.
+                let error = refused.error;
+                self.slots.count_closed(1);
+                refused
+                    .channel
+                    .close(CloseReason::Rejected(error.to_string()));
+                return Err(error);
+            }
+        };
+        let id = registered.id();
+        if !self.slots.begin(id) {
+            registered.close(CloseReason::Shutdown);
+            return Err(ClientError::ShuttingDown);
+        }
+        let reaper = Arc::new(Reaper {
+            slots: self.slots.clone(),
+            id,
+            unwound: AtomicBool::new(false),
+        });
+        let running = registered.spawn(&self.spawner, move |transport, handle| {
+            reaped(reaper, task(transport, handle))
+        });
+        if let Some(late) = self.slots.store(id, running) {
+            late.close(CloseReason::Shutdown);
+        }
+        Ok(id)
+    }
+
+    /// The periodic expiry scan (upstream `ClientHousekeepingService`): expires memberships,
+    /// closes the channels whose last membership expired (upstream closes expired channels), and
+    /// reclaims channels whose task never started, two scans in a row (leaked handles).
+    pub fn scan(&self, now: Millis) -> ScanReport {
+        let mut report = self.registry.scan_inactive(now);
+        for id in &report.orphaned {
+            self.close(*id, CloseReason::IdleTimeout);
+        }
+        report.reclaimed = self.registry.reclaim_unstarted();
+        report
+    }
+
+    /// Closes one held channel (an operator's kick, or expiry): its registry entry and its
+    /// transport go together. False if it is not held (already ended).
+    pub fn close(&self, id: ChannelId, reason: CloseReason) -> bool {
+        match self.slots.take(id) {
+            Some(Some(channel)) => {
+                channel.close(reason);
+                true
+            }
+            // Still starting: its accept stores nothing now and closes it.
+            Some(None) => true,
+            None => false,
+        }
+    }
+
+    /// Shutdown: no channel is stored from now on; every held one is closed. Returns how many.
+    pub fn shutdown(&self) -> usize {
+        let open = self.slots.drain();
+        let closed = open.len();
+        for channel in open {
+            channel.close(CloseReason::Shutdown);
+        }
+        closed
+    }
+
+    /// True once `shutdown` began.
+    pub fn is_shut_down(&self) -> bool {
+        self.slots.is_shut_down()
+    }
+
+    /// Channels held (starting or running).
+    pub fn open(&self) -> usize {
+        self.slots.open()
+    }
+
+    /// Connections accepted since start (refused ones included).
+    pub fn accepted_total(&self) -> u64 {
+        self.slots.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed since start (refused ones included), each counted once.
+    pub fn closed_total(&self) -> u64 {
+        self.slots.closed.load(Ordering::Relaxed)
+    }
+}
