@@ -1,34 +1,38 @@
-//! Loom models of `HaRegistry`: `register`, `deregister` and `close_all` racing each other, every
-//! interleaving up to the preemption bound. Each model checks, at quiescence (see
-//! `tests/support/ha.rs`):
+//! Loom models of the HA table through the shipped lifecycle: `HaConnection` handles
+//! registering and closing, their tasks ending, and `HaAcceptor::shutdown` (which ends in
+//! `HaRegistry::close_all`) racing each other, every interleaving up to the preemption bound.
+//! Each model checks, at quiescence (see `tests/support/ha.rs`):
 //!
-//! * `NoLeakAtQuiescence`: once `close_all` has run, the table is empty: a `register` racing it
-//!   either fails with `ShuttingDown` or its row is in `close_all`'s list. Also checked right
-//!   after `close_all` returns, in the closing thread (the table cannot change after it).
+//! * `NoLeakAtQuiescence`: once shutdown has run, the table is empty: a registration racing it
+//!   either fails with `ShuttingDown` or its row is removed by it. Also checked right after the
+//!   shutdown returns, in the closing thread (the table cannot change after it).
 //! * `CountIsTable`: `count()` equals `entries().len()`, and registered - removed equals both.
-//! * `RemovedOnce`: every row is removed by exactly one caller, counting a `deregister` that
-//!   returned true and `close_all`'s list, and a row stays gone once a `deregister` of it
-//!   returned (ids are never reused).
+//! * `RemovedOnce`: every row is removed once: a handle's close that removed it
+//!   (`removed_row()`) and the shutdown's removals add up to the rows registered, and a row stays
+//!   gone once a close returned.
+//! * `StopBeforeRemove`: a connection's task that finds its row gone finds its stop signal
+//!   raised, whichever path (the other task's end, the owner's close, shutdown) removed it.
 //!
 //! * `loom_ha_register_vs_close_all`: a registration races the shutdown.
-//! * `loom_ha_owner_vs_close_all`: an owner registers, then deregisters its row and another,
-//!   racing the shutdown (the RAII guard's path).
-//! * `loom_ha_deregisters_vs_close_all`: three threads remove the same rows.
+//! * `loom_ha_owner_vs_close_all`: an owner registers A, then closes A and P, racing the
+//!   shutdown (the RAII guard's path).
+//! * `loom_ha_tasks_vs_close_all`: a running connection's reader ends while its writer watches
+//!   its row, racing the shutdown.
 //! * `loom_ha_registers_vs_close_all_at_cap`: two registrations race the shutdown with room for
 //!   one (`TooManyConnections`).
-//! * `*_finds_split_close_all`: the planted `HaFaults::split_close_all` (the table is emptied and
-//!   closed in two critical sections) must fail with `NoLeakAtQuiescence`.
+//! * `*_finds_*`: planted defects (feature `harness`): `HaFaults::split_close_all` (the table is
+//!   emptied and closed in two critical sections) must fail with `NoLeakAtQuiescence`, and
+//!   `HaFaults::remove_without_stop` with `StopBeforeRemove`.
 //!
-//! Run (release, own target dir; `--nocapture` prints the executions explored per model):
+//! Run (own target dir; `--nocapture` prints the executions explored per model):
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg rmq_loom" LOOM_MAX_PREEMPTIONS=3 \
-//!     cargo test --release --no-default-features --test loom_ha -- --nocapture
+//!     cargo test --no-default-features --features harness --test loom_ha -- --nocapture
 //! ```
 //!
-//! Without `LOOM_MAX_PREEMPTIONS` the two-thread models are exhaustive and the three-thread ones
-//! use bound 3. Loom is exhaustive, so a failure reproduces on every run; to see the failing
-//! interleaving, rerun the one test with `LOOM_LOG=trace LOOM_LOCATION=1 ... -- <test> --exact`.
+//! Loom is exhaustive, so a failure reproduces on every run; to see the failing interleaving,
+//! rerun the one test with `LOOM_LOG=trace LOOM_LOCATION=1 ... -- <test> --exact`.
 
 #![cfg(rmq_loom)]
 
@@ -38,221 +42,295 @@ mod ha;
 mod runner;
 mod support;
 
-use ha::{HaExpect, times};
+use ha::HaExpect;
 use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
-use rmq_lifecycle::registry::ha::HaFaults;
-use rmq_lifecycle::registry::{ConnId, HaRegisterError, HaRegistry};
+use rmq_lifecycle::lifecycle::{
+    BoxTask, CloseReason, HaAcceptor, HaConnection, HaTaskContext, Spawn, TaskHandle,
+};
+use rmq_lifecycle::phase::Registered;
+use rmq_lifecycle::registry::{ConnId, HaFaults, HaRegisterError, HaRegistry};
 use runner::{EXHAUSTIVE, THREE_THREAD_PREEMPTIONS, model, model_finds};
+use std::sync::Mutex;
 
 const SPLIT: HaFaults = HaFaults {
     split_close_all: true,
+    remove_without_stop: false,
+};
+const NO_STOP: HaFaults = HaFaults {
+    split_close_all: false,
+    remove_without_stop: true,
 };
 
 fn registry(max: usize, faults: HaFaults) -> Arc<HaRegistry> {
     Arc::new(HaRegistry::with_faults(max, faults))
 }
 
-/// What the closing thread saw: `close_all`'s list, the table right after it, and a later
-/// registration's result.
-struct Shutdown {
-    removed: Vec<ConnId>,
-    after: Vec<String>,
-    late: Result<ConnId, HaRegisterError>,
-}
+/// Runs each task on its own loom thread; the model joins them before its checks.
+#[derive(Clone, Default)]
+struct LoomSpawner(std::sync::Arc<Mutex<Vec<thread::JoinHandle<()>>>>);
 
-fn shutdown(reg: &HaRegistry) -> Shutdown {
-    let removed = reg.close_all();
-    let after = ha::after_close_all(reg);
-    let late = reg.register("late");
-    Shutdown {
-        removed,
-        after,
-        late,
+struct Finished(Arc<AtomicBool>);
+
+impl TaskHandle for Finished {
+    fn abort(&self) {}
+    fn is_finished(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
-impl Shutdown {
-    /// Whether `close_all` removed `id`.
-    fn removed(&self, id: ConnId) -> bool {
-        self.removed.contains(&id)
+impl Spawn for LoomSpawner {
+    fn spawn(&self, task: BoxTask) -> Box<dyn TaskHandle> {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let join = thread::spawn(move || {
+            loom::future::block_on(task);
+            flag.store(true, Ordering::Release);
+        });
+        self.0.lock().unwrap().push(join);
+        Box::new(Finished(done))
     }
+}
 
-    /// The violations it saw, plus a wrong answer to the late registration.
-    fn observed(&self) -> Vec<String> {
-        let mut out = self.after.clone();
-        if self.late != Err(HaRegisterError::ShuttingDown) {
-            out.push(format!(
-                "NoLeakAtQuiescence violated: a register after close_all returned {:?}",
-                self.late
-            ));
+impl LoomSpawner {
+    fn join_all(&self) {
+        let joins = std::mem::take(&mut *self.0.lock().unwrap());
+        for join in joins {
+            join.join().unwrap();
         }
-        out
     }
+}
+
+/// A spawner for acceptors that only shut down here.
+struct NoTasks;
+
+impl Spawn for NoTasks {
+    fn spawn(&self, _task: BoxTask) -> Box<dyn TaskHandle> {
+        unreachable!("these models start no task through the acceptor")
+    }
+}
+
+fn open(
+    reg: &Arc<HaRegistry>,
+    peer: &str,
+) -> Result<HaConnection<Registered, ()>, HaRegisterError> {
+    HaConnection::new((), peer)
+        .register(reg)
+        .map_err(|e| e.error)
+}
+
+/// The master's shutdown (`HaAcceptor::shutdown`, whose last step is `close_all`), and what the
+/// closing thread saw right after it, including a later registration's result.
+fn shutdown(reg: &Arc<HaRegistry>) -> Vec<String> {
+    HaAcceptor::<(), _>::new(reg.clone(), NoTasks).shutdown();
+    let mut out = ha::after_close_all(reg);
+    let late = open(reg, "late").map(|c| c.id());
+    if late != Err(HaRegisterError::ShuttingDown) {
+        out.push(format!(
+            "NoLeakAtQuiescence violated: a register after close_all returned {late:?}"
+        ));
+    }
+    out
 }
 
 /// A registration that lost to the shutdown must say so.
-fn refused_for_shutdown(r: &Result<ConnId, HaRegisterError>) -> Option<String> {
+fn refused_for_shutdown<T>(r: &Result<T, HaRegisterError>) -> Option<String> {
     match r {
         Ok(_) | Err(HaRegisterError::ShuttingDown) => None,
         Err(e) => Some(format!("register refused for the wrong reason: {e}")),
     }
 }
 
+/// `RemovedOnce`: the handles' own removals plus the shutdown's are the rows registered.
+fn removed_once(reg: &HaRegistry, by_handles: usize, out: &mut Vec<String>) {
+    let (accepted, closed) = (reg.accepted_total(), reg.closed_total());
+    if closed != accepted || (by_handles as u64) > closed {
+        out.push(format!(
+            "RemovedOnce violated: {accepted} rows registered, {closed} removals, {by_handles} \
+             of them by their handles"
+        ));
+    }
+}
+
 /// P is registered; A registers while the master shuts down. A is either refused with
-/// `ShuttingDown` or in `close_all`'s list; nothing is left.
+/// `ShuttingDown` or removed by the shutdown; nothing is left, and the handles' later closes
+/// remove nothing.
 fn register_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(usize::MAX, faults);
-        let p = reg.register("slave-p").unwrap();
+        let p = open(&reg, "slave-p").unwrap();
         let accept = {
             let reg = reg.clone();
-            thread::spawn(move || reg.register("probe-a"))
+            thread::spawn(move || open(&reg, "probe-a"))
         };
         let closer = {
             let reg = reg.clone();
             thread::spawn(move || shutdown(&reg))
         };
         let a = accept.join().unwrap();
-        let sd = closer.join().unwrap();
-
-        let mut expect = HaExpect {
-            observed: sd.observed(),
-            removals: vec![(p, times([sd.removed(p)]))],
-            ..HaExpect::default()
-        };
-        expect.observed.extend(refused_for_shutdown(&a));
+        let mut observed = closer.join().unwrap();
+        observed.extend(refused_for_shutdown(&a));
+        let mut by_handles = usize::from(p.close(CloseReason::Local).removed_row());
         if let Ok(a) = a {
-            expect.removals.push((a, times([sd.removed(a)])));
+            by_handles += usize::from(a.close(CloseReason::Local).removed_row());
         }
-        ha::check(&reg, &expect);
-        assert_eq!(
-            sd.removed.len(),
-            1 + usize::from(a.is_ok()),
-            "{:?}",
-            sd.removed
+        removed_once(&reg, by_handles, &mut observed);
+        if by_handles != 0 {
+            observed.push(format!(
+                "NoLeakAtQuiescence violated: {by_handles} row(s) survived the shutdown until \
+                 their handles closed them"
+            ));
+        }
+        ha::check(
+            &reg,
+            &HaExpect {
+                observed,
+                ..HaExpect::default()
+            },
         );
     }
 }
 
-/// P is registered; an owner registers A, then deregisters A and P (its guard's removal, and a
-/// task's), while the master shuts down. Each row is removed once, by the owner or by
-/// `close_all`; after a `deregister` returned, its row is gone for good.
+/// P is registered; an owner registers A, then closes A and P (the RAII guard's path), while
+/// the master shuts down. Each row is removed once, by its handle or by the shutdown; after a
+/// close returned, its row is gone for good.
 fn owner_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(usize::MAX, faults);
-        let p = reg.register("slave-p").unwrap();
+        let p = open(&reg, "slave-p").unwrap();
+        let p_id = p.id();
         let owner = {
             let reg = reg.clone();
             thread::spawn(move || {
-                let a = reg.register("slave-a");
-                let removed_a = a.as_ref().ok().map(|a| reg.deregister(*a));
-                let removed_p = reg.deregister(p);
-                let p_back = reg.entries().iter().any(|e| e.id == p);
-                (a, removed_a, removed_p, p_back)
+                let a = open(&reg, "slave-a");
+                let refused = refused_for_shutdown(&a);
+                let removed_a = a.map_or(false, |a| a.close(CloseReason::Local).removed_row());
+                let removed_p = p.close(CloseReason::Local).removed_row();
+                let p_back = reg.entries().iter().any(|e| e.id == p_id);
+                (
+                    refused,
+                    usize::from(removed_a) + usize::from(removed_p),
+                    p_back,
+                )
             })
         };
         let closer = {
             let reg = reg.clone();
             thread::spawn(move || shutdown(&reg))
         };
-        let (a, removed_a, removed_p, p_back) = owner.join().unwrap();
-        let sd = closer.join().unwrap();
-
-        let mut expect = HaExpect {
-            observed: sd.observed(),
-            removals: vec![(p, times([removed_p, sd.removed(p)]))],
-            ..HaExpect::default()
-        };
-        expect.observed.extend(refused_for_shutdown(&a));
+        let (refused, by_handles, p_back) = owner.join().unwrap();
+        let mut observed = closer.join().unwrap();
+        observed.extend(refused);
         if p_back {
-            expect.observed.push(format!(
-                "RemovedOnce violated: {p} was in the table after deregister({p}) returned"
+            observed.push(format!(
+                "RemovedOnce violated: {p_id} was in the table after its close returned"
             ));
         }
-        if let (Ok(a), Some(removed_a)) = (a, removed_a) {
-            expect.removals.push((a, times([removed_a, sd.removed(a)])));
-        }
-        ha::check(&reg, &expect);
+        removed_once(&reg, by_handles, &mut observed);
+        ha::check(
+            &reg,
+            &HaExpect {
+                observed,
+                ..HaExpect::default()
+            },
+        );
     }
 }
 
-/// Three threads: P and Q are registered; two callers deregister P (one also Q) while the master
-/// shuts down. Exactly one caller removes each.
-fn deregisters_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
+/// P runs: its reader ends at once (a probe), its writer checks its row twice, then waits for
+/// its stop signal; the master shuts down meanwhile. Whoever removes P's row (the reader's end or
+/// the shutdown) raises P's stop signal first, so the writer never sees its row gone while not
+/// told to stop, and it always ends.
+fn tasks_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(usize::MAX, faults);
-        let p = reg.register("slave-p").unwrap();
-        let q = reg.register("slave-q").unwrap();
-        let reader = {
-            let reg = reg.clone();
-            thread::spawn(move || reg.deregister(p))
-        };
-        let writer = {
-            let reg = reg.clone();
-            thread::spawn(move || (reg.deregister(p), reg.deregister(q)))
-        };
+        let spawner = LoomSpawner::default();
+        let seen: Arc<loom::sync::Mutex<Vec<String>>> = Arc::default();
+        let p = open(&reg, "slave-p").unwrap();
+        let (reg2, seen2) = (reg.clone(), seen.clone());
+        let running = p.spawn(&spawner, move |(), _reader: HaTaskContext, writer| {
+            let reader = async { CloseReason::PeerClosed };
+            let writer = async move {
+                for _ in 0..2 {
+                    let row = reg2.entries().iter().any(|e| e.id == writer.id());
+                    if !row && !writer.is_stopped() {
+                        seen2.lock().unwrap().push(format!(
+                            "StopBeforeRemove violated: the writer of {} saw its row gone, \
+                             its stop signal not raised",
+                            writer.id()
+                        ));
+                        // Under the fault nothing would ever stop it: end the model's task.
+                        return CloseReason::Local;
+                    }
+                    thread::yield_now();
+                }
+                writer.stopped().await;
+                CloseReason::Shutdown
+            };
+            (reader, writer)
+        });
         let closer = {
             let reg = reg.clone();
             thread::spawn(move || shutdown(&reg))
         };
-        let p1 = reader.join().unwrap();
-        let (p2, q2) = writer.join().unwrap();
-        let sd = closer.join().unwrap();
-
-        let expect = HaExpect {
-            observed: sd.observed(),
-            removals: vec![
-                (p, times([p1, p2, sd.removed(p)])),
-                (q, times([q2, sd.removed(q)])),
-            ],
-            ..HaExpect::default()
-        };
-        ha::check(&reg, &expect);
+        let mut observed = closer.join().unwrap();
+        // The owner lets go too (as the acceptor's reap does), then the tasks are joined.
+        let by_handle = usize::from(running.close(CloseReason::Local).removed_row());
+        spawner.join_all();
+        observed.extend(seen.lock().unwrap().drain(..));
+        removed_once(&reg, by_handle, &mut observed);
+        ha::check(
+            &reg,
+            &HaExpect {
+                observed,
+                ..HaExpect::default()
+            },
+        );
     }
 }
 
 /// Three threads, a cap of 2 with P registered: A and B register while the master shuts down.
-/// A registration refused for the cap saw the other one's row; every row that made it in is in
-/// `close_all`'s list.
+/// A registration refused for the cap saw the other one's row; every row that made it in is
+/// removed by the shutdown.
 fn registers_vs_close_all_at_cap(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(2, faults);
-        let p = reg.register("slave-p").unwrap();
+        let p = open(&reg, "slave-p").unwrap();
         let a = {
             let reg = reg.clone();
-            thread::spawn(move || reg.register("slave-a"))
+            thread::spawn(move || open(&reg, "slave-a"))
         };
         let b = {
             let reg = reg.clone();
-            thread::spawn(move || reg.register("slave-b"))
+            thread::spawn(move || open(&reg, "slave-b"))
         };
         let closer = {
             let reg = reg.clone();
             thread::spawn(move || shutdown(&reg))
         };
-        let a = a.join().unwrap();
-        let b = b.join().unwrap();
-        let sd = closer.join().unwrap();
-
-        let mut expect = HaExpect {
-            observed: sd.observed(),
-            removals: vec![(p, times([sd.removed(p)]))],
-            ..HaExpect::default()
-        };
-        let full = Err(HaRegisterError::TooManyConnections { max: 2 });
+        let a: Result<ConnId, _> = a.join().unwrap().map(|c| c.id());
+        let b: Result<ConnId, _> = b.join().unwrap().map(|c| c.id());
+        let mut observed = closer.join().unwrap();
         for (mine, other) in [(&a, &b), (&b, &a)] {
             match mine {
-                Ok(id) => expect.removals.push((*id, times([sd.removed(*id)]))),
-                Err(HaRegisterError::ShuttingDown) => {}
+                Ok(_) | Err(HaRegisterError::ShuttingDown) => {}
                 Err(HaRegisterError::TooManyConnections { .. }) if other.is_ok() => {}
-                Err(e) => expect.observed.push(format!(
+                Err(e) => observed.push(format!(
                     "CountIsTable violated: register refused with {e}, but the table held only \
                      P (the other registration: {other:?})"
                 )),
             }
         }
-        ha::check(&reg, &expect);
+        drop(p);
+        ha::check(
+            &reg,
+            &HaExpect {
+                observed,
+                ..HaExpect::default()
+            },
+        );
+        let full = Err(HaRegisterError::TooManyConnections { max: 2 });
         assert!(
             !(a == full && b == full),
             "at most one registration hits the cap"
@@ -289,11 +367,21 @@ fn loom_ha_owner_vs_close_all() {
 }
 
 #[test]
-fn loom_ha_deregisters_vs_close_all() {
+fn loom_ha_tasks_vs_close_all() {
     model(
-        "deregisters_vs_close_all",
+        "tasks_vs_close_all",
         THREE_THREAD_PREEMPTIONS,
-        deregisters_vs_close_all(HaFaults::default()),
+        tasks_vs_close_all(HaFaults::default()),
+    );
+}
+
+#[test]
+fn loom_ha_tasks_vs_close_all_finds_remove_without_stop() {
+    model_finds(
+        "tasks_vs_close_all/remove_without_stop",
+        THREE_THREAD_PREEMPTIONS,
+        "StopBeforeRemove",
+        tasks_vs_close_all(NO_STOP),
     );
 }
 

@@ -1,12 +1,15 @@
 //! The `ha_ops` fuzz property: op sequences decoded from bytes, applied to the real HA master
 //! side and to the oracle `core::ha_model::HaModel`, compared after every op.
 //!
-//! [`HaDriver`] is the real side, deterministic and single-threaded: `registry::HaRegistry`, one
-//! `lifecycle::HaConnection` per connection, its reader and writer futures run by a hand-polled
-//! executor, and one `core::ha::MasterLink` per connection fed the way `net::ha` feeds it. A task
-//! ends the way it does on tokio: the reader future returns (EOF, a protocol error, idle), or is
-//! dropped mid-flight (a panic), and the lifecycle's guards remove the row. It is shared by the
-//! fuzz target, `tests/fuzz_corpus.rs` and the HA conformance traces (`#[path]` includes).
+//! [`HaDriver`] is the real side, deterministic and single-threaded: the shipped
+//! `lifecycle::HaAcceptor` over `registry::HaRegistry` (the accept/reap/shutdown `net::ha`
+//! runs), `lifecycle::HaConnection` for the steps the model names apart (accept, register), the
+//! reader and writer futures run by a hand-polled executor, and one `core::ha::MasterLink` per
+//! connection stepped with the shipped steps `net::ha`'s tasks take
+//! (`HaTaskContext::apply_link_events`, `due_transfers`). A task ends the way it does on tokio:
+//! the reader future returns (EOF, a protocol error, idle), or is dropped mid-flight (a panic);
+//! the lifecycle's guards remove the row and the acceptor reaps the connection. It is shared by
+//! the fuzz target, `tests/fuzz_corpus.rs` and the HA conformance traces (`#[path]` includes).
 //!
 //! What it does not do: no sockets, no threads, no tokio; races between the two tasks and
 //! `close_all`'s atomicity (`HaFaults::split_close_all`) are for loom, shuttle and TLC.
@@ -14,16 +17,17 @@
 #![allow(dead_code)] // Each includer uses a different part.
 
 use rmq_lifecycle::core::Millis;
-use rmq_lifecycle::core::ha::{HaClose, HaConfig, MasterEvent, MasterLink};
+use rmq_lifecycle::core::ha::{HaClose, HaConfig, MasterLink};
 use rmq_lifecycle::core::ha_model::{
     HaCloseReason, HaClosed, HaConn, HaLive, HaModel, HaModelConfig, HaObserved, HaOp, HaOpResult,
     HaPhase, HaRefusal, HaRow, ReportRule,
 };
 use rmq_lifecycle::core::tables::Violation;
-use rmq_lifecycle::lifecycle::{BoxTask, CloseReason, HaConnection, Spawn, TaskHandle};
-use rmq_lifecycle::phase::{Init, Registered, Running};
-use rmq_lifecycle::registry::ha::HaFaults;
-use rmq_lifecycle::registry::{ConnId, HaRegisterError, HaRegistry};
+use rmq_lifecycle::lifecycle::{
+    BoxTask, CloseReason, HaAcceptor, HaConnection, HaTaskContext, Spawn, TaskHandle,
+};
+use rmq_lifecycle::phase::{Init, Registered};
+use rmq_lifecycle::registry::{ConnId, HaFaults, HaRegisterError, HaRegistry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,16 +174,16 @@ impl ManualSpawner {
 type Exit = Arc<Mutex<Option<CloseReason>>>;
 
 /// A reader or writer: returns when the driver decides its end, or `Shutdown` once the
-/// connection's stop signal is raised (the `select!` on `ctx.stop.stopped()` in `net::ha`).
+/// connection's stop signal is raised (the `select!` on `ctx.stopped()` in `net::ha`).
 fn task_future(
-    stop: rmq_lifecycle::lifecycle::StopSignal,
+    ctx: Arc<HaTaskContext>,
     exit: Exit,
 ) -> impl Future<Output = CloseReason> + Send + 'static {
     std::future::poll_fn(move |_| {
         if let Some(reason) = exit.lock().unwrap().take() {
             return Poll::Ready(reason);
         }
-        if stop.is_stopped() {
+        if ctx.is_stopped() {
             return Poll::Ready(CloseReason::Shutdown);
         }
         Poll::Pending
@@ -190,7 +194,10 @@ fn task_future(
 // The driver.
 
 struct Live {
-    conn: HaConnection<Running>,
+    /// Its row; the acceptor holds its `Running` handle.
+    id: ConnId,
+    /// The reader's context (shared with its task), through which acks reach the table.
+    ctx: Arc<HaTaskContext>,
     link: MasterLink,
     /// This link's clock: only differences matter, and an idle timeout on one connection must
     /// not age the others.
@@ -201,8 +208,8 @@ struct Live {
 }
 
 enum Slot {
-    Init(HaConnection<Init>),
-    Registered(HaConnection<Registered>),
+    Init(HaConnection<Init, ()>),
+    Registered(HaConnection<Registered, ()>),
     Running(Box<Live>),
     Closed,
 }
@@ -223,13 +230,12 @@ pub(crate) struct HaDriver {
     config: HaModelConfig,
     registry: Arc<HaRegistry>,
     spawner: ManualSpawner,
+    acceptor: HaAcceptor<(), ManualSpawner>,
     slots: BTreeMap<HaConn, Slot>,
     ids: BTreeMap<ConnId, HaConn>,
     max_offset: u64,
     events: Vec<HaClosed>,
     faults: DriverFaults,
-    /// Connections "closed" by a planted fault, kept so that nothing is dropped behind its back.
-    forgotten: Vec<Live>,
 }
 
 impl HaDriver {
@@ -239,19 +245,21 @@ impl HaDriver {
         registry_faults: HaFaults,
         faults: DriverFaults,
     ) -> Self {
+        let registry = Arc::new(HaRegistry::with_faults(
+            config.max_connections,
+            registry_faults,
+        ));
+        let spawner = ManualSpawner::default();
         HaDriver {
             config,
-            registry: Arc::new(HaRegistry::with_faults(
-                config.max_connections,
-                registry_faults,
-            )),
-            spawner: ManualSpawner::default(),
+            acceptor: HaAcceptor::new(registry.clone(), spawner.clone()),
+            registry,
+            spawner,
             slots: BTreeMap::new(),
             ids: BTreeMap::new(),
             max_offset: 0,
             events: Vec::new(),
             faults,
-            forgotten: Vec::new(),
         }
     }
 
@@ -298,7 +306,8 @@ impl HaDriver {
             HaOp::Accept => {
                 let conn = HaConn(self.slots.len() as u64 + 1);
                 let peer = format!("10.0.0.{}:10912", conn.0);
-                self.slots.insert(conn, Slot::Init(HaConnection::new(peer)));
+                self.slots
+                    .insert(conn, Slot::Init(HaConnection::new((), peer)));
                 HaOpResult::Accepted { conn }
             }
             HaOp::Register { conn } => {
@@ -340,18 +349,27 @@ impl HaDriver {
                 let writer: Exit = Arc::default();
                 let (r, w) = (reader.clone(), writer);
                 let writer_task = self.spawner.len() + 1;
-                let running = c.spawn(
-                    &self.spawner,
-                    move |ctx| task_future(ctx.stop, r),
-                    move |ctx| task_future(ctx.stop, w),
-                );
+                let held: Arc<Mutex<Option<Arc<HaTaskContext>>>> = Arc::default();
+                let keep = held.clone();
+                let started = self.acceptor.start_registered(c, move |(), rctx, wctx| {
+                    let rctx = Arc::new(rctx);
+                    *keep.lock().unwrap() = Some(rctx.clone());
+                    (task_future(rctx, r), task_future(Arc::new(wctx), w))
+                });
+                let id = started.expect("no shutdown while a connection is registered");
+                let ctx = held
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .expect("spawn built the futures");
                 let mut link = MasterLink::new(link_config(), 0, self.max_offset);
                 let now = Millis(0);
                 link.handle_start(now);
                 self.slots.insert(
                     conn,
                     Slot::Running(Box::new(Live {
-                        conn: running,
+                        id,
+                        ctx,
                         link,
                         now,
                         reader,
@@ -362,44 +380,48 @@ impl HaDriver {
             }
             HaOp::Report { conn, ref bytes } => {
                 let faults = self.faults;
-                let registry = self.registry.clone();
                 let Some(Slot::Running(live)) = self.slots.get_mut(&conn) else {
                     return self.ignored(conn);
                 };
-                let id = live.conn.id();
                 if faults.unchecked_acks {
                     let mut acked = Vec::new();
                     for chunk in bytes.chunks_exact(8) {
                         let raw = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
-                        registry.record_ack(id, raw);
+                        live.ctx.record_ack(raw);
                         acked.push(raw);
                     }
                     return HaOpResult::Reported { conn, acked };
                 }
                 live.link.handle_bytes(live.now, bytes);
-                let (acked, closed) = drain(&mut live.link, &registry, id);
+                let (acked, closed) = drain(&mut live.link, &live.ctx);
                 if let Some(reason) = closed {
                     self.end(conn, reason, closes);
                 }
                 HaOpResult::Reported { conn, acked }
             }
             HaOp::Flush { conn } => {
-                let registry = self.registry.clone();
                 let max = self.max_offset;
                 let Some(Slot::Running(live)) = self.slots.get_mut(&conn) else {
                     return self.ignored(conn);
                 };
-                let id = live.conn.id();
-                // `net::ha::write_transfers`: refresh the log end, tick, write until nothing is due.
+                // The writer's step `net::ha::write_transfers` takes, until nothing is due.
                 let mut closed = None;
+                let mut due = Vec::new();
                 loop {
-                    live.link.handle_local_max(max);
-                    live.link.handle_timeout(live.now);
-                    if let (_, Some(reason)) = drain(&mut live.link, &registry, id) {
-                        closed = Some(reason);
+                    due.clear();
+                    let step = live.ctx.due_transfers(
+                        &mut live.link,
+                        max,
+                        live.now,
+                        usize::MAX,
+                        &mut due,
+                        |_| {},
+                    );
+                    if let Err(why) = step {
+                        closed = Some(close_reason(&why));
                         break;
                     }
-                    if live.link.poll_transmit(live.now).is_none() {
+                    if due.is_empty() {
                         break;
                     }
                 }
@@ -426,9 +448,8 @@ impl HaDriver {
                     return self.ignored(conn);
                 }
                 if self.faults.forget_on_peer_close {
-                    if let Some(Slot::Running(live)) = self.slots.insert(conn, Slot::Closed) {
-                        self.forgotten.push(*live);
-                    }
+                    // Noted as closed, but its task never hears of it: the acceptor keeps it.
+                    self.slots.insert(conn, Slot::Closed);
                     closes.push((conn, HaCloseReason::PeerClosed));
                     return HaOpResult::Closed { conn };
                 }
@@ -436,14 +457,12 @@ impl HaDriver {
                 HaOpResult::Closed { conn }
             }
             HaOp::IdleTimeout { conn } => {
-                let registry = self.registry.clone();
                 let Some(Slot::Running(live)) = self.slots.get_mut(&conn) else {
                     return self.ignored(conn);
                 };
-                let id = live.conn.id();
                 live.now = Millis(live.now.0 + link_config().housekeeping_ms + 1);
                 live.link.handle_timeout(live.now);
-                match drain(&mut live.link, &registry, id) {
+                match drain(&mut live.link, &live.ctx) {
                     (_, Some(reason)) => {
                         self.end(conn, reason, closes);
                         HaOpResult::Closed { conn }
@@ -470,7 +489,13 @@ impl HaDriver {
                 match self.slots.insert(conn, Slot::Closed) {
                     Some(Slot::Init(c)) => drop(c.close(reason)),
                     Some(Slot::Registered(c)) => drop(c.close(reason)),
-                    Some(Slot::Running(live)) => drop(live.conn.close(reason)),
+                    Some(Slot::Running(live)) => {
+                        assert!(
+                            self.acceptor.close(live.id, reason),
+                            "the acceptor holds it"
+                        );
+                        self.spawner.run();
+                    }
                     other => {
                         match other {
                             Some(slot) => self.slots.insert(conn, slot),
@@ -483,26 +508,34 @@ impl HaDriver {
                 HaOpResult::Closed { conn }
             }
             HaOp::Shutdown => {
-                // `HaMaster::shutdown`: close every stored (running) connection, then
-                // `close_all`, which also removes what is registered but not yet running.
+                // `HaMaster::shutdown`: close every stored (running) connection, then the
+                // acceptor's shutdown (`close_all`), which also removes what is registered but
+                // not yet running; those handles are closed after it.
                 let running: Vec<HaConn> = self
                     .slots
                     .iter()
                     .filter(|(_, s)| matches!(s, Slot::Running(_)))
                     .map(|(c, _)| *c)
                     .collect();
+                let held = self.acceptor.shutdown();
+                assert_eq!(
+                    held,
+                    running.len(),
+                    "the acceptor held the running connections"
+                );
                 let mut closed = Vec::new();
                 for conn in running {
-                    if let Some(Slot::Running(live)) = self.slots.insert(conn, Slot::Closed) {
-                        drop(live.conn.close(CloseReason::Shutdown));
-                        closes.push((conn, HaCloseReason::Shutdown));
-                        closed.push(conn);
-                    }
+                    self.slots.insert(conn, Slot::Closed);
+                    closes.push((conn, HaCloseReason::Shutdown));
+                    closed.push(conn);
                 }
-                for id in self.registry.close_all() {
-                    let Some(&conn) = self.ids.get(&id) else {
-                        continue;
-                    };
+                let registered: Vec<HaConn> = self
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Slot::Registered(_)))
+                    .map(|(c, _)| *c)
+                    .collect();
+                for conn in registered {
                     if let Some(Slot::Registered(c)) = self.slots.insert(conn, Slot::Closed) {
                         drop(c.close(CloseReason::Shutdown));
                         closes.push((conn, HaCloseReason::Shutdown));
@@ -536,13 +569,12 @@ impl HaDriver {
         closes.push((conn, reason));
     }
 
-    /// The accept loop's reap branch: drop the running handle (stop, abort, deregister: by now
-    /// a no-op).
+    /// Its tasks ended: the acceptor reaped the connection (it holds it no more).
     fn reap(&mut self, conn: HaConn) {
+        self.spawner.run();
         if let Some(Slot::Running(live)) = self.slots.insert(conn, Slot::Closed) {
             drop(live);
         }
-        self.spawner.run();
     }
 
     /// What the real code shows now.
@@ -599,9 +631,23 @@ impl HaDriver {
         let mut owners = BTreeMap::new();
         for (conn, slot) in &self.slots {
             if let Slot::Running(live) = slot {
-                owners.insert(live.writer_task - 1, (*conn, live.conn.id()));
-                owners.insert(live.writer_task, (*conn, live.conn.id()));
+                owners.insert(live.writer_task - 1, (*conn, live.id));
+                owners.insert(live.writer_task, (*conn, live.id));
             }
+        }
+        let running = self
+            .slots
+            .values()
+            .filter(|s| matches!(s, Slot::Running(_)))
+            .count();
+        if self.acceptor.open() != running {
+            return Err(Violation {
+                invariant: "NoLeakAtQuiescence",
+                detail: format!(
+                    "the acceptor holds {} connection(s), {running} are running",
+                    self.acceptor.open()
+                ),
+            });
         }
         for task in self.spawner.alive() {
             let owner = owners.get(&task);
@@ -616,24 +662,12 @@ impl HaDriver {
     }
 }
 
-/// The link's pending events, as `net::ha::drain_events` applies them: valid reports go to the
+/// The link's pending events, applied by the shipped step `net::ha` uses: valid reports go to the
 /// table; a close is returned.
-fn drain(
-    link: &mut MasterLink,
-    registry: &HaRegistry,
-    id: ConnId,
-) -> (Vec<u64>, Option<HaCloseReason>) {
+fn drain(link: &mut MasterLink, ctx: &HaTaskContext) -> (Vec<u64>, Option<HaCloseReason>) {
     let mut acked = Vec::new();
-    while let Some(event) = link.poll_event() {
-        match event {
-            MasterEvent::Acked { offset, .. } => {
-                registry.record_ack(id, offset);
-                acked.push(offset);
-            }
-            MasterEvent::Closed(why) => return (acked, Some(close_reason(&why))),
-        }
-    }
-    (acked, None)
+    let closed = ctx.apply_link_events(link, |ack| acked.push(ack.offset));
+    (acked, closed.map(|why| close_reason(&why)))
 }
 
 /// The model's name for a link's close. Protocol errors are told apart by the clause their

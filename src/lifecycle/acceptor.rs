@@ -21,7 +21,7 @@
 
 use super::{ChannelHandle, ClientChannel, CloseReason, HaConnection, HaTaskContext, Spawn};
 use crate::core::{ChannelId, ClientError, Millis};
-use crate::phase::Running;
+use crate::phase::{Registered, Running};
 use crate::registry::{ClientRegistry, ConnId, HaRegisterError, HaRegistry, ScanReport};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex};
@@ -265,6 +265,36 @@ impl<T: Send + 'static, S: Spawn> HaAcceptor<T, S> {
                 return Err(error);
             }
         };
+        self.start(registered, start)
+    }
+
+    /// The second half of [`accept`](Self::accept), for a connection its caller registered
+    /// itself: starts its tasks and keeps its handle until both end, or closes it if shutdown
+    /// began. Counted as accepted here.
+    pub fn start_registered<F, RF, WF>(
+        &self,
+        registered: HaConnection<Registered, T>,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        self.slots.count_accepted();
+        self.start(registered, start)
+    }
+
+    fn start<F, RF, WF>(
+        &self,
+        registered: HaConnection<Registered, T>,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
         let id = registered.id();
         if !self.slots.begin(id) {
             registered.close(CloseReason::Shutdown);
@@ -283,6 +313,20 @@ impl<T: Send + 'static, S: Spawn> HaAcceptor<T, S> {
             late.close(CloseReason::Shutdown);
         }
         Ok(id)
+    }
+
+    /// Closes one held connection (an operator's kick): its row goes (stop first) and its tasks
+    /// are aborted, which drops the transport. False if it is not held (already ended).
+    pub fn close(&self, id: ConnId, reason: CloseReason) -> bool {
+        match self.slots.take(id) {
+            Some(Some(connection)) => {
+                connection.close(reason);
+                true
+            }
+            // Still starting: its accept stores nothing now and closes it.
+            Some(None) => true,
+            None => false,
+        }
     }
 
     /// RocketMQ 5.1.4's order, planted (`AcceptorFaults::upstream_514_order`): the tasks start

@@ -85,6 +85,8 @@ pub mod state {
         pub(super) peer: String,
         pub(super) id: Option<ChannelId>,
         pub(super) reason: CloseReason,
+        /// This close removed the registry entry (false if another path already had).
+        pub(super) removed: bool,
         pub(super) transport: PhantomData<fn() -> T>,
     }
 }
@@ -180,6 +182,7 @@ impl<T: Send + 'static> ClientChannel<Init, T> {
                 peer,
                 id: None,
                 reason,
+                removed: false,
                 transport: PhantomData,
             },
         }
@@ -242,7 +245,7 @@ impl<T: Send + 'static> ClientChannel<Registered, T> {
             mut registration,
             transport,
         } = self.state;
-        registration.close(&reason);
+        let removed = registration.close(&reason);
         drop(transport);
         let id = Some(registration.key().id());
         ClientChannel {
@@ -250,6 +253,7 @@ impl<T: Send + 'static> ClientChannel<Registered, T> {
                 peer,
                 id,
                 reason,
+                removed,
                 transport: PhantomData,
             },
         }
@@ -275,7 +279,7 @@ impl<T: Send + 'static> ClientChannel<Running, T> {
     /// Closes the channel in the registry, then aborts its task (dropping `self` does), which
     /// drops the transport.
     pub fn close(mut self, reason: CloseReason) -> ClientChannel<Closed, T> {
-        self.state.registration.close(&reason);
+        let removed = self.state.registration.close(&reason);
         let id = Some(self.id());
         let peer = std::mem::take(&mut self.state.peer);
         ClientChannel {
@@ -283,6 +287,7 @@ impl<T: Send + 'static> ClientChannel<Running, T> {
                 peer,
                 id,
                 reason,
+                removed,
                 transport: PhantomData,
             },
         }
@@ -303,6 +308,12 @@ impl<T: Send + 'static> ClientChannel<Closed, T> {
     /// Why it was closed.
     pub fn reason(&self) -> &CloseReason {
         &self.state.reason
+    }
+
+    /// Whether this close removed the registry entry (false if another path, its task's end or
+    /// an expiry reclaim, already had, or it never registered).
+    pub fn removed_entry(&self) -> bool {
+        self.state.removed
     }
 }
 

@@ -22,6 +22,8 @@
 
 use super::registration::{Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
+use crate::core::Millis;
+use crate::core::ha::{HaClose, MasterEvent, MasterLink, TRANSFER_HEADER_LEN, Transmit};
 use crate::phase::{Closed, Init, Phase, Registered, Running};
 use crate::registry::{ConnId, HaRegisterError, HaRegistry, StopSignal, Stopped};
 use crate::sync::Arc;
@@ -87,6 +89,8 @@ pub mod state {
         pub(super) peer: String,
         pub(super) id: Option<ConnId>,
         pub(super) reason: CloseReason,
+        /// This close removed the registry entry (false if another path already had).
+        pub(super) removed: bool,
         pub(super) transport: PhantomData<fn() -> T>,
     }
 }
@@ -167,6 +171,66 @@ impl HaTaskContext {
     pub fn stopped(&self) -> Stopped<'_> {
         self.stop.stopped()
     }
+
+    /// Applies the link's pending events, the one way every driver does: each report the link
+    /// accepted (`AckBounded` is the link's rule) is recorded in the row and handed to `on_ack`;
+    /// a close is returned, and the task then ends with it.
+    pub fn apply_link_events(
+        &self,
+        link: &mut MasterLink,
+        mut on_ack: impl FnMut(AppliedAck),
+    ) -> Option<HaClose> {
+        while let Some(event) = link.poll_event() {
+            match event {
+                MasterEvent::Acked { offset, first } => on_ack(AppliedAck {
+                    offset,
+                    first,
+                    recorded: self.record_ack(offset),
+                }),
+                MasterEvent::Closed(why) => return Some(why),
+            }
+        }
+        None
+    }
+
+    /// The writer's step: tells the link the log's end and the time, applies its events, then
+    /// collects into `out` the transfers now due, up to about `budget` bytes of frames. The
+    /// writer sends them and steps again until nothing is due.
+    pub fn due_transfers(
+        &self,
+        link: &mut MasterLink,
+        local_max: u64,
+        now: Millis,
+        budget: usize,
+        out: &mut Vec<Transmit>,
+        on_ack: impl FnMut(AppliedAck),
+    ) -> Result<(), HaClose> {
+        link.handle_local_max(local_max);
+        link.handle_timeout(now);
+        if let Some(why) = self.apply_link_events(link, on_ack) {
+            return Err(why);
+        }
+        let mut gathered = 0;
+        while gathered < budget {
+            let Some(t) = link.poll_transmit(now) else {
+                break;
+            };
+            gathered += TRANSFER_HEADER_LEN + t.len as usize;
+            out.push(t);
+        }
+        Ok(())
+    }
+}
+
+/// A report the link accepted, as [`HaTaskContext::apply_link_events`] applied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedAck {
+    /// The offset the slave reported.
+    pub offset: u64,
+    /// Its first valid report: from now on it counts for sync replication.
+    pub first: bool,
+    /// The row took it (false once the row is gone).
+    pub recorded: bool,
 }
 
 impl<T: Send + 'static> HaConnection<Init, T> {
@@ -226,6 +290,7 @@ impl<T: Send + 'static> HaConnection<Init, T> {
                 peer,
                 id: None,
                 reason,
+                removed: false,
                 transport: PhantomData,
             },
         }
@@ -269,6 +334,7 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
         let mut armed = Armed {
             stop: stop.clone(),
             tasks: Vec::with_capacity(2),
+            armed: true,
         };
         let (reader, writer) = start(transport, context(), context());
         if !registration.table().mark_started(id) {
@@ -304,13 +370,14 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
             stop: _,
             transport,
         } = self.state;
-        registration.close(&reason);
+        let removed = registration.close(&reason);
         drop(transport);
         HaConnection {
             state: state::Closed {
                 peer,
                 id: Some(*registration.key()),
                 reason,
+                removed,
                 transport: PhantomData,
             },
         }
@@ -321,13 +388,13 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
 struct Armed {
     stop: StopSignal,
     tasks: Vec<Box<dyn TaskHandle>>,
+    armed: bool,
 }
 
 impl Armed {
     fn disarm(mut self) -> [Box<dyn TaskHandle>; 2] {
-        let tasks = std::mem::take(&mut self.tasks);
-        std::mem::forget(self);
-        match <[Box<dyn TaskHandle>; 2]>::try_from(tasks) {
+        self.armed = false;
+        match <[Box<dyn TaskHandle>; 2]>::try_from(std::mem::take(&mut self.tasks)) {
             Ok(tasks) => tasks,
             Err(_) => unreachable!("spawn pushes exactly two tasks"),
         }
@@ -336,6 +403,9 @@ impl Armed {
 
 impl Drop for Armed {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         self.stop.stop();
         for task in &self.tasks {
             task.abort();
@@ -423,7 +493,7 @@ impl<T: Send + 'static> HaConnection<Running, T> {
     /// Removes the row (raising the stop signal first) and aborts both tasks, which drops the
     /// transport.
     pub fn close(mut self, reason: CloseReason) -> HaConnection<Closed, T> {
-        self.state.registration.close(&reason);
+        let removed = self.state.registration.close(&reason);
         let id = Some(self.id());
         let peer = std::mem::take(&mut self.state.peer);
         HaConnection {
@@ -431,6 +501,7 @@ impl<T: Send + 'static> HaConnection<Running, T> {
                 peer,
                 id,
                 reason,
+                removed,
                 transport: PhantomData,
             },
         }
@@ -451,5 +522,11 @@ impl<T: Send + 'static> HaConnection<Closed, T> {
     /// Why it was closed.
     pub fn reason(&self) -> &CloseReason {
         &self.state.reason
+    }
+
+    /// Whether this close removed the row (false if another path, a task's end or shutdown,
+    /// already had, or it never registered).
+    pub fn removed_row(&self) -> bool {
+        self.state.removed
     }
 }

@@ -17,7 +17,7 @@ pub use crate::registry::{StopSignal, Stopped};
 pub use acceptor::AcceptorFaults;
 pub use acceptor::{ClientAcceptor, HaAcceptor};
 pub use client_channel::{ChannelHandle, ClientChannel, RegisterError};
-pub use ha_connection::{HaConnection, HaRegisterFailed, HaTaskContext};
+pub use ha_connection::{AppliedAck, HaConnection, HaRegisterFailed, HaTaskContext};
 
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicUsize, Ordering};

@@ -8,10 +8,10 @@
 
 use super::{Clock, TokioSpawner};
 use crate::core::ha::{
-    HaClose, HaConfig, MasterEvent, MasterLink, SlaveAppend, SlaveEvent, SlaveLink,
-    TRANSFER_HEADER_LEN, Transmit, encode_report, encode_transfer_header,
+    HaClose, HaConfig, MasterLink, SlaveAppend, SlaveEvent, SlaveLink, TRANSFER_HEADER_LEN,
+    Transmit, encode_report, encode_transfer_header,
 };
-use crate::lifecycle::{CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
+use crate::lifecycle::{AppliedAck, CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
 use crate::registry::HaRegistry;
 use crate::store::{Appended, CommitLog};
 use crate::sync::Arc;
@@ -278,30 +278,31 @@ fn close_reason(why: HaClose) -> CloseReason {
     }
 }
 
-/// Applies the link's events: acks go to the table and wake replication waiters.
+/// What this driver adds to an applied ack: waking replication waiters, and a line when a
+/// slave's first valid report arrives.
+fn on_ack(ctx: &HaTaskContext, shared: &MasterShared) -> impl FnMut(AppliedAck) {
+    move |ack| {
+        if ack.recorded {
+            shared.acked.send_modify(|n| *n += 1);
+        }
+        if ack.first {
+            tracing::info!(
+                id = ctx.id().get(),
+                offset = ack.offset,
+                "HA slave reported; replicating"
+            );
+        }
+    }
+}
+
+/// Applies the link's events (acks to the table, waking waiters); a close ends the task.
 fn drain_events(
     link: &mut MasterLink,
     ctx: &HaTaskContext,
     shared: &MasterShared,
 ) -> Option<CloseReason> {
-    while let Some(event) = link.poll_event() {
-        match event {
-            MasterEvent::Acked { offset, first } => {
-                if ctx.record_ack(offset) {
-                    shared.acked.send_modify(|n| *n += 1);
-                }
-                if first {
-                    tracing::info!(
-                        id = ctx.id().get(),
-                        offset,
-                        "HA slave reported; replicating"
-                    );
-                }
-            }
-            MasterEvent::Closed(why) => return Some(close_reason(why)),
-        }
-    }
-    None
+    ctx.apply_link_events(link, on_ack(ctx, shared))
+        .map(close_reason)
 }
 
 async fn read_reports(
@@ -367,20 +368,16 @@ async fn write_transfers(
     loop {
         loop {
             batch.clear();
-            {
-                let mut l = link.lock();
-                l.handle_local_max(shared.log.max_offset());
-                let now = shared.clock.now();
-                l.handle_timeout(now);
-                if let Some(reason) = drain_events(&mut l, ctx, shared) {
-                    return reason;
-                }
-                let mut gathered = 0;
-                while gathered < WRITE_GATHER {
-                    let Some(t) = l.poll_transmit(now) else { break };
-                    gathered += TRANSFER_HEADER_LEN + t.len as usize;
-                    batch.push(t);
-                }
+            let due = ctx.due_transfers(
+                &mut link.lock(),
+                shared.log.max_offset(),
+                shared.clock.now(),
+                WRITE_GATHER,
+                &mut batch,
+                on_ack(ctx, shared),
+            );
+            if let Err(why) = due {
+                return close_reason(why);
             }
             if batch.is_empty() {
                 break;

@@ -87,7 +87,7 @@ pub(crate) fn violations(reg: &ClientRegistry, expect: &Expect) -> Vec<String> {
         out.push(v.to_string());
     }
     for ch in &expect.closed {
-        if reg.channel(*ch).is_some() {
+        if tables.channels.contains_key(ch) {
             out.push(format!(
                 "NoResurrection violated: closed {ch} is still registered"
             ));

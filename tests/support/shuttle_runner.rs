@@ -209,9 +209,24 @@ where
 #[derive(Clone, Default)]
 pub(crate) struct ShuttleSpawner {
     joins: std::sync::Arc<std::sync::Mutex<Vec<shuttle::future::JoinHandle<()>>>>,
+    aborts: std::sync::Arc<std::sync::Mutex<Vec<shuttle::future::AbortHandle>>>,
 }
 
 impl ShuttleSpawner {
+    /// Tasks spawned so far.
+    pub(crate) fn spawned(&self) -> usize {
+        self.aborts.lock().unwrap().len()
+    }
+
+    /// Aborts the `i`-th task spawned: its future is dropped at its next await, mid-flight, as
+    /// tokio drops a task's future when it catches the task's panic.
+    pub(crate) fn abort(&self, i: usize) {
+        // Cloned out first: `abort` is a scheduling point, and this std mutex must not be held
+        // across one (every shuttle task runs on this one OS thread).
+        let handle = self.aborts.lock().unwrap()[i].clone();
+        handle.abort();
+    }
+
     /// Waits until every task spawned so far has completed or been aborted.
     pub(crate) fn join_all(&self) {
         let joins = std::mem::take(&mut *self.joins.lock().unwrap());
@@ -239,6 +254,7 @@ impl Spawn for ShuttleSpawner {
         let join = shuttle::future::spawn(task);
         let abort = join.abort_handle();
         self.joins.lock().unwrap().push(join);
+        self.aborts.lock().unwrap().push(abort.clone());
         Box::new(ShuttleTask(abort))
     }
 }

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 fn main() {
     let registry = Arc::new(ClientRegistry::default());
-    let registered = ClientChannel::new("127.0.0.1:9").register(&registry).unwrap();
+    let registered = ClientChannel::new(Socket, "127.0.0.1:9").register(&registry).unwrap();
     let _again = registered.register(&registry);
 }
+
+/// Stands for an accepted socket: the handle owns it.
+struct Socket;

@@ -10,6 +10,9 @@ impl Spawn for Inline {
 }
 
 fn main() {
-    let channel = ClientChannel::new("127.0.0.1:9");
-    let _running = channel.spawn(&Inline, |_handle| async { CloseReason::PeerClosed });
+    let channel = ClientChannel::new(Socket, "127.0.0.1:9");
+    let _running = channel.spawn(&Inline, |_socket, _handle| async { CloseReason::PeerClosed });
 }
+
+/// Stands for an accepted socket: the handle owns it.
+struct Socket;

@@ -10,10 +10,14 @@ impl Spawn for Inline {
 }
 
 fn main() {
-    let accepted = HaConnection::new("127.0.0.1:9");
+    let accepted = HaConnection::new(Socket, "127.0.0.1:9");
     let _running = accepted.spawn(
         &Inline,
-        |_ctx| async { CloseReason::PeerClosed },
-        |_ctx| async { CloseReason::PeerClosed },
+        |_socket, _reader, _writer| {
+            (async { CloseReason::PeerClosed }, async { CloseReason::PeerClosed })
+        },
     );
 }
+
+/// Stands for an accepted socket: the handle owns it.
+struct Socket;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 fn main() {
     let registry = Arc::new(HaRegistry::default());
-    let registered = HaConnection::new("127.0.0.1:9").register(&registry).unwrap();
+    let registered = HaConnection::new(Socket, "127.0.0.1:9").register(&registry).unwrap();
     let _closed = registered.close(CloseReason::Local);
     let _id = registered.id();
 }
+
+/// Stands for an accepted socket: the handle owns it.
+struct Socket;

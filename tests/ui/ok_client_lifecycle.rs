@@ -21,11 +21,14 @@ impl TaskHandle for Done {
 
 fn main() {
     let registry = Arc::new(ClientRegistry::default());
-    let registered = ClientChannel::new("127.0.0.1:9").register(&registry).unwrap();
+    let registered = ClientChannel::new(Socket, "127.0.0.1:9").register(&registry).unwrap();
     registered.handle().heartbeat(&HeartbeatData::producers("c", ["g"]), Millis(0)).unwrap();
-    let running = registered.spawn(&Drop_, |_handle| async { CloseReason::PeerClosed });
+    let running = registered.spawn(&Drop_, |_socket, _handle| async { CloseReason::PeerClosed });
     // The spawner dropped the task, so its guard already closed the channel.
     assert_eq!(registry.producer_group_count(), 0);
     let closed = running.close(CloseReason::Shutdown);
     assert!(closed.id().is_some());
 }
+
+/// Stands for an accepted socket: the handle owns it.
+struct Socket;
