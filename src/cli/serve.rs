@@ -171,12 +171,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         ha: Some((master.registry().clone(), log.clone())),
     };
     if let Some(addr) = args.metrics {
-        metrics::install(addr)?;
-        tokio::spawn(metrics::sample_loop(
-            sources.clone(),
-            Duration::from_millis(200),
-            sampler_stop.clone(),
-        ));
+        metrics::serve(addr, sources.clone(), sampler_stop.clone()).await?;
         tracing::info!(%addr, "metrics at /metrics");
     }
     tracing::info!(listen = %server.local_addr(), ha_listen = %master.local_addr(), "serving");

@@ -1,19 +1,25 @@
-//! Prometheus text at `/metrics`, served by `metrics-exporter-prometheus`.
+//! Prometheus text at `/metrics`, read from the tables when scraped.
 //!
-//! The tables are the source of truth, so the gauges are sampled from them (a few hundred
-//! nanoseconds per shard) rather than kept as counters beside them that could drift.
+//! Nothing is sampled ahead of time: each scrape encodes what the registries, the acceptors and
+//! the task gauge say at that moment (a scrape right after a heartbeat shows it), and per-slave
+//! series exist only while the slave's row does. Encoding is `prometheus-client`'s; the HTTP
+//! side is `hyper`, one GET route. What this is not: a general metrics facade; the crate keeps
+//! no counters beside its tables.
 
 use super::remoting::RemotingStats;
 use crate::lifecycle::TaskGauge;
 use crate::registry::{ClientRegistry, HaRegistry};
 use crate::store::CommitLog;
 use crate::sync::Arc;
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Where the sampled figures come from.
+/// Where the figures come from; read at every scrape.
 #[derive(Debug, Clone)]
 pub struct Sources {
     /// The client registry.
@@ -26,81 +32,196 @@ pub struct Sources {
     pub ha: Option<(Arc<HaRegistry>, Arc<CommitLog>)>,
 }
 
-/// Installs the global recorder and its HTTP listener on the current tokio runtime.
-pub fn install(addr: SocketAddr) -> Result<(), String> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        // Per-slave series of connections that are gone stop being sampled; drop them.
-        .idle_timeout(
-            metrics_util::MetricKindMask::GAUGE,
-            Some(Duration::from_secs(30)),
-        )
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-    describe_gauge!(
-        "rmq_client_channels",
-        "Live client channels in the registry"
-    );
-    describe_gauge!(
-        "rmq_producer_groups",
-        "Producer groups with at least one channel"
-    );
-    describe_gauge!(
-        "rmq_consumer_groups",
-        "Consumer groups with at least one channel"
-    );
-    describe_gauge!(
-        "rmq_tasks_alive",
-        "Tasks started through the lifecycle layer that have not ended"
-    );
-    describe_counter!("rmq_heartbeats_total", "Heartbeats applied");
-    describe_counter!(
-        "rmq_client_connections_accepted_total",
-        "Client connections accepted"
-    );
-    describe_counter!(
-        "rmq_client_connections_closed_total",
-        "Client connections closed"
-    );
-    describe_counter!(
-        "rmq_heartbeats_busy_total",
-        "Heartbeats answered SYSTEM_BUSY"
-    );
-    Ok(())
+/// The metric families, as one collector over [`Sources`].
+#[derive(Debug)]
+struct Tables(Sources);
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> std::fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
-/// Writes the current figures into the recorder.
-pub fn sample(sources: &Sources) {
-    gauge!("rmq_client_channels").set(sources.registry.channel_count() as f64);
-    gauge!("rmq_producer_groups").set(sources.registry.producer_group_count() as f64);
-    gauge!("rmq_consumer_groups").set(sources.registry.consumer_group_count() as f64);
-    gauge!("rmq_tasks_alive").set(sources.tasks.alive() as f64);
-    counter!("rmq_heartbeats_total").absolute(sources.registry.heartbeats_total());
-    if let Some(stats) = &sources.remoting {
-        counter!("rmq_client_connections_accepted_total").absolute(stats.accepted_total());
-        counter!("rmq_client_connections_closed_total").absolute(stats.closed_total());
-        counter!("rmq_heartbeats_busy_total").absolute(stats.busy_total());
-    }
-    if let Some((registry, log)) = &sources.ha {
-        gauge!("rmq_ha_connections").set(registry.count() as f64);
-        counter!("rmq_ha_connections_accepted_total").absolute(registry.accepted_total());
-        counter!("rmq_ha_connections_closed_total").absolute(registry.closed_total());
-        gauge!("rmq_commitlog_max_offset").set(log.max_offset() as f64);
-        for entry in registry.entries() {
-            if let Some(ack) = entry.ack {
-                gauge!("rmq_ha_slave_acked_offset", "peer" => entry.peer).set(ack as f64);
+/// `name` without `_total`: the encoder appends it to counters.
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for Tables {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let s = &self.0;
+        let reg = &s.registry;
+        gauge(
+            &mut e,
+            "rmq_client_channels",
+            "Live client channels in the registry",
+            reg.channel_count() as f64,
+        )?;
+        gauge(
+            &mut e,
+            "rmq_producer_groups",
+            "Producer groups with at least one channel",
+            reg.producer_group_count() as f64,
+        )?;
+        gauge(
+            &mut e,
+            "rmq_consumer_groups",
+            "Consumer groups with at least one channel",
+            reg.consumer_group_count() as f64,
+        )?;
+        gauge(
+            &mut e,
+            "rmq_tasks_alive",
+            "Tasks started through the lifecycle layer that have not ended",
+            s.tasks.alive() as f64,
+        )?;
+        counter(
+            &mut e,
+            "rmq_heartbeats",
+            "Heartbeats applied",
+            reg.heartbeats_total(),
+        )?;
+        if let Some(stats) = &s.remoting {
+            counter(
+                &mut e,
+                "rmq_client_connections_accepted",
+                "Client connections accepted (refused ones included)",
+                stats.accepted_total(),
+            )?;
+            counter(
+                &mut e,
+                "rmq_client_connections_closed",
+                "Client connections closed, each once (refused ones included)",
+                stats.closed_total(),
+            )?;
+            counter(
+                &mut e,
+                "rmq_heartbeats_busy",
+                "Heartbeats answered SYSTEM_BUSY",
+                stats.busy_total(),
+            )?;
+        }
+        if let Some((ha, log)) = &s.ha {
+            gauge(
+                &mut e,
+                "rmq_ha_connections",
+                "HA connections in the table",
+                ha.count() as f64,
+            )?;
+            counter(
+                &mut e,
+                "rmq_ha_connections_accepted",
+                "HA connections registered",
+                ha.accepted_total(),
+            )?;
+            counter(
+                &mut e,
+                "rmq_ha_connections_closed",
+                "HA connections removed, each once",
+                ha.closed_total(),
+            )?;
+            gauge(
+                &mut e,
+                "rmq_commitlog_max_offset",
+                "The commit log's max offset",
+                log.max_offset() as f64,
+            )?;
+            let acked: Vec<_> = ha
+                .entries()
+                .into_iter()
+                .filter_map(|row| Some((row.peer, row.ack?)))
+                .collect();
+            if !acked.is_empty() {
+                let mut family = e.encode_descriptor(
+                    "rmq_ha_slave_acked_offset",
+                    "The last offset each connected slave acknowledged",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for (peer, ack) in acked {
+                    let labels = [("peer", peer)];
+                    ConstGauge::new(ack as f64).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
+        Ok(())
     }
 }
 
-/// Samples every `period` until cancelled.
-pub async fn sample_loop(sources: Sources, period: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => sample(&sources),
-        }
+/// The text a scrape returns now.
+pub fn render(sources: &Sources) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Tables(sources.clone())));
+    let mut out = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::error!(%error, "metrics not encodable");
     }
+    out
+}
+
+/// Binds `addr` and serves [`render`] at `GET /metrics` until `cancel`.
+pub async fn serve(
+    addr: SocketAddr,
+    sources: Sources,
+    cancel: CancellationToken,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot serve metrics on {addr} (--metrics): {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "metrics accept failed");
+                        continue;
+                    }
+                },
+            };
+            let sources = sources.clone();
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let response = if request.uri().path() == "/metrics" {
+                        hyper::Response::builder()
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(http_body_util::Full::new(bytes::Bytes::from(render(
+                                &sources,
+                            ))))
+                    } else {
+                        hyper::Response::builder()
+                            .status(404)
+                            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                b"see /metrics\n",
+                            )))
+                    };
+                    std::future::ready(response)
+                },
+            );
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = conn => {}
+                }
+            });
+        }
+    });
+    Ok(())
 }
