@@ -9,15 +9,27 @@
 //! ```text
 //!   sync, phase   the sync facade (std | loom | shuttle) and the typestate markers
 //!   L1 core       sans-IO: wire types, statig machines, value-type tables with check_invariants()
-//!   L2 registry   shared state over crate::sync: ClientRegistry, HaRegistry (loom/shuttle targets)
-//!   L3 lifecycle  typestate handles ClientChannel<P>, HaConnection<P>; a small Spawn trait; no runtime
-//!   L4 net        tokio: spawner, listeners, HA master and slave (feature "net")
+//!   L2 registry   shared state over crate::sync: ClientRegistry, HaRegistry; public queries only
+//!   L3 lifecycle  typestate handles ClientChannel<P, T>, HaConnection<P, T> that own the transport;
+//!                 ClientAcceptor, HaAcceptor (accept/reap/shutdown, once); a Spawn trait; no runtime
+//!   L4 net        tokio: spawner, listeners, HA master and slave, metrics (feature "net")
 //! ```
+//!
+//! # Nothing public skips a step
+//!
+//! The registries' mutators are private to the crate: a connection enters, changes and leaves a
+//! table only through its lifecycle handle, which owns the connection's transport, so a row never
+//! outlives its connection and a connection never runs without its row. Ids cannot be made up
+//! outside the crate. The tokio accept loops of [`net`] and every harness (loom, shuttle, fuzz,
+//! the conformance vectors) drive the same [`lifecycle::HaAcceptor`] and
+//! [`lifecycle::ClientAcceptor`]. The planted defects those harnesses must catch are switches in
+//! the shipped code, compiled only with the `harness` feature (the crate's own tests turn it on);
+//! a broker's build has none of them.
 //!
 //! # The client-registry lifecycle
 //!
 //! A [`lifecycle::ClientChannel`] goes `Init -> Registered -> Running -> Closed`; `spawn` exists
-//! only on `Registered`, and the registration is an RAII guard, so the channel's registry entry
+//! only on `Registered` (and hands the transport to the channel's task), and the registration is an RAII guard, so the channel's registry entry
 //! is removed exactly once on every exit path. A producer or consumer group is itself a lifecycle:
 //! created by its first member's heartbeat, live while it has members, removed atomically with its
 //! last member's departure (unregister, close or expiry).

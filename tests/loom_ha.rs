@@ -238,10 +238,10 @@ fn owner_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
     }
 }
 
-/// P runs: its reader ends at once (a probe), its writer checks its row twice, then waits for
-/// its stop signal; the master shuts down meanwhile. Whoever removes P's row (the reader's end or
-/// the shutdown) raises P's stop signal first, so the writer never sees its row gone while not
-/// told to stop, and it always ends.
+/// P runs: its reader ends at once (a probe), its writer checks its row once, then waits for its
+/// stop signal; the master (the main thread) shuts down meanwhile. Whoever removes P's row (the
+/// reader's end or the shutdown) raises P's stop signal first, so the writer never sees its row
+/// gone while not told to stop, and it always ends.
 fn tasks_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(usize::MAX, faults);
@@ -252,29 +252,23 @@ fn tasks_vs_close_all(faults: HaFaults) -> impl Fn() + Sync + Send + 'static {
         let running = p.spawn(&spawner, move |(), _reader: HaTaskContext, writer| {
             let reader = async { CloseReason::PeerClosed };
             let writer = async move {
-                for _ in 0..2 {
-                    let row = reg2.entries().iter().any(|e| e.id == writer.id());
-                    if !row && !writer.is_stopped() {
-                        seen2.lock().unwrap().push(format!(
-                            "StopBeforeRemove violated: the writer of {} saw its row gone, \
-                             its stop signal not raised",
-                            writer.id()
-                        ));
-                        // Under the fault nothing would ever stop it: end the model's task.
-                        return CloseReason::Local;
-                    }
-                    thread::yield_now();
+                let row = reg2.entries().iter().any(|e| e.id == writer.id());
+                if !row && !writer.is_stopped() {
+                    seen2.lock().unwrap().push(format!(
+                        "StopBeforeRemove violated: the writer of {} saw its row gone, its stop \
+                         signal not raised",
+                        writer.id()
+                    ));
+                    // Under the fault nothing would ever stop it: end the model's task.
+                    return CloseReason::Local;
                 }
                 writer.stopped().await;
                 CloseReason::Shutdown
             };
             (reader, writer)
         });
-        let closer = {
-            let reg = reg.clone();
-            thread::spawn(move || shutdown(&reg))
-        };
-        let mut observed = closer.join().unwrap();
+        HaAcceptor::<(), _>::new(reg.clone(), NoTasks).shutdown();
+        let mut observed = ha::after_close_all(&reg);
         // The owner lets go too (as the acceptor's reap does), then the tasks are joined.
         let by_handle = usize::from(running.close(CloseReason::Local).removed_row());
         spawner.join_all();

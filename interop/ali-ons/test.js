@@ -85,7 +85,7 @@ async function scrape() {
 const GAUGES = [ 'rmq_producer_groups', 'rmq_consumer_groups', 'rmq_client_channels' ];
 const show = m => GAUGES.map(g => `${g}=${m[g]}`).join(' ');
 
-/** Polls /metrics until `pred` holds (the gauges are sampled every 200 ms). */
+/** Polls /metrics until `pred` holds (the figures are read at each scrape). */
 async function waitMetrics(what, pred) {
   const deadline = Date.now() + WAIT_MS;
   let last = {};
