@@ -46,7 +46,3 @@ pub mod sync;
 
 #[cfg(feature = "net")]
 pub mod net;
-#[cfg(feature = "net")]
-pub mod replay;
-
-pub mod upstream;
