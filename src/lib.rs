@@ -14,6 +14,9 @@
 //!   L4 net        tokio: spawner, listeners, HA master and slave (feature "net")
 //! ```
 //!
+//! The library holds no emulation of upstream's defects: those, and the incident replays that run
+//! them, are part of the `rmq-lifecycle` command.
+//!
 //! # The client-registry lifecycle
 //!
 //! A [`lifecycle::ClientChannel`] goes `Init -> Registered -> Running -> Closed`; `spawn` exists
