@@ -26,6 +26,9 @@
 //! the shipped code, compiled only with the `harness` feature (the crate's own tests turn it on);
 //! a broker's build has none of them.
 //!
+//! The library holds no emulation of upstream's defects: those, and the incident replays that run
+//! them, are part of the `rmq-lifecycle` command.
+//!
 //! # The client-registry lifecycle
 //!
 //! A [`lifecycle::ClientChannel`] goes `Init -> Registered -> Running -> Closed`; `spawn` exists
@@ -58,7 +61,3 @@ pub mod sync;
 
 #[cfg(feature = "net")]
 pub mod net;
-#[cfg(feature = "net")]
-pub mod replay;
-
-pub mod upstream;

@@ -78,7 +78,7 @@ fn registry_and_lifecycle_name_no_runtime_and_no_clock() {
 
 #[test]
 fn only_sync_rs_names_the_primitives() {
-    for dir in ["core", "registry", "lifecycle", "net", "upstream"] {
+    for dir in ["core", "registry", "lifecycle", "net"] {
         forbid(
             dir,
             &[

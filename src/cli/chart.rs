@@ -1,9 +1,9 @@
 //! The replay's chart: four panels, ours beside upstream's emulation, so the leak and the stall
 //! show without reading a number. SVG through plotters (no font files needed).
 
+use super::replay::ha_probes::HaProbesReport;
+use super::replay::stale_groups::{Sample, Side, StaleGroupsReport};
 use plotters::prelude::*;
-use rmq_lifecycle::replay::ha_probes::HaProbesReport;
-use rmq_lifecycle::replay::stale_groups::StaleGroupsReport;
 use std::path::Path;
 
 type Series = (String, RGBColor, Vec<(f64, f64)>);
@@ -74,14 +74,12 @@ pub(crate) fn draw(
         )?;
     }
     if let Some(r) = groups {
-        let line =
-            |side: &rmq_lifecycle::replay::stale_groups::Side,
-             f: &dyn Fn(&rmq_lifecycle::replay::stale_groups::Sample) -> f64| {
-                side.samples
-                    .iter()
-                    .map(|s| (s.t_ms as f64 / 1000.0, f(s)))
-                    .collect::<Vec<_>>()
-            };
+        let line = |side: &Side, f: &dyn Fn(&Sample) -> f64| {
+            side.samples
+                .iter()
+                .map(|s| (s.t_ms as f64 / 1000.0, f(s)))
+                .collect::<Vec<_>>()
+        };
         panel(
             &panels[2],
             "Stale producer groups: groups in the tables",

@@ -1,11 +1,13 @@
 //! Command-line front end: argument parsing, logging setup and human/JSON output. The only place
-//! where `println!` is allowed; everything it runs lives in the library.
+//! where `println!` is allowed. Serving runs the library; the replays and benchmarks also run
+//! `upstream`'s emulations, which live here so that the library never exposes them.
 
 mod alloc;
 mod bench;
 mod chart;
 mod replay;
 mod serve;
+mod upstream;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -1,11 +1,26 @@
-//! `rmq-lifecycle replay ha-probes|stale-groups|all`: runs the incidents (library `replay`),
-//! shows progress, prints a one-screen summary or JSON, writes report.json and chart.svg.
+//! `rmq-lifecycle replay ha-probes|stale-groups|all`: the two production incidents re-run
+//! in-process on loopback, against this crate and, side by side in the same run, against
+//! `upstream`'s emulation.
+//!
+//! * [`ha_probes`]: RocketMQ 5.1.4's HA port under load-balancer health checks (#8875).
+//! * [`stale_groups`]: 15,000 abandoned `IotRuleEngine-<timestamp>` producer groups while
+//!   consumers heartbeat and channels churn (#8673 and 4.x's single lock).
+//!
+//! Each replay returns a report with sampled series and a verdict and prints nothing; this file
+//! shows progress, prints a one-screen summary or JSON, writes report.json and chart.svg. The
+//! replays live in the command, not the library: they run upstream's defects on purpose.
+
+pub(crate) mod ha_probes;
+mod harness;
+pub(crate) mod stale_groups;
+#[cfg(test)]
+mod tests;
 
 use clap::{Args, ValueEnum};
+use ha_probes::{HaProbesConfig, HaProbesReport};
+use harness::{Progress, Stop};
 use indicatif::{ProgressBar, ProgressStyle};
-use rmq_lifecycle::replay::ha_probes::{self, HaProbesConfig, HaProbesReport};
-use rmq_lifecycle::replay::stale_groups::{self, StaleGroupsConfig, StaleGroupsReport};
-use rmq_lifecycle::replay::{Progress, Stop};
+use stale_groups::{StaleGroupsConfig, StaleGroupsReport};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -31,11 +31,11 @@
 //! from the OS preempting the heartbeat thread, which on a shared 2-core machine is most of ours.
 
 use crate::cli::alloc::live_bytes;
+use crate::cli::upstream::producer_manager_4x::ProducerManager4x;
 use rmq_lifecycle::core::{HeartbeatData, Millis};
 use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
 use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::ClientRegistry;
-use rmq_lifecycle::upstream::producer_manager_4x::ProducerManager4x;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use std::hint::black_box;

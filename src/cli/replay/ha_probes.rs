@@ -5,35 +5,35 @@
 //! timestamp text and close; 1 connects and stalls (half a report) until the master's
 //! housekeeping closes it; 1 reports an offset beyond the master's log.
 
-use super::{ProcessStats, Progress, Stop, ms_since};
-use crate::core::ha::{HaConfig, encode_report};
-use crate::lifecycle::TaskGauge;
-use crate::net::Clock;
-use crate::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
-use crate::store::{CommitLog, FlushPolicy, StoreConfig};
-use crate::sync::Arc;
-use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::upstream::ha_master_514::{HaMaster514, Snapshot514};
+use super::harness::{ProcessStats, Progress, Stop, ms_since};
+use crate::cli::upstream::ha_master_514::{HaMaster514, Snapshot514};
+use rmq_lifecycle::core::ha::{HaConfig, encode_report};
+use rmq_lifecycle::lifecycle::TaskGauge;
+use rmq_lifecycle::net::Clock;
+use rmq_lifecycle::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
+use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Scale and timing.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct HaProbesConfig {
+pub(crate) struct HaProbesConfig {
     /// Probes per side.
-    pub probes: usize,
+    pub(crate) probes: usize,
     /// Concurrent quick probes.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Concurrent stalling probes (each holds a socket for the housekeeping interval).
-    pub stall_concurrency: usize,
+    pub(crate) stall_concurrency: usize,
     /// The master's housekeeping interval (closes a stalled probe), ms.
-    pub housekeeping_ms: u64,
+    pub(crate) housekeeping_ms: u64,
     /// Sample period, ms.
-    pub sample_ms: u64,
+    pub(crate) sample_ms: u64,
     /// Resident-memory growth allowed on our side after the storm, bytes (see `verdict`).
-    pub rss_bound_bytes: u64,
+    pub(crate) rss_bound_bytes: u64,
 }
 
 impl Default for HaProbesConfig {
@@ -51,101 +51,101 @@ impl Default for HaProbesConfig {
 
 /// One sample of our side.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct OurSample {
+pub(crate) struct OurSample {
     /// Milliseconds since the storm began.
-    pub t_ms: u64,
+    pub(crate) t_ms: u64,
     /// Probes sent so far.
-    pub probes: u64,
+    pub(crate) probes: u64,
     /// Rows in the HA table.
-    pub ha_connections: usize,
+    pub(crate) ha_connections: usize,
     /// Tasks alive (master).
-    pub tasks: usize,
+    pub(crate) tasks: usize,
     /// Process fds (segment files excluded).
-    pub fds: usize,
+    pub(crate) fds: usize,
     /// Process resident memory.
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// The slave's acknowledged offset.
-    pub slave_acked: u64,
+    pub(crate) slave_acked: u64,
     /// The master's max offset.
-    pub master_max: u64,
+    pub(crate) master_max: u64,
 }
 
 /// One sample of upstream's side.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct UpstreamSample {
+pub(crate) struct UpstreamSample {
     /// Milliseconds since the storm began.
-    pub t_ms: u64,
+    pub(crate) t_ms: u64,
     /// Probes sent so far.
-    pub probes: u64,
+    pub(crate) probes: u64,
     /// The emulated master's figures.
     #[serde(flatten)]
-    pub snapshot: Snapshot514,
+    pub(crate) snapshot: Snapshot514,
 }
 
 /// Our side's outcome.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct OurSide {
+pub(crate) struct OurSide {
     /// The sampled series.
-    pub samples: Vec<OurSample>,
+    pub(crate) samples: Vec<OurSample>,
     /// Baseline before the storm (tasks, fds, rss).
-    pub baseline: OurSample,
+    pub(crate) baseline: OurSample,
     /// After the storm settled.
-    pub after: OurSample,
+    pub(crate) after: OurSample,
     /// Probes sent.
-    pub probes: u64,
+    pub(crate) probes: u64,
     /// Probes per second sent.
-    pub probes_per_sec: f64,
+    pub(crate) probes_per_sec: f64,
     /// Any sample where an ack exceeded the master's max offset (must be 0).
-    pub acks_beyond_max: u64,
+    pub(crate) acks_beyond_max: u64,
     /// The slave's log equals the master's (digest of the whole log).
-    pub slave_identical: bool,
+    pub(crate) slave_identical: bool,
     /// The slave's acked offset grew during the storm.
-    pub replication_continued: bool,
+    pub(crate) replication_continued: bool,
     /// PASS / FAIL and why.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 /// Upstream's side.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct UpstreamSide {
+pub(crate) struct UpstreamSide {
     /// The sampled series.
-    pub samples: Vec<UpstreamSample>,
+    pub(crate) samples: Vec<UpstreamSample>,
     /// After the storm settled.
-    pub after: Snapshot514,
+    pub(crate) after: Snapshot514,
     /// Probes sent.
-    pub probes: u64,
+    pub(crate) probes: u64,
     /// LEAK when dead entries remain (the expected outcome), with the figures.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 /// A verdict and its reasons.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// True when the side behaved (for upstream: true means no leak was shown).
-    pub pass: bool,
+    pub(crate) pass: bool,
     /// One line per check.
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
 }
 
 /// The whole report.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct HaProbesReport {
+pub(crate) struct HaProbesReport {
     /// The configuration used.
-    pub config: Option<HaProbesConfig>,
+    pub(crate) config: Option<HaProbesConfig>,
     /// This crate.
-    pub ours: OurSide,
+    pub(crate) ours: OurSide,
     /// Upstream 5.1.4's order.
-    pub upstream: UpstreamSide,
+    pub(crate) upstream: UpstreamSide,
     /// Stopped early (Ctrl-C).
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
     /// Wall time, ms.
-    pub wall_ms: u64,
+    pub(crate) wall_ms: u64,
 }
 
 impl HaProbesReport {
     /// PASS for the replay: ours passed and the emulation really leaked (otherwise the replay
     /// proves nothing).
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.ours.verdict.pass && !self.upstream.verdict.pass && !self.interrupted
     }
 }
@@ -153,7 +153,7 @@ impl HaProbesReport {
 const SEGMENT: u64 = 64 << 20;
 
 /// Runs both sides. Needs a multi-threaded tokio runtime.
-pub async fn run(
+pub(crate) async fn run(
     config: HaProbesConfig,
     progress: &dyn Progress,
     stop: &Stop,

@@ -1,52 +1,44 @@
-//! `rmq-lifecycle replay`: the two production incidents re-run in-process on loopback, against
-//! this crate and, side by side in the same run, against a faithful emulation of upstream.
-//!
-//! * [`ha_probes`]: RocketMQ 5.1.4's HA port under load-balancer health checks (#8875).
-//! * [`stale_groups`]: 15,000 abandoned `IotRuleEngine-<timestamp>` producer groups while
-//!   consumers heartbeat and channels churn (#8673 and 4.x's single lock).
-//!
-//! Each returns a report with sampled series and a verdict; the CLI renders it (table, JSON,
-//! chart). Nothing here prints.
-
-pub mod ha_probes;
-pub mod stale_groups;
+//! What both replays share: the progress sink, the stop switch, `/proc/self` figures and
+//! percentiles. Nothing here prints.
 
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Where a replay reports progress (a progress bar, periodic lines, or nothing).
-pub trait Progress: Send + Sync {
+pub(crate) trait Progress: Send + Sync {
     /// A new phase with `total` steps.
     fn phase(&self, name: &str, total: u64);
     /// `n` more steps done.
     fn advance(&self, n: u64);
 }
 
-/// Reports nothing.
+/// Reports nothing (the tests' sink).
+#[cfg(test)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Quiet;
+pub(crate) struct Quiet;
 
+#[cfg(test)]
 impl Progress for Quiet {
     fn phase(&self, _name: &str, _total: u64) {}
     fn advance(&self, _n: u64) {}
 }
 
 /// A replay's stop switch: Ctrl-C in the CLI; a replay stops early and still reports.
-pub type Stop = CancellationToken;
+pub(crate) type Stop = CancellationToken;
 
 /// This process's resident memory, open fds and threads, read from `/proc/self`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// Resident set size in bytes.
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// Open file descriptors, excluding files under the replay's log directories.
-    pub fds: usize,
+    pub(crate) fds: usize,
 }
 
 impl ProcessStats {
     /// Reads the current figures; fds whose target lies under one of `exclude` are not counted
     /// (a commit log opens one fd per segment as it grows, which is not a leak).
-    pub fn read(exclude: &[&std::path::Path]) -> ProcessStats {
+    pub(crate) fn read(exclude: &[&std::path::Path]) -> ProcessStats {
         let page = 4096;
         let rss_bytes = std::fs::read_to_string("/proc/self/statm")
             .ok()
@@ -65,18 +57,23 @@ impl ProcessStats {
 }
 
 /// Milliseconds since `start`, for sample timestamps.
-fn ms_since(start: Instant) -> u64 {
+pub(crate) fn ms_since(start: Instant) -> u64 {
     start.elapsed().as_millis() as u64
 }
 
 /// Nearest-rank percentile of a sorted slice (0 for an empty one).
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// Held by every unit test of this binary that opens fds while another may count them: the HA
+/// replay's verdict compares the process's fds with a baseline, exactly.
+#[cfg(test)]
+pub(crate) static FD_COUNT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {
@@ -93,6 +90,9 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
+        let _fds = FD_COUNT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let s = ProcessStats::read(&[]);
         assert!(s.rss_bytes > 0 && s.fds > 0);
     }

@@ -8,15 +8,15 @@
 //! pool of `heartbeatThreadPoolNums` threads behind a bounded queue. Not kept: expiry scans (the
 //! replay is shorter than 120 s), subscriptions, events, fast-fail.
 
+use super::producer_manager_4x::Channel4x;
 use super::producer_manager_4x::ProducerManager4x;
-use crate::core::remoting::{FrameDecoder, RemotingCommand, code};
-use crate::core::{HeartbeatData, Millis};
-use crate::sync::{Arc, Mutex};
-use crate::upstream::producer_manager_4x::Channel4x;
 use bytes::BytesMut;
+use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
+use rmq_lifecycle::core::{HeartbeatData, Millis};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -31,7 +31,7 @@ struct Job {
 }
 
 /// The emulated 4.x broker.
-pub struct Broker4x {
+pub(crate) struct Broker4x {
     producers: Arc<ProducerManager4x>,
     consumers: Arc<Consumers>,
     local_addr: SocketAddr,
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Broker4x {
 impl Broker4x {
     /// Binds and starts the accept loop, `heartbeat_threads` heartbeat threads and the event
     /// thread.
-    pub async fn bind(listen: SocketAddr, heartbeat_threads: usize) -> io::Result<Broker4x> {
+    pub(crate) async fn bind(listen: SocketAddr, heartbeat_threads: usize) -> io::Result<Broker4x> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let producers = Arc::new(ProducerManager4x::new());
@@ -88,24 +88,13 @@ impl Broker4x {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// Groups in the tables, empty ones included (what upstream's memory holds).
-    pub fn group_count(&self) -> usize {
-        self.producers.group_count() + self.consumers.lock().len()
-    }
-
-    /// Groups with no channel left.
-    pub fn empty_group_count(&self) -> usize {
-        self.producers.empty_group_count()
-            + self
-                .consumers
-                .lock()
-                .values()
-                .filter(|m| m.is_empty())
-                .count()
+    pub(crate) fn group_count(&self) -> usize {
+        self.producers.group_count() + self.consumers.lock().unwrap().len()
     }
 }
 
@@ -124,7 +113,7 @@ fn heartbeat_thread(
     // Expiry is not emulated, so the timestamps only need to be plausible.
     let started = std::time::Instant::now();
     loop {
-        let Some(job) = jobs.lock().blocking_recv() else {
+        let Some(job) = jobs.lock().unwrap().blocking_recv() else {
             return;
         };
         let now = Millis(started.elapsed().as_millis() as u64);
@@ -134,6 +123,7 @@ fn heartbeat_thread(
                 for c in &data.consumer_data_set {
                     consumers
                         .lock()
+                        .unwrap()
                         .entry(c.group_name.clone())
                         .or_default()
                         .insert(job.channel, now);
@@ -159,7 +149,7 @@ fn event_thread(
 ) {
     while let Some(channel) = closes.blocking_recv() {
         producers.channel_closed(channel);
-        for members in consumers.lock().values_mut() {
+        for members in consumers.lock().unwrap().values_mut() {
             members.remove(&channel);
         }
     }

@@ -2,10 +2,8 @@
 //!
 //! These exist so that every figure we print stands beside what upstream does on the same
 //! machine in the same run. They reproduce upstream's defects on purpose and must never back a
-//! production path.
+//! production path, which is why they live in the command and not in the library.
 
-#[cfg(feature = "net")]
-pub mod broker_4x;
-#[cfg(feature = "net")]
-pub mod ha_master_514;
-pub mod producer_manager_4x;
+pub(crate) mod broker_4x;
+pub(crate) mod ha_master_514;
+pub(crate) mod producer_manager_4x;

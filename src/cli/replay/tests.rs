@@ -1,16 +1,34 @@
 //! Both replays at a small scale: ours must PASS and the upstream emulation must really leak or
 //! stall, or the replay proves nothing. One test, run in sequence: the HA replay compares the
-//! process's open fds with a baseline, which a test running beside it would disturb.
-#![cfg(feature = "net")]
+//! process's open fds with a baseline, which a test running beside it would disturb (the
+//! binary's other unit tests run in the same process, hence `FD_COUNT`). It has its own
+//! deadline, so a regression that stalls a replay fails instead of hanging the suite.
 
-use rmq_lifecycle::replay::ha_probes::{self, HaProbesConfig};
-use rmq_lifecycle::replay::stale_groups::{self, StaleGroupsConfig};
-use rmq_lifecycle::replay::{Quiet, Stop};
+use super::ha_probes::{self, HaProbesConfig};
+use super::harness::{FD_COUNT, Quiet, Stop};
+use super::stale_groups::{self, StaleGroupsConfig};
+use std::sync::PoisonError;
+use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replays_small() {
-    ha_probes_small().await;
-    stale_groups_small().await;
+/// Far above the few seconds both replays take at this scale.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+#[test]
+fn replays_small() {
+    let _fds = FD_COUNT.lock().unwrap_or_else(PoisonError::into_inner);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(DEADLINE, async {
+            ha_probes_small().await;
+            stale_groups_small().await;
+        })
+        .await
+        .expect("the small replays did not finish within the deadline");
+    });
 }
 
 async fn ha_probes_small() {

@@ -3,45 +3,45 @@
 //! opening and closing; against `serve`'s listener, then against upstream 4.x's tables
 //! (one lock, every close visits every group, empty groups kept) on the same wire.
 
-use super::{Progress, Stop, ms_since, percentile};
-use crate::core::heartbeat::{ConsumerData, ProducerData, SubscriptionData};
-use crate::core::remoting::{FrameDecoder, RemotingCommand, code};
-use crate::core::{ClientRules, HeartbeatData};
-use crate::lifecycle::TaskGauge;
-use crate::net::Clock;
-use crate::net::remoting::{RemotingConfig, RemotingServer};
-use crate::registry::{ClientRegistry, RegistryConfig};
-use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::{Arc, Mutex};
-use crate::upstream::broker_4x::Broker4x;
+use super::harness::{Progress, Stop, ms_since, percentile};
+use crate::cli::upstream::broker_4x::Broker4x;
 use bytes::BytesMut;
+use rmq_lifecycle::core::heartbeat::{ConsumerData, ProducerData, SubscriptionData};
+use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
+use rmq_lifecycle::core::{ClientRules, HeartbeatData};
+use rmq_lifecycle::lifecycle::TaskGauge;
+use rmq_lifecycle::net::Clock;
+use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
+use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Scale and timing.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StaleGroupsConfig {
+pub(crate) struct StaleGroupsConfig {
     /// Abandoned producer groups to create.
-    pub groups: usize,
+    pub(crate) groups: usize,
     /// Heartbeating consumers (one connection and one consumer group each).
-    pub consumers: usize,
+    pub(crate) consumers: usize,
     /// Each consumer's heartbeat period, ms (Java clients use 30 s; compressed here).
-    pub heartbeat_interval_ms: u64,
+    pub(crate) heartbeat_interval_ms: u64,
     /// A heartbeat answered later than this (or not at all) missed its deadline, ms.
-    pub deadline_ms: u64,
+    pub(crate) deadline_ms: u64,
     /// Connections that open, heartbeat and close in a loop meanwhile.
-    pub churners: usize,
+    pub(crate) churners: usize,
     /// Concurrent group creators.
-    pub creators: usize,
+    pub(crate) creators: usize,
     /// Heartbeat workers on both sides (upstream `heartbeatThreadPoolNums`).
-    pub heartbeat_workers: usize,
+    pub(crate) heartbeat_workers: usize,
     /// Sample period, ms.
-    pub sample_ms: u64,
+    pub(crate) sample_ms: u64,
     /// How long the consumers keep going after the last group was created, ms.
-    pub tail_ms: u64,
+    pub(crate) tail_ms: u64,
 }
 
 impl Default for StaleGroupsConfig {
@@ -64,70 +64,70 @@ impl Default for StaleGroupsConfig {
 
 /// One sample of a side.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Milliseconds since the side started.
-    pub t_ms: u64,
+    pub(crate) t_ms: u64,
     /// Groups in the tables (empty ones included, for upstream).
-    pub groups: usize,
+    pub(crate) groups: usize,
     /// Abandoned groups created so far.
-    pub created: u64,
+    pub(crate) created: u64,
     /// Slowest consumer heartbeat answered in this window, µs.
-    pub heartbeat_max_us: u64,
+    pub(crate) heartbeat_max_us: u64,
     /// Heartbeats still unanswered past the deadline so far.
-    pub missed: u64,
+    pub(crate) missed: u64,
 }
 
 /// One side's outcome.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Side {
+pub(crate) struct Side {
     /// "ours" or "upstream-4.x".
-    pub name: String,
+    pub(crate) name: String,
     /// The sampled series.
-    pub samples: Vec<Sample>,
+    pub(crate) samples: Vec<Sample>,
     /// Consumer heartbeats answered.
-    pub heartbeats: u64,
+    pub(crate) heartbeats: u64,
     /// Median latency, µs.
-    pub p50_us: u64,
+    pub(crate) p50_us: u64,
     /// 99th percentile latency, µs.
-    pub p99_us: u64,
+    pub(crate) p99_us: u64,
     /// Slowest, µs.
-    pub max_us: u64,
+    pub(crate) max_us: u64,
     /// Heartbeats that missed the deadline (answered late or not at all).
-    pub missed: u64,
+    pub(crate) missed: u64,
     /// Abandoned groups created.
-    pub created: u64,
+    pub(crate) created: u64,
     /// Groups left at the end.
-    pub final_groups: usize,
+    pub(crate) final_groups: usize,
     /// Groups that are still in use at the end (the consumers' and `CLIENT_INNER_PRODUCER`).
-    pub live_groups: usize,
+    pub(crate) live_groups: usize,
     /// Wall time of the side, ms.
-    pub wall_ms: u64,
+    pub(crate) wall_ms: u64,
     /// PASS when no heartbeat missed its deadline and only the live groups remain.
-    pub pass: bool,
+    pub(crate) pass: bool,
 }
 
 /// The whole report.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct StaleGroupsReport {
+pub(crate) struct StaleGroupsReport {
     /// The configuration used.
-    pub config: Option<StaleGroupsConfig>,
+    pub(crate) config: Option<StaleGroupsConfig>,
     /// This crate's listener and registry.
-    pub ours: Side,
+    pub(crate) ours: Side,
     /// Upstream 4.x's tables on the same wire.
-    pub upstream: Side,
+    pub(crate) upstream: Side,
     /// Stopped early (Ctrl-C).
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
 }
 
 impl StaleGroupsReport {
     /// PASS for the replay: ours passed and the emulation really stalled or leaked.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.ours.pass && !self.upstream.pass && !self.interrupted
     }
 }
 
 /// Runs both sides. Needs a multi-threaded tokio runtime.
-pub async fn run(
+pub(crate) async fn run(
     config: StaleGroupsConfig,
     progress: &dyn Progress,
     stop: &Stop,
@@ -308,7 +308,7 @@ async fn side(
                 match tokio::time::timeout(deadline, client.heartbeat(&data)).await {
                     Ok(Ok(_)) => {
                         let us = t.elapsed().as_micros() as u64;
-                        shared.latencies.lock().push(us);
+                        shared.latencies.lock().unwrap().push(us);
                         shared.window_max.fetch_max(us, Ordering::Relaxed);
                     }
                     Ok(Err(_)) => return,
@@ -401,7 +401,7 @@ async fn side(
     let final_groups = groups();
     done.cancel();
     while background.join_next().await.is_some() {}
-    let mut latencies = std::mem::take(&mut *shared.latencies.lock());
+    let mut latencies = std::mem::take(&mut *shared.latencies.lock().unwrap());
     latencies.sort_unstable();
     let missed = shared.missed.load(Ordering::Relaxed);
     samples.push(Sample {

@@ -4,28 +4,28 @@
 //! Used as the baseline of `bench registry` and the "upstream" side of `replay stale-groups`.
 //! Not thread-clever on purpose: that is the point.
 
-use crate::core::Millis;
-use crate::sync::Mutex;
+use rmq_lifecycle::core::Millis;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// A channel as 4.x's tables key it: Netty's `Channel` identity, here a number the caller picks.
-pub type Channel4x = u64;
+pub(crate) type Channel4x = u64;
 
 /// The 4.x manager: `groupChannelTable` behind the `synchronized` methods' single monitor.
 #[derive(Debug, Default)]
-pub struct ProducerManager4x {
+pub(crate) struct ProducerManager4x {
     table: Mutex<HashMap<String, HashMap<Channel4x, Millis>>>,
 }
 
 impl ProducerManager4x {
     /// An empty manager.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// `registerProducer`: create the group if absent, then add or refresh the channel.
-    pub fn register_producer(&self, group: &str, ch: Channel4x, now: Millis) {
-        let mut table = self.table.lock();
+    pub(crate) fn register_producer(&self, group: &str, ch: Channel4x, now: Millis) {
+        let mut table = self.table.lock().unwrap();
         match table.get_mut(group) {
             Some(members) => {
                 members.insert(ch, now);
@@ -37,8 +37,8 @@ impl ProducerManager4x {
     }
 
     /// `doChannelCloseEvent`: for every group, remove the channel; empty groups stay.
-    pub fn channel_closed(&self, ch: Channel4x) -> usize {
-        let mut table = self.table.lock();
+    pub(crate) fn channel_closed(&self, ch: Channel4x) -> usize {
+        let mut table = self.table.lock().unwrap();
         let mut removed = 0;
         for members in table.values_mut() {
             removed += usize::from(members.remove(&ch).is_some());
@@ -46,26 +46,20 @@ impl ProducerManager4x {
         removed
     }
 
-    /// `scanNotActiveChannel` as 4.9.8 released it: expired channels go, empty groups stay.
-    pub fn scan_not_active(&self, now: Millis, expiry_ms: u64) -> usize {
-        let mut table = self.table.lock();
-        let mut removed = 0;
-        for members in table.values_mut() {
-            let before = members.len();
-            members.retain(|_, seen| now.since(*seen) <= expiry_ms);
-            removed += before - members.len();
-        }
-        removed
-    }
-
     /// Groups in the table, empty ones included.
-    pub fn group_count(&self) -> usize {
-        self.table.lock().len()
+    pub(crate) fn group_count(&self) -> usize {
+        self.table.lock().unwrap().len()
     }
 
     /// Groups with no channel left (the leak).
-    pub fn empty_group_count(&self) -> usize {
-        self.table.lock().values().filter(|m| m.is_empty()).count()
+    #[cfg(test)]
+    pub(crate) fn empty_group_count(&self) -> usize {
+        self.table
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|m| m.is_empty())
+            .count()
     }
 }
 

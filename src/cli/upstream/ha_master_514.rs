@@ -17,17 +17,17 @@
 //! on the JVM heap without exhausting this process. No data is replicated: the writer only
 //! waits to be stopped, as upstream's does for a peer that never reports.
 
-use crate::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use crate::sync::{Arc, Mutex};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Upstream's `READ_MAX_BUFFER_SIZE`: what each list entry retains.
-pub const RETAINED_PER_ENTRY: u64 = 1 << 20;
+pub(crate) const RETAINED_PER_ENTRY: u64 = 1 << 20;
 
 struct Conn {
     id: u64,
@@ -44,23 +44,23 @@ struct Shared {
 
 /// What the emulated master holds, for the replay's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Snapshot514 {
+pub(crate) struct Snapshot514 {
     /// `connectionList.size()`.
-    pub list_len: usize,
+    pub(crate) list_len: usize,
     /// Entries whose threads have exited: the leak.
-    pub dead_entries: usize,
+    pub(crate) dead_entries: usize,
     /// `connectionCount`.
-    pub count: i64,
+    pub(crate) count: i64,
     /// Reader and writer tasks alive.
-    pub tasks: i64,
+    pub(crate) tasks: i64,
     /// `push2SlaveMaxOffset`: the highest "ack" read from any peer.
-    pub push2slave_max: u64,
+    pub(crate) push2slave_max: u64,
     /// What the list's entries retain on upstream's heap (entries x 1 MiB).
-    pub retained_bytes: u64,
+    pub(crate) retained_bytes: u64,
 }
 
 /// The emulated 5.1.4 HA master.
-pub struct HaMaster514 {
+pub(crate) struct HaMaster514 {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     cancel: CancellationToken,
@@ -77,7 +77,7 @@ impl std::fmt::Debug for HaMaster514 {
 impl HaMaster514 {
     /// Binds and starts the accept loop; a reader that reads nothing for `housekeeping` exits
     /// (upstream's `haHousekeepingInterval`).
-    pub async fn bind(
+    pub(crate) async fn bind(
         listen: SocketAddr,
         housekeeping: std::time::Duration,
     ) -> io::Result<HaMaster514> {
@@ -104,13 +104,13 @@ impl HaMaster514 {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// The current figures.
-    pub fn snapshot(&self) -> Snapshot514 {
-        let list = self.shared.list.lock();
+    pub(crate) fn snapshot(&self) -> Snapshot514 {
+        let list = self.shared.list.lock().unwrap();
         let dead_entries = list
             .iter()
             .filter(|c| !c.alive.load(Ordering::Acquire))
@@ -126,9 +126,9 @@ impl HaMaster514 {
     }
 
     /// Stops accepting and tells every live connection to stop (`destroyConnections`).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.cancel.cancel();
-        for conn in self.shared.list.lock().drain(..) {
+        for conn in self.shared.list.lock().unwrap().drain(..) {
             conn.stop.notify_one();
         }
     }
@@ -196,11 +196,11 @@ async fn accept(
         });
         // The gap between start() and addConnection(): the threads are already running.
         tokio::task::yield_now().await;
-        shared.list.lock().push(conn);
+        shared.list.lock().unwrap().push(conn);
     }
 }
 
 /// `removeConnection`: a no-op when the entry is not (yet) in the list.
 fn remove(shared: &Shared, id: u64) {
-    shared.list.lock().retain(|c| c.id != id);
+    shared.list.lock().unwrap().retain(|c| c.id != id);
 }
