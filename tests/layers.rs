@@ -92,6 +92,27 @@ fn only_sync_rs_names_the_primitives() {
     }
 }
 
+/// The store is a leaf below the driver: no runtime, no clock, no table, no lifecycle; its locks
+/// come from the facade like everyone else's.
+#[test]
+fn store_names_no_runtime_and_no_layer_it_serves() {
+    forbid(
+        "store",
+        &[
+            "tokio",
+            "loom",
+            "shuttle",
+            "std::sync",
+            "std::thread",
+            "Instant::now",
+            "SystemTime",
+            "crate::net",
+            "crate::lifecycle",
+            "crate::registry",
+        ],
+    );
+}
+
 #[test]
 fn the_check_can_fail() {
     let bad = "use std::sync::{Arc, Mutex};\n// std::sync in a comment is fine\n";

@@ -51,7 +51,7 @@ use rmq_lifecycle::lifecycle::{
 };
 use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::{ConnId, HaFaults, HaRegisterError, HaRegistry};
-use runner::{EXHAUSTIVE, THREE_THREAD_PREEMPTIONS, model, model_finds};
+use runner::{EXHAUSTIVE, TASK_MODEL_PREEMPTIONS, THREE_THREAD_PREEMPTIONS, model, model_finds};
 use std::sync::Mutex;
 
 const SPLIT: HaFaults = HaFaults {
@@ -364,7 +364,7 @@ fn loom_ha_owner_vs_close_all() {
 fn loom_ha_tasks_vs_close_all() {
     model(
         "tasks_vs_close_all",
-        THREE_THREAD_PREEMPTIONS,
+        TASK_MODEL_PREEMPTIONS,
         tasks_vs_close_all(HaFaults::default()),
     );
 }
@@ -373,7 +373,7 @@ fn loom_ha_tasks_vs_close_all() {
 fn loom_ha_tasks_vs_close_all_finds_remove_without_stop() {
     model_finds(
         "tasks_vs_close_all/remove_without_stop",
-        THREE_THREAD_PREEMPTIONS,
+        TASK_MODEL_PREEMPTIONS,
         "StopBeforeRemove",
         tasks_vs_close_all(NO_STOP),
     );

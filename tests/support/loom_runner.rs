@@ -17,12 +17,37 @@ pub(crate) const THREE_THREAD_PREEMPTIONS: Option<usize> = Some(3);
 /// No bound: every interleaving.
 pub(crate) const EXHAUSTIVE: Option<usize> = None;
 
-/// Explores `f` with loom, with `LOOM_MAX_PREEMPTIONS` if set and `bound` otherwise, and
-/// reports how many executions it took.
-pub(crate) fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+/// The bound of the models that run a connection's two tasks beside a third thread, whatever
+/// `LOOM_MAX_PREEMPTIONS` says: every await and lock of the tasks is a branch point, and bound 2
+/// is ~31k executions (about a minute on a shared 2-core machine), bound 3 ten times that.
+pub(crate) const TASK_MODEL_PREEMPTIONS: Bound = Bound::Fixed(2);
+
+/// A model's preemption bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bound {
+    /// `LOOM_MAX_PREEMPTIONS` if set, else this (`None`: every interleaving).
+    Default(Option<usize>),
+    /// This, whatever the environment says.
+    Fixed(usize),
+}
+
+impl From<Option<usize>> for Bound {
+    fn from(bound: Option<usize>) -> Self {
+        Bound::Default(bound)
+    }
+}
+
+/// Explores `f` with loom, with `LOOM_MAX_PREEMPTIONS` if set and `bound` otherwise (unless the
+/// bound is fixed), and reports how many executions it took.
+pub(crate) fn model(name: &str, bound: impl Into<Bound>, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
-        builder.preemption_bound = bound;
+    match bound.into() {
+        Bound::Fixed(n) => builder.preemption_bound = Some(n),
+        Bound::Default(bound) => {
+            if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+                builder.preemption_bound = bound;
+            }
+        }
     }
     // A std atomic: it counts executions from outside the model and is not itself modelled.
     let runs = std::sync::Arc::new(AtomicUsize::new(0));
@@ -43,7 +68,7 @@ pub(crate) fn model(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send
 /// Runs a model of a broken variant and asserts that loom finds a violation of `invariant`.
 pub(crate) fn model_finds(
     name: &str,
-    bound: Option<usize>,
+    bound: impl Into<Bound>,
     invariant: &str,
     f: impl Fn() + Sync + Send + 'static,
 ) {
