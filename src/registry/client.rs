@@ -44,22 +44,22 @@ use std::collections::BTreeMap;
 
 /// A registered channel: its identity and its own state. Only `lifecycle::ClientChannel` holds
 /// one, paired with the registry that made it, so a slot cannot act on another registry.
-pub struct ChannelSlot {
+pub(crate) struct ChannelSlot {
     id: ChannelId,
     state: Mutex<ChannelState>,
 }
 
 /// The shared handle to a registered channel.
-pub type ChannelRef = Arc<ChannelSlot>;
+pub(crate) type ChannelRef = Arc<ChannelSlot>;
 
 impl ChannelSlot {
     /// The channel's id.
-    pub fn id(&self) -> ChannelId {
+    pub(crate) fn id(&self) -> ChannelId {
         self.id
     }
 
     /// True once `channel_closed` ran for it.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
 }

@@ -15,10 +15,8 @@ mod stop;
 
 #[cfg(feature = "harness")]
 pub use client::Faults;
-pub use client::{
-    ChannelHealth, ChannelRef, ChannelSlot, ClientListener, ClientRegistry, RegistryConfig,
-    ScanReport,
-};
+pub(crate) use client::ChannelRef;
+pub use client::{ChannelHealth, ClientListener, ClientRegistry, RegistryConfig, ScanReport};
 #[cfg(feature = "harness")]
 pub use ha::HaFaults;
 pub use ha::{ConnId, HaEntry, HaRegisterError, HaRegistry};
