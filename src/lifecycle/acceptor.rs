@@ -195,132 +195,132 @@ where
 
 // ------------------------------------------------------------------------------------------------
 
-/// The HA master's accept/reap/shutdown: owns the `Running` handles of its connections.
-pub struct HaAcceptor<T: Send + 'static, S> {
-    registry: Arc<HaRegistry>,
-    spawner: S,
-    slots: Arc<Slots<ConnId, HaConnection<Running, T>>>,
+/// Which lifecycle an [`Acceptor`] runs: its table, its ids, its `Running` handle, and what its
+/// shutdown does after closing the handles. Sealed: [`Ha`] and [`Client`].
+pub trait Kind: sealed::Sealed + Send + Sync + 'static {
+    #[doc(hidden)]
+    type Table: Send + Sync + 'static;
+    #[doc(hidden)]
+    type Id: Ord + Copy + std::fmt::Debug + Send + Sync + 'static;
+    #[doc(hidden)]
+    type Running<T: Send + 'static>: Send + 'static;
+    #[doc(hidden)]
+    fn close<T: Send + 'static>(running: Self::Running<T>, reason: CloseReason);
+    #[doc(hidden)]
+    fn after_shutdown(table: &Self::Table);
 }
 
-impl<T: Send + 'static, S> std::fmt::Debug for HaAcceptor<T, S> {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// HA master connections ([`HaAcceptor`]).
+#[derive(Debug)]
+pub enum Ha {}
+/// Client channels ([`ClientAcceptor`]).
+#[derive(Debug)]
+pub enum Client {}
+impl sealed::Sealed for Ha {}
+impl sealed::Sealed for Client {}
+
+impl Kind for Ha {
+    type Table = HaRegistry;
+    type Id = ConnId;
+    type Running<T: Send + 'static> = HaConnection<Running, T>;
+
+    fn close<T: Send + 'static>(running: Self::Running<T>, reason: CloseReason) {
+        running.close(reason);
+    }
+
+    /// Refuses registrations still in flight and removes any row left, stop first.
+    fn after_shutdown(table: &HaRegistry) {
+        table.close_all();
+    }
+}
+
+impl Kind for Client {
+    type Table = ClientRegistry;
+    type Id = ChannelId;
+    type Running<T: Send + 'static> = ClientChannel<Running, T>;
+
+    fn close<T: Send + 'static>(running: Self::Running<T>, reason: CloseReason) {
+        running.close(reason);
+    }
+
+    fn after_shutdown(_table: &ClientRegistry) {}
+}
+
+/// The accept/reap/shutdown of one listener: owns the `Running` handles of its connections.
+pub struct Acceptor<K: Kind, T: Send + 'static, S> {
+    table: Arc<K::Table>,
+    spawner: S,
+    slots: Arc<Slots<K::Id, K::Running<T>>>,
+}
+
+/// The HA master's acceptor.
+pub type HaAcceptor<T, S> = Acceptor<Ha, T, S>;
+/// The client-management listener's acceptor.
+pub type ClientAcceptor<T, S> = Acceptor<Client, T, S>;
+
+impl<K: Kind, T: Send + 'static, S> std::fmt::Debug for Acceptor<K, T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HaAcceptor")
+        f.debug_struct("Acceptor")
             .field("open", &self.slots.open())
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Send + 'static, S: Spawn> HaAcceptor<T, S> {
-    /// An acceptor registering into `registry` and starting tasks with `spawner`.
-    pub fn new(registry: Arc<HaRegistry>, spawner: S) -> Self {
-        Self::build(registry, spawner, AcceptorFaults::default())
+impl<K: Kind, T: Send + 'static, S: Spawn> Acceptor<K, T, S> {
+    /// An acceptor registering into `table` and starting tasks with `spawner`.
+    pub fn new(table: Arc<K::Table>, spawner: S) -> Self {
+        Self::build(table, spawner, AcceptorFaults::default())
     }
 
     /// An acceptor with planted defects, for the harnesses.
     #[cfg(feature = "harness")]
-    pub fn with_faults(registry: Arc<HaRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
-        Self::build(registry, spawner, faults)
+    pub fn with_faults(table: Arc<K::Table>, spawner: S, faults: AcceptorFaults) -> Self {
+        Self::build(table, spawner, faults)
     }
 
-    fn build(registry: Arc<HaRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
-        HaAcceptor {
-            registry,
+    fn build(table: Arc<K::Table>, spawner: S, faults: AcceptorFaults) -> Self {
+        Acceptor {
+            table,
             spawner,
             slots: Arc::new(Slots::new(faults)),
         }
     }
 
-    /// The connection table (read-only queries).
-    pub fn registry(&self) -> &Arc<HaRegistry> {
-        &self.registry
+    /// The table (read-only queries: its entries change only through the connections).
+    pub fn registry(&self) -> &Arc<K::Table> {
+        &self.table
     }
 
-    /// Takes an accepted transport: registers it, starts its reader and writer (`start` builds
-    /// both futures, as in [`HaConnection::spawn`]) and keeps its handle until both end. A refused
-    /// connection (cap, shutdown) is closed here, transport dropped, and the error returned.
-    pub fn accept<F, RF, WF>(
-        &self,
-        transport: T,
-        peer: impl Into<String>,
-        start: F,
-    ) -> Result<ConnId, HaRegisterError>
-    where
-        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
-        RF: Future<Output = CloseReason> + Send + 'static,
-        WF: Future<Output = CloseReason> + Send + 'static,
-    {
-        self.slots.count_accepted();
-        if self.slots.faults.upstream_514_order {
-            return self.accept_514(transport, peer.into(), start);
-        }
-        let registered = match HaConnection::new(transport, peer).register(&self.registry) {
-            Ok(registered) => registered,
-            Err(refused) => {
-                let error = refused.error;
-                tracing::warn!(peer = refused.connection.peer(), %error, "HA connection refused");
-                self.slots.count_closed(1);
-                refused
-                    .connection
-                    .close(CloseReason::Rejected(error.to_string()));
-                return Err(error);
-            }
-        };
-        self.start(registered, start)
+    /// Opens a slot for a registered connection about to start, and the reaper its tasks hold;
+    /// `None` (and the connection counted closed) if shutdown began: the caller closes it.
+    fn begin(&self, id: K::Id) -> Option<Arc<Reaper<K::Id, K::Running<T>>>> {
+        self.slots.begin(id).then(|| {
+            Arc::new(Reaper {
+                slots: self.slots.clone(),
+                id,
+                unwound: AtomicBool::new(false),
+            })
+        })
     }
 
-    /// The second half of [`accept`](Self::accept), for a connection its caller registered
-    /// itself: starts its tasks and keeps its handle until both end, or closes it if shutdown
-    /// began. Counted as accepted here.
-    pub fn start_registered<F, RF, WF>(
-        &self,
-        registered: HaConnection<Registered, T>,
-        start: F,
-    ) -> Result<ConnId, HaRegisterError>
-    where
-        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
-        RF: Future<Output = CloseReason> + Send + 'static,
-        WF: Future<Output = CloseReason> + Send + 'static,
-    {
-        self.slots.count_accepted();
-        self.start(registered, start)
-    }
-
-    fn start<F, RF, WF>(
-        &self,
-        registered: HaConnection<Registered, T>,
-        start: F,
-    ) -> Result<ConnId, HaRegisterError>
-    where
-        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
-        RF: Future<Output = CloseReason> + Send + 'static,
-        WF: Future<Output = CloseReason> + Send + 'static,
-    {
-        let id = registered.id();
-        if !self.slots.begin(id) {
-            registered.close(CloseReason::Shutdown);
-            return Err(HaRegisterError::ShuttingDown);
-        }
-        let reaper = Arc::new(Reaper {
-            slots: self.slots.clone(),
-            id,
-            unwound: AtomicBool::new(false),
-        });
-        let running = registered.spawn(&self.spawner, move |transport, rc, wc| {
-            let (reader, writer) = start(transport, rc, wc);
-            (reaped(reaper.clone(), reader), reaped(reaper, writer))
-        });
+    /// Stores a started connection's handle, or closes it if its slot is gone (its tasks already
+    /// ended, or shutdown took the slot): then nothing else would.
+    fn store(&self, id: K::Id, running: K::Running<T>) {
         if let Some(late) = self.slots.store(id, running) {
-            late.close(CloseReason::Shutdown);
+            K::close(late, CloseReason::Shutdown);
         }
-        Ok(id)
     }
 
-    /// Closes one held connection (an operator's kick): its row goes (stop first) and its tasks
-    /// are aborted, which drops the transport. False if it is not held (already ended).
-    pub fn close(&self, id: ConnId, reason: CloseReason) -> bool {
+    /// Closes one held connection (an operator's kick, or expiry): its entry and its transport go
+    /// together. False if it is not held (already ended).
+    pub fn close(&self, id: K::Id, reason: CloseReason) -> bool {
         match self.slots.take(id) {
-            Some(Some(connection)) => {
-                connection.close(reason);
+            Some(Some(running)) => {
+                K::close(running, reason);
                 true
             }
             // Still starting: its accept stores nothing now and closes it.
@@ -329,66 +329,17 @@ impl<T: Send + 'static, S: Spawn> HaAcceptor<T, S> {
         }
     }
 
-    /// RocketMQ 5.1.4's order, planted (`AcceptorFaults::upstream_514_order`): the tasks start
-    /// on a row that does not exist yet, and the row is added after; a task's end removes the
-    /// row only if the add already happened.
-    fn accept_514<F, RF, WF>(
-        &self,
-        transport: T,
-        peer: String,
-        start: F,
-    ) -> Result<ConnId, HaRegisterError>
-    where
-        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
-        RF: Future<Output = CloseReason> + Send + 'static,
-        WF: Future<Output = CloseReason> + Send + 'static,
-    {
-        use crate::registry::StopSignal;
-        let stop = StopSignal::new();
-        let row: Arc<Mutex<Option<ConnId>>> = Arc::new(Mutex::new(None));
-        let context = || HaTaskContext {
-            id: ConnId(0),
-            registry: self.registry.clone(),
-            stop: stop.clone(),
-        };
-        let (reader, writer) = start(transport, context(), context());
-        type Task = std::pin::Pin<Box<dyn Future<Output = CloseReason> + Send>>;
-        for fut in [Box::pin(reader) as Task, Box::pin(writer)] {
-            let (registry, stop, row) = (self.registry.clone(), stop.clone(), row.clone());
-            // `removeConnection(this)` on the way out: finds the row only if the add happened.
-            let _detached = self.spawner.spawn(Box::pin(async move {
-                fut.await;
-                stop.stop();
-                let added = *row.lock();
-                if let Some(id) = added {
-                    registry.deregister(id);
-                }
-            }));
-        }
-        let mut added = row.lock();
-        let id = self.registry.register(&peer, stop.clone())?;
-        self.registry.mark_started(id);
-        *added = Some(id);
-        Ok(id)
-    }
-
-    /// Housekeeping (every HA housekeeping interval): reclaims rows whose tasks never started,
-    /// two calls in a row (leaked `Registered` handles). Returns the rows reclaimed.
-    pub fn housekeeping(&self) -> usize {
-        self.registry.reclaim_unstarted()
-    }
-
-    /// Shutdown: no connection is stored from now on; every held one is closed (its stop signal
-    /// raised before its row is removed), then the table is closed to late registrations and
-    /// emptied (`close_all`, stop first too). Returns the connections this closed. Their tasks
-    /// end at their next await; the caller waits for them on its task gauge.
+    /// Shutdown: no connection is stored from now on; every held one is closed (for HA, its stop
+    /// signal raised before its row is removed; then the table is closed to late registrations
+    /// and emptied, stop first too). Returns the connections this closed. Their tasks end at their
+    /// next await; the caller waits for them on its task gauge.
     pub fn shutdown(&self) -> usize {
         let open = self.slots.drain();
         let closed = open.len();
-        for connection in open {
-            connection.close(CloseReason::Shutdown);
+        for running in open {
+            K::close(running, CloseReason::Shutdown);
         }
-        self.registry.close_all();
+        K::after_shutdown(&self.table);
         closed
     }
 
@@ -413,49 +364,131 @@ impl<T: Send + 'static, S: Spawn> HaAcceptor<T, S> {
     }
 }
 
-// ------------------------------------------------------------------------------------------------
-
-/// The client-management listener's accept/reap/expiry/shutdown: owns the `Running` handles of
-/// its channels.
-pub struct ClientAcceptor<T: Send + 'static, S> {
-    registry: Arc<ClientRegistry>,
-    spawner: S,
-    slots: Arc<Slots<ChannelId, ClientChannel<Running, T>>>,
-}
-
-impl<T: Send + 'static, S> std::fmt::Debug for ClientAcceptor<T, S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientAcceptor")
-            .field("open", &self.slots.open())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Send + 'static, S: Spawn> ClientAcceptor<T, S> {
-    /// An acceptor registering into `registry` and starting tasks with `spawner`.
-    pub fn new(registry: Arc<ClientRegistry>, spawner: S) -> Self {
-        Self::build(registry, spawner, AcceptorFaults::default())
-    }
-
-    /// An acceptor with planted defects, for the harnesses.
-    #[cfg(feature = "harness")]
-    pub fn with_faults(registry: Arc<ClientRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
-        Self::build(registry, spawner, faults)
-    }
-
-    fn build(registry: Arc<ClientRegistry>, spawner: S, faults: AcceptorFaults) -> Self {
-        ClientAcceptor {
-            registry,
-            spawner,
-            slots: Arc::new(Slots::new(faults)),
+impl<T: Send + 'static, S: Spawn> Acceptor<Ha, T, S> {
+    /// Takes an accepted transport: registers it, starts its reader and writer (`start` builds
+    /// both futures, as in [`HaConnection::spawn`]) and keeps its handle until both end. A refused
+    /// connection (cap, shutdown) is closed here, transport dropped, and the error returned.
+    pub fn accept<F, RF, WF>(
+        &self,
+        transport: T,
+        peer: impl Into<String>,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        self.slots.count_accepted();
+        if self.slots.faults.upstream_514_order {
+            return self.accept_514(transport, peer.into(), start);
         }
+        let registered = match HaConnection::new(transport, peer).register(&self.table) {
+            Ok(registered) => registered,
+            Err(refused) => {
+                let error = refused.error;
+                tracing::warn!(peer = refused.connection.peer(), %error, "HA connection refused");
+                self.slots.count_closed(1);
+                refused
+                    .connection
+                    .close(CloseReason::Rejected(error.to_string()));
+                return Err(error);
+            }
+        };
+        self.start_ha(registered, start)
     }
 
-    /// The registry (read-only queries).
-    pub fn registry(&self) -> &Arc<ClientRegistry> {
-        &self.registry
+    /// The second half of [`accept`](Self::accept), for a connection its caller registered
+    /// itself: starts its tasks and keeps its handle until both end, or closes it if shutdown
+    /// began. Counted as accepted here.
+    pub fn start_registered<F, RF, WF>(
+        &self,
+        registered: HaConnection<Registered, T>,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        self.slots.count_accepted();
+        self.start_ha(registered, start)
     }
 
+    fn start_ha<F, RF, WF>(
+        &self,
+        registered: HaConnection<Registered, T>,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        let id = registered.id();
+        let Some(reaper) = self.begin(id) else {
+            registered.close(CloseReason::Shutdown);
+            return Err(HaRegisterError::ShuttingDown);
+        };
+        let running = registered.spawn(&self.spawner, move |transport, rc, wc| {
+            let (reader, writer) = start(transport, rc, wc);
+            (reaped(reaper.clone(), reader), reaped(reaper, writer))
+        });
+        self.store(id, running);
+        Ok(id)
+    }
+
+    /// RocketMQ 5.1.4's order, planted (`AcceptorFaults::upstream_514_order`): the tasks start
+    /// on a row that does not exist yet, and the row is added after; a task's end removes the
+    /// row only if the add already happened.
+    fn accept_514<F, RF, WF>(
+        &self,
+        transport: T,
+        peer: String,
+        start: F,
+    ) -> Result<ConnId, HaRegisterError>
+    where
+        F: FnOnce(T, HaTaskContext, HaTaskContext) -> (RF, WF),
+        RF: Future<Output = CloseReason> + Send + 'static,
+        WF: Future<Output = CloseReason> + Send + 'static,
+    {
+        use crate::registry::StopSignal;
+        let stop = StopSignal::new();
+        let row: Arc<Mutex<Option<ConnId>>> = Arc::new(Mutex::new(None));
+        let context = || HaTaskContext {
+            id: ConnId(0),
+            registry: self.table.clone(),
+            stop: stop.clone(),
+        };
+        let (reader, writer) = start(transport, context(), context());
+        type Task = std::pin::Pin<Box<dyn Future<Output = CloseReason> + Send>>;
+        for fut in [Box::pin(reader) as Task, Box::pin(writer)] {
+            let (registry, stop, row) = (self.table.clone(), stop.clone(), row.clone());
+            // `removeConnection(this)` on the way out: finds the row only if the add happened.
+            let _detached = self.spawner.spawn(Box::pin(async move {
+                fut.await;
+                stop.stop();
+                let added = *row.lock();
+                if let Some(id) = added {
+                    registry.deregister(id);
+                }
+            }));
+        }
+        let mut added = row.lock();
+        let id = self.table.register(&peer, stop.clone())?;
+        self.table.mark_started(id);
+        *added = Some(id);
+        Ok(id)
+    }
+
+    /// Housekeeping (every HA housekeeping interval): reclaims rows whose tasks never started,
+    /// two calls in a row (leaked `Registered` handles). Returns the rows reclaimed.
+    pub fn housekeeping(&self) -> usize {
+        self.table.reclaim_unstarted()
+    }
+}
+
+impl<T: Send + 'static, S: Spawn> Acceptor<Client, T, S> {
     /// Takes an accepted transport: registers it, starts its task (`task` gets the transport and
     /// the channel's [`ChannelHandle`]) and keeps its handle until the task ends. A refused
     /// channel (cap, shutdown) is closed here, transport dropped, and the error returned.
@@ -470,7 +503,7 @@ impl<T: Send + 'static, S: Spawn> ClientAcceptor<T, S> {
         Fut: Future<Output = CloseReason> + Send + 'static,
     {
         self.slots.count_accepted();
-        let registered = match ClientChannel::new(transport, peer).register(&self.registry) {
+        let registered = match ClientChannel::new(transport, peer).register(&self.table) {
             Ok(registered) => registered,
             Err(refused) => {
                 // No request was read, so there is nothing to answer: close with the reason.
@@ -483,21 +516,14 @@ impl<T: Send + 'static, S: Spawn> ClientAcceptor<T, S> {
             }
         };
         let id = registered.id();
-        if !self.slots.begin(id) {
+        let Some(reaper) = self.begin(id) else {
             registered.close(CloseReason::Shutdown);
             return Err(ClientError::ShuttingDown);
-        }
-        let reaper = Arc::new(Reaper {
-            slots: self.slots.clone(),
-            id,
-            unwound: AtomicBool::new(false),
-        });
+        };
         let running = registered.spawn(&self.spawner, move |transport, handle| {
             reaped(reaper, task(transport, handle))
         });
-        if let Some(late) = self.slots.store(id, running) {
-            late.close(CloseReason::Shutdown);
-        }
+        self.store(id, running);
         Ok(id)
     }
 
@@ -505,55 +531,11 @@ impl<T: Send + 'static, S: Spawn> ClientAcceptor<T, S> {
     /// closes the channels whose last membership expired (upstream closes expired channels), and
     /// reclaims channels whose task never started, two scans in a row (leaked handles).
     pub fn scan(&self, now: Millis) -> ScanReport {
-        let mut report = self.registry.scan_inactive(now);
+        let mut report = self.table.scan_inactive(now);
         for id in &report.orphaned {
             self.close(*id, CloseReason::IdleTimeout);
         }
-        report.reclaimed = self.registry.reclaim_unstarted();
+        report.reclaimed = self.table.reclaim_unstarted();
         report
-    }
-
-    /// Closes one held channel (an operator's kick, or expiry): its registry entry and its
-    /// transport go together. False if it is not held (already ended).
-    pub fn close(&self, id: ChannelId, reason: CloseReason) -> bool {
-        match self.slots.take(id) {
-            Some(Some(channel)) => {
-                channel.close(reason);
-                true
-            }
-            // Still starting: its accept stores nothing now and closes it.
-            Some(None) => true,
-            None => false,
-        }
-    }
-
-    /// Shutdown: no channel is stored from now on; every held one is closed. Returns how many.
-    pub fn shutdown(&self) -> usize {
-        let open = self.slots.drain();
-        let closed = open.len();
-        for channel in open {
-            channel.close(CloseReason::Shutdown);
-        }
-        closed
-    }
-
-    /// True once `shutdown` began.
-    pub fn is_shut_down(&self) -> bool {
-        self.slots.is_shut_down()
-    }
-
-    /// Channels held (starting or running).
-    pub fn open(&self) -> usize {
-        self.slots.open()
-    }
-
-    /// Connections accepted since start (refused ones included).
-    pub fn accepted_total(&self) -> u64 {
-        self.slots.accepted.load(Ordering::Relaxed)
-    }
-
-    /// Connections closed since start (refused ones included), each counted once.
-    pub fn closed_total(&self) -> u64 {
-        self.slots.closed.load(Ordering::Relaxed)
     }
 }

@@ -15,7 +15,7 @@ mod registration;
 pub use crate::registry::{StopSignal, Stopped};
 #[cfg(feature = "harness")]
 pub use acceptor::AcceptorFaults;
-pub use acceptor::{ClientAcceptor, HaAcceptor};
+pub use acceptor::{Acceptor, ClientAcceptor, HaAcceptor};
 pub use client_channel::{ChannelHandle, ClientChannel, RegisterError};
 pub use ha_connection::{AppliedAck, HaConnection, HaRegisterFailed, HaTaskContext};
 

@@ -4,7 +4,7 @@
 //! # Structure
 //!
 //! * `producers`, `consumers`: group name -> members (channel -> last seen), sharded.
-//! * each channel's [`ChannelSlot`]: its tombstone flag, client id and the set of its groups
+//! * each channel's `ChannelSlot`: its tombstone flag, client id and the set of its groups
 //!   (the inverse index), behind the channel's own mutex.
 //! * `clients`: client id -> live channels with that id; `channels`: id -> slot.
 //!

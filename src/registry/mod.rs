@@ -13,9 +13,9 @@ mod members;
 mod shard;
 mod stop;
 
+pub(crate) use client::ChannelRef;
 #[cfg(feature = "harness")]
 pub use client::Faults;
-pub(crate) use client::ChannelRef;
 pub use client::{ChannelHealth, ClientListener, ClientRegistry, RegistryConfig, ScanReport};
 #[cfg(feature = "harness")]
 pub use ha::HaFaults;
