@@ -137,10 +137,6 @@ impl HaMaster {
         self.acceptor.registry()
     }
 
-    /// The accept/reap/shutdown state: connections held, accepted and closed totals.
-    pub fn acceptor(&self) -> &HaAcceptor<TcpStream, Counted<TokioSpawner>> {
-        &self.acceptor
-    }
 
     /// The replicated log.
     pub fn log(&self) -> &Arc<CommitLog> {
