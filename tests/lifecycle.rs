@@ -39,8 +39,8 @@ async fn task_return_closes_the_channel() {
     let registry = Arc::new(ClientRegistry::default());
     let spawner = spawner();
     let (tx, rx) = oneshot::channel();
-    let registered = ClientChannel::new("peer").register(&registry).unwrap();
-    let running = registered.spawn(&spawner, |handle| async move {
+    let registered = ClientChannel::new((), "peer").register(&registry).unwrap();
+    let running = registered.spawn(&spawner, |(), handle| async move {
         handle
             .heartbeat(&HeartbeatData::producers("c", ["G"]), Millis(0))
             .unwrap();
@@ -60,12 +60,12 @@ async fn task_return_closes_the_channel() {
 async fn task_panic_closes_the_channel() {
     let registry = Arc::new(ClientRegistry::default());
     let spawner = spawner();
-    let registered = ClientChannel::new("peer").register(&registry).unwrap();
+    let registered = ClientChannel::new((), "peer").register(&registry).unwrap();
     registered
         .handle()
         .heartbeat(&HeartbeatData::producers("c", ["G"]), Millis(0))
         .unwrap();
-    let _running = registered.spawn(&spawner, |_handle| async move { panic!("reader bug") });
+    let _running = registered.spawn(&spawner, |(), _handle| async move { panic!("reader bug") });
     settle(spawner.gauge(), &registry).await;
     assert_empty(&registry);
 }
@@ -74,12 +74,12 @@ async fn task_panic_closes_the_channel() {
 async fn owner_close_aborts_the_task_and_tombstones_the_handle() {
     let registry = Arc::new(ClientRegistry::default());
     let spawner = spawner();
-    let registered = ClientChannel::new("peer").register(&registry).unwrap();
+    let registered = ClientChannel::new((), "peer").register(&registry).unwrap();
     let handle = registered.handle();
     handle
         .heartbeat(&HeartbeatData::producers("c", ["G"]), Millis(0))
         .unwrap();
-    let running = registered.spawn(&spawner, |_handle| std::future::pending());
+    let running = registered.spawn(&spawner, |(), _handle| std::future::pending());
     assert_eq!(spawner.gauge().alive(), 1);
     let closed = running.close(CloseReason::Shutdown);
     assert_eq!(closed.id(), Some(handle.id()));
@@ -97,7 +97,7 @@ async fn owner_close_aborts_the_task_and_tombstones_the_handle() {
 #[tokio::test]
 async fn dropping_a_handle_closes_the_channel() {
     let registry = Arc::new(ClientRegistry::default());
-    let registered = ClientChannel::new("peer").register(&registry).unwrap();
+    let registered = ClientChannel::new((), "peer").register(&registry).unwrap();
     registered
         .handle()
         .heartbeat(&HeartbeatData::producers("c", ["G"]), Millis(0))
@@ -106,10 +106,10 @@ async fn dropping_a_handle_closes_the_channel() {
     assert_empty(&registry);
 
     let spawner = spawner();
-    let running = ClientChannel::new("peer")
+    let running = ClientChannel::new((), "peer")
         .register(&registry)
         .unwrap()
-        .spawn(&spawner, |_h| std::future::pending());
+        .spawn(&spawner, |(), _h| std::future::pending());
     drop(running);
     assert_eq!(registry.channel_count(), 0);
     settle(spawner.gauge(), &registry).await;
@@ -125,8 +125,8 @@ async fn refused_registration_hands_the_channel_back() {
         rules,
         ..RegistryConfig::default()
     }));
-    let first = ClientChannel::new("a").register(&registry).unwrap();
-    let refused = ClientChannel::new("b").register(&registry).unwrap_err();
+    let first = ClientChannel::new((), "a").register(&registry).unwrap();
+    let refused = ClientChannel::new((), "b").register(&registry).unwrap_err();
     assert_eq!(refused.error, ClientError::TooManyChannels { max: 1 });
     assert!(
         refused.to_string().contains("too many client channels"),
