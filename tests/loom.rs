@@ -12,13 +12,19 @@
 //! Each scenario also runs against a planted defect (`Faults`) and must fail naming the
 //! invariant it breaks, so a harness that cannot fail is itself a test failure.
 //!
-//! Run (release, own target dir; `--nocapture` prints the executions explored per model):
+//! Channels are registered, fed and closed only through the public lifecycle API:
+//! `ClientChannel::new((), ..).register(&reg)`, `ChannelHandle` clones for the threads that
+//! heartbeat, and the `Registered` handle moved into the one thread that closes it (closing
+//! consumes it). The expiry scan is the registry's housekeeping `scan_inactive`.
+//!
+//! Run (release, own target dir; `--nocapture` prints the executions explored per model;
+//! `harness` brings in the planted `Faults`):
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg rmq_loom" \
-//!     cargo test --release --no-default-features --test loom -- --nocapture
+//!     cargo test --release --no-default-features --features harness --test loom -- --nocapture
 //! LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg rmq_loom" \
-//!     cargo test --release --no-default-features --test loom
+//!     cargo test --release --no-default-features --features harness --test loom
 //! ```
 //!
 //! The two-thread models are explored exhaustively (no preemption bound), the three-thread ones
@@ -40,9 +46,11 @@ mod support;
 use loom::sync::Arc;
 use loom::thread;
 use rmq_lifecycle::core::{ClientError, ClientRules, GroupKind, Millis};
+use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
+use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
 use runner::{EXHAUSTIVE, THREE_THREAD_PREEMPTIONS, model, model_finds};
-use support::{Expect, producers};
+use support::{Expect, close, producers};
 
 const EXPIRY_MS: u64 = 100;
 const G: &str = "G";
@@ -58,29 +66,35 @@ fn registry(faults: Faults) -> Arc<ClientRegistry> {
     }))
 }
 
+/// Registers a channel whose task is never started: the model's threads act for it.
+fn open(reg: &Arc<ClientRegistry>) -> ClientChannel<Registered, ()> {
+    ClientChannel::new((), "peer")
+        .register(reg)
+        .expect("under the channel cap")
+}
+
 /// G's only member B closes while A heartbeats into G: A's registration must land in the live G
 /// or in a fresh one, never in a G that the close unlinks (upstream #10698).
 fn heartbeat_vs_close_last_member(faults: Faults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(faults);
-        let a = reg.register_channel().unwrap();
-        let b = reg.register_channel().unwrap();
-        reg.heartbeat(&b, &producers("client-b", &[G]), Millis(0))
+        let a = open(&reg);
+        let b = open(&reg);
+        let b_id = b.id();
+        b.handle()
+            .heartbeat(&producers("client-b", &[G]), Millis(0))
             .unwrap();
 
         let joiner = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), Millis(10)))
+            let a = a.handle();
+            thread::spawn(move || a.heartbeat(&producers("client-a", &[G]), Millis(10)))
         };
-        let closer = {
-            let (reg, b) = (reg.clone(), b.clone());
-            thread::spawn(move || reg.channel_closed(&b))
-        };
+        let closer = thread::spawn(move || close(b, CloseReason::PeerClosed));
         let joined = joiner.join().unwrap();
         let closed = closer.join().unwrap();
 
         let mut expect = Expect {
-            closed: vec![b.id()],
+            closed: vec![b_id],
             ..Expect::default()
         };
         expect.present(GroupKind::Producer, G, a.id(), Some(Millis(10)));
@@ -98,17 +112,19 @@ fn heartbeat_vs_close_last_member(faults: Faults) -> impl Fn() + Sync + Send + '
 fn heartbeat_vs_scan(faults: Faults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(faults);
-        let a = reg.register_channel().unwrap();
-        let b = reg.register_channel().unwrap();
-        reg.heartbeat(&a, &producers("client-a", &[G]), Millis(0))
+        let a = open(&reg);
+        let b = open(&reg);
+        a.handle()
+            .heartbeat(&producers("client-a", &[G]), Millis(0))
             .unwrap();
-        reg.heartbeat(&b, &producers("client-b", &[G]), Millis(0))
+        b.handle()
+            .heartbeat(&producers("client-b", &[G]), Millis(0))
             .unwrap();
         let now = Millis(1_000);
 
         let refresher = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), now))
+            let a = a.handle();
+            thread::spawn(move || a.heartbeat(&producers("client-a", &[G]), now))
         };
         let scanner = {
             let reg = reg.clone();
@@ -137,30 +153,28 @@ fn heartbeat_vs_scan(faults: Faults) -> impl Fn() + Sync + Send + 'static {
 fn close_vs_inflight_heartbeat(faults: Faults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(faults);
-        let a = reg.register_channel().unwrap();
+        let a = open(&reg);
+        let a_handle = a.handle();
 
         let beater = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), Millis(10)))
+            let a = a.handle();
+            thread::spawn(move || a.heartbeat(&producers("client-a", &[G]), Millis(10)))
         };
-        let closer = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.channel_closed(&a))
-        };
+        let closer = thread::spawn(move || close(a, CloseReason::PeerClosed));
         let beat = beater.join().unwrap();
         let closed = closer.join().unwrap();
 
         let mut expect = Expect {
-            closed: vec![a.id()],
+            closed: vec![a_handle.id()],
             ..Expect::default()
         };
-        expect.gone(GroupKind::Producer, G, a.id(), "closed");
+        expect.gone(GroupKind::Producer, G, a_handle.id(), "closed");
         support::check(&reg, &expect);
         match beat {
             Ok(outcome) => assert_eq!(outcome.joined, 1),
-            Err(e) => assert_eq!(e, ClientError::ChannelClosed(a.id())),
+            Err(e) => assert_eq!(e, ClientError::ChannelClosed(a_handle.id())),
         }
-        assert!(closed && a.is_closed());
+        assert!(closed && a_handle.is_closed());
         assert_eq!(reg.channel_count(), 0);
         assert_eq!(reg.producer_group_count(), 0, "NoEmptyGroup: G went with A");
         assert_eq!(reg.find_channel("client-a"), None);
@@ -172,23 +186,23 @@ fn close_vs_inflight_heartbeat(faults: Faults) -> impl Fn() + Sync + Send + 'sta
 fn join_vs_close_and_expiry(faults: Faults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(faults);
-        let a = reg.register_channel().unwrap();
-        let b = reg.register_channel().unwrap();
-        let c = reg.register_channel().unwrap();
+        let a = open(&reg);
+        let b = open(&reg);
+        let c = open(&reg);
+        let b_id = b.id();
         let now = Millis(1_000);
-        reg.heartbeat(&c, &producers("client-c", &[G]), Millis(0))
+        c.handle()
+            .heartbeat(&producers("client-c", &[G]), Millis(0))
             .unwrap();
-        reg.heartbeat(&b, &producers("client-b", &[G]), now)
+        b.handle()
+            .heartbeat(&producers("client-b", &[G]), now)
             .unwrap();
 
         let joiner = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), now))
+            let a = a.handle();
+            thread::spawn(move || a.heartbeat(&producers("client-a", &[G]), now))
         };
-        let closer = {
-            let (reg, b) = (reg.clone(), b.clone());
-            thread::spawn(move || reg.channel_closed(&b))
-        };
+        let closer = thread::spawn(move || close(b, CloseReason::PeerClosed));
         let scanner = {
             let reg = reg.clone();
             thread::spawn(move || reg.scan_inactive(now))
@@ -198,7 +212,7 @@ fn join_vs_close_and_expiry(faults: Faults) -> impl Fn() + Sync + Send + 'static
         let report = scanner.join().unwrap();
 
         let mut expect = Expect {
-            closed: vec![b.id()],
+            closed: vec![b_id],
             ..Expect::default()
         };
         expect.present(GroupKind::Producer, G, a.id(), Some(now));
@@ -216,30 +230,28 @@ fn join_vs_close_and_expiry(faults: Faults) -> impl Fn() + Sync + Send + 'static
 fn close_vs_inflight_heartbeat_shared_group(faults: Faults) -> impl Fn() + Sync + Send + 'static {
     move || {
         let reg = registry(faults);
-        let a = reg.register_channel().unwrap();
-        let b = reg.register_channel().unwrap();
+        let a = open(&reg);
+        let b = open(&reg);
+        let a_id = a.id();
 
         let beater = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.heartbeat(&a, &producers("client-a", &[G]), Millis(10)))
+            let a = a.handle();
+            thread::spawn(move || a.heartbeat(&producers("client-a", &[G]), Millis(10)))
         };
-        let closer = {
-            let (reg, a) = (reg.clone(), a.clone());
-            thread::spawn(move || reg.channel_closed(&a))
-        };
+        let closer = thread::spawn(move || close(a, CloseReason::PeerClosed));
         let other = {
-            let (reg, b) = (reg.clone(), b.clone());
-            thread::spawn(move || reg.heartbeat(&b, &producers("client-b", &[G]), Millis(20)))
+            let b = b.handle();
+            thread::spawn(move || b.heartbeat(&producers("client-b", &[G]), Millis(20)))
         };
         let beat = beater.join().unwrap();
         assert!(closer.join().unwrap());
         let other = other.join().unwrap();
 
         let mut expect = Expect {
-            closed: vec![a.id()],
+            closed: vec![a_id],
             ..Expect::default()
         };
-        expect.gone(GroupKind::Producer, G, a.id(), "closed");
+        expect.gone(GroupKind::Producer, G, a_id, "closed");
         expect.present(GroupKind::Producer, G, b.id(), Some(Millis(20)));
         support::check(&reg, &expect);
         assert!(

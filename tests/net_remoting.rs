@@ -15,7 +15,6 @@ use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
 use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -445,9 +444,9 @@ async fn full_heartbeat_queue_answers_system_busy() {
         c.stream.write_all(&frame).await.unwrap();
         clients.push(c);
     }
-    let busy = &s.server.stats().busy;
+    let stats = s.server.stats();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while busy.load(Ordering::Relaxed) < 3 {
+    while stats.busy_total() < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "3 heartbeats refused"
@@ -471,7 +470,7 @@ async fn full_heartbeat_queue_answers_system_busy() {
             code::SYSTEM_BUSY
         ]
     );
-    assert_eq!(busy.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.busy_total(), 3);
     assert_eq!(s.registry.producer_group_count(), 1);
     drop(clients);
     s.quiescent().await;

@@ -17,11 +17,18 @@
 //! * `*_finds_*`: the same programs against a planted defect (`Faults`); shuttle must find it,
 //!   the panic must name the invariant, and replaying the failing schedule must fail again.
 //!
-//! Run (release, own target dir; `--nocapture` prints schedules explored and time per test):
+//! Channels are registered, fed and closed only through the public lifecycle API:
+//! `ClientChannel::new((), ..).register(&reg)`, `ChannelHandle` clones for the threads that
+//! heartbeat and unregister, and the `Registered` handle moved into the thread that closes it
+//! (closing consumes it). Where two threads may close the same channel (`random_ops`), the handle
+//! sits in a shared slot and whichever thread takes it closes the channel.
+//!
+//! Run (release, own target dir; `--nocapture` prints schedules explored and time per test;
+//! `harness` brings in the planted `Faults`):
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target/shuttle cargo test --release --no-default-features \
-//!     --features shuttle --test shuttle -- --nocapture
+//!     --features shuttle,harness --test shuttle -- --nocapture
 //! ```
 //!
 //! `SHUTTLE_ITERATIONS=N` changes the schedules per test (default 2000); `SHUTTLE_RANDOM_SEED`
@@ -31,7 +38,8 @@
 //!
 //! ```text
 //! SHUTTLE_REPLAY='<test name>:<schedule>' CARGO_TARGET_DIR=target/shuttle cargo test --release \
-//!     --no-default-features --features shuttle --test shuttle -- <test name> --exact --nocapture
+//!     --no-default-features --features shuttle,harness --test shuttle -- <test name> --exact \
+//!     --nocapture
 //! ```
 //!
 //! Paste the schedule shuttle printed between the quotes (line breaks are ignored). With
@@ -47,14 +55,15 @@ mod runner;
 mod support;
 
 use rmq_lifecycle::core::{ChannelId, ClientError, ClientRules, GroupKind, Millis};
-use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason, Counted, TaskGauge};
-use rmq_lifecycle::registry::{ChannelRef, ClientRegistry, Faults, RegistryConfig};
+use rmq_lifecycle::lifecycle::{ChannelHandle, ClientChannel, CloseReason, Counted, TaskGauge};
+use rmq_lifecycle::phase::Registered;
+use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
 use runner::{Sched, ShuttleSpawner, check, check_finds};
 use shuttle::rand::{Rng, thread_rng};
-use shuttle::sync::Arc;
+use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 use std::collections::BTreeMap;
-use support::{Expect, Key, heartbeat, producers};
+use support::{Expect, Key, close, heartbeat, producers};
 
 const EXPIRY_MS: u64 = 1_000;
 /// Memberships seeded here are stale at every scan.
@@ -76,6 +85,13 @@ fn registry(faults: Faults) -> Arc<ClientRegistry> {
         shards: 1,
         faults,
     }))
+}
+
+/// Registers a channel whose task is never started: the program's threads act for it.
+fn open(reg: &Arc<ClientRegistry>) -> ClientChannel<Registered, ()> {
+    ClientChannel::new((), "peer")
+        .register(reg)
+        .expect("under the channel cap")
 }
 
 fn key(kind: GroupKind, group: &str) -> Key {
@@ -129,56 +145,60 @@ impl Owner {
 fn mixed(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
     move || {
         let reg = registry(faults);
-        let ch: Vec<ChannelRef> = (0..5).map(|_| reg.register_channel().unwrap()).collect();
-        let [c1, c2, c3, c4, c5] = [0, 1, 2, 3, 4].map(|i| ch[i].clone());
-        reg.heartbeat(&c3, &producers("client-3", &[P1]), STALE)
+        // The `Registered` handles: c2's and c5's move into `closer`, the others stay here (alive,
+        // so open) until the checks are done. Every other thread uses `ChannelHandle` clones.
+        let [r1, r2, r3, r4, r5] = std::array::from_fn(|_| open(&reg));
+        let [c1, c2, c3, c4, c5] = [&r1, &r2, &r3, &r4, &r5].map(|r| r.handle());
+        c3.heartbeat(&producers("client-3", &[P1]), STALE).unwrap();
+        c4.heartbeat(&heartbeat("client-4", &[P2], &[C1]), STALE)
             .unwrap();
-        reg.heartbeat(&c4, &heartbeat("client-4", &[P2], &[C1]), STALE)
-            .unwrap();
-        reg.heartbeat(&c5, &producers("client-5", &[P2]), Millis(WORK))
+        c5.heartbeat(&producers("client-5", &[P2]), Millis(WORK))
             .unwrap();
 
         let w1 = {
-            let (reg, c) = (reg.clone(), c1.clone());
+            let c = c1.clone();
             thread::spawn(move || {
-                reg.heartbeat(&c, &heartbeat("client-1", &[P1], &[C1]), Millis(WORK))
+                c.heartbeat(&heartbeat("client-1", &[P1], &[C1]), Millis(WORK))
                     .unwrap();
-                reg.unregister(&c, "client-1", Some(P1), None).unwrap();
-                reg.heartbeat(&c, &producers("client-1", &[P1]), Millis(WORK + 10))
+                c.unregister("client-1", Some(P1), None).unwrap();
+                c.heartbeat(&producers("client-1", &[P1]), Millis(WORK + 10))
                     .unwrap();
-                reg.heartbeat(&c, &producers("client-1", &[P2]), Millis(WORK + 20))
+                c.heartbeat(&producers("client-1", &[P2]), Millis(WORK + 20))
                     .unwrap();
             })
         };
         let w2 = {
-            let (reg, c) = (reg.clone(), c2.clone());
+            let c = c2.clone();
             thread::spawn(move || {
                 let mut owner = Owner::default();
                 let id = c.id();
-                let r = reg.heartbeat(&c, &producers("client-2", &[P1]), Millis(WORK));
+                let r = c.heartbeat(&producers("client-2", &[P1]), Millis(WORK));
                 owner.record(id, "heartbeat", r);
-                let r = reg.heartbeat(&c, &heartbeat("client-2", &[P1], &[C1]), Millis(WORK + 10));
+                let r = c.heartbeat(&heartbeat("client-2", &[P1], &[C1]), Millis(WORK + 10));
                 owner.record(id, "heartbeat", r);
-                let r = reg.unregister(&c, "client-2", None, Some(C1));
+                let r = c.unregister("client-2", None, Some(C1));
                 owner.record(id, "unregister", r);
             })
         };
         let w3 = {
-            let (reg, c) = (reg.clone(), c3.clone());
+            let c = c3.clone();
             thread::spawn(move || {
-                reg.heartbeat(&c, &producers("client-3", &[P1]), Millis(WORK + 5))
+                c.heartbeat(&producers("client-3", &[P1]), Millis(WORK + 5))
                     .unwrap();
-                reg.heartbeat(&c, &heartbeat("client-3", &[], &[C1]), Millis(WORK + 15))
+                c.heartbeat(&heartbeat("client-3", &[], &[C1]), Millis(WORK + 15))
                     .unwrap();
             })
         };
-        let closer = {
-            let (reg, c2, c5) = (reg.clone(), c2.clone(), c5.clone());
-            thread::spawn(move || {
-                assert!(reg.channel_closed(&c2), "c2 is closed once, here");
-                assert!(reg.channel_closed(&c5), "c5 is closed once, here");
-            })
-        };
+        let closer = thread::spawn(move || {
+            assert!(
+                close(r2, CloseReason::PeerClosed),
+                "c2 is closed once, here"
+            );
+            assert!(
+                close(r5, CloseReason::PeerClosed),
+                "c5 is closed once, here"
+            );
+        });
         let scanner = {
             let reg = reg.clone();
             thread::spawn(move || SCANS.map(|now| reg.scan_inactive(now)))
@@ -227,6 +247,9 @@ fn mixed(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
         assert_eq!(reg.channel_count(), 3);
         assert_eq!(reg.find_channel("client-1"), Some(c1.id()));
         assert_eq!(reg.find_channel("client-2"), None);
+        assert!(c2.is_closed() && c5.is_closed());
+        assert!(![&c1, &c3, &c4].iter().any(|c| c.is_closed()));
+        drop((r1, r3, r4));
     }
 }
 
@@ -294,9 +317,26 @@ struct OwnerModel {
     closed_self: bool,
 }
 
+/// A channel's `Registered` handle where two threads may close it (its owner and the
+/// transport): whichever takes it closes the channel; the other finds the slot empty.
+type Closable = Arc<Mutex<Option<ClientChannel<Registered, ()>>>>;
+
+/// Takes the handle out of `slot` and closes the channel; true if this call closed it. The slot
+/// stays locked until the close is done, so a caller that finds it empty knows the channel is
+/// closed already (as the registry's own close answered after waiting on the channel's lock).
+fn take_and_close(slot: &Closable, reason: CloseReason) -> bool {
+    let mut slot = slot.lock().unwrap();
+    let first = slot
+        .take()
+        .is_some_and(|registered| close(registered, reason));
+    drop(slot);
+    first
+}
+
 /// One owner's random program on its channel `c`: heartbeats naming a random non-empty subset of
-/// the groups, unregisters of a random producer and/or consumer group, and rarely a close.
-fn random_owner(reg: &ClientRegistry, c: &ChannelRef, client: &str, idx: u64) -> OwnerModel {
+/// the groups, unregisters of a random producer and/or consumer group, and rarely a close (of
+/// the `Registered` handle in `slot`, unless the transport took it first).
+fn random_owner(c: &ChannelHandle, slot: &Closable, client: &str, idx: u64) -> OwnerModel {
     let mut rng = thread_rng();
     let mut model = OwnerModel {
         members: BTreeMap::new(),
@@ -326,7 +366,7 @@ fn random_owner(reg: &ClientRegistry, c: &ChannelRef, client: &str, idx: u64) ->
                     &names(GroupKind::Producer),
                     &names(GroupKind::Consumer),
                 );
-                if owner.record(c.id(), "heartbeat", reg.heartbeat(c, &data, now)) {
+                if owner.record(c.id(), "heartbeat", c.heartbeat(&data, now)) {
                     for (kind, g) in picked {
                         model.members.insert(key(kind, g), now);
                     }
@@ -335,7 +375,7 @@ fn random_owner(reg: &ClientRegistry, c: &ChannelRef, client: &str, idx: u64) ->
             6..=8 => {
                 let producer = rng.gen_bool(0.7).then(|| [P1, P2][rng.gen_range(0..2)]);
                 let consumer = rng.gen_bool(0.5).then_some(C1);
-                let r = reg.unregister(c, client, producer, consumer);
+                let r = c.unregister(client, producer, consumer);
                 if owner.record(c.id(), "unregister", r) {
                     for (kind, g) in [
                         (GroupKind::Producer, producer),
@@ -348,8 +388,9 @@ fn random_owner(reg: &ClientRegistry, c: &ChannelRef, client: &str, idx: u64) ->
                 }
             }
             _ => {
-                let first = reg.channel_closed(c);
+                let first = take_and_close(slot, CloseReason::Local);
                 assert!(!(first && model.closed_self), "a close is exactly-once");
+                assert!(c.is_closed(), "closed, but the registry has it open");
                 model.closed_self = true;
                 owner.saw_closed = true;
                 model.members.clear();
@@ -365,8 +406,12 @@ fn random_owner(reg: &ClientRegistry, c: &ChannelRef, client: &str, idx: u64) ->
 fn random_ops(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
     move || {
         let reg = registry(faults);
-        let ch: Vec<ChannelRef> = (0..=OWNERS)
-            .map(|_| reg.register_channel().unwrap())
+        let slots: Vec<Closable> = (0..=OWNERS)
+            .map(|_| Arc::new(Mutex::new(Some(open(&reg)))))
+            .collect();
+        let ch: Vec<ChannelHandle> = slots
+            .iter()
+            .map(|s| s.lock().unwrap().as_ref().expect("registered").handle())
             .collect();
         for (i, c) in ch.iter().enumerate() {
             let (kind, g) = GROUPS[i % GROUPS.len()];
@@ -374,22 +419,21 @@ fn random_ops(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
                 GroupKind::Producer => producers(&format!("client-{i}"), &[g]),
                 GroupKind::Consumer => heartbeat(&format!("client-{i}"), &[], &[g]),
             };
-            reg.heartbeat(c, &data, STALE).unwrap();
+            c.heartbeat(&data, STALE).unwrap();
         }
         let transport_closes = thread_rng().gen_range(0..=OWNERS);
 
         let owners: Vec<_> = (0..OWNERS)
             .map(|i| {
-                let (reg, c) = (reg.clone(), ch[i].clone());
-                thread::spawn(move || random_owner(&reg, &c, &format!("client-{i}"), i as u64))
+                let (c, slot) = (ch[i].clone(), slots[i].clone());
+                thread::spawn(move || random_owner(&c, &slot, &format!("client-{i}"), i as u64))
             })
             .collect();
         let transport = {
-            let reg = reg.clone();
-            let victim = (transport_closes < OWNERS).then(|| ch[transport_closes].clone());
+            let victim = (transport_closes < OWNERS).then(|| slots[transport_closes].clone());
             thread::spawn(move || {
-                if let Some(c) = victim {
-                    reg.channel_closed(&c);
+                if let Some(slot) = victim {
+                    take_and_close(&slot, CloseReason::PeerClosed);
                 }
             })
         };
@@ -421,6 +465,13 @@ fn random_ops(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
                 c.is_closed(),
                 expect.closed.contains(&c.id()),
                 "channel {i} ({}) closed state",
+                c.id()
+            );
+            // A channel is closed exactly when its handle was taken (and closed).
+            assert_eq!(
+                slots[i].lock().unwrap().is_none(),
+                c.is_closed(),
+                "channel {i} ({}) handle",
                 c.id()
             );
         }
@@ -489,15 +540,17 @@ fn lifecycle(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
         let gauge = TaskGauge::new();
         let spawner = ShuttleSpawner::default();
         let counted = Counted::new(spawner.clone(), gauge.clone());
-        let other = reg.register_channel().unwrap();
-        reg.heartbeat(&other, &producers("client-other", &[P1]), Millis(WORK))
+        let other = open(&reg);
+        other
+            .handle()
+            .heartbeat(&producers("client-other", &[P1]), Millis(WORK))
             .unwrap();
 
-        let registered = ClientChannel::new("peer-a")
+        let registered = ClientChannel::new((), "peer-a")
             .register(&reg)
             .expect("under the channel cap");
         let id = registered.id();
-        let running = registered.spawn(&counted, |h| async move {
+        let running = registered.spawn(&counted, |(), h| async move {
             for i in 0..3 {
                 match h.heartbeat(&producers("client-a", &[P1, OWN]), Millis(WORK + i)) {
                     Ok(_) => {}

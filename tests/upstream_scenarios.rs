@@ -2,7 +2,14 @@
 //! heartbeat part of `ClientManageProcessorTest` (fact sheet §4.1-4.4), plus the regressions of
 //! the upstream bugs this registry exists to avoid (#8673, #10698, #10435, #6810, #11114).
 //! Where our semantics deliberately differ from upstream's, the test says so and why.
+//!
+//! Channels are opened, fed and closed through the public lifecycle API (`ClientChannel`
+//! handles, via `support/channel.rs`), as a broker embedding the registry does.
 
+#[path = "support/channel.rs"]
+mod channel;
+
+use channel::Channel;
 use rmq_lifecycle::core::heartbeat::{ConsumerData, MessageModel, SubscriptionData};
 use rmq_lifecycle::core::{ChannelId, ClientEvent, GroupKind, HeartbeatData, Millis, RemovalCause};
 use rmq_lifecycle::registry::{ChannelHealth, ClientRegistry, RegistryConfig};
@@ -11,7 +18,7 @@ use std::sync::{Arc, Mutex};
 const EXPIRY: u64 = 120_000;
 
 struct Fixture {
-    registry: ClientRegistry,
+    registry: Arc<ClientRegistry>,
     events: Arc<Mutex<Vec<ClientEvent>>>,
 }
 
@@ -19,10 +26,10 @@ impl Fixture {
     fn new() -> Self {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
-        let registry =
-            ClientRegistry::with_listener(RegistryConfig::default(), move |e: &ClientEvent| {
-                sink.lock().unwrap().push(e.clone())
-            });
+        let registry = Arc::new(ClientRegistry::with_listener(
+            RegistryConfig::default(),
+            move |e: &ClientEvent| sink.lock().unwrap().push(e.clone()),
+        ));
         Fixture { registry, events }
     }
 
@@ -84,9 +91,8 @@ fn group_gone(kind: GroupKind, group: &str, cause: RemovalCause) -> ClientEvent 
 #[test]
 fn producer_scan_not_active_channel() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(&ch, &producer("clientId", "FooBar"), Millis(0))
+    let ch = Channel::open(&f.registry).unwrap();
+    ch.heartbeat(&producer("clientId", "FooBar"), Millis(0))
         .unwrap();
     f.take();
     let report = f.registry.scan_inactive(Millis(EXPIRY + 10));
@@ -120,17 +126,15 @@ fn producer_scan_not_active_channel() {
 fn producer_scan_with_same_client_id_keeps_the_new_channel() {
     // #6810: the same client reconnects on B; expiring A must not unmap B.
     let f = Fixture::new();
-    let a = f.registry.register_channel().unwrap();
-    let b = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(&a, &producer("clientId", "FooBar"), Millis(0))
+    let a = Channel::open(&f.registry).unwrap();
+    let b = Channel::open(&f.registry).unwrap();
+    a.heartbeat(&producer("clientId", "FooBar"), Millis(0))
         .unwrap();
-    f.registry
-        .heartbeat(&b, &producer("clientId", "FooBar"), Millis(EXPIRY))
+    b.heartbeat(&producer("clientId", "FooBar"), Millis(EXPIRY))
         .unwrap();
     f.registry.scan_inactive(Millis(EXPIRY + 10));
     assert_eq!(f.registry.members(GroupKind::Producer, "FooBar"), [b.id()]);
-    f.registry.channel_closed(&a);
+    a.close();
     assert_eq!(f.registry.find_channel("clientId"), Some(b.id()));
     f.registry.check_invariants().unwrap();
 }
@@ -138,12 +142,11 @@ fn producer_scan_with_same_client_id_keeps_the_new_channel() {
 #[test]
 fn producer_do_channel_close_event() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(&ch, &producer("clientId", "FooBar"), Millis(0))
+    let ch = Channel::open(&f.registry).unwrap();
+    ch.heartbeat(&producer("clientId", "FooBar"), Millis(0))
         .unwrap();
     f.take();
-    assert!(f.registry.channel_closed(&ch));
+    assert!(ch.close());
     assert_eq!(
         f.registry.producer_group_count(),
         0,
@@ -169,14 +172,11 @@ fn producer_do_channel_close_event() {
 #[test]
 fn producer_unregister() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(&ch, &producer("clientId", "FooBar"), Millis(0))
+    let ch = Channel::open(&f.registry).unwrap();
+    ch.heartbeat(&producer("clientId", "FooBar"), Millis(0))
         .unwrap();
     f.take();
-    f.registry
-        .unregister(&ch, "clientId", Some("FooBar"), None)
-        .unwrap();
+    ch.unregister("clientId", Some("FooBar"), None).unwrap();
     assert_eq!(
         f.take(),
         [
@@ -198,9 +198,8 @@ fn producer_unregister() {
 #[test]
 fn producer_get_available_channel() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(&ch, &producer("clientId", "FooBar"), Millis(0))
+    let ch = Channel::open(&f.registry).unwrap();
+    ch.heartbeat(&producer("clientId", "FooBar"), Millis(0))
         .unwrap();
     assert_eq!(
         f.registry
@@ -229,12 +228,10 @@ fn producer_get_available_channel() {
 fn available_channel_round_robins_and_checks_at_most_three() {
     let f = Fixture::new();
     let chans: Vec<_> = (0..5)
-        .map(|_| f.registry.register_channel().unwrap())
+        .map(|_| Channel::open(&f.registry).unwrap())
         .collect();
     for ch in &chans {
-        f.registry
-            .heartbeat(ch, &producer("c", "G"), Millis(0))
-            .unwrap();
+        ch.heartbeat(&producer("c", "G"), Millis(0)).unwrap();
     }
     let picks: Vec<_> = (0..5)
         .map(|_| {
@@ -265,22 +262,20 @@ fn available_channel_round_robins_and_checks_at_most_three() {
 #[test]
 fn consumer_broadcasting_register_and_unregister_never_fire_change() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
+    let ch = Channel::open(&f.registry).unwrap();
     let hb = consumer(
         "c",
         "DEFAULT_GROUP",
         MessageModel::Broadcasting,
         &["DEFAULT_TOPIC"],
     );
-    f.registry.heartbeat(&ch, &hb, Millis(0)).unwrap();
+    ch.heartbeat(&hb, Millis(0)).unwrap();
     assert_eq!(f.registry.consumer_group_count(), 1);
     assert_eq!(
         f.registry.consumer_groups_of_topic("DEFAULT_TOPIC"),
         ["DEFAULT_GROUP"]
     );
-    f.registry
-        .unregister(&ch, "c", None, Some("DEFAULT_GROUP"))
-        .unwrap();
+    ch.unregister("c", None, Some("DEFAULT_GROUP")).unwrap();
     assert_eq!(f.registry.consumer_group_count(), 0);
     assert!(
         !f.take()
@@ -292,15 +287,15 @@ fn consumer_broadcasting_register_and_unregister_never_fire_change() {
 #[test]
 fn consumer_clustering_changes_are_announced() {
     let f = Fixture::new();
-    let a = f.registry.register_channel().unwrap();
-    let b = f.registry.register_channel().unwrap();
+    let a = Channel::open(&f.registry).unwrap();
+    let b = Channel::open(&f.registry).unwrap();
     let hb = consumer("c", "G", MessageModel::Clustering, &["T"]);
-    f.registry.heartbeat(&a, &hb, Millis(0)).unwrap();
-    f.registry.heartbeat(&b, &hb, Millis(0)).unwrap();
+    a.heartbeat(&hb, Millis(0)).unwrap();
+    b.heartbeat(&hb, Millis(0)).unwrap();
     f.take();
-    f.registry.heartbeat(&a, &hb, Millis(1)).unwrap();
+    a.heartbeat(&hb, Millis(1)).unwrap();
     assert_eq!(f.take(), [], "a refresh changes nothing");
-    f.registry.channel_closed(&a);
+    a.close();
     assert_eq!(
         f.take(),
         [
@@ -322,14 +317,12 @@ fn consumer_clustering_changes_are_announced() {
 #[test]
 fn consumer_lookups_after_register() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(
-            &ch,
-            &consumer("c", "G", MessageModel::Clustering, &["T"]),
-            Millis(0),
-        )
-        .unwrap();
+    let ch = Channel::open(&f.registry).unwrap();
+    ch.heartbeat(
+        &consumer("c", "G", MessageModel::Clustering, &["T"]),
+        Millis(0),
+    )
+    .unwrap();
     assert_eq!(f.registry.members(GroupKind::Consumer, "G"), [ch.id()]);
     let meta = f.registry.consumer_meta("G").unwrap();
     assert_eq!(meta.subscriptions.len(), 1);
@@ -345,8 +338,8 @@ fn consumer_lookups_after_register() {
 fn consumer_scan_on_empty_registry_and_close_of_unknown_channel() {
     let f = Fixture::new();
     assert_eq!(f.registry.scan_inactive(Millis(1_000_000)).expired, 0);
-    let ch = f.registry.register_channel().unwrap();
-    assert!(f.registry.channel_closed(&ch));
+    let ch = Channel::open(&f.registry).unwrap();
+    assert!(ch.close());
     assert_eq!(f.take(), [], "a channel in no group: no event");
     assert_eq!(f.registry.consumer_group_count(), 0);
 }
@@ -354,14 +347,14 @@ fn consumer_scan_on_empty_registry_and_close_of_unknown_channel() {
 #[test]
 fn consumer_register_without_sub_keeps_the_topic_index() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
+    let ch = Channel::open(&f.registry).unwrap();
     let mut full = consumer("c", "G", MessageModel::Clustering, &["T"]);
     full.heartbeat_fingerprint = 42;
-    f.registry.heartbeat(&ch, &full, Millis(0)).unwrap();
+    ch.heartbeat(&full, Millis(0)).unwrap();
     let mut lean = consumer("c", "G", MessageModel::Clustering, &[]);
     lean.heartbeat_fingerprint = 42;
     lean.without_sub = true;
-    let outcome = f.registry.heartbeat(&ch, &lean, Millis(1)).unwrap();
+    let outcome = ch.heartbeat(&lean, Millis(1)).unwrap();
     assert!(!outcome.sub_changed);
     assert_eq!(f.registry.consumer_groups_of_topic("T"), ["G"]);
 }
@@ -375,18 +368,16 @@ fn consumer_client_unregister_event_on_every_path() {
         RemovalCause::Expired,
     ] {
         let f = Fixture::new();
-        let ch = f.registry.register_channel().unwrap();
-        f.registry
-            .heartbeat(
-                &ch,
-                &consumer("c", "G", MessageModel::Clustering, &[]),
-                Millis(0),
-            )
-            .unwrap();
+        let ch = Channel::open(&f.registry).unwrap();
+        ch.heartbeat(
+            &consumer("c", "G", MessageModel::Clustering, &[]),
+            Millis(0),
+        )
+        .unwrap();
         f.take();
         match cause {
-            RemovalCause::ChannelClosed => assert!(f.registry.channel_closed(&ch)),
-            RemovalCause::Unregister => f.registry.unregister(&ch, "c", None, Some("G")).unwrap(),
+            RemovalCause::ChannelClosed => assert!(ch.close()),
+            RemovalCause::Unregister => ch.unregister("c", None, Some("G")).unwrap(),
             RemovalCause::Expired => {
                 assert_eq!(f.registry.scan_inactive(Millis(EXPIRY + 1)).expired, 1)
             }
@@ -412,7 +403,7 @@ fn consumer_client_unregister_event_on_every_path() {
 #[test]
 fn heartbeat_v2_sub_change_sequence() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
+    let ch = Channel::open(&f.registry).unwrap();
     let v2 = |topics: &[&str], fingerprint, without_sub| {
         let mut hb = consumer("c", "FooBarGroup", MessageModel::Clustering, topics);
         hb.heartbeat_fingerprint = fingerprint;
@@ -426,17 +417,15 @@ fn heartbeat_v2_sub_change_sequence() {
         (v2(&[], 2, true), false),
     ];
     for (i, (hb, expect)) in seq.iter().enumerate() {
-        let outcome = f.registry.heartbeat(&ch, hb, Millis(i as u64)).unwrap();
+        let outcome = ch.heartbeat(hb, Millis(i as u64)).unwrap();
         assert_eq!(outcome.sub_changed, *expect, "heartbeat {i}");
     }
     assert_eq!(
         f.registry.consumer_groups_of_topic("topicB"),
         ["FooBarGroup"]
     );
-    let v1 = f
-        .registry
+    let v1 = ch
         .heartbeat(
-            &ch,
             &consumer("c", "FooBarGroup", MessageModel::Clustering, &[]),
             Millis(9),
         )
@@ -451,15 +440,10 @@ fn heartbeat_v2_sub_change_sequence() {
 fn abandoned_groups_do_not_accumulate() {
     let f = Fixture::new();
     for ts in 0..15_000u64 {
-        let ch = f.registry.register_channel().unwrap();
-        f.registry
-            .heartbeat(
-                &ch,
-                &producer("iot", &format!("IotRuleEngine-{ts}")),
-                Millis(ts),
-            )
+        let ch = Channel::open(&f.registry).unwrap();
+        ch.heartbeat(&producer("iot", &format!("IotRuleEngine-{ts}")), Millis(ts))
             .unwrap();
-        f.registry.channel_closed(&ch);
+        ch.close();
     }
     assert_eq!(f.registry.producer_group_count(), 0);
     assert_eq!(f.registry.channel_count(), 0);
@@ -470,13 +454,11 @@ fn abandoned_groups_do_not_accumulate() {
 #[test]
 fn expiry_is_per_membership() {
     let f = Fixture::new();
-    let ch = f.registry.register_channel().unwrap();
+    let ch = Channel::open(&f.registry).unwrap();
     let both = HeartbeatData::producers("c", ["A", "B"]);
-    f.registry.heartbeat(&ch, &both, Millis(0)).unwrap();
+    ch.heartbeat(&both, Millis(0)).unwrap();
     for t in (30_000..=150_000).step_by(30_000) {
-        f.registry
-            .heartbeat(&ch, &producer("c", "A"), Millis(t))
-            .unwrap();
+        ch.heartbeat(&producer("c", "A"), Millis(t)).unwrap();
     }
     let report = f.registry.scan_inactive(Millis(150_000));
     assert_eq!(report.expired, 1);
@@ -490,15 +472,11 @@ fn expiry_is_per_membership() {
 #[test]
 fn registration_after_group_removal_creates_a_fresh_group() {
     let f = Fixture::new();
-    let a = f.registry.register_channel().unwrap();
-    let b = f.registry.register_channel().unwrap();
-    f.registry
-        .heartbeat(&a, &producer("a", "G"), Millis(0))
-        .unwrap();
-    f.registry.channel_closed(&a);
-    f.registry
-        .heartbeat(&b, &producer("b", "G"), Millis(1))
-        .unwrap();
+    let a = Channel::open(&f.registry).unwrap();
+    let b = Channel::open(&f.registry).unwrap();
+    a.heartbeat(&producer("a", "G"), Millis(0)).unwrap();
+    a.close();
+    b.heartbeat(&producer("b", "G"), Millis(1)).unwrap();
     assert_eq!(f.registry.members(GroupKind::Producer, "G"), [b.id()]);
     f.registry.check_invariants().unwrap();
 }
@@ -513,18 +491,16 @@ fn caps_refuse_with_a_clear_error_and_change_nothing() {
         },
         ..RegistryConfig::default()
     };
-    let registry = ClientRegistry::new(config);
-    let a = registry.register_channel().unwrap();
-    let _b = registry.register_channel().unwrap();
-    let err = registry.register_channel().unwrap_err();
+    let registry = Arc::new(ClientRegistry::new(config));
+    let a = Channel::open(&registry).unwrap();
+    let _b = Channel::open(&registry).unwrap();
+    let err = Channel::open(&registry).unwrap_err();
     assert_eq!(err.to_string(), "too many client channels (limit 2)");
-    registry
-        .heartbeat(&a, &HeartbeatData::producers("c", ["g1", "g2"]), Millis(0))
+    a.heartbeat(&HeartbeatData::producers("c", ["g1", "g2"]), Millis(0))
         .unwrap();
     let before = registry.snapshot();
-    let err = registry
+    let err = a
         .heartbeat(
-            &a,
             &HeartbeatData::producers("c", ["g1", "g3", "g4", "g4"]),
             Millis(1),
         )
@@ -534,23 +510,22 @@ fn caps_refuse_with_a_clear_error_and_change_nothing() {
         format!("{} would be in 4 groups (limit 3)", a.id())
     );
     assert_eq!(registry.snapshot(), before);
-    registry.channel_closed(&a);
+    a.close();
     assert!(
-        registry.register_channel().is_ok(),
+        Channel::open(&registry).is_ok(),
         "a closed channel frees its slot"
     );
 }
 
 #[test]
 fn a_panicking_listener_does_not_break_the_registry() {
-    let registry = ClientRegistry::with_listener(RegistryConfig::default(), |_: &ClientEvent| {
-        panic!("listener bug")
-    });
-    let ch = registry.register_channel().unwrap();
-    registry
-        .heartbeat(&ch, &producer("c", "G"), Millis(0))
-        .unwrap();
-    assert!(registry.channel_closed(&ch));
+    let registry = Arc::new(ClientRegistry::with_listener(
+        RegistryConfig::default(),
+        |_: &ClientEvent| panic!("listener bug"),
+    ));
+    let ch = Channel::open(&registry).unwrap();
+    ch.heartbeat(&producer("c", "G"), Millis(0)).unwrap();
+    assert!(ch.close());
     assert_eq!(registry.producer_group_count(), 0);
     registry.check_invariants().unwrap();
 }

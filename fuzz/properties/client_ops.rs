@@ -3,6 +3,12 @@
 //! the events it emitted (as a multiset: the registry visits a channel's groups in hash order)
 //! and the whole tables; `check_invariants()` and `NoResurrection` are checked on both.
 //!
+//! The registry is driven through the public lifecycle API only, one call per op: `Register` is
+//! `ClientChannel::new((), ..).register(&registry)`, heartbeats and unregisters go through the
+//! channel's `ChannelHandle`, `Close` consumes its `Registered` handle (`ClientChannel::close`),
+//! and `Scan` is the housekeeping `scan_inactive`. Needs the crate's `harness` feature (`Faults`,
+//! the model's ops).
+//!
 //! Shared by the fuzz target (bytes -> [`Step`]s through [`decode`]), `tests/props.rs` (proptest
 //! strategies -> `Step`s) and `tests/fuzz_corpus.rs`, all through `#[path]`. Single-threaded:
 //! races (`Faults::split_remove_if_empty`) are for loom, shuttle and TLC.
@@ -12,7 +18,9 @@
 use rmq_lifecycle::core::heartbeat::{ConsumerData, MessageModel, ProducerData, SubscriptionData};
 use rmq_lifecycle::core::tables::{ClientModel, ClientOp, OpResult};
 use rmq_lifecycle::core::{ClientEvent, ClientRules, HeartbeatData, Millis};
-use rmq_lifecycle::registry::{ChannelRef, ClientRegistry, Faults, RegistryConfig};
+use rmq_lifecycle::lifecycle::{ChannelHandle, ClientChannel, CloseReason};
+use rmq_lifecycle::phase::Registered;
+use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
 use std::sync::{Arc, Mutex};
 
 /// Producer group names the ops pick from.
@@ -73,6 +81,13 @@ pub(crate) fn rules() -> ClientRules {
     }
 }
 
+/// One registered channel as the driver holds it: its handle for heartbeats and unregisters,
+/// and the `Registered` handle until a `Close` step consumes it.
+struct Slot {
+    handle: ChannelHandle,
+    open: Option<ClientChannel<Registered, ()>>,
+}
+
 fn sorted(mut v: Vec<ClientEvent>) -> Vec<ClientEvent> {
     v.sort();
     v
@@ -87,36 +102,42 @@ pub(crate) fn run(steps: &[Step], faults: Faults) -> Result<(), String> {
         shards: 4,
         faults,
     };
-    let registry = ClientRegistry::with_listener(config, move |e: &ClientEvent| {
-        sink.lock().unwrap().push(e.clone())
-    });
+    let registry = Arc::new(ClientRegistry::with_listener(
+        config,
+        move |e: &ClientEvent| sink.lock().unwrap().push(e.clone()),
+    ));
     let mut model = ClientModel::new(rules());
-    let mut slots: Vec<ChannelRef> = Vec::new();
+    // Every channel registered so far, in order; the ops reach the registry only through these
+    // handles (the public lifecycle API), never through the registry's own mutators.
+    let mut slots: Vec<Slot> = Vec::new();
     let mut now = Millis(0);
 
     for (i, step) in steps.iter().enumerate() {
-        let slot = |who: &usize| slots.get(*who).cloned();
+        let slot = |who: &usize| slots.get(*who).map(|s| s.handle.clone());
         let (op, actual) = match step {
             Step::Advance(dt) => {
                 now = Millis(now.0 + dt);
                 continue;
             }
             Step::Register => {
-                let actual = match registry.register_channel() {
-                    Ok(s) => {
-                        let channel = s.id();
-                        slots.push(s);
+                let actual = match ClientChannel::new((), "fuzz").register(&registry) {
+                    Ok(registered) => {
+                        let channel = registered.id();
+                        slots.push(Slot {
+                            handle: registered.handle(),
+                            open: Some(registered),
+                        });
                         OpResult::Registered { channel }
                     }
-                    Err(e) => OpResult::Refused {
-                        error: e.to_string(),
+                    Err(refused) => OpResult::Refused {
+                        error: refused.error.to_string(),
                     },
                 };
                 (ClientOp::RegisterChannel, actual)
             }
             Step::Heartbeat { who, data } => {
                 let Some(s) = slot(who) else { continue };
-                let actual = match registry.heartbeat(&s, data, now) {
+                let actual = match s.heartbeat(data, now) {
                     Ok(outcome) => OpResult::Heartbeat { outcome },
                     Err(e) => OpResult::Refused {
                         error: e.to_string(),
@@ -134,8 +155,7 @@ pub(crate) fn run(steps: &[Step], faults: Faults) -> Result<(), String> {
                 let Some(s) = slot(who) else { continue };
                 let producer_group = producer.map(|g| PRODUCER_GROUPS[g].to_owned());
                 let consumer_group = consumer.map(|g| CONSUMER_GROUPS[g].to_owned());
-                let actual = match registry.unregister(
-                    &s,
+                let actual = match s.unregister(
                     "cA",
                     producer_group.as_deref(),
                     consumer_group.as_deref(),
@@ -154,12 +174,33 @@ pub(crate) fn run(steps: &[Step], faults: Faults) -> Result<(), String> {
                 (op, actual)
             }
             Step::Close { who } => {
-                let Some(s) = slot(who) else { continue };
-                let closed = registry.channel_closed(&s);
-                (
-                    ClientOp::Close { channel: s.id() },
-                    OpResult::Closed { closed },
-                )
+                let Some(s) = slots.get_mut(*who) else {
+                    continue;
+                };
+                let channel = s.handle.id();
+                let at = |what: &str| format!("step {i} close of {channel}: {what}");
+                // The first close consumes the `Registered` handle; a later one finds none and
+                // closes nothing, which is what the registry's own close used to answer. The
+                // registry must agree: open until the handle closes it, closed after.
+                let closed = match s.open.take() {
+                    Some(registered) => {
+                        if s.handle.is_closed() {
+                            return Err(at("closed in the registry while its handle is held"));
+                        }
+                        registered.close(CloseReason::PeerClosed);
+                        if !s.handle.is_closed() {
+                            return Err(at("still open in the registry after its handle closed"));
+                        }
+                        true
+                    }
+                    None => {
+                        if !s.handle.is_closed() {
+                            return Err(at("its handle was closed, but the registry has it open"));
+                        }
+                        false
+                    }
+                };
+                (ClientOp::Close { channel }, OpResult::Closed { closed })
             }
             Step::Scan => {
                 let orphaned = registry.scan_inactive(now).orphaned;

@@ -1,5 +1,6 @@
-//! Shared by `tests/loom.rs` and `tests/shuttle.rs`: heartbeat builders and the quiescent-state
-//! check that turns every invariant into one panic message naming each violated invariant.
+//! Shared by `tests/loom.rs` and `tests/shuttle.rs`: heartbeat builders, the close of a
+//! `Registered` handle, and the quiescent-state check that turns every invariant into one panic
+//! message naming each violated invariant.
 //!
 //! The check runs on the tables only (`snapshot()` and `check_invariants()`), so it works the same
 //! on std, loom and shuttle primitives; call it after every thread and task has finished.
@@ -8,6 +9,8 @@
 
 use rmq_lifecycle::core::heartbeat::{ConsumerData, ProducerData, SubscriptionData};
 use rmq_lifecycle::core::{ChannelId, GroupKind, HeartbeatData, Millis};
+use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
+use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::ClientRegistry;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +40,18 @@ pub(crate) fn heartbeat(client: &str, producers: &[&str], consumers: &[&str]) ->
             .collect(),
         ..HeartbeatData::default()
     }
+}
+
+/// Closes a registered channel through its handle (`ClientChannel::close`, which consumes it).
+/// True if this call closed it, as the registry's own close used to answer: the channel was open
+/// in the registry just before and is closed just after. The thread that closes a channel owns
+/// its `Registered` handle; the other threads act on it through `ChannelHandle` clones.
+pub(crate) fn close(channel: ClientChannel<Registered, ()>, reason: CloseReason) -> bool {
+    let handle = channel.handle();
+    let was_open = !handle.is_closed();
+    let closed = channel.close(reason);
+    assert_eq!(closed.id(), Some(handle.id()));
+    was_open && handle.is_closed()
 }
 
 /// A producer-only heartbeat.
@@ -86,6 +101,8 @@ pub(crate) fn violations(reg: &ClientRegistry, expect: &Expect) -> Vec<String> {
     if let Err(v) = tables.check_no_resurrection(&expect.closed) {
         out.push(v.to_string());
     }
+    // Every closed channel that is still in the channel table, not just the first (`channel(id)`
+    // is crate-private now; the snapshot's channel table is the same table).
     for ch in &expect.closed {
         if tables.channels.contains_key(ch) {
             out.push(format!(

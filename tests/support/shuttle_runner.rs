@@ -148,7 +148,7 @@ where
                 "shuttle {test}: failed at {sched:?} schedule {} after {:.2?}; replay the failing \
                  schedule printed above with\n  SHUTTLE_REPLAY='{test}:<schedule>' \
                  CARGO_TARGET_DIR=target/shuttle cargo test --release --no-default-features \
-                 --features shuttle --test {BINARY} -- {test} --exact --nocapture",
+                 --features shuttle,harness --test {BINARY} -- {test} --exact --nocapture",
                 runs.load(Ordering::Relaxed),
                 start.elapsed()
             );
