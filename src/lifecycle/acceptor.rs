@@ -262,6 +262,8 @@ pub type HaAcceptor<T, S> = Acceptor<Ha, T, S>;
 /// The client-management listener's acceptor.
 pub type ClientAcceptor<T, S> = Acceptor<Client, T, S>;
 
+type KindReaper<K, T> = Reaper<<K as Kind>::Id, <K as Kind>::Running<T>>;
+
 impl<K: Kind, T: Send + 'static, S> std::fmt::Debug for Acceptor<K, T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acceptor")
@@ -297,7 +299,7 @@ impl<K: Kind, T: Send + 'static, S: Spawn> Acceptor<K, T, S> {
 
     /// Opens a slot for a registered connection about to start, and the reaper its tasks hold;
     /// `None` (and the connection counted closed) if shutdown began: the caller closes it.
-    fn begin(&self, id: K::Id) -> Option<Arc<Reaper<K::Id, K::Running<T>>>> {
+    fn begin(&self, id: K::Id) -> Option<Arc<KindReaper<K, T>>> {
         self.slots.begin(id).then(|| {
             Arc::new(Reaper {
                 slots: self.slots.clone(),

@@ -137,7 +137,6 @@ impl HaMaster {
         self.acceptor.registry()
     }
 
-
     /// The replicated log.
     pub fn log(&self) -> &Arc<CommitLog> {
         &self.shared.log
