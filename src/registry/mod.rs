@@ -8,6 +8,7 @@
 pub mod client;
 pub mod ha;
 mod members;
+mod outbox;
 mod shard;
 
 pub use client::{
