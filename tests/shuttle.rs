@@ -14,6 +14,10 @@
 //!   (`shuttle::rand`, so replayable); each owner thread checks its own results.
 //! * `shuttle_lifecycle_*`: a `ClientChannel` spawned on shuttle's executor with a heartbeating
 //!   task, closed from another thread while it runs; the task gauge must return to 0.
+//! * `shuttle_events_*`: channels joining, leaving and closing in a few shared groups, with a
+//!   listener that rebuilds the groups from the events (`support::EventModel`): every event must
+//!   fit the groups as the events before it left them, and at quiescence the rebuilt groups must
+//!   be the table's (`EventsInTableOrder`). The listener queries the registry as it runs.
 //! * `*_finds_*`: the same programs against a planted defect (`Faults`); shuttle must find it,
 //!   the panic must name the invariant, and replaying the failing schedule must fail again.
 //!
@@ -54,7 +58,7 @@ use shuttle::rand::{Rng, thread_rng};
 use shuttle::sync::Arc;
 use shuttle::thread;
 use std::collections::BTreeMap;
-use support::{Expect, Key, heartbeat, producers};
+use support::{Expect, Key, heartbeat, listened, producers};
 
 const EXPIRY_MS: u64 = 1_000;
 /// Memberships seeded here are stale at every scan.
@@ -567,5 +571,139 @@ fn shuttle_lifecycle_finds_register_after_close() {
         Sched::Pct,
         "NoResurrection",
         lifecycle(faults),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event order
+// ---------------------------------------------------------------------------------------------
+
+/// Ok, or refused because the channel was closed meanwhile.
+fn closed_ok<T: std::fmt::Debug>(r: Result<T, ClientError>) {
+    assert!(
+        matches!(r, Ok(_) | Err(ClientError::ChannelClosed(_))),
+        "{r:?}"
+    );
+}
+
+/// c0 is in P1, P2 and C1 (a clustering consumer group, which announces `ConsumerIdsChanged`);
+/// four threads make each group empty out and come back while others join it:
+///
+/// * w1 (c1): joins P1 and C1, unregisters from both, joins both again.
+/// * w2 (c2): joins P2, then P1 and C1 (refused once `closer` has closed c2).
+/// * w3 (c3): joins P2, then unregisters from it.
+/// * closer: closes c0 (possibly the last member of each of its groups), then c2.
+///
+/// The listener (`support::listened`) checks each event against the groups the earlier events
+/// built and queries the group's shard; at quiescence its groups must be the table's.
+fn events_in_order(faults: Faults, shards: usize) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let (reg, model) = listened(RegistryConfig {
+            shards,
+            faults,
+            ..RegistryConfig::default()
+        });
+        let ch: Vec<ChannelRef> = (0..4).map(|_| reg.register_channel().unwrap()).collect();
+        let [c0, c1, c2, c3] = [0, 1, 2, 3].map(|i| ch[i].clone());
+        let now = Millis(WORK);
+        reg.heartbeat(&c0, &heartbeat("client-0", &[P1, P2], &[C1]), now)
+            .unwrap();
+
+        let w1 = {
+            let (reg, c) = (reg.clone(), c1.clone());
+            thread::spawn(move || {
+                let data = heartbeat("client-1", &[P1], &[C1]);
+                reg.heartbeat(&c, &data, now).unwrap();
+                reg.unregister(&c, "client-1", Some(P1), Some(C1)).unwrap();
+                reg.heartbeat(&c, &data, now).unwrap();
+            })
+        };
+        let w2 = {
+            let (reg, c) = (reg.clone(), c2.clone());
+            thread::spawn(move || {
+                closed_ok(reg.heartbeat(&c, &producers("client-2", &[P2]), now));
+                closed_ok(reg.heartbeat(&c, &heartbeat("client-2", &[P1], &[C1]), now));
+            })
+        };
+        let w3 = {
+            let (reg, c) = (reg.clone(), c3.clone());
+            thread::spawn(move || {
+                reg.heartbeat(&c, &producers("client-3", &[P2]), now)
+                    .unwrap();
+                reg.unregister(&c, "client-3", Some(P2), None).unwrap();
+            })
+        };
+        let closer = {
+            let (reg, c0, c2) = (reg.clone(), c0.clone(), c2.clone());
+            thread::spawn(move || {
+                assert!(reg.channel_closed(&c0));
+                assert!(reg.channel_closed(&c2));
+            })
+        };
+        for t in [w1, w2, w3, closer] {
+            t.join().unwrap();
+        }
+
+        model.lock().unwrap().check(&reg);
+        let expect = Expect {
+            closed: vec![c0.id(), c2.id()],
+            ..Expect::default()
+        };
+        support::check(&reg, &expect);
+        assert_eq!(
+            reg.members(GroupKind::Producer, P1),
+            vec![c1.id()],
+            "only c1 is left in P1"
+        );
+    }
+}
+
+#[test]
+fn shuttle_events_one_shard_random() {
+    check(
+        "shuttle_events_one_shard_random",
+        Sched::Random,
+        events_in_order(Faults::default(), 1),
+    );
+}
+
+#[test]
+fn shuttle_events_one_shard_pct() {
+    check(
+        "shuttle_events_one_shard_pct",
+        Sched::Pct,
+        events_in_order(Faults::default(), 1),
+    );
+}
+
+#[test]
+fn shuttle_events_sharded_random() {
+    check(
+        "shuttle_events_sharded_random",
+        Sched::Random,
+        events_in_order(Faults::default(), 8),
+    );
+}
+
+#[test]
+fn shuttle_events_sharded_pct() {
+    check(
+        "shuttle_events_sharded_pct",
+        Sched::Pct,
+        events_in_order(Faults::default(), 8),
+    );
+}
+
+#[test]
+fn shuttle_events_finds_emit_after_unlock() {
+    let faults = Faults {
+        emit_after_unlock: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_events_finds_emit_after_unlock",
+        Sched::Random,
+        "EventsInTableOrder",
+        events_in_order(faults, 1),
     );
 }
