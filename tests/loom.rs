@@ -8,6 +8,8 @@
 //! * `loom_close_vs_inflight_heartbeat`: A heartbeats into a new group while A is closed.
 //! * `loom_join_vs_close_and_expiry`, `loom_close_vs_inflight_heartbeat_shared_group`: three
 //!   threads each, the same races with a second removal path or a second joiner.
+//! * `loom_events_close_last_member_vs_join`: the first race with a listener that rebuilds G from
+//!   the events; it must hear them in table order (`EventsInTableOrder`, `support::EventModel`).
 //!
 //! Each scenario also runs against a planted defect (`Faults`) and must fail naming the
 //! invariant it breaks, so a harness that cannot fail is itself a test failure.
@@ -50,7 +52,7 @@ use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
 use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
 use runner::{EXHAUSTIVE, THREE_THREAD_PREEMPTIONS, model, model_finds};
-use support::{Expect, close, producers};
+use support::{Expect, close, listened, producers};
 
 const EXPIRY_MS: u64 = 100;
 const G: &str = "G";
@@ -263,6 +265,35 @@ fn close_vs_inflight_heartbeat_shared_group(faults: Faults) -> impl Fn() + Sync 
     }
 }
 
+/// G's only member B closes while A joins G, and a listener rebuilds G from the events: if the
+/// close empties G before A re-creates it, the listener must hear B leave and G go before A
+/// joins; otherwise A joins before B leaves, and G stays.
+fn events_close_last_member_vs_join(faults: Faults) -> impl Fn() + Sync + Send + 'static {
+    move || {
+        let (reg, model) = listened(RegistryConfig {
+            shards: 1,
+            faults,
+            ..RegistryConfig::default()
+        });
+        let a = ClientChannel::new((), "a").register(&reg).unwrap();
+        let b = ClientChannel::new((), "b").register(&reg).unwrap();
+        b.handle()
+            .heartbeat(&producers("client-b", &[G]), Millis(0))
+            .unwrap();
+
+        let joiner = {
+            let a = a.handle();
+            thread::spawn(move || a.heartbeat(&producers("client-a", &[G]), Millis(10)))
+        };
+        let closer = thread::spawn(move || close(b, CloseReason::PeerClosed));
+        assert_eq!(joiner.join().unwrap().map(|o| o.joined), Ok(1));
+        assert!(closer.join().unwrap());
+
+        model.lock().unwrap().check(&reg);
+        assert_eq!(reg.members(GroupKind::Producer, G), vec![a.id()]);
+    }
+}
+
 #[test]
 fn loom_heartbeat_vs_close_last_member() {
     model(
@@ -361,5 +392,28 @@ fn loom_close_vs_inflight_heartbeat_shared_group_finds_register_after_close() {
         THREE_THREAD_PREEMPTIONS,
         "NoResurrection",
         close_vs_inflight_heartbeat_shared_group(faults),
+    );
+}
+
+#[test]
+fn loom_events_close_last_member_vs_join() {
+    model(
+        "events_close_last_member_vs_join",
+        EXHAUSTIVE,
+        events_close_last_member_vs_join(Faults::default()),
+    );
+}
+
+#[test]
+fn loom_events_close_last_member_vs_join_finds_emit_after_unlock() {
+    let faults = Faults {
+        emit_after_unlock: true,
+        ..Faults::default()
+    };
+    model_finds(
+        "events_close_last_member_vs_join/emit_after_unlock",
+        EXHAUSTIVE,
+        "EventsInTableOrder",
+        events_close_last_member_vs_join(faults),
     );
 }

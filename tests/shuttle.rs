@@ -14,6 +14,10 @@
 //!   (`shuttle::rand`, so replayable); each owner thread checks its own results.
 //! * `shuttle_lifecycle_*`: a `ClientChannel` spawned on shuttle's executor with a heartbeating
 //!   task, closed from another thread while it runs; the task gauge must return to 0.
+//! * `shuttle_events_*`: channels joining, leaving and closing in a few shared groups, with a
+//!   listener that rebuilds the groups from the events (`support::EventModel`): every event must
+//!   fit the groups as the events before it left them, and at quiescence the rebuilt groups must
+//!   be the table's (`EventsInTableOrder`). The listener queries the registry as it runs.
 //! * `*_finds_*`: the same programs against a planted defect (`Faults`); shuttle must find it,
 //!   the panic must name the invariant, and replaying the failing schedule must fail again.
 //!
@@ -63,7 +67,7 @@ use shuttle::rand::{Rng, thread_rng};
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 use std::collections::BTreeMap;
-use support::{Expect, Key, close, heartbeat, producers};
+use support::{Expect, Key, close, heartbeat, listened, producers};
 
 const EXPIRY_MS: u64 = 1_000;
 /// Memberships seeded here are stale at every scan.
@@ -620,5 +624,143 @@ fn shuttle_lifecycle_finds_register_after_close() {
         Sched::Pct,
         "NoResurrection",
         lifecycle(faults),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event order
+// ---------------------------------------------------------------------------------------------
+
+/// Ok, or refused because the channel was closed meanwhile.
+fn closed_ok<T: std::fmt::Debug>(r: Result<T, ClientError>) {
+    assert!(
+        matches!(r, Ok(_) | Err(ClientError::ChannelClosed(_))),
+        "{r:?}"
+    );
+}
+
+/// c0 is in P1, P2 and C1 (a clustering consumer group, which announces `ConsumerIdsChanged`);
+/// four threads make each group empty out and come back while others join it:
+///
+/// * w1 (c1): joins P1 and C1, unregisters from both, joins both again.
+/// * w2 (c2): joins P2, then P1 and C1 (refused once `closer` has closed c2).
+/// * w3 (c3): joins P2, then unregisters from it.
+/// * closer: closes c0 (possibly the last member of each of its groups), then c2.
+///
+/// The listener (`support::listened`) checks each event against the groups the earlier events
+/// built and queries the group's shard; at quiescence its groups must be the table's.
+fn events_in_order(faults: Faults, shards: usize) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let (reg, model) = listened(RegistryConfig {
+            shards,
+            faults,
+            ..RegistryConfig::default()
+        });
+        let open = |i: usize| {
+            ClientChannel::new((), format!("c{i}"))
+                .register(&reg)
+                .unwrap()
+        };
+        let [c0, c1, c2, c3] = [0, 1, 2, 3].map(open);
+        let ids = [c0.id(), c1.id(), c2.id(), c3.id()];
+        let now = Millis(WORK);
+        c0.handle()
+            .heartbeat(&heartbeat("client-0", &[P1, P2], &[C1]), now)
+            .unwrap();
+
+        let w1 = {
+            let c = c1.handle();
+            thread::spawn(move || {
+                let data = heartbeat("client-1", &[P1], &[C1]);
+                c.heartbeat(&data, now).unwrap();
+                c.unregister("client-1", Some(P1), Some(C1)).unwrap();
+                c.heartbeat(&data, now).unwrap();
+            })
+        };
+        let w2 = {
+            let c = c2.handle();
+            thread::spawn(move || {
+                closed_ok(c.heartbeat(&producers("client-2", &[P2]), now));
+                closed_ok(c.heartbeat(&heartbeat("client-2", &[P1], &[C1]), now));
+            })
+        };
+        let w3 = {
+            let c = c3.handle();
+            thread::spawn(move || {
+                c.heartbeat(&producers("client-3", &[P2]), now).unwrap();
+                c.unregister("client-3", Some(P2), None).unwrap();
+            })
+        };
+        let closer = thread::spawn(move || {
+            assert!(close(c0, CloseReason::PeerClosed));
+            assert!(close(c2, CloseReason::PeerClosed));
+        });
+        for t in [w1, w2, w3, closer] {
+            t.join().unwrap();
+        }
+        // c1 and c3 stay registered (their handles live to the end of the run).
+        let [id0, id1, id2, _] = ids;
+        model.lock().unwrap().check(&reg);
+        let expect = Expect {
+            closed: vec![id0, id2],
+            ..Expect::default()
+        };
+        support::check(&reg, &expect);
+        assert_eq!(
+            reg.members(GroupKind::Producer, P1),
+            vec![id1],
+            "only c1 is left in P1"
+        );
+        drop((c1, c3));
+    }
+}
+
+#[test]
+fn shuttle_events_one_shard_random() {
+    check(
+        "shuttle_events_one_shard_random",
+        Sched::Random,
+        events_in_order(Faults::default(), 1),
+    );
+}
+
+#[test]
+fn shuttle_events_one_shard_pct() {
+    check(
+        "shuttle_events_one_shard_pct",
+        Sched::Pct,
+        events_in_order(Faults::default(), 1),
+    );
+}
+
+#[test]
+fn shuttle_events_sharded_random() {
+    check(
+        "shuttle_events_sharded_random",
+        Sched::Random,
+        events_in_order(Faults::default(), 8),
+    );
+}
+
+#[test]
+fn shuttle_events_sharded_pct() {
+    check(
+        "shuttle_events_sharded_pct",
+        Sched::Pct,
+        events_in_order(Faults::default(), 8),
+    );
+}
+
+#[test]
+fn shuttle_events_finds_emit_after_unlock() {
+    let faults = Faults {
+        emit_after_unlock: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_events_finds_emit_after_unlock",
+        Sched::Random,
+        "EventsInTableOrder",
+        events_in_order(faults, 1),
     );
 }

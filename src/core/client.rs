@@ -55,10 +55,10 @@ pub enum RemovalCause {
 
 /// What a listener hears (upstream `ProducerGroupEvent` and `ConsumerGroupEvent`).
 ///
-/// Events are delivered after the registry's locks are released. Within one group they come in
-/// the order they happened; across the groups of one operation (a close visits a channel's
-/// groups in hash order) the order is unspecified, and two concurrent operations' events may
-/// interleave.
+/// Per (kind, group), events reach the listener in the order the table changed, also across
+/// concurrent operations: each is queued under the lock that makes the change and delivered, with
+/// no lock held, in queue order. Across groups the order is unspecified (a close visits a
+/// channel's groups in hash order, and events of different groups may interleave).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[cfg_attr(feature = "harness", derive(serde::Deserialize))]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -11,8 +11,8 @@
 //! # Locking, and why it gives the invariants
 //!
 //! Lock order: a channel's mutex, then at most one shard lock at a time; never the reverse and
-//! never two shards. Every operation that changes a channel's memberships holds that channel's
-//! mutex for its whole duration, so:
+//! never two shards (a group shard's outbox mutex is taken alone or innermost). Every operation
+//! that changes a channel's memberships holds that channel's mutex for its whole duration, so:
 //!
 //! * `NoResurrection`: `channel_closed` sets the tombstone under the channel mutex; a heartbeat
 //!   checks it under the same mutex before touching any group, so a heartbeat in flight either
@@ -25,6 +25,9 @@
 //!   channel mutex, so no other operation on that channel observes them out of step.
 //! * Close cost: the channel's own index lists its groups, so `channel_closed` is O(its groups),
 //!   and it holds one shard lock at a time for O(1) work each.
+//! * Event order (`EventsInTableOrder`): an event is queued in its shard's outbox under the shard
+//!   lock that makes the change, and delivered from there once the operation holds no lock
+//!   (`registry::outbox`), so per group the listener hears the table's order.
 //!
 //! This module does not read clocks (every time is a parameter), own sockets or spawn tasks.
 
@@ -36,6 +39,7 @@ use crate::core::{
     RemovalCause,
 };
 use crate::registry::members::Members;
+use crate::registry::outbox::Outbox;
 use crate::registry::shard::Sharded;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, SharedStr};
@@ -130,8 +134,16 @@ struct Group {
 }
 
 /// A listener for registry events (upstream `ProducerChangeListener` and
-/// `ConsumerIdsChangeListener`). Called after the registry's locks are released; a panic in it is
-/// caught and logged, as upstream catches listener exceptions.
+/// `ConsumerIdsChangeListener`).
+///
+/// Per group, events arrive in the order the table changed, also across concurrent operations:
+/// each is queued, in the critical section that makes the change, in an outbox of the group's
+/// shard, and one thread at a time delivers an outbox's events in queue order. The listener is
+/// called with none of the registry's locks held, so it may query the registry (or call into it);
+/// it may run on the thread of a later operation on the same shard, which returns once that
+/// outbox is empty. Calls for groups of different shards may run concurrently, and the order
+/// across groups is unspecified. A panic in it is caught and logged, as upstream catches listener
+/// exceptions, and the delivery of the other events goes on.
 pub trait ClientListener: Send + Sync + 'static {
     /// One event.
     fn on_event(&self, event: &ClientEvent);
@@ -154,6 +166,9 @@ pub struct Faults {
     pub register_after_close: bool,
     /// Empty groups stay in the table (upstream #8673 and every 4.x close path).
     pub keep_empty_groups: bool,
+    /// Events are collected per operation and delivered after its locks are released, bypassing
+    /// the shard outboxes: two operations on one group can deliver out of table order.
+    pub emit_after_unlock: bool,
 }
 
 /// The fault switches of a build without the `harness` feature: all off, and constant.
@@ -214,13 +229,39 @@ pub struct ScanReport {
     pub reclaimed: usize,
 }
 
-/// Collects events only when someone listens, so the refresh path never allocates.
-struct Events(Option<Vec<ClientEvent>>);
+/// A group table: each shard carries the outbox of its groups' events.
+type GroupTable = Sharded<(SharedStr, Group), Outbox<ClientEvent>>;
 
-impl Events {
-    fn push(&mut self, event: impl FnOnce() -> ClientEvent) {
-        if let Some(v) = &mut self.0 {
-            v.push(event());
+/// One operation's events: `None` unless someone listens, so the refresh path never allocates.
+struct Events<'a>(Option<Pending<'a>>);
+
+struct Pending<'a> {
+    /// The outboxes this operation pushed into, to drain once its locks are released.
+    touched: SmallVec<[&'a Outbox<ClientEvent>; 2]>,
+    /// `Some` only under the `emit_after_unlock` fault: the events, held back until the locks
+    /// are released instead of queued in their shard's outbox.
+    unordered: Option<Vec<ClientEvent>>,
+}
+
+impl<'a> Events<'a> {
+    /// Queues an event about a group of `table` whose key hashes to `hash`. Call under that
+    /// group's shard lock: the outbox keeps the order in which that lock was taken.
+    fn push(&mut self, table: &'a GroupTable, hash: u64, event: impl FnOnce() -> ClientEvent) {
+        let Some(pending) = &mut self.0 else {
+            return;
+        };
+        if let Some(unordered) = &mut pending.unordered {
+            unordered.push(event());
+            return;
+        }
+        let outbox = table.outbox(hash);
+        outbox.push(event());
+        if !pending
+            .touched
+            .last()
+            .is_some_and(|o| std::ptr::eq(*o, outbox))
+        {
+            pending.touched.push(outbox);
         }
     }
 
@@ -241,8 +282,8 @@ pub struct ClientRegistry {
     heartbeats: AtomicU64,
     round_robin: AtomicUsize,
     channels: Sharded<(ChannelId, ChannelRef)>,
-    producers: Sharded<(SharedStr, Group)>,
-    consumers: Sharded<(SharedStr, Group)>,
+    producers: GroupTable,
+    consumers: GroupTable,
     clients: Sharded<(SharedStr, SmallVec<[ChannelId; 1]>)>,
     listener: Option<Box<dyn ClientListener>>,
 }
@@ -363,9 +404,8 @@ impl ClientRegistry {
             joined: 0,
         };
         for p in &data.producer_data_set {
-            if let Some(name) = self.join_producer(&p.group_name, ch.id, now) {
+            if let Some(name) = self.join_producer(&p.group_name, ch.id, now, &mut events, &st) {
                 tracing::debug!(channel = ch.id.0, group = %name, "producer joined group");
-                events.push(|| joined_event(GroupKind::Producer, &name, ch.id, &st));
                 st.producer_groups.insert(name);
                 outcome.joined += 1;
             }
@@ -497,12 +537,13 @@ impl ClientRegistry {
         // lists the members left at that point) are deterministic and match the value model.
         candidates.sort_unstable();
         let mut report = ScanReport::default();
-        let mut events = self.events();
         for (kind, group, ch) in candidates {
             // A channel missing from the table was closed; its close removes the membership.
             let Some(slot) = self.channel(ch) else {
                 continue;
             };
+            // Each candidate's events are delivered before the next's, in candidate order.
+            let mut events = self.events();
             let mut st = slot.state.lock();
             if st.closed {
                 continue;
@@ -523,9 +564,10 @@ impl ClientRegistry {
                     report.orphaned.push(ch);
                 }
             }
+            drop(st);
+            self.emit(events);
         }
         report.orphaned.sort_unstable();
-        self.emit(events);
         report
     }
 
@@ -720,37 +762,65 @@ impl ClientRegistry {
         Ok(())
     }
 
-    fn table(&self, kind: GroupKind) -> &Sharded<(SharedStr, Group)> {
+    fn table(&self, kind: GroupKind) -> &GroupTable {
         match kind {
             GroupKind::Producer => &self.producers,
             GroupKind::Consumer => &self.consumers,
         }
     }
 
-    fn events(&self) -> Events {
-        Events(self.listener.is_some().then(Vec::new))
+    fn events(&self) -> Events<'_> {
+        Events(self.listener.is_some().then(|| Pending {
+            touched: SmallVec::new(),
+            unordered: self.faults.emit_after_unlock.then(Vec::new),
+        }))
     }
 
-    fn emit(&self, events: Events) {
-        let (Some(listener), Some(events)) = (&self.listener, events.0) else {
+    /// Delivers an operation's events: drains every outbox it pushed into, in the order it first
+    /// pushed into them (so that, absent another deliverer, a heartbeat's producer events precede
+    /// its consumer events). Call with no lock held.
+    fn emit(&self, events: Events<'_>) {
+        let (Some(listener), Some(pending)) = (&self.listener, events.0) else {
             return;
         };
-        for event in &events {
+        let deliver = |event: &ClientEvent| {
             let delivered =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener.on_event(event)));
             if delivered.is_err() {
                 tracing::error!(?event, "client listener panicked; event dropped");
             }
+        };
+        for event in pending.unordered.iter().flatten() {
+            deliver(event);
+        }
+        // An outbox listed twice (pushed into, then another, then it again) is found empty or
+        // being delivered the second time: a lock and nothing more.
+        for outbox in pending.touched {
+            outbox.drain(deliver);
         }
     }
 
-    /// Adds or refreshes a producer membership in one shard critical section. Returns the shared
-    /// group name if the membership is new.
-    fn join_producer(&self, group: &str, ch: ChannelId, now: Millis) -> Option<SharedStr> {
+    /// Adds or refreshes a producer membership in one shard critical section, queueing its event
+    /// there. Returns the shared group name if the membership is new.
+    fn join_producer<'a>(
+        &'a self,
+        group: &str,
+        ch: ChannelId,
+        now: Millis,
+        events: &mut Events<'a>,
+        st: &ChannelState,
+    ) -> Option<SharedStr> {
         let hash = self.producers.hash(group);
         let mut shard = self.producers.lock(hash);
         if let Some((name, g)) = shard.find_mut(hash, |(k, _)| &**k == group) {
-            return g.members.insert(ch, now).is_none().then(|| name.clone());
+            if g.members.insert(ch, now).is_some() {
+                return None;
+            }
+            let name = name.clone();
+            events.push(&self.producers, hash, || {
+                joined_event(GroupKind::Producer, &name, ch, st)
+            });
+            return Some(name);
         }
         let name: SharedStr = group.into();
         let mut members = Members::default();
@@ -764,20 +834,23 @@ impl ClientRegistry {
         );
         self.producers
             .insert_unique(&mut shard, hash, entry, |(k, _)| &**k);
+        events.push(&self.producers, hash, || {
+            joined_event(GroupKind::Producer, &name, ch, st)
+        });
         Some(name)
     }
 
     /// Adds or refreshes a consumer membership and applies the group metadata, in one shard
     /// critical section. Returns the shared group name if the membership is new.
     #[allow(clippy::too_many_arguments)]
-    fn join_consumer(
-        &self,
+    fn join_consumer<'a>(
+        &'a self,
         c: &ConsumerData,
         data: &HeartbeatData,
         ch: ChannelId,
         now: Millis,
         outcome: &mut HeartbeatOutcome,
-        events: &mut Events,
+        events: &mut Events<'a>,
         st: &ChannelState,
     ) -> Option<SharedStr> {
         let group = c.group_name.as_str();
@@ -804,7 +877,9 @@ impl ClientRegistry {
         };
         let joined = g.members.insert(ch, now).is_none();
         if joined {
-            events.push(|| joined_event(GroupKind::Consumer, &name, ch, st));
+            events.push(&self.consumers, hash, || {
+                joined_event(GroupKind::Consumer, &name, ch, st)
+            });
         }
         let meta = g.consumer.get_or_insert_with(Box::default);
         let update = meta.apply(c, data.heartbeat_fingerprint, data.without_sub);
@@ -812,7 +887,7 @@ impl ClientRegistry {
         if (joined || update.subscriptions_changed) && meta.announces_changes() && events.enabled()
         {
             let channels = sorted(&g.members);
-            events.push(|| ClientEvent::ConsumerIdsChanged {
+            events.push(&self.consumers, hash, || ClientEvent::ConsumerIdsChanged {
                 group: name.to_string(),
                 channels,
             });
@@ -824,15 +899,15 @@ impl ClientRegistry {
     /// (unless the `split_remove_if_empty` fault is set). With `expired_at`, removes it only if it
     /// is still expired at that time. Returns whether a membership was removed.
     #[allow(clippy::too_many_arguments)]
-    fn leave(
-        &self,
+    fn leave<'a>(
+        &'a self,
         kind: GroupKind,
         group: &str,
         ch: ChannelId,
         cause: RemovalCause,
         expired_at: Option<Millis>,
         st: &ChannelState,
-        events: &mut Events,
+        events: &mut Events<'a>,
     ) -> bool {
         let table = self.table(kind);
         let hash = table.hash(group);
@@ -851,7 +926,7 @@ impl ClientRegistry {
             return false;
         }
         let client_id = || st.client_id.as_deref().unwrap_or("").to_owned();
-        events.push(|| ClientEvent::ClientUnregistered {
+        events.push(table, hash, || ClientEvent::ClientUnregistered {
             kind,
             group: group.to_owned(),
             channel: ch,
@@ -861,7 +936,7 @@ impl ClientRegistry {
         if !g.members.is_empty() {
             if g.consumer.as_ref().is_some_and(|m| m.announces_changes()) && events.enabled() {
                 let channels = sorted(&g.members);
-                events.push(|| ClientEvent::ConsumerIdsChanged {
+                events.push(table, hash, || ClientEvent::ConsumerIdsChanged {
                     group: group.to_owned(),
                     channels,
                 });
@@ -871,6 +946,11 @@ impl ClientRegistry {
         if self.faults.keep_empty_groups {
             return true;
         }
+        let unregistered = || ClientEvent::GroupUnregistered {
+            kind,
+            group: group.to_owned(),
+            cause,
+        };
         if self.faults.split_remove_if_empty {
             // The defect under test: the emptiness seen above is acted on in a later critical
             // section, which removes whatever the group holds by then.
@@ -879,8 +959,10 @@ impl ClientRegistry {
             if let Ok(entry) = shard.find_entry(hash, |(k, _)| &**k == group) {
                 entry.remove();
             }
+            events.push(table, hash, unregistered);
         } else {
             entry.remove();
+            events.push(table, hash, unregistered);
         }
         tracing::debug!(
             channel = ch.0,
@@ -889,11 +971,6 @@ impl ClientRegistry {
             ?cause,
             "group removed: its last member left"
         );
-        events.push(|| ClientEvent::GroupUnregistered {
-            kind,
-            group: group.to_owned(),
-            cause,
-        });
         true
     }
 

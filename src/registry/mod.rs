@@ -10,6 +10,7 @@
 pub mod client;
 pub mod ha;
 mod members;
+mod outbox;
 mod shard;
 mod stop;
 

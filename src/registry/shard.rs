@@ -5,6 +5,9 @@
 //! critical section is O(1) and a heartbeat for one group waits at most for one O(1) operation on
 //! another group of the same shard, never for a scan of the table. Hand-written rather than
 //! `dashmap` because its locks must come from `crate::sync` to be model-checked.
+//!
+//! Each shard may carry an outbox `O` beside its lock (the group tables' event outboxes,
+//! `registry::outbox`); the other tables use `()`.
 
 use crate::sync::{Mutex, MutexGuard};
 use hashbrown::HashTable;
@@ -12,27 +15,29 @@ use std::hash::{BuildHasher, Hash};
 
 /// One shard, aligned to its own cache line pair so neighbouring shards do not false-share.
 #[repr(align(128))]
-struct Shard<T>(Mutex<HashTable<T>>);
+struct Shard<T, O>(Mutex<HashTable<T>>, O);
 
-pub(crate) struct Sharded<T> {
-    shards: Box<[Shard<T>]>,
+pub(crate) struct Sharded<T, O = ()> {
+    shards: Box<[Shard<T, O>]>,
     hasher: crate::sync::HashState,
     mask: usize,
 }
 
-impl<T> Sharded<T> {
+impl<T, O: Default> Sharded<T, O> {
     /// `shards` is rounded up to a power of two (at least 1).
     pub(crate) fn new(shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two();
         Sharded {
             shards: (0..n)
-                .map(|_| Shard(Mutex::new(HashTable::new())))
+                .map(|_| Shard(Mutex::new(HashTable::new()), O::default()))
                 .collect(),
             hasher: crate::sync::HashState::default(),
             mask: n - 1,
         }
     }
+}
 
+impl<T, O> Sharded<T, O> {
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -42,7 +47,16 @@ impl<T> Sharded<T> {
     /// The shard is picked from bits 40.. of the hash: hashbrown uses the low bits for the bucket
     /// and the top 7 for its control bytes, so this keeps the three independent.
     pub(crate) fn lock(&self, hash: u64) -> MutexGuard<'_, HashTable<T>> {
-        self.shards[(hash >> 40) as usize & self.mask].0.lock()
+        self.shard(hash).0.lock()
+    }
+
+    /// The outbox of the shard that holds `hash`.
+    pub(crate) fn outbox(&self, hash: u64) -> &O {
+        &self.shard(hash).1
+    }
+
+    fn shard(&self, hash: u64) -> &Shard<T, O> {
+        &self.shards[(hash >> 40) as usize & self.mask]
     }
 
     /// Visits every shard in turn, holding one lock at a time.

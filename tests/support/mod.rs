@@ -1,6 +1,7 @@
-//! Shared by `tests/loom.rs` and `tests/shuttle.rs`: heartbeat builders, the close of a
-//! `Registered` handle, and the quiescent-state check that turns every invariant into one panic
-//! message naming each violated invariant.
+//! Shared by `tests/loom.rs`, `tests/shuttle.rs` and `tests/events.rs`: heartbeat builders, the
+//! close of a `Registered` handle, the quiescent-state check that turns every invariant into one
+//! panic message naming each violated invariant, and the listener-side model of the group tables
+//! (`EventModel`).
 //!
 //! The check runs on the tables only (`snapshot()` and `check_invariants()`), so it works the same
 //! on std, loom and shuttle primitives; call it after every thread and task has finished.
@@ -8,12 +9,13 @@
 #![allow(dead_code)]
 
 use rmq_lifecycle::core::heartbeat::{ConsumerData, ProducerData, SubscriptionData};
-use rmq_lifecycle::core::{ChannelId, GroupKind, HeartbeatData, Millis};
+use rmq_lifecycle::core::{ChannelId, ClientEvent, GroupKind, HeartbeatData, Millis};
 use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
 use rmq_lifecycle::phase::Registered;
-use rmq_lifecycle::registry::ClientRegistry;
-use std::collections::BTreeMap;
+use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// A heartbeat from `client` naming these producer and consumer groups (each consumer group
 /// subscribes to one topic named after it).
@@ -190,6 +192,119 @@ pub(crate) fn check(reg: &ClientRegistry, expect: &Expect) {
         }
         let _ = write!(msg, "tables: {:#?}", reg.snapshot());
         panic!("{msg}");
+    }
+}
+
+/// The group tables as a listener rebuilds them from events alone: group -> its channels, a key
+/// per existing group. Events delivered out of table order within a group show up as an event
+/// that does not fit (a registration it already has, the removal of one it does not have, a
+/// group removed while it still has members, a channel list that is not its own); `apply`
+/// records each as an `EventsInTableOrder` violation, since a panic in a listener is caught.
+#[derive(Debug, Default)]
+pub(crate) struct EventModel {
+    pub(crate) groups: BTreeMap<Key, BTreeSet<ChannelId>>,
+    pub(crate) violations: Vec<String>,
+}
+
+impl EventModel {
+    /// Applies one delivered event.
+    pub(crate) fn apply(&mut self, event: &ClientEvent) {
+        let (kind, group) = event_group(event);
+        let key = (kind, group.to_owned());
+        let problem = match event {
+            ClientEvent::ClientRegistered { channel, .. } => {
+                let members = self.groups.entry(key).or_default();
+                (!members.insert(*channel)).then(|| format!("{channel} is already a member"))
+            }
+            ClientEvent::ClientUnregistered { channel, .. } => match self.groups.get_mut(&key) {
+                Some(members) => (!members.remove(channel))
+                    .then(|| format!("{channel} is not a member (members {members:?})")),
+                None => Some(format!("{channel} left a group that does not exist")),
+            },
+            ClientEvent::GroupUnregistered { .. } => match self.groups.remove(&key) {
+                Some(members) if members.is_empty() => None,
+                Some(members) => Some(format!("the group still has members {members:?}")),
+                None => Some("the group does not exist".to_owned()),
+            },
+            ClientEvent::ConsumerIdsChanged { channels, .. } => {
+                let have: Option<Vec<ChannelId>> =
+                    self.groups.get(&key).map(|m| m.iter().copied().collect());
+                (have.as_ref() != Some(channels))
+                    .then(|| format!("the events before it left the group at {have:?}"))
+            }
+        };
+        if let Some(problem) = problem {
+            self.violations.push(format!(
+                "EventsInTableOrder violated: {event:?} delivered, but {problem}"
+            ));
+        }
+    }
+
+    /// Every recorded violation, plus one if the rebuilt groups differ from the tables'. Call at
+    /// quiescence (every operation returned, so every event was delivered).
+    pub(crate) fn violations(&self, reg: &ClientRegistry) -> Vec<String> {
+        let mut out = self.violations.clone();
+        let tables = reg.snapshot();
+        let mut table = BTreeMap::new();
+        for kind in [GroupKind::Producer, GroupKind::Consumer] {
+            for (name, g) in tables.groups(kind) {
+                table.insert((kind, name.clone()), g.members.keys().copied().collect());
+            }
+        }
+        if table != self.groups {
+            out.push(format!(
+                "EventsInTableOrder violated: at quiescence the events say the groups are {:?}, \
+                 the table has {table:?}",
+                self.groups
+            ));
+        }
+        out
+    }
+
+    /// Panics with every violation, if any.
+    pub(crate) fn check(&self, reg: &ClientRegistry) {
+        let found = self.violations(reg);
+        if !found.is_empty() {
+            let mut msg = format!("{} event order violation(s):\n", found.len());
+            for v in &found {
+                let _ = writeln!(msg, "  {v}");
+            }
+            panic!("{msg}");
+        }
+    }
+}
+
+/// A registry whose listener applies every event to the returned model. Before that, the
+/// listener queries the event's group (`members`, which takes that group's shard lock): a
+/// registry that called its listener under a shard lock would deadlock here.
+///
+/// The model's mutex is std's on purpose: it is never held across a modelled operation, so it is
+/// never contended and adds no schedule points under loom or shuttle.
+pub(crate) fn listened(config: RegistryConfig) -> (Arc<ClientRegistry>, Arc<Mutex<EventModel>>) {
+    let model = Arc::new(Mutex::new(EventModel::default()));
+    let this: Arc<OnceLock<Weak<ClientRegistry>>> = Arc::default();
+    let listener = {
+        let (model, this) = (model.clone(), this.clone());
+        move |event: &ClientEvent| {
+            if let Some(reg) = this.get().and_then(Weak::upgrade) {
+                let (kind, group) = event_group(event);
+                reg.members(kind, group);
+            }
+            model.lock().unwrap().apply(event);
+        }
+    };
+    let reg = Arc::new(ClientRegistry::with_listener(config, listener));
+    this.set(Arc::downgrade(&reg)).unwrap();
+    (reg, model)
+}
+
+/// The group an event is about.
+pub(crate) fn event_group(event: &ClientEvent) -> (GroupKind, &str) {
+    match event {
+        ClientEvent::ClientRegistered { kind, group, .. }
+        | ClientEvent::ClientUnregistered { kind, group, .. }
+        | ClientEvent::GroupUnregistered { kind, group, .. } => (*kind, group),
+        ClientEvent::ConsumerIdsChanged { group, .. } => (GroupKind::Consumer, group),
     }
 }
 
