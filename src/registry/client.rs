@@ -178,6 +178,7 @@ struct NoFaults {
     split_remove_if_empty: bool,
     register_after_close: bool,
     keep_empty_groups: bool,
+    emit_after_unlock: bool,
 }
 
 /// Construction parameters.
