@@ -280,7 +280,10 @@ impl EventModel {
 ///
 /// The model's mutex is std's on purpose: it is never held across a modelled operation, so it is
 /// never contended and adds no schedule points under loom or shuttle.
-pub(crate) fn listened(config: RegistryConfig) -> (Arc<ClientRegistry>, Arc<Mutex<EventModel>>) {
+///
+/// Under loom the registry lives in loom's `Arc`, which has no `Weak`: the listener then skips
+/// the query (shuttle and `tests/events.rs` make it).
+pub(crate) fn listened(config: RegistryConfig) -> (RegistryArc, Arc<Mutex<EventModel>>) {
     let model = Arc::new(Mutex::new(EventModel::default()));
     let this: Arc<OnceLock<Weak<ClientRegistry>>> = Arc::default();
     let listener = {
@@ -293,10 +296,18 @@ pub(crate) fn listened(config: RegistryConfig) -> (Arc<ClientRegistry>, Arc<Mute
             model.lock().unwrap().apply(event);
         }
     };
-    let reg = Arc::new(ClientRegistry::with_listener(config, listener));
+    let reg = RegistryArc::new(ClientRegistry::with_listener(config, listener));
+    #[cfg(not(rmq_loom))]
     this.set(Arc::downgrade(&reg)).unwrap();
     (reg, model)
 }
+
+/// The `Arc` the crate's `sync` facade uses in this build (registration takes one).
+#[cfg(rmq_loom)]
+pub(crate) type RegistryArc = loom::sync::Arc<ClientRegistry>;
+/// See the loom arm.
+#[cfg(not(rmq_loom))]
+pub(crate) type RegistryArc = Arc<ClientRegistry>;
 
 /// The group an event is about.
 pub(crate) fn event_group(event: &ClientEvent) -> (GroupKind, &str) {
