@@ -41,7 +41,8 @@ pub(crate) const MAX_OPS: usize = 64;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct DriverFaults {
     /// Upstream's classic master: every 8 bytes read are recorded as the ack, unvalidated (a
-    /// health check's text becomes an offset of ~3.7e18). Breaks `AckBounded`.
+    /// health check's text becomes an offset of ~3.7e18): the link's planted switch
+    /// `MasterLink::with_unchecked_acks`. Breaks `AckBounded`.
     pub(crate) unchecked_acks: bool,
     /// A peer close is noted but the connection is neither stopped nor closed: its row and its
     /// tasks stay (the #8875 dead entry). Breaks close-exactly-once / `NoDeadEntry`.
@@ -363,6 +364,9 @@ impl HaDriver {
                     .take()
                     .expect("spawn built the futures");
                 let mut link = MasterLink::new(link_config(), 0, self.max_offset);
+                if self.faults.unchecked_acks {
+                    link = link.with_unchecked_acks();
+                }
                 let now = Millis(0);
                 link.handle_start(now);
                 self.slots.insert(
@@ -379,19 +383,9 @@ impl HaDriver {
                 HaOpResult::Spawned { conn }
             }
             HaOp::Report { conn, ref bytes } => {
-                let faults = self.faults;
                 let Some(Slot::Running(live)) = self.slots.get_mut(&conn) else {
                     return self.ignored(conn);
                 };
-                if faults.unchecked_acks {
-                    let mut acked = Vec::new();
-                    for chunk in bytes.chunks_exact(8) {
-                        let raw = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
-                        live.ctx.record_ack(raw);
-                        acked.push(raw);
-                    }
-                    return HaOpResult::Reported { conn, acked };
-                }
                 live.link.handle_bytes(live.now, bytes);
                 let (acked, closed) = drain(&mut live.link, &live.ctx);
                 if let Some(reason) = closed {

@@ -266,6 +266,10 @@ struct MasterData {
     last_read: Millis,
     last_write: Millis,
     events: VecDeque<MasterEvent>,
+    /// Planted defect (feature `harness`): every report is taken as it comes, as upstream's
+    /// classic master does.
+    #[cfg(feature = "harness")]
+    unchecked_acks: bool,
 }
 
 impl MasterData {
@@ -275,6 +279,10 @@ impl MasterData {
     }
 
     fn check_report(&self, raw: i64) -> Result<u64, String> {
+        #[cfg(feature = "harness")]
+        if self.unchecked_acks {
+            return Ok(raw as u64);
+        }
         let offset = u64::try_from(raw).map_err(|_| format!("negative report {raw}"))?;
         if offset > self.local_max {
             return Err(format!(
@@ -394,12 +402,22 @@ impl MasterLink {
             last_read: Millis(0),
             last_write: Millis(0),
             events: VecDeque::new(),
+            #[cfg(feature = "harness")]
+            unchecked_acks: false,
         };
         MasterLink {
             machine: master::Master.state_machine(),
             data,
             decoder: ReportDecoder::default(),
         }
+    }
+
+    /// The planted defect of upstream's classic master (feature `harness`): every 8 bytes read
+    /// are taken as the slave's offset, unchecked, so a probe's text becomes an ack (#8875).
+    #[cfg(feature = "harness")]
+    pub fn with_unchecked_acks(mut self) -> Self {
+        self.data.unchecked_acks = true;
+        self
     }
 
     /// The connection's tasks started: `Ready -> Transfer` (classic mode has no handshake).
