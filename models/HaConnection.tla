@@ -171,7 +171,7 @@ RemoveRows(S) ==
 
 \* HaRegistry::deregister(c): raises the row's stop signal and removes the row, in one critical
 \* section of the table; a no-op if the row is gone (whoever removed it raised the signal).
-\* RemoveWithoutStop: removes the row only.
+\* RemoveWithoutStop: removes the row only. (A task's end, EndTask, spells it out with Reap.)
 Deregister(c) ==
     /\ RemoveRows({c})
     /\ stop' = IF c \in table /\ ~RemoveWithoutStop THEN [stop EXCEPT ![c] = TRUE] ELSE stop
@@ -304,22 +304,25 @@ OpenGate(c) ==
 
 \* A panic anywhere in spawn (in `start`, or in the spawner on either task, before or after it
 \* started that task): unwinding drops `Armed` (raises the stop signal, aborts the tasks it
-\* holds), then the Registration (HaRegistry::deregister). The gated tasks that exist never pass
-\* their Gate (the signal is raised) and exit; the Reaper they and the closure held goes with
-\* them (Reap). Merged into one step: the signal is raised first, and a raised signal with the
-\* row still present is allowed by every invariant. The panic propagates out of
-\* HaAcceptor::accept; the model lets the accept loop go on (a caller that catches it, as
-\* tests/spawn_panics.rs does; net/ha.rs's accept-loop task would end instead, which only
-\* removes behaviours: no further accepts). No fairness: a panic may or may not happen.
+\* holds), then the Registration (HaRegistry::deregister). One step: the signal is raised first,
+\* and a raised signal with the row still present is allowed by every invariant. The gated tasks
+\* that exist never pass their Gate (the signal is raised) and exit; the last of them drops the
+\* Reaper (Reap), or the unwinding does (with the closure or the writer's future) if no task is
+\* alive. The panic propagates out of HaAcceptor::accept; the model lets the accept loop go on (a
+\* caller that catches it, as tests/spawn_panics.rs does; net/ha.rs's accept-loop task would end
+\* instead, which only removes behaviours: no further accepts). No fairness: a panic may or may
+\* not happen.
 SpawnPanics(c) ==
     /\ ~UpstreamOrder
     /\ cur = c /\ phase[c] \in {"Starting", "Spawning", "Spawned"}
     /\ phase' = [phase EXCEPT ![c] = "Panicked"]
     /\ CloseRunning(c)
-    /\ peer' = IF AnyAlive(c) THEN peer ELSE [peer EXCEPT ![c] = "Closed"]
+    /\ IF AnyAlive(c)
+         THEN UNCHANGED <<slot, peer>>
+         ELSE /\ slot' = [slot EXCEPT ![c] = "No"]           \* the last holder: Reap
+              /\ peer' = [peer EXCEPT ![c] = "Closed"]
     /\ cur' = NoConn
-    /\ UNCHANGED <<closed, counter, maxOffset, task, acceptLoop, slot, cancelled, sd,
-                   closing>>
+    /\ UNCHANGED <<closed, counter, maxOffset, task, acceptLoop, cancelled, sd, closing>>
 
 \* HaAcceptor::start -> Slots::store(id, running): under the slots' lock, put the handle in its
 \* open slot. If the slot is gone (its tasks already ended and the Reaper took it, or
@@ -340,26 +343,6 @@ Store(c) ==
     /\ UNCHANGED <<closed, counter, maxOffset, task, peer, acceptLoop, cancelled, sd,
                    closing>>
 
-\* Reaper::drop: the Reaper is held by the spawn closure and then by both task futures
-\* (`reaped`); when the last holder is gone (both tasks ended, or spawn panicked), it takes the
-\* slot (Slots::take) and drops the handle if one was stored (Drop for state::Running: stop,
-\* abort; the Registration then deregisters: no-ops, as the tasks' ends did both).
-\* In the Rust the last task drops the Reaper just before its own deregister; the model takes
-\* the slot in a later step. That only leaves the slot longer to a concurrent Store or
-\* Slots::drain, which then close a handle whose row is already gone (no-ops).
-Reap(c) ==
-    /\ ~UpstreamOrder
-    /\ slot[c] \in {"Open", "Held"}
-    /\ phase[c] \in {"Running", "Panicked"}
-    /\ \A t \in Tasks : task[c][t] \in {"Idle", "Done"}
-    /\ slot' = [slot EXCEPT ![c] = "No"]
-    /\ IF slot[c] = "Held"
-         THEN /\ CloseRunning(c)
-              /\ phase' = [phase EXCEPT ![c] = "Closed"]
-         ELSE UNCHANGED <<table, LinkVars, stop, phase>>
-    /\ UNCHANGED <<closed, counter, maxOffset, task, peer, cur, acceptLoop, cancelled, sd,
-                   closing>>
-
 \* The accept loop's select sees the cancellation and breaks.
 AcceptLoopExit ==
     /\ acceptLoop = "Running" /\ cancelled /\ cur = NoConn
@@ -370,32 +353,55 @@ AcceptLoopExit ==
 -----------------------------------------------------------------------------
 (* The connection's tasks (net/ha.rs read_reports / write_transfers inside `gated`) *)
 
+\* The connection's Reaper (and its socket halves) are held by the spawn closure, then by the two
+\* task futures (`reaped`; the reader's and the writer's half of the socket likewise). When task
+\* t ends, it is the last holder if the other task is done, or was never spawned and never will
+\* be (spawn panicked first). While spawn is between its two spawns, it holds the writer's.
+LastHolder(c, t) ==
+    LET u == CHOOSE x \in Tasks : x /= t IN
+    \/ task[c][u] = "Done"
+    \/ task[c][u] = "Idle" /\ phase[c] = "Panicked"
+
+\* Reaper::drop, when its last holder goes: Slots::take removes the connection's slot (it is
+\* gone already if Slots::drain took it) and drops the handle if one was stored (Drop for
+\* state::Running: stop, abort; its Registration then deregisters: no-ops here, as the ending
+\* task's own deregister did both; under RemoveWithoutStop this stop is the one that counts).
+\* One-shot, as in the Rust: a slot gone before Store is never taken again, so Store must close
+\* the handle it gets back. Part of the step that drops the last holder (EndTask, SpawnPanics).
+Reap(c) ==
+    /\ slot' = [slot EXCEPT ![c] = "No"]
+    /\ phase' = IF slot[c] = "Held" THEN [phase EXCEPT ![c] = "Closed"] ELSE phase
+
 \* A task's future returns (or unwinds, or is aborted, or its Gate refused it): `gated` calls
 \* `exit.close(&reason)` (or the Registration's drop does) -> HaRegistry::deregister, which
 \* raises the stop signal and removes the row in one critical section (a no-op if another path
-\* removed it); then the future completes and is dropped (the TaskGauge is decremented). One
-\* step: the return takes no lock before the deregister except the Reaper's (see Reap), and
-\* nothing observes the drop apart from the deregister. When the connection has no other task
-\* left (and none will be spawned), both socket halves are gone, so the peer sees the close (or
-\* had closed: eof).
+\* removed it); then the future completes and is dropped (the TaskGauge is decremented). If it
+\* was the last holder, the Reaper's drop (Reap) runs in the same poll, just before the
+\* deregister (a returning task: `reaped` drops its Reaper first) or just after it (a task
+\* dropped or refused by its Gate), with no await point in between. One step: between those
+\* critical sections another thread finds the slot gone or the row gone, and every path that
+\* acts on either (Store's miss, Drain, CloseAll, a close) raises the stop signal first and is
+\* idempotent, so the end states are those of the merged step. When the last holder goes, both
+\* socket halves are gone, so the peer sees the close (or had closed: eof).
 \* Upstream: state = SHUTDOWN, makeStop() on itself and on the other thread, removeConnection
-\* (merged; only the reader decrements connectionCount).
+\* (merged; only the reader decrements connectionCount); no Reaper, no slots.
 EndTask(c, t, eof) ==
     /\ task' = [task EXCEPT ![c][t] = "Done"]
     /\ IF UpstreamOrder
          THEN /\ RemoveRows({c})
               /\ stop' = [stop EXCEPT ![c] = TRUE]
-         ELSE Deregister(c)
+              /\ UNCHANGED <<slot, phase>>
+         ELSE /\ RemoveRows({c})
+              /\ stop' = IF \/ c \in table /\ ~RemoveWithoutStop       \* Deregister(c)
+                            \/ LastHolder(c, t) /\ slot[c] = "Held"      \* Reap's drop
+                           THEN [stop EXCEPT ![c] = TRUE] ELSE stop
+              /\ IF LastHolder(c, t) THEN Reap(c) ELSE UNCHANGED <<slot, phase>>
     /\ counter' = IF UpstreamOrder /\ t = "reader" THEN counter - 1 ELSE counter
-    /\ LET u == CHOOSE x \in Tasks : x /= t IN
-         peer' = IF \/ eof
-                    \/ task[c][u] = "Done"
-                    \/ task[c][u] = "Idle" /\ phase[c] = "Panicked"
-                   THEN [peer EXCEPT ![c] = "Closed"] ELSE peer
+    /\ peer' = IF eof \/ LastHolder(c, t) THEN [peer EXCEPT ![c] = "Closed"] ELSE peer
 
-\* Everything but the task's own variables (task, stop, peer, table, counter, the link).
-TaskUnchanged == UNCHANGED <<closed, maxOffset, phase, cur, acceptLoop, slot, cancelled, sd,
-                             closing>>
+\* Everything but the task's own variables (task, stop, peer, table, counter, the link) and what
+\* its end may reap (slot, phase).
+TaskUnchanged == UNCHANGED <<closed, maxOffset, cur, acceptLoop, cancelled, sd, closing>>
 
 \* The peer closes (a slave going away, or a health check that connects and closes at once)
 \* and the reader's read returns Ok(0): CloseReason::PeerClosed.
@@ -440,7 +446,7 @@ Report(c, o) ==
               /\ sent' = IF ack[c] = None /\ ~UpstreamAcks
                            THEN [sent EXCEPT ![c] = o] ELSE sent
               /\ ackHigh' = [ackHigh EXCEPT ![c] = Max(@, o)]
-              /\ UNCHANGED <<task, stop, peer, table, counter>>
+              /\ UNCHANGED <<task, stop, peer, table, counter, slot, phase>>
          ELSE EndTask(c, "reader", FALSE)
     /\ TaskUnchanged
 
@@ -557,7 +563,7 @@ Terminated ==
 \* The steps the server takes by itself (given weak fairness below).
 Server ==
     \/ \E c \in Conns : \/ Register(c) \/ Begin(c) \/ SpawnReader(c) \/ SpawnWriter(c)
-                        \/ OpenGate(c) \/ Store(c) \/ Reap(c) \/ Transfer(c) \/ CloseConnection(c)
+                        \/ OpenGate(c) \/ Store(c) \/ Transfer(c) \/ CloseConnection(c)
                         \/ \E t \in Tasks : StopSeen(c, t)
     \/ AcceptLoopExit \/ Drain \/ CloseAll \/ ShutdownReturn
 
