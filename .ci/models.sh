@@ -41,18 +41,16 @@ RUNS=(
   "HaConnection|HaConnection_acks|pass"
   "ClientRegistry|ClientRegistry|pass"
   "ClientRegistry|ClientRegistry_consumer|pass"
-  # upstream RocketMQ bugs, switched in by constants
+  # upstream RocketMQ bugs, and the Rust's planted faults, switched in by constants
   "HaConnection|HaConnection_bug|temporal:NoLeakAtQuiescence"
   "HaConnection|HaConnection_bug_deadentry|invariant:NoDeadEntry"
   "HaConnection|HaConnection_bug_unregistered|invariant:NoRunningUnregistered"
   "HaConnection|HaConnection_bug_count|invariant:CountIsTable"
   "HaConnection|HaConnection_bug_ack|invariant:AckBounded"
+  "HaConnection|HaConnection_bug_nostop|invariant:StopBeforeRemove|NoRunningUnregistered"
   "ClientRegistry|ClientRegistry_split|invariant:NoLostRegistration|IndexesConsistent"
   "ClientRegistry|ClientRegistry_keepempty|invariant:NoEmptyGroup"
   "ClientRegistry|ClientRegistry_resurrect|invariant:NoResurrection"
-  # README "Findings": the pre-fix shutdown (OldShutdown) and DESIGN.md's strict wording
-  "HaConnection|HaConnection_finding_shutdown|invariant:NoRunningUnregistered|ShutdownStopsEveryTask"
-  "HaConnection|HaConnection_finding_closeall|invariant:NoRunningUnregisteredStrict"
 )
 
 log() { echo "::: models: $*"; }

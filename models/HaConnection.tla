@@ -4,34 +4,39 @@
 (* reader and the writer, every way a connection ends, and shutdown.      *)
 (*                                                                         *)
 (* Rust this mirrors (action names are the Rust names where one exists):  *)
+(*   src/lifecycle/acceptor.rs   HaAcceptor::accept (register, Slots::     *)
+(*                               begin, spawn, Slots::store), Reaper::drop *)
+(*                               (Slots::take), HaAcceptor::shutdown       *)
+(*                               (Slots::drain, close each, close_all)     *)
+(*   src/lifecycle/ha_connection.rs  HaConnection<P>::register/spawn/close,*)
+(*                               gated + Gate, Armed::drop, Drop for       *)
+(*                               state::Running                            *)
+(*   src/registry/ha.rs          HaRegistry::register/deregister/close_all *)
+(*                               (each removal raises the row's stop       *)
+(*                               signal under the table lock), record_ack, *)
+(*                               count (= table length)                    *)
 (*   src/net/ha.rs               accept_loop, read_reports/write_transfers,*)
 (*                               HaMaster::shutdown                        *)
-(*   src/lifecycle/ha_connection.rs  HaConnection<P>::register/spawn/close,*)
-(*                               guarded + ExitGuard (raise stop, then     *)
-(*                               deregister), Drop for state::Running      *)
-(*   src/registry/ha.rs          HaRegistry::register/deregister/close_all,*)
-(*                               record_ack, count (= table length)        *)
 (*   src/core/ha.rs              MasterLink::check_report and              *)
 (*                               poll_transmit (AckBounded; restated in    *)
 (*                               src/core/ha_model.rs HaModel::judge)      *)
 (*                                                                         *)
 (* Granularity: one TLA+ step is one critical section of the Rust (one     *)
-(* lock of the HaRegistry table, of the accept loop's `connections` map,   *)
-(* of a connection's MasterLink, or one StopSignal::stop), except where a  *)
+(* lock of the HaRegistry table, of the acceptor's slots, of a             *)
+(* connection's MasterLink, or one StopSignal::stop), except where a       *)
 (* comment says two were merged and why that is sound.                     *)
 (*                                                                         *)
 (* Switches:                                                               *)
 (*   UpstreamOrder   RocketMQ 5.1.4's accept loop (#8875): new connection  *)
 (*                   (count++ in the constructor), start() the threads,    *)
-(*                   THEN addConnection; no reap channel, no connections   *)
-(*                   map; shutdown = destroyConnections.                   *)
+(*                   THEN addConnection; no acceptor slots, no gate;       *)
+(*                   shutdown = destroyConnections.                        *)
 (*   UpstreamAcks    the classic upstream master takes any 8 bytes as an   *)
 (*                   ack (no check; a probe's text becomes an ack).        *)
-(*   OldShutdown     src/net/ha.rs before the fix of README finding 1:     *)
-(*                   shutdown ran cancel, close_all, drain, close each,    *)
-(*                   and the accept loop stored every connection it set    *)
-(*                   up without looking at the token. Only the _finding_   *)
-(*                   configuration that documents that race sets it.       *)
+(*   RemoveWithoutStop  the planted registry fault HaFaults::              *)
+(*                   remove_without_stop: HaRegistry::deregister removes   *)
+(*                   the row without raising its stop signal (close_all    *)
+(*                   still raises it, as in the Rust fault).               *)
 (***************************************************************************)
 EXTENDS Integers, FiniteSets
 
@@ -40,12 +45,12 @@ CONSTANTS
     MaxOffset,            \* the master's log grows from 0 up to MaxOffset
     UpstreamOrder,
     UpstreamAcks,
-    OldShutdown
+    RemoveWithoutStop
 
 ASSUME N \in Nat \ {0}
 ASSUME MaxOffset \in Nat
-ASSUME UpstreamOrder \in BOOLEAN /\ UpstreamAcks \in BOOLEAN /\ OldShutdown \in BOOLEAN
-ASSUME OldShutdown => ~UpstreamOrder
+ASSUME UpstreamOrder \in BOOLEAN /\ UpstreamAcks \in BOOLEAN /\ RemoveWithoutStop \in BOOLEAN
+ASSUME RemoveWithoutStop => ~UpstreamOrder
 
 \* HaRegistry::register hands out ConnId(next_id + 1); naming the i-th accepted socket i loses
 \* no behaviour, as connections are interchangeable, and saves TLC the permutations.
@@ -58,9 +63,23 @@ None    == -1                      \* ack before the first valid report
 \* slave can send, valid or not (backwards, beyond what was sent) depending on the link.
 Offsets == 0 .. MaxOffset + 1
 
+\* The connection's phase: the HaConnection<P> typestate, refined where spawn takes steps.
+\*   Free        not accepted yet
+\*   Init        HaConnection<Init>
+\*   Registered  HaConnection<Registered>, before Slots::begin
+\*   Starting    its slot is open (Slots::begin), spawn not started (upstream: not used)
+\*   Spawning    spawn started the reader (upstream: start() started the reader)
+\*   Spawned     spawn started both tasks, the gate is still shut
+\*   Running     spawn returned: HaConnection<Running> (the gate is open)
+\*   Panicked    spawn panicked (Armed::drop): no Running handle ever existed
+\*   Refused     closed without ever having a row (register refused)
+\*   Closed      closed or dropped after it had a row
+Phases == {"Free", "Init", "Registered", "Starting", "Spawning", "Spawned", "Running",
+           "Panicked", "Refused", "Closed"}
+
 VARIABLES
     \* --- HaRegistry (src/registry/ha.rs) ---
-    table,        \* SUBSET Conns: the rows (Table.rows keys)
+    table,        \* SUBSET Conns: the rows (Table.rows keys); a row holds its stop signal
     closed,       \* Table.closed: close_all ran, register refuses
     counter,      \* upstream's separate connectionCount (unused when ~UpstreamOrder)
     maxOffset,    \* CommitLog::max_offset
@@ -72,39 +91,39 @@ VARIABLES
     sent,         \* [Conns -> 0 .. MaxOffset]: MasterData.next, what poll_transmit handed out
     ackHigh,      \* history: the highest ack the link ever held (for "never goes backwards")
     \* --- one connection (src/lifecycle/ha_connection.rs) ---
-    phase,        \* [Conns -> {"Free","Init","Registered","Running","Closed"}]: HaConnection<P>;
-                  \*   "Free" = not accepted yet, "Closed" = closed or dropped
-    task,         \* [Conns -> [Tasks -> {"Idle","Running","Exiting","Done"}]]
-                  \*   Idle: not spawned; Exiting: ended, stop raised, row not yet removed;
+    phase,        \* [Conns -> Phases]
+    task,         \* [Conns -> [Tasks -> {"Idle","Gated","Running","Done"}]]
+                  \*   Idle: not spawned; Gated: spawned, waiting at its Gate (it does not run
+                  \*   the connection's future yet); Running: past the gate (upstream: spawned);
                   \*   Done: deregistered and the future dropped (TaskGauge decremented)
     stop,         \* [Conns -> BOOLEAN]: the connection's StopSignal
     peer,         \* [Conns -> {"None","Open","Closed"}]: the TCP connection
-    \* --- the accept loop (src/net/ha.rs accept_loop) ---
-    cur,          \* the connection the accept loop is setting up, or NoConn
-    acceptClose,  \* "No" | "Stop" | "Deregister": the loop found the token cancelled and is
-                  \*   closing `cur` (running.close(Shutdown)) instead of storing it; the value
-                  \*   is close's next step
+    \* --- the accept loop (src/net/ha.rs accept_loop -> HaAcceptor::accept) ---
+    cur,          \* the connection HaAcceptor::accept is setting up, or NoConn
     acceptLoop,   \* "Running" | "Exited"
-    map,          \* SUBSET Conns: accept_loop's `connections` (HaConnection<Running> shells)
-    \* --- HaMaster::shutdown (src/net/ha.rs) ---
-    cancelled,    \* the CancellationToken
+    \* --- the acceptor's slots (src/lifecycle/acceptor.rs Slots) ---
+    slot,         \* [Conns -> {"No","Open","Held"}]: no slot, an open slot (None: its tasks are
+                  \*   being started), or the stored HaConnection<Running> handle (Some)
+    \* --- HaMaster::shutdown (src/net/ha.rs) -> HaAcceptor::shutdown ---
+    cancelled,    \* the accept loop's CancellationToken
     sd,           \* shutdown's last step done:
                   \*   "Serving" | "Cancelled" | "Drained" | "ClosedAll" | "Returned"
-    closing,      \* SUBSET Conns: drained from the map by shutdown, close not started yet
-    sdCur         \* the connection whose close shutdown is in (stop raised, row not yet
-                  \*   deregistered), or NoConn
+                  \*   (Drained and later: Slots.shut_down is set)
+    closing       \* SUBSET Conns: handles Slots::drain took, not closed yet
 
 vars == <<table, closed, counter, maxOffset, ack, sent, ackHigh, phase, task, stop, peer,
-          cur, acceptClose, acceptLoop, map, cancelled, sd, closing, sdCur>>
+          cur, acceptLoop, slot, cancelled, sd, closing>>
 
 -----------------------------------------------------------------------------
 (* Helpers *)
 
-Alive(c, t)   == task[c][t] \in {"Running", "Exiting"}
+Alive(c, t)   == task[c][t] \in {"Gated", "Running"}
 AnyAlive(c)   == \E t \in Tasks : Alive(c, t)
 Max(a, b)     == IF a >= b THEN a ELSE b
 \* The count the table reports. Ours is derived (HaRegistry::count = rows.len()).
 Count         == IF UpstreamOrder THEN counter ELSE Cardinality(table)
+\* Slots.shut_down: set by Slots::drain, the first step of HaAcceptor::shutdown.
+ShutDown      == sd \in {"Drained", "ClosedAll", "Returned"}
 
 TypeOK ==
     /\ table \subseteq Conns
@@ -114,18 +133,16 @@ TypeOK ==
     /\ ack \in [Conns -> {None} \cup Offsets]
     /\ sent \in [Conns -> 0 .. MaxOffset]
     /\ ackHigh \in [Conns -> {None} \cup Offsets]
-    /\ phase \in [Conns -> {"Free", "Init", "Registered", "Running", "Closed"}]
-    /\ task \in [Conns -> [Tasks -> {"Idle", "Running", "Exiting", "Done"}]]
+    /\ phase \in [Conns -> Phases]
+    /\ task \in [Conns -> [Tasks -> {"Idle", "Gated", "Running", "Done"}]]
     /\ stop \in [Conns -> BOOLEAN]
     /\ peer \in [Conns -> {"None", "Open", "Closed"}]
     /\ cur \in Conns \cup {NoConn}
-    /\ acceptClose \in {"No", "Stop", "Deregister"}
     /\ acceptLoop \in {"Running", "Exited"}
-    /\ map \subseteq Conns
+    /\ slot \in [Conns -> {"No", "Open", "Held"}]
     /\ cancelled \in BOOLEAN
     /\ sd \in {"Serving", "Cancelled", "Drained", "ClosedAll", "Returned"}
     /\ closing \subseteq Conns
-    /\ sdCur \in Conns \cup {NoConn}
 
 Init ==
     /\ table = {} /\ closed = FALSE /\ counter = 0 /\ maxOffset = 0
@@ -135,14 +152,15 @@ Init ==
     /\ task = [c \in Conns |-> [t \in Tasks |-> "Idle"]]
     /\ stop = [c \in Conns |-> FALSE]
     /\ peer = [c \in Conns |-> "None"]
-    /\ cur = NoConn /\ acceptClose = "No" /\ acceptLoop = "Running" /\ map = {}
-    /\ cancelled = FALSE /\ sd = "Serving" /\ closing = {} /\ sdCur = NoConn
+    /\ cur = NoConn /\ acceptLoop = "Running"
+    /\ slot = [c \in Conns |-> "No"]
+    /\ cancelled = FALSE /\ sd = "Serving" /\ closing = {}
 
 \* Removing rows (HaRegistry::deregister, idempotent; close_all). The row's ack goes with it.
-\* In our order a row is never added back and its connection's tasks have been told to stop or
-\* will be, so the link's fields no longer matter to any invariant: they are reset with the
-\* row to keep TLC's state space small (see Report for what a report does after that).
-\* Upstream's connection keeps its fields (addConnection may come after the reports).
+\* In our order a row is never added back and its connection's tasks have been told to stop
+\* (the removal raised the signal), so the link's fields no longer matter to any invariant: they
+\* are reset with the row to keep TLC's state space small (see Report for what a report does
+\* after that). Upstream's connection keeps its fields (addConnection may come after the reports).
 RemoveRows(S) ==
     /\ table' = table \ S
     /\ IF UpstreamOrder
@@ -151,13 +169,31 @@ RemoveRows(S) ==
               /\ sent' = [c \in Conns |-> IF c \in S THEN 0 ELSE sent[c]]
               /\ ackHigh' = [c \in Conns |-> IF c \in S THEN None ELSE ackHigh[c]]
 
+\* HaRegistry::deregister(c): raises the row's stop signal and removes the row, in one critical
+\* section of the table; a no-op if the row is gone (whoever removed it raised the signal).
+\* RemoveWithoutStop: removes the row only. (A task's end, EndTask, spells it out with Reap.)
+Deregister(c) ==
+    /\ RemoveRows({c})
+    /\ stop' = IF c \in table /\ ~RemoveWithoutStop THEN [stop EXCEPT ![c] = TRUE] ELSE stop
+
+\* Deregister, then the drop of the HaConnection<Running> state (Drop for state::Running: stop,
+\* abort both tasks): HaConnection<Running>::close, and the drop of a Running handle. The drop's
+\* stop() comes right after the deregister in the same thread, with no await point; merged, so
+\* the signal is raised even under RemoveWithoutStop (whose removal without stop this merge
+\* hides here; the fault is caught where it is not followed by a stop: a task's end, and the
+\* close of a refused Registered handle). The aborts make the tasks' StopSeen happen sooner.
+CloseRunning(c) ==
+    /\ RemoveRows({c})
+    /\ stop' = [stop EXCEPT ![c] = TRUE]
+
 LinkVars == <<ack, sent, ackHigh>>
 
 -----------------------------------------------------------------------------
 (* The environment: peers and the log *)
 
-\* A peer connects and the accept loop's `listener.accept()` returns it (net/ha.rs accept_loop).
-\* tokio::select! is not biased, so even after cancel the loop may take more accepts.
+\* A peer connects and the accept loop's `listener.accept()` returns it (net/ha.rs accept_loop,
+\* which hands it to HaAcceptor::accept). tokio::select! is not biased, so even after cancel
+\* the loop may take more accepts.
 \* Upstream: `new DefaultHAConnection(sc)` increments connectionCount in its constructor.
 Accept(c) ==
     /\ acceptLoop = "Running" /\ cur = NoConn /\ phase[c] = "Free"
@@ -166,23 +202,25 @@ Accept(c) ==
     /\ peer' = [peer EXCEPT ![c] = "Open"]
     /\ cur' = c
     /\ counter' = IF UpstreamOrder THEN counter + 1 ELSE counter
-    /\ UNCHANGED <<table, closed, maxOffset, LinkVars, task, stop, acceptClose, acceptLoop,
-                   map, cancelled, sd, closing, sdCur>>
+    /\ UNCHANGED <<table, closed, maxOffset, LinkVars, task, stop, acceptLoop, slot,
+                   cancelled, sd, closing>>
 
 \* HaMaster::append: the log grows.
 Append ==
     /\ maxOffset < MaxOffset
     /\ maxOffset' = maxOffset + 1
     /\ UNCHANGED <<table, closed, counter, LinkVars, phase, task, stop, peer,
-                   cur, acceptClose, acceptLoop, map, cancelled, sd, closing, sdCur>>
+                   cur, acceptLoop, slot, cancelled, sd, closing>>
 
 -----------------------------------------------------------------------------
-(* The accept loop: Register -> Spawn -> Insert, one connection at a time *)
+(* HaAcceptor::accept: Register -> Begin -> SpawnReader -> SpawnWriter -> OpenGate -> Store, *)
+(* one connection at a time (the accept loop calls it, synchronously, between its selects).  *)
 
-\* HaConnection<Init>::register -> HaRegistry::register (one table critical section).
-\* Refused after close_all: HaRegisterFailed hands the connection back and the loop closes it
-\* (HaConnection<Init>::close, CloseReason::Rejected); the socket is dropped.
-\* The MasterLink is created right after (ack None, next = the log's min offset, 0 here).
+\* HaConnection<Init>::register -> HaRegistry::register (one table critical section); the row
+\* holds the connection's StopSignal. Refused after close_all: HaRegisterFailed hands the
+\* connection back and HaAcceptor::accept closes it (HaConnection<Init>::close,
+\* CloseReason::Rejected); the socket is dropped.
+\* (net/ha.rs creates the MasterLink just before: ack None, next = the log's min offset, 0 here.)
 \* Upstream order: this is `addConnection(conn)`, which runs AFTER `conn.start()` and has no
 \* closed check.
 Register(c) ==
@@ -194,116 +232,186 @@ Register(c) ==
               /\ UNCHANGED <<phase, peer>>
          ELSE /\ phase[c] = "Init"
               /\ IF closed
-                   THEN /\ phase' = [phase EXCEPT ![c] = "Closed"]
+                   THEN /\ phase' = [phase EXCEPT ![c] = "Refused"]
                         /\ peer' = [peer EXCEPT ![c] = "Closed"]
                         /\ cur' = NoConn
                         /\ UNCHANGED table
                    ELSE /\ table' = table \cup {c}
                         /\ phase' = [phase EXCEPT ![c] = "Registered"]
                         /\ UNCHANGED <<cur, peer>>
-    /\ UNCHANGED <<closed, counter, maxOffset, LinkVars, task, stop, acceptClose, acceptLoop,
-                   map, cancelled, sd, closing, sdCur>>
+    /\ UNCHANGED <<closed, counter, maxOffset, LinkVars, task, stop, acceptLoop, slot,
+                   cancelled, sd, closing>>
 
-\* HaConnection<Registered>::spawn: start the reader and the writer (each wrapped by `guarded`).
-\* Upstream order: `conn.start()` straight from the constructor, before any add.
-Spawn(c) ==
-    /\ cur = c
-    /\ phase[c] = IF UpstreamOrder THEN "Init" ELSE "Registered"
-    /\ phase' = [phase EXCEPT ![c] = "Running"]
-    /\ task' = [task EXCEPT ![c] = [t \in Tasks |-> "Running"]]
-    /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, stop, peer,
-                   cur, acceptClose, acceptLoop, map, cancelled, sd, closing, sdCur>>
-
-\* accept_loop: `let mut open = connections.lock(); if cancel.is_cancelled() { drop(open);
-\* running.close(Shutdown) } else { open.insert(id, running) }` -- one critical section of the
-\* map. Shutdown cancels before it drains the map under the same lock, so a connection is either
-\* stored before the drain (and closed by shutdown) or closed here (CloseStop/CloseDeregister).
-\* OldShutdown: the loop inserted unconditionally.
-Insert(c) ==
+\* HaAcceptor::start -> Slots::begin(id): under the slots' lock, open the connection's slot
+\* (None), unless shutdown began (Slots.shut_down): then HaAcceptor::start closes the Registered
+\* handle (HaConnection<Registered>::close -> Registration::close -> HaRegistry::deregister;
+\* the socket is dropped) and returns ShuttingDown.
+\* The refusal and the close are merged: the refusal changes nothing shared and shut_down never
+\* goes back, so it can be moved forward to the close, a table critical section. No Running
+\* state is dropped here: under RemoveWithoutStop nothing raises this connection's signal.
+Begin(c) ==
     /\ ~UpstreamOrder
-    /\ cur = c /\ phase[c] = "Running" /\ acceptClose = "No"
-    /\ IF cancelled /\ ~OldShutdown
-         THEN /\ acceptClose' = "Stop"
-              /\ UNCHANGED <<map, cur>>
-         ELSE /\ map' = map \cup {c}
+    /\ cur = c /\ phase[c] = "Registered"
+    /\ IF ShutDown
+         THEN /\ Deregister(c)
+              /\ phase' = [phase EXCEPT ![c] = "Closed"]
+              /\ peer' = [peer EXCEPT ![c] = "Closed"]
               /\ cur' = NoConn
-              /\ UNCHANGED acceptClose
-    /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, phase, task, stop, peer,
-                   acceptLoop, cancelled, sd, closing, sdCur>>
+              /\ UNCHANGED slot
+         ELSE /\ slot' = [slot EXCEPT ![c] = "Open"]
+              /\ phase' = [phase EXCEPT ![c] = "Starting"]
+              /\ UNCHANGED <<table, LinkVars, stop, peer, cur>>
+    /\ UNCHANGED <<closed, counter, maxOffset, task, acceptLoop, cancelled, sd, closing>>
 
-\* accept_loop's reap branch: a task that returned sent its id (`s1.reap.send(ctx.id)` in
-\* net/ha.rs); the loop does `connections.lock().remove(&id)` and drops the shell. Dropping an
-\* HaConnection<Running> raises the stop signal, aborts both tasks, then its Registration
-\* deregisters. Merged into one step (map lock, stop, deregister): the model's Reap comes after
-\* the ended task raised the stop signal, so the drop's stop() changes nothing, and between the
-\* map removal and the deregister the state (stop raised, row present, not in the map) is
-\* allowed by every invariant; abort only makes the tasks' StopSeen happen sooner.
-\* Abstractions: the pending message is "some task of c has ended"; in the Rust the message is
-\* sent before `guarded` raises the stop signal (README Findings 4), and a task that panics
-\* sends none (Findings 3).
-Reap(c) ==
+\* HaConnection<Registered>::spawn, first spawn: `start` builds both futures (each wrapped by
+\* `reaped`, which holds the connection's Reaper), `mark_started` (a table critical section that
+\* only housekeeping reads, not modelled), then `spawner.spawn(gated(go, .., reader))`. The task
+\* exists but waits at its Gate until `go` opens.
+\* Upstream order: `conn.start()` straight from the constructor, before any add; its threads
+\* run at once (no gate): the reader thread, then (SpawnWriter) the writer thread.
+SpawnReader(c) ==
+    /\ cur = c
+    /\ phase[c] = IF UpstreamOrder THEN "Init" ELSE "Starting"
+    /\ phase' = [phase EXCEPT ![c] = "Spawning"]
+    /\ task' = [task EXCEPT ![c]["reader"] = IF UpstreamOrder THEN "Running" ELSE "Gated"]
+    /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, stop, peer,
+                   cur, acceptLoop, slot, cancelled, sd, closing>>
+
+\* spawn, second spawn: `spawner.spawn(gated(go, .., writer))`. The window between the two spawns
+\* is the state "Spawning": the reader task exists, the writer does not.
+SpawnWriter(c) ==
+    /\ cur = c /\ phase[c] = "Spawning"
+    /\ phase' = [phase EXCEPT ![c] = IF UpstreamOrder THEN "Running" ELSE "Spawned"]
+    /\ task' = [task EXCEPT ![c]["writer"] = IF UpstreamOrder THEN "Running" ELSE "Gated"]
+    /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, stop, peer,
+                   cur, acceptLoop, slot, cancelled, sd, closing>>
+
+\* spawn's end: `armed.disarm()`, then `go.stop()` opens the gate; spawn returns the
+\* HaConnection<Running>. Merged with each gated task's pass through its Gate: the Gate polls
+\* the connection's stop signal first, so a task passes (Running) only if the signal is not
+\* raised, and otherwise stays Gated and exits (StopSeen) without running its future. Moving a
+\* task's pass forward to the opening is sound: a pass reads `go` and `stop`, and a stop raised
+\* in between would only make that task exit, which the Running task still does (StopSeen),
+\* possibly after more steps of its own: a superset.
+OpenGate(c) ==
     /\ ~UpstreamOrder
-    /\ acceptLoop = "Running" /\ cur = NoConn /\ c \in map
-    /\ \E t \in Tasks : task[c][t] \in {"Exiting", "Done"}
-    /\ map' = map \ {c}
-    /\ stop' = [stop EXCEPT ![c] = TRUE]
-    /\ RemoveRows({c})
-    /\ phase' = [phase EXCEPT ![c] = "Closed"]
-    /\ UNCHANGED <<closed, counter, maxOffset, task, peer, cur, acceptClose,
-                   acceptLoop, cancelled, sd, closing, sdCur>>
+    /\ cur = c /\ phase[c] = "Spawned"
+    /\ phase' = [phase EXCEPT ![c] = "Running"]
+    /\ task' = [task EXCEPT ![c] = [t \in Tasks |->
+                   IF @[t] = "Gated" /\ ~stop[c] THEN "Running" ELSE @[t]]]
+    /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, stop, peer,
+                   cur, acceptLoop, slot, cancelled, sd, closing>>
 
-\* The select sees the cancellation and breaks (dropping the reap receiver).
+\* A panic anywhere in spawn (in `start`, or in the spawner on either task, before or after it
+\* started that task): unwinding drops `Armed` (raises the stop signal, aborts the tasks it
+\* holds), then the Registration (HaRegistry::deregister). One step: the signal is raised first,
+\* and a raised signal with the row still present is allowed by every invariant. The gated tasks
+\* that exist never pass their Gate (the signal is raised) and exit; the last of them drops the
+\* Reaper (Reap), or the unwinding does (with the closure or the writer's future) if no task is
+\* alive. The panic propagates out of HaAcceptor::accept; the model lets the accept loop go on (a
+\* caller that catches it, as tests/spawn_panics.rs does; net/ha.rs's accept-loop task would end
+\* instead, which only removes behaviours: no further accepts). No fairness: a panic may or may
+\* not happen.
+SpawnPanics(c) ==
+    /\ ~UpstreamOrder
+    /\ cur = c /\ phase[c] \in {"Starting", "Spawning", "Spawned"}
+    /\ phase' = [phase EXCEPT ![c] = "Panicked"]
+    /\ CloseRunning(c)
+    /\ IF AnyAlive(c)
+         THEN UNCHANGED <<slot, peer>>
+         ELSE /\ slot' = [slot EXCEPT ![c] = "No"]           \* the last holder: Reap
+              /\ peer' = [peer EXCEPT ![c] = "Closed"]
+    /\ cur' = NoConn
+    /\ UNCHANGED <<closed, counter, maxOffset, task, acceptLoop, cancelled, sd, closing>>
+
+\* HaAcceptor::start -> Slots::store(id, running): under the slots' lock, put the handle in its
+\* open slot. If the slot is gone (its tasks already ended and the Reaper took it, or
+\* Slots::drain took it), the handle is handed back and closed here: `late.close(Shutdown)`
+\* (HaConnection<Running>::close: deregister, then the drop's stop and aborts). The miss and
+\* the close are merged (the miss changes nothing shared, and a slot once gone never comes
+\* back for this id).
+Store(c) ==
+    /\ ~UpstreamOrder
+    /\ cur = c /\ phase[c] = "Running"
+    /\ IF slot[c] = "Open"
+         THEN /\ slot' = [slot EXCEPT ![c] = "Held"]
+              /\ UNCHANGED <<table, LinkVars, stop, phase>>
+         ELSE /\ CloseRunning(c)
+              /\ phase' = [phase EXCEPT ![c] = "Closed"]
+              /\ UNCHANGED slot
+    /\ cur' = NoConn
+    /\ UNCHANGED <<closed, counter, maxOffset, task, peer, acceptLoop, cancelled, sd,
+                   closing>>
+
+\* The accept loop's select sees the cancellation and breaks.
 AcceptLoopExit ==
     /\ acceptLoop = "Running" /\ cancelled /\ cur = NoConn
     /\ acceptLoop' = "Exited"
     /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, phase, task, stop, peer,
-                   cur, acceptClose, map, cancelled, sd, closing, sdCur>>
+                   cur, slot, cancelled, sd, closing>>
 
------------------------------------------------------------------------------------------------------------------------------------------------------
-(* The connection's tasks (net/ha.rs read_reports / write_transfers inside `guarded`) *)
+-----------------------------------------------------------------------------
+(* The connection's tasks (net/ha.rs read_reports / write_transfers inside `gated`) *)
 
-\* `guarded`'s exit, second half: `exit.registration.close(&reason)` -> HaRegistry::deregister
-\* (idempotent, one critical section of the table); then the future completes and is dropped
-\* (Tracked::drop decrements the TaskGauge), merged, as nothing observes the difference. When
-\* the second task is done, both socket halves are dropped, so the peer sees the close (or had
-\* closed: eof). Upstream: removeConnection(conn); only the reader decrements connectionCount.
-Finish(c, t, eof) ==
-    /\ task' = [task EXCEPT ![c][t] = "Done"]
-    /\ RemoveRows({c})
-    /\ counter' = IF UpstreamOrder /\ t = "reader" THEN counter - 1 ELSE counter
-    /\ peer' = IF eof \/ \A u \in Tasks \ {t} : task[c][u] = "Done"
-                 THEN [peer EXCEPT ![c] = "Closed"] ELSE peer
+\* The connection's Reaper (and its socket halves) are held by the spawn closure, then by the two
+\* task futures (`reaped`; the reader's and the writer's half of the socket likewise). When task
+\* t ends, it is the last holder if the other task is done, or was never spawned and never will
+\* be (spawn panicked first). While spawn is between its two spawns, it holds the writer's.
+LastHolder(c, t) ==
+    LET u == CHOOSE x \in Tasks : x /= t IN
+    \/ task[c][u] = "Done"
+    \/ task[c][u] = "Idle" /\ phase[c] = "Panicked"
 
-\* A task's future returns (or unwinds, or is aborted): `guarded` (or ExitGuard::drop) raises
-\* the stop signal, then deregisters. Merged with the return: between "returned" and "stop
-\* raised" the task takes no lock (see README Findings 4 for its reap message).
-\* If the signal was already raised, StopSignal::stop is one atomic swap that changes nothing,
-\* so the task's end has one critical section, the deregister, and is one step (Finish).
-\* Otherwise it raises the signal (its waiters' lock) and the deregister is a later step
-\* (Deregister); "Exiting" is that window: stop raised, row not yet removed.
-\* Upstream: state = SHUTDOWN, makeStop() on itself and on the other thread, removeConnection.
+\* Reaper::drop, when its last holder goes: Slots::take removes the connection's slot (it is
+\* gone already if Slots::drain took it) and drops the handle if one was stored (Drop for
+\* state::Running: stop, abort; its Registration then deregisters: no-ops here, as the ending
+\* task's own deregister did both; under RemoveWithoutStop this stop is the one that counts).
+\* One-shot, as in the Rust: a slot gone before Store is never taken again, so Store must close
+\* the handle it gets back. Part of the step that drops the last holder (EndTask, SpawnPanics).
+Reap(c) ==
+    /\ slot' = [slot EXCEPT ![c] = "No"]
+    /\ phase' = IF slot[c] = "Held" THEN [phase EXCEPT ![c] = "Closed"] ELSE phase
+
+\* A task's future returns (or unwinds, or is aborted, or its Gate refused it): `gated` calls
+\* `exit.close(&reason)` (or the Registration's drop does) -> HaRegistry::deregister, which
+\* raises the stop signal and removes the row in one critical section (a no-op if another path
+\* removed it); then the future completes and is dropped (the TaskGauge is decremented). If it
+\* was the last holder, the Reaper's drop (Reap) runs in the same poll, just before the
+\* deregister (a returning task: `reaped` drops its Reaper first) or just after it (a task
+\* dropped or refused by its Gate), with no await point in between. One step: between those
+\* critical sections another thread finds the slot gone or the row gone, and every path that
+\* acts on either (Store's miss, Drain, CloseAll, a close) raises the stop signal first and is
+\* idempotent, so the end states are those of the merged step. When the last holder goes, both
+\* socket halves are gone, so the peer sees the close (or had closed: eof).
+\* Upstream: state = SHUTDOWN, makeStop() on itself and on the other thread, removeConnection
+\* (merged; only the reader decrements connectionCount); no Reaper, no slots.
 EndTask(c, t, eof) ==
-    IF stop[c]
-      THEN /\ Finish(c, t, eof)
-           /\ UNCHANGED stop
-      ELSE /\ task' = [task EXCEPT ![c][t] = "Exiting"]
-           /\ stop' = [stop EXCEPT ![c] = TRUE]
-           /\ peer' = IF eof THEN [peer EXCEPT ![c] = "Closed"] ELSE peer
-           /\ UNCHANGED <<table, counter, LinkVars>>
+    /\ task' = [task EXCEPT ![c][t] = "Done"]
+    /\ IF UpstreamOrder
+         THEN /\ RemoveRows({c})
+              /\ stop' = [stop EXCEPT ![c] = TRUE]
+              /\ UNCHANGED <<slot, phase>>
+         ELSE /\ RemoveRows({c})
+              /\ stop' = IF \/ c \in table /\ ~RemoveWithoutStop       \* Deregister(c)
+                            \/ LastHolder(c, t) /\ slot[c] = "Held"      \* Reap's drop
+                           THEN [stop EXCEPT ![c] = TRUE] ELSE stop
+              /\ IF LastHolder(c, t) THEN Reap(c) ELSE UNCHANGED <<slot, phase>>
+    /\ counter' = IF UpstreamOrder /\ t = "reader" THEN counter - 1 ELSE counter
+    /\ peer' = IF eof \/ LastHolder(c, t) THEN [peer EXCEPT ![c] = "Closed"] ELSE peer
 
-\* Everything but the task's own variables (task, stop, peer, table, counter, the link).
-TaskUnchanged == UNCHANGED <<closed, maxOffset, phase, cur, acceptClose, acceptLoop, map,
-                             cancelled, sd, closing, sdCur>>
+\* Everything but the task's own variables (task, stop, peer, table, counter, the link) and what
+\* its end may reap (slot, phase).
+TaskUnchanged == UNCHANGED <<closed, maxOffset, cur, acceptLoop, cancelled, sd, closing>>
 
 \* The peer closes (a slave going away, or a health check that connects and closes at once)
 \* and the reader's read returns Ok(0): CloseReason::PeerClosed.
 \* Merged into one step, and only while the reader runs. This is a reduction, sound for every
 \* property checked here: the close only matters to the reader (it ends it, and stops reports
 \* and idle timeouts on that socket), no invariant reads `peer`, and every other step commutes
-\* with it. So a close that comes earlier (right after Accept, before Register or Spawn, or
-\* while the reader is busy) is the same behaviour with the close moved to the moment the
+\* with it. So a close that comes earlier (right after Accept, before Register or the spawns,
+\* or while the reader is busy) is the same behaviour with the close moved to the moment the
 \* reader sees EOF, and a close after the reader ended changes nothing before the last task's
-\* Deregister drops the socket anyway. The probe that connects and closes at once is therefore
+\* end drops the socket anyway. The probe that connects and closes at once is therefore
 \* Accept, then this step as soon as the reader runs (upstream: before addConnection).
 PeerClose(c) ==
     /\ task[c]["reader"] = "Running" /\ peer[c] = "Open"
@@ -311,8 +419,8 @@ PeerClose(c) ==
     /\ TaskUnchanged
 
 \* The reader decodes an 8-byte report o: MasterLink::handle_bytes -> check_report, then
-\* drain_events records a valid one with HaRegistry::record_ack, all under the link's lock:
-\* one step. check_report accepts o only if
+\* HaTaskContext::apply_link_events records a valid one with HaRegistry::record_ack, all under
+\* the link's lock: one step. check_report accepts o only if
 \*   0 <= o <= the master's max offset, and, once the link has an ack,
 \*   o >= that ack (never backwards) and o <= next (at most what was sent);
 \* the first valid report sets next = o. Anything else (a health check's text, a bogus or
@@ -338,7 +446,7 @@ Report(c, o) ==
               /\ sent' = IF ack[c] = None /\ ~UpstreamAcks
                            THEN [sent EXCEPT ![c] = o] ELSE sent
               /\ ackHigh' = [ackHigh EXCEPT ![c] = Max(@, o)]
-              /\ UNCHANGED <<task, stop, peer, table, counter>>
+              /\ UNCHANGED <<task, stop, peer, table, counter, slot, phase>>
          ELSE EndTask(c, "reader", FALSE)
     /\ TaskUnchanged
 
@@ -352,7 +460,7 @@ Transfer(c) ==
     /\ ack[c] /= None /\ sent[c] < maxOffset
     /\ \E n \in sent[c] + 1 .. maxOffset : sent' = [sent EXCEPT ![c] = n]
     /\ UNCHANGED <<table, closed, counter, maxOffset, ack, ackHigh, phase, task, stop, peer,
-                   cur, acceptClose, acceptLoop, map, cancelled, sd, closing, sdCur>>
+                   cur, acceptLoop, slot, cancelled, sd, closing>>
 
 \* MasterLink's housekeeping: nothing valid read for housekeeping_ms. Either task may be the
 \* one that drains the Closed(Idle) event (both call handle_timeout). CloseReason::IdleTimeout.
@@ -362,30 +470,25 @@ IdleTimeout(c, t) ==
     /\ TaskUnchanged
 
 \* An IO error (a write to a reset socket, a log read error: the task returns), or a panic
-\* (the future unwinds; ExitGuard::drop raises the stop signal and deregisters).
+\* (the future unwinds; the task's Registration is dropped, which deregisters).
 TaskFail(c, t) ==
     /\ task[c][t] = "Running"
     /\ EndTask(c, t, FALSE)
     /\ TaskUnchanged
 
-\* The task's select sees `ctx.stop.stopped()` (or it was aborted at an await point; the
-\* abort drops the future, and ExitGuard::drop runs the same exit). CloseReason::Shutdown.
-\* The signal is raised, so this is EndTask's one-step case.
+\* The task sees its stop signal: the `ctx.stopped()` arms of read_reports / write_transfers
+\* (CloseReason::Shutdown), a Gate that finds the signal raised (`exit.close(Shutdown)`, the
+\* future never runs), or an abort at an await point (the future is dropped, and the
+\* Registration's drop deregisters). Every abort in the Rust comes after the signal was raised
+\* (Drop for state::Running, Armed::drop).
 StopSeen(c, t) ==
-    /\ task[c][t] = "Running" /\ stop[c]
+    /\ Alive(c, t) /\ stop[c]
     /\ EndTask(c, t, FALSE)
     /\ TaskUnchanged
 
-\* The deregister of a task whose end raised the stop signal (EndTask's two-step case).
-Deregister(c, t) ==
-    /\ task[c][t] = "Exiting"
-    /\ Finish(c, t, FALSE)
-    /\ UNCHANGED stop
-    /\ TaskUnchanged
-
------
-(* HaMaster::shutdown: cancel; drain the map; close each; close_all; wait; drop.           *)
-(* OldShutdown: cancel; close_all; drain the map; close each; wait; drop.                  *)
+-----------------------------------------------------------------------------
+(* HaMaster::shutdown: cancel; HaAcceptor::shutdown (Slots::drain, close each taken handle, *)
+(* close_all); wait; return.                                                               *)
 
 \* `self.cancel.cancel()`.
 \* Upstream (merged, taken while the accept thread is at rest: acceptSocketService.shutdown
@@ -402,115 +505,73 @@ Cancel ==
               /\ sd' = "ClosedAll"
          ELSE /\ sd' = "Cancelled"
               /\ UNCHANGED <<table, closed, stop, LinkVars>>
-    /\ UNCHANGED <<counter, maxOffset, phase, task, peer, cur, acceptClose,
-                   acceptLoop, map, closing, sdCur>>
+    /\ UNCHANGED <<counter, maxOffset, phase, task, peer, cur, acceptLoop, slot, closing>>
 
-\* `self.connections.lock().drain()` (one critical section of the map), collected into `open`.
+\* HaAcceptor::shutdown -> Slots::drain: in one critical section of the slots, set shut_down
+\* (no slot opens from now on: Begin refuses) and take every slot; the stored handles are to be
+\* closed, the open ones (None: their accept is still starting them) are left to that accept,
+\* whose Store now misses and closes its handle.
 Drain ==
     /\ ~UpstreamOrder
-    /\ sd = IF OldShutdown THEN "ClosedAll" ELSE "Cancelled"
-    /\ closing' = map
-    /\ map' = {}
+    /\ sd = "Cancelled"
+    /\ closing' = {c \in Conns : slot[c] = "Held"}
+    /\ slot' = [c \in Conns |-> "No"]
     /\ sd' = "Drained"
     /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, phase, task, stop, peer,
-                   cur, acceptClose, acceptLoop, cancelled, sdCur>>
+                   cur, acceptLoop, cancelled>>
 
-\* HaConnection<Running>::close(Shutdown), first step: `self.state.stop.stop()`. Called by
-\* shutdown's `for connection in open` (one connection at a time, in the map's order) and by the
-\* accept loop for a connection it set up after the token was cancelled. If the signal is
-\* already raised (a task ended), stop() is one atomic swap that changes nothing: the close is
-\* then its deregister alone (CloseDeregister takes the connection directly).
-ShutdownPicks(c) == sd = "Drained" /\ sdCur = NoConn /\ c \in closing
-
-CloseStop(c) ==
-    /\ ~stop[c]
-    /\ \/ /\ ShutdownPicks(c)
-          /\ closing' = closing \ {c}
-          /\ sdCur' = c
-          /\ UNCHANGED acceptClose
-       \/ /\ c = cur /\ acceptClose = "Stop"
-          /\ acceptClose' = "Deregister"
-          /\ UNCHANGED <<closing, sdCur>>
-    /\ stop' = [stop EXCEPT ![c] = TRUE]
-    /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, phase, task, peer,
-                   cur, acceptLoop, map, cancelled, sd>>
-
-\* HaConnection<Running>::close, second step: `self.state.registration.close(&reason)` ->
-\* HaRegistry::deregister (a no-op if a task or close_all removed the row); then the
-\* Running state is dropped, which aborts both tasks (their StopSeen, as the stop signal is
-\* raised). The accept loop then returns to its select.
-CloseDeregister(c) ==
-    /\ \/ /\ c = sdCur
-          /\ sdCur' = NoConn
-          /\ UNCHANGED <<closing, cur, acceptClose>>
-       \/ /\ ShutdownPicks(c) /\ stop[c]
-          /\ closing' = closing \ {c}
-          /\ UNCHANGED <<sdCur, cur, acceptClose>>
-       \/ /\ c = cur
-          /\ acceptClose = "Deregister" \/ (acceptClose = "Stop" /\ stop[c])
-          /\ cur' = NoConn
-          /\ acceptClose' = "No"
-          /\ UNCHANGED <<closing, sdCur>>
-    /\ RemoveRows({c})
+\* HaAcceptor::shutdown's `for connection in open { connection.close(Shutdown) }`, one handle
+\* at a time (the model takes them in any order): HaConnection<Running>::close, deregister (stop
+\* first) then the drop's stop and aborts (CloseRunning).
+CloseConnection(c) ==
+    /\ sd = "Drained" /\ c \in closing
+    /\ closing' = closing \ {c}
+    /\ CloseRunning(c)
     /\ phase' = [phase EXCEPT ![c] = "Closed"]
-    /\ UNCHANGED <<closed, counter, maxOffset, task, stop, peer, acceptLoop, map,
-                   cancelled, sd>>
+    /\ UNCHANGED <<closed, counter, maxOffset, task, peer, cur, acceptLoop, slot, cancelled,
+                   sd>>
 
-\* HaRegistry::close_all: refuse new registrations and remove every row, atomically (one
-\* critical section of the table). It does not raise any stop signal. Now it runs after every
-\* drained connection was closed; OldShutdown ran it straight after cancel.
+\* HaAcceptor::shutdown, last: HaRegistry::close_all. In one critical section of the table: set
+\* `closed` (register refuses from now on), raise every row's stop signal and remove every row.
+\* It catches the connection an accept registered before it and has not stored yet (and a
+\* Registered handle leaked by its owner). Raised even under RemoveWithoutStop, as in the Rust.
 CloseAll ==
     /\ ~UpstreamOrder
-    /\ IF OldShutdown
-         THEN sd = "Cancelled"
-         ELSE sd = "Drained" /\ closing = {} /\ sdCur = NoConn
+    /\ sd = "Drained" /\ closing = {}
     /\ closed' = TRUE
     /\ RemoveRows(table)
+    /\ stop' = [c \in Conns |-> stop[c] \/ c \in table]
     /\ sd' = "ClosedAll"
-    /\ UNCHANGED <<counter, maxOffset, phase, task, stop, peer, cur, acceptClose,
-                   acceptLoop, map, cancelled, closing, sdCur>>
+    /\ UNCHANGED <<counter, maxOffset, phase, task, peer, cur, acceptLoop, slot, cancelled,
+                   closing>>
 
 \* The grace wait ends (all tasks gone, or the deadline) and shutdown returns.
 ShutdownReturn ==
-    /\ IF OldShutdown
-         THEN sd = "Drained" /\ closing = {} /\ sdCur = NoConn
-         ELSE sd = "ClosedAll"
+    /\ sd = "ClosedAll"
     /\ sd' = "Returned"
     /\ UNCHANGED <<table, closed, counter, maxOffset, LinkVars, phase, task, stop, peer,
-                   cur, acceptClose, acceptLoop, map, cancelled, closing, sdCur>>
-
-\* The HaMaster value is dropped at the end of shutdown and the accept loop has dropped its
-\* clone of the `connections` Arc: anything still in the map is dropped (stop, abort,
-\* deregister), as in Reap. Only OldShutdown can leave anything there.
-DropMap ==
-    /\ sd = "Returned" /\ acceptLoop = "Exited" /\ map /= {}
-    /\ stop' = [c \in Conns |-> stop[c] \/ c \in map]
-    /\ RemoveRows(map)
-    /\ phase' = [c \in Conns |-> IF c \in map THEN "Closed" ELSE phase[c]]
-    /\ map' = {}
-    /\ UNCHANGED <<closed, counter, maxOffset, task, peer, cur, acceptClose,
-                   acceptLoop, cancelled, sd, closing, sdCur>>
+                   cur, acceptLoop, slot, cancelled, closing>>
 
 -----------------------------------------------------------------------------
 
 \* Everything has stopped: allowed to stutter, so that TLC's deadlock check flags any other
 \* state with no successor (a lifecycle stuck half-way).
 Terminated ==
-    /\ acceptLoop = "Exited" /\ sd = "Returned" /\ map = {} /\ cur = NoConn
-    /\ \A c \in Conns : ~AnyAlive(c) /\ peer[c] /= "Open"
+    /\ acceptLoop = "Exited" /\ sd = "Returned" /\ cur = NoConn
+    /\ \A c \in Conns : ~AnyAlive(c) /\ peer[c] /= "Open" /\ slot[c] = "No"
 
 \* The steps the server takes by itself (given weak fairness below).
 Server ==
-    \/ \E c \in Conns : \/ Register(c) \/ Spawn(c) \/ Insert(c) \/ Reap(c)
-                        \/ Transfer(c) \/ CloseStop(c) \/ CloseDeregister(c)
-                        \/ \E t \in Tasks : StopSeen(c, t) \/ Deregister(c, t)
-    \/ AcceptLoopExit \/ Drain \/ CloseAll \/ ShutdownReturn \/ DropMap
+    \/ \E c \in Conns : \/ Register(c) \/ Begin(c) \/ SpawnReader(c) \/ SpawnWriter(c)
+                        \/ OpenGate(c) \/ Store(c) \/ Transfer(c) \/ CloseConnection(c)
+                        \/ \E t \in Tasks : StopSeen(c, t)
+    \/ AcceptLoopExit \/ Drain \/ CloseAll \/ ShutdownReturn
 
 \* What peers, faults and the operator may do (no fairness).
 Environment ==
     \/ Append \/ Cancel
     \/ \E c \in Conns :
-         \/ Accept(c) \/ PeerClose(c)
+         \/ Accept(c) \/ PeerClose(c) \/ SpawnPanics(c)
          \/ \E o \in Offsets : Report(c, o)
          \/ \E t \in Tasks : IdleTimeout(c, t) \/ TaskFail(c, t)
 
@@ -524,27 +585,27 @@ Next == Server \/ Environment \/ (Terminated /\ UNCHANGED vars)
 Spec == Init /\ [][Next]_vars /\ WF_vars(Server)
 
 -----------------------------------------------------------------------------
-(* Invariants (names as in DESIGN.md and the Rust) *)
+(* Invariants (names as in docs/SPEC.md section 4 and the Rust) *)
 
-\* Shutdown has removed the connection's row (close_all) and will still raise its stop signal.
-\* Now: only the connection the accept loop is setting up when the token is cancelled can be in
-\* that window (close_all may run between its `register` and its look at the token; the loop
-\* then closes it). OldShutdown: shutdown still had the handle to drain or close.
-ShutdownWillStop(c) ==
-    IF OldShutdown
-      THEN (sd = "ClosedAll" /\ (c \in map \/ c = cur)) \/ c \in closing
-      ELSE c = cur /\ cancelled
-
-\* A running task's connection is in the table, or its stop signal is raised, or shutdown is
-\* about to raise it. (Without the last clause the invariant fails when close_all runs while
-\* the accept loop is between `register` and its look at the token: README Findings 2.)
+\* A connection's tasks run (or wait at their gate) only while its row is in the table or its
+\* stop signal is raised. This is the strict wording, with no exception for shutdown: every
+\* removal raises the signal first (StopBeforeRemove), close_all included.
 NoRunningUnregistered ==
-    \A c \in Conns, t \in Tasks :
-        Alive(c, t) => c \in table \/ stop[c] \/ ShutdownWillStop(c)
-
-\* The same, as DESIGN.md words it, without the shutdown clause. Not in any passing config.
-NoRunningUnregisteredStrict ==
     \A c \in Conns, t \in Tasks : Alive(c, t) => c \in table \/ stop[c]
+
+\* A connection whose row was added and is gone has its stop signal raised (our order; stop
+\* is never lowered, so this is "the signal was raised no later than the removal"): every
+\* removal (a task's end, a close, a drop, a refused slot, a panicking spawn, close_all) raises
+\* it in the same critical section or before. A connection that had a row is one past
+\* Init that register did not refuse.
+HadRow(c) == phase[c] \notin {"Free", "Init", "Refused"}
+StopBeforeRemove ==
+    \A c \in Conns : HadRow(c) /\ c \notin table => stop[c]
+
+\* Both tasks are started before either runs the connection's future, and a spawn that
+\* panicked runs neither (HaConnection<Registered>::spawn's gate; tests/spawn_panics.rs).
+SpawnAllOrNothing ==
+    \A c \in Conns, t \in Tasks : task[c][t] = "Running" => phase[c] \in {"Running", "Closed"}
 
 \* The count is the table's cardinality.
 CountIsTable == Count = Cardinality(table)
@@ -568,11 +629,9 @@ AckBounded ==
 NoDeadEntry ==
     \A c \in table : ~(task[c]["reader"] = "Done" /\ task[c]["writer"] = "Done")
 
-\* When shutdown returns, every task still alive has been told to stop, or is the accept
-\* loop's to close (shutdown's grace wait may end at its deadline while the loop is between
-\* `register` and its look at the token).
+\* When shutdown returns, every task still alive has been told to stop.
 ShutdownStopsEveryTask ==
-    sd = "Returned" => \A c \in Conns : AnyAlive(c) => stop[c] \/ ShutdownWillStop(c)
+    sd = "Returned" => \A c \in Conns : AnyAlive(c) => stop[c]
 
 \* A state constraint (HaConnection_acks.cfg): explore only until shutdown starts. The report
 \* rule is the link's own (MasterLink), switched on by the row and off by its removal; shutdown
@@ -584,10 +643,12 @@ BeforeShutdown == ~cancelled
 (* Temporal property *)
 
 NoPeerConnected == \A c \in Conns : peer[c] /= "Open"
-Clean           == table = {} /\ \A c \in Conns : ~AnyAlive(c)
+\* No row, no task alive, and the acceptor holds no slot.
+Clean           == table = {} /\ \A c \in Conns : ~AnyAlive(c) /\ slot[c] = "No"
 
 \* Once no peer is connected and no more accepts happen (a new accept opens a peer), the
-\* table eventually becomes empty and stays empty, and no task is alive.
+\* table eventually becomes empty and stays empty, no task is alive and the acceptor holds
+\* nothing.
 NoLeakAtQuiescence == (<>[]NoPeerConnected) => <>[]Clean
 
 =============================================================================
