@@ -483,8 +483,8 @@ impl StormPair {
                 i += 1;
             },
         );
-        drop(hb_ch);
         assert_eq!(ours.producer_group_count(), STORM_GROUPS + 1);
+        drop(hb_ch);
 
         let base = &tables.base;
         let hb_id = PROBE_IDS - 1;
