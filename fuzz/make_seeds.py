@@ -3,8 +3,8 @@
 
 The seeds are committed, so this is only needed to change them. Each seed of `remoting_frame` is
 one byte (the split point the property feeds the decoder at) followed by a byte stream of one
-or more frames; each seed of `heartbeat_json` is a HEART_BEAT body. Frames follow the fact sheet
-(rocketmq-facts.md section 3); bodies follow section 2.10.
+or more frames; each seed of `heartbeat_json` is a HEART_BEAT body. Frames follow the wire format
+of docs/SPEC.md section 5.1; bodies follow section 5.6.
 """
 
 import json

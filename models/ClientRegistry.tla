@@ -369,7 +369,7 @@ Spec == Init /\ [][Next]_vars
 Symmetry == Permutations(Channels) \cup Permutations(Groups)
 
 -----------------------------------------------------------------------------
-(* Invariants (names as in DESIGN.md and src/core/tables.rs check_invariants) *)
+(* Invariants (names as in docs/SPEC.md (section 4) and src/core/tables.rs check_invariants) *)
 
 \* No channel mutex is held: no operation that changes memberships is mid-flight.
 Quiescent == \A ch \in Channels : lock[ch] = "free"

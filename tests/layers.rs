@@ -1,4 +1,4 @@
-//! The layer rule of DESIGN.md, checked on the source tree: each layer names only what it may.
+//! The layer rule of docs/SPEC.md, checked on the source tree: each layer names only what it may.
 //! (`cargo check --no-default-features` separately proves L1-L3 build without tokio.)
 
 use std::path::{Path, PathBuf};

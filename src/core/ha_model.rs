@@ -15,7 +15,7 @@
 //! [`HaOp::Flush`]; the log starts at offset 0 (no segment was deleted).
 //!
 //! [`HaObserved::check_invariants`] and [`HaObserved::check_step`] state the invariants of
-//! DESIGN.md (`NoRunningUnregistered`, `CountIsTable`, `AckBounded`, ...) on an observation, so
+//! docs/SPEC.md (section 4) (`NoRunningUnregistered`, `CountIsTable`, `AckBounded`, ...) on an observation, so
 //! the same checks run on the model and on whatever a driver observes of the real code.
 
 use super::ha::HaState;

@@ -2,7 +2,7 @@
 //!
 //! [`ClientTables`] is what the concurrent `registry::ClientRegistry` must look like at every
 //! quiescent point (it produces one with `snapshot()`), and `check_invariants()` states the
-//! invariants of DESIGN.md on it. [`ClientModel`] applies [`ClientOp`]s to a `ClientTables`
+//! invariants of docs/SPEC.md (section 4) on it. [`ClientModel`] applies [`ClientOp`]s to a `ClientTables`
 //! sequentially with ordered maps and no cleverness: it is the oracle the property tests, the fuzz
 //! targets and the conformance traces compare the registry against. It is not fast and does not
 //! try to be.
@@ -75,10 +75,10 @@ pub struct ClientTables {
     pub clients: BTreeMap<String, BTreeSet<ChannelId>>,
 }
 
-/// An invariant of DESIGN.md that does not hold, with the offending detail.
+/// An invariant of docs/SPEC.md (section 4) that does not hold, with the offending detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant's name as in DESIGN.md and `models/`.
+    /// The invariant's name as in docs/SPEC.md (section 4) and `models/`.
     pub invariant: &'static str,
     /// What was found.
     pub detail: String,
