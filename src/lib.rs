@@ -20,9 +20,10 @@
 //! The registries' mutators are private to the crate: a connection enters, changes and leaves a
 //! table only through its lifecycle handle, which owns the connection's transport, so a row never
 //! outlives its connection and a connection never runs without its row. Ids cannot be made up
-//! outside the crate. The tokio accept loops of [`net`] and every harness (loom, shuttle, fuzz,
-//! the conformance vectors) drive the same [`lifecycle::HaAcceptor`] and
-//! [`lifecycle::ClientAcceptor`]. The planted defects those harnesses must catch are switches in
+//! outside the crate. The tokio accept loops of [`net`] run [`lifecycle::HaAcceptor`] and
+//! [`lifecycle::ClientAcceptor`]; the HA harnesses (loom, shuttle, fuzz, the conformance vectors)
+//! drive the same `HaAcceptor`, and the client harnesses the `ClientChannel` handles `ClientAcceptor`
+//! is built on. The planted defects those harnesses must catch are switches in
 //! the shipped code, compiled only with the `harness` feature (the crate's own tests turn it on);
 //! a broker's build has none of them.
 //!

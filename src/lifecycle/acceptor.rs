@@ -136,10 +136,6 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
     fn open(&self) -> usize {
         self.state.lock().open.len()
     }
-
-    fn is_shut_down(&self) -> bool {
-        self.state.lock().shut_down
-    }
 }
 
 /// Reaps a connection's slot once every task holding it is gone, however they ended.
@@ -343,11 +339,6 @@ impl<K: Kind, T: Send + 'static, S: Spawn> Acceptor<K, T, S> {
         }
         K::after_shutdown(&self.table);
         closed
-    }
-
-    /// True once `shutdown` began.
-    pub fn is_shut_down(&self) -> bool {
-        self.slots.is_shut_down()
     }
 
     /// Connections held (starting or running).

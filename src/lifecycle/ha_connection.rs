@@ -485,11 +485,6 @@ impl<T: Send + 'static> HaConnection<Running, T> {
         self.state.tasks.iter().all(|t| t.is_finished())
     }
 
-    /// True once the connection was told to stop (a task ended, the row went, or on close).
-    pub fn is_stopped(&self) -> bool {
-        self.state.stop.is_stopped()
-    }
-
     /// Removes the row (raising the stop signal first) and aborts both tasks, which drops the
     /// transport.
     pub fn close(mut self, reason: CloseReason) -> HaConnection<Closed, T> {

@@ -45,15 +45,18 @@ pub(crate) fn heartbeat(client: &str, producers: &[&str], consumers: &[&str]) ->
 }
 
 /// Closes a registered channel through its handle (`ClientChannel::close`, which consumes it).
-/// True if this call closed it, as the registry's own close used to answer: the channel was open
-/// in the registry just before and is closed just after. The thread that closes a channel owns
+/// True if this call removed it from the registry (`removed_entry`), as the registry's own close
+/// used to answer. The thread that closes a channel owns
 /// its `Registered` handle; the other threads act on it through `ChannelHandle` clones.
 pub(crate) fn close(channel: ClientChannel<Registered, ()>, reason: CloseReason) -> bool {
-    let handle = channel.handle();
-    let was_open = !handle.is_closed();
+    let (id, handle) = (channel.id(), channel.handle());
     let closed = channel.close(reason);
-    assert_eq!(closed.id(), Some(handle.id()));
-    was_open && handle.is_closed()
+    assert_eq!(closed.id(), Some(id));
+    assert!(
+        handle.is_closed(),
+        "{id} is closed after its handle's close"
+    );
+    closed.removed_entry()
 }
 
 /// A producer-only heartbeat.
