@@ -54,6 +54,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod core;
+mod io;
 pub mod lifecycle;
 pub mod phase;
 pub mod registry;

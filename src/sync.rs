@@ -74,10 +74,10 @@ pub type SharedStr = std::sync::Arc<str>;
 /// The hasher of the registry's tables of client-chosen keys (group names, client ids).
 ///
 /// Randomly seeded in production (client-chosen names must not be able to pick colliding
-/// hashes); fixed under loom and shuttle, where a replayed schedule must visit a channel's groups
-/// in the same order as the run that found it.
-#[cfg(not(any(rmq_loom, feature = "shuttle")))]
+/// hashes); fixed under loom, shuttle and the simulation, where a replayed schedule or seed must
+/// visit a channel's groups in the same order as the run that found it.
+#[cfg(not(any(rmq_loom, feature = "shuttle", feature = "sim")))]
 pub(crate) type HashState = foldhash::fast::RandomState;
 /// See the std arm.
-#[cfg(any(rmq_loom, feature = "shuttle"))]
+#[cfg(any(rmq_loom, feature = "shuttle", feature = "sim"))]
 pub(crate) type HashState = foldhash::fast::FixedState;

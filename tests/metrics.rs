@@ -89,7 +89,7 @@ async fn client_figures_are_true_at_every_scrape() {
         .unwrap();
     let sources = Sources {
         registry,
-        tasks,
+        tasks: vec![tasks],
         remoting: Some(server.stats().clone()),
         ha: None,
     };
@@ -152,7 +152,7 @@ async fn a_slaves_series_goes_with_its_connection() {
         .unwrap();
     let sources = Sources {
         registry: Arc::new(ClientRegistry::default()),
-        tasks,
+        tasks: vec![tasks],
         remoting: None,
         ha: Some((master.registry().clone(), log)),
     };

@@ -3,20 +3,15 @@
 use clap::Args;
 use rmq_lifecycle::core::ClientRules;
 use rmq_lifecycle::core::ha::HaConfig;
-use rmq_lifecycle::lifecycle::TaskGauge;
-use rmq_lifecycle::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
-use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
-use rmq_lifecycle::net::{Clock, metrics};
-use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
-use rmq_lifecycle::store::{CommitLog, DEFAULT_SEGMENT_SIZE, FlushPolicy, StoreConfig};
+use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
+use rmq_lifecycle::net::remoting::RemotingConfig;
+use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
+use rmq_lifecycle::registry::RegistryConfig;
+use rmq_lifecycle::store::{DEFAULT_SEGMENT_SIZE, FlushPolicy, StoreConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Client-management listener (HEART_BEAT, UNREGISTER_CLIENT, CHECK_CLIENT_CONFIG).
@@ -69,7 +64,7 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn open(&self) -> Result<Arc<CommitLog>, String> {
+    fn config(&self) -> Result<StoreConfig, String> {
         let dir = match &self.store {
             Some(dir) => dir.clone(),
             None => {
@@ -83,15 +78,11 @@ impl StoreArgs {
         } else {
             FlushPolicy::Manual
         };
-        let config = StoreConfig {
-            dir: dir.clone(),
+        Ok(StoreConfig {
+            dir,
             segment_size: self.segment_size,
             flush,
-        };
-        let log = CommitLog::open(config)
-            .map_err(|e| format!("cannot open the commit log in {}: {e}", dir.display()))?;
-        tracing::info!(dir = %dir.display(), min = log.min_offset(), max = log.max_offset(), "commit log recovered");
-        Ok(Arc::new(log))
+        })
     }
 
     fn ha_config(&self) -> HaConfig {
@@ -130,18 +121,16 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     block_on(serve(args))
 }
 
+/// How long shutdown waits for each component's tasks.
+const GRACE: Duration = Duration::from_secs(10);
+
 async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     let rules = ClientRules {
         expiry_ms: args.channel_expiry_secs * 1000,
         max_channels: args.max_channels,
         max_groups_per_channel: args.max_groups_per_channel,
     };
-    let registry = Arc::new(ClientRegistry::new(RegistryConfig {
-        rules,
-        ..RegistryConfig::default()
-    }));
-    let tasks = TaskGauge::new();
-    let mut config = RemotingConfig {
+    let mut remoting = RemotingConfig {
         listen: args.listen,
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         scan_interval: Duration::from_millis(args.scan_interval_ms.max(1)),
@@ -149,61 +138,36 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         ..RemotingConfig::default()
     };
     if let Some(n) = args.heartbeat_workers {
-        config.heartbeat_workers = n;
+        remoting.heartbeat_workers = n;
     }
-    let server = RemotingServer::bind(config, registry.clone(), Clock::start(), tasks.clone())
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let log = args.store.open()?;
-    let master_config = MasterConfig {
-        listen: args.ha_listen,
-        ha: args.store.ha_config(),
-        ..MasterConfig::default()
+    let config = ServeConfig {
+        remoting,
+        registry: RegistryConfig {
+            rules,
+            ..RegistryConfig::default()
+        },
+        master: MasterConfig {
+            listen: args.ha_listen,
+            ha: args.store.ha_config(),
+            ..MasterConfig::default()
+        },
+        store: args.store.config()?,
+        metrics: args.metrics,
+        grace: GRACE,
     };
-    let master = HaMaster::bind(master_config, log.clone(), Clock::start(), tasks.clone())
+    let report = server::serve(config, wait_for_signal(), |_| {})
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.ha_listen))?;
-    let sampler_stop = CancellationToken::new();
-    let sources = metrics::Sources {
-        registry: registry.clone(),
-        tasks: tasks.clone(),
-        remoting: Some(server.stats().clone()),
-        ha: Some((master.registry().clone(), log.clone())),
-    };
-    if let Some(addr) = args.metrics {
-        metrics::serve(addr, sources.clone(), sampler_stop.clone()).await?;
-        tracing::info!(%addr, "metrics at /metrics");
-    }
-    tracing::info!(listen = %server.local_addr(), ha_listen = %master.local_addr(), "serving");
-    let signal = wait_for_signal().await;
-    tracing::info!(signal, "shutting down");
-    let stats = server.stats().clone();
-    let ha_registry = master.registry().clone();
-    let report = server.shutdown(Duration::from_secs(10)).await;
-    master.shutdown(Duration::from_secs(10)).await;
-    sampler_stop.cancel();
-    if let Err(error) = log.flush() {
-        tracing::error!(%error, "final commit log flush failed");
-    }
-    tracing::info!(
-        closed_by_shutdown = report.closed_connections,
-        accepted = stats.accepted_total(),
-        closed = stats.closed_total(),
-        channels = registry.channel_count(),
-        producer_groups = registry.producer_group_count(),
-        consumer_groups = registry.consumer_group_count(),
-        ha_accepted = ha_registry.accepted_total(),
-        ha_connections = ha_registry.count(),
-        commitlog_max_offset = log.max_offset(),
-        tasks_left = tasks.alive(),
-        "shutdown complete"
-    );
-    if tasks.alive() > 0 || registry.channel_count() > 0 || ha_registry.count() > 0 {
+        .map_err(|e| e.to_string())?;
+    if !report.is_clean() {
         return Err(format!(
-            "unclean shutdown: {} tasks, {} client channels and {} HA connections left",
-            tasks.alive(),
-            registry.channel_count(),
-            ha_registry.count()
+            "unclean shutdown: {} tasks, {} client channels and {} HA connections left{}",
+            report.tasks_left,
+            report.channels_left,
+            report.ha_connections_left,
+            report
+                .flush_error
+                .map(|e| format!(", final flush failed: {e}"))
+                .unwrap_or_default()
         ));
     }
     Ok(ExitCode::SUCCESS)
@@ -221,43 +185,43 @@ pub(crate) struct SlaveArgs {
 /// `rmq-lifecycle slave`: replicate until SIGINT/SIGTERM, reconnecting with backoff.
 pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
     block_on(async move {
-        let log = args.store.open()?;
-        let tasks = TaskGauge::new();
-        let config = SlaveConfig {
-            ha: args.store.ha_config(),
-            ..SlaveConfig::new(args.master)
+        let config = ReplicaConfig {
+            slave: SlaveConfig {
+                ha: args.store.ha_config(),
+                ..SlaveConfig::new(args.master)
+            },
+            store: args.store.config()?,
+            grace: GRACE,
         };
-        let slave = HaSlave::start(config, log.clone(), Clock::start(), tasks);
-        tracing::info!(master = %args.master, from = log.max_offset(), "replicating");
-        let signal = wait_for_signal().await;
-        let status = slave.status().clone();
-        let left = slave.shutdown(Duration::from_secs(10)).await;
-        log.flush().map_err(|e| format!("final flush: {e}"))?;
-        tracing::info!(
-            signal,
-            max_offset = log.max_offset(),
-            sessions = status.sessions.load(Ordering::Relaxed),
-            appended = status.appended.load(Ordering::Relaxed),
-            "slave stopped"
-        );
-        if left > 0 {
-            return Err(format!("unclean shutdown: {left} tasks left"));
+        let report = server::replicate(config, wait_for_signal(), |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(error) = report.flush_error {
+            return Err(format!("final flush: {error}"));
+        }
+        if report.tasks_left > 0 {
+            return Err(format!(
+                "unclean shutdown: {} tasks left",
+                report.tasks_left
+            ));
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() -> &'static str {
+async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         let _ = tokio::signal::ctrl_c().await;
-        return "SIGINT";
+        tracing::info!(signal = "SIGINT", "signal received");
+        return;
     };
-    tokio::select! {
+    let signal = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-    }
+    };
+    tracing::info!(signal, "signal received");
 }

@@ -11,6 +11,8 @@ use crate::core::ha::{
     HaClose, HaConfig, MasterLink, SlaveAppend, SlaveEvent, SlaveLink, TRANSFER_HEADER_LEN,
     Transmit, encode_report, encode_transfer_header,
 };
+use crate::io::net::{self as io_net, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
+use crate::io::time;
 use crate::lifecycle::{AppliedAck, CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
 use crate::registry::HaRegistry;
 use crate::store::{Appended, CommitLog};
@@ -21,8 +23,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -78,11 +78,24 @@ type Acceptor = HaAcceptor<TcpStream, Counted<TokioSpawner>>;
 
 /// A running HA master.
 pub struct HaMaster {
-    shared: Arc<MasterShared>,
-    acceptor: Arc<Acceptor>,
+    handle: MasterHandle,
     local_addr: SocketAddr,
     cancel: CancellationToken,
     tasks: TaskGauge,
+}
+
+/// What a running master's users share: appending, waiting for replication, reading the table.
+/// Cloned freely; it does not keep the master running (the [`HaMaster`] owner shuts it down).
+#[derive(Clone)]
+pub struct MasterHandle {
+    shared: Arc<MasterShared>,
+    acceptor: Arc<Acceptor>,
+}
+
+impl std::fmt::Debug for MasterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterHandle").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for HaMaster {
@@ -118,8 +131,7 @@ impl HaMaster {
         crate::lifecycle::Spawn::spawn(&spawner, Box::pin(accept));
         tracing::info!(%local_addr, "HA master listening");
         Ok(HaMaster {
-            shared,
-            acceptor,
+            handle: MasterHandle { shared, acceptor },
             local_addr,
             cancel,
             tasks,
@@ -131,6 +143,55 @@ impl HaMaster {
         self.local_addr
     }
 
+    /// A handle for appending and waiting that others can hold.
+    pub fn handle(&self) -> &MasterHandle {
+        &self.handle
+    }
+
+    /// See [`MasterHandle::registry`].
+    pub fn registry(&self) -> &Arc<HaRegistry> {
+        self.handle.registry()
+    }
+
+    /// See [`MasterHandle::log`].
+    pub fn log(&self) -> &Arc<CommitLog> {
+        self.handle.log()
+    }
+
+    /// See [`MasterHandle::append`].
+    pub fn append(&self, payload: &[u8]) -> io::Result<Appended> {
+        self.handle.append(payload)
+    }
+
+    /// See [`MasterHandle::wait_for_replication`].
+    pub async fn wait_for_replication(
+        &self,
+        offset: u64,
+        needed: usize,
+        timeout: Duration,
+    ) -> Result<(), ReplicationTimeout> {
+        self.handle
+            .wait_for_replication(offset, needed, timeout)
+            .await
+    }
+
+    /// Stops accepting, closes every connection through its lifecycle and waits (up to
+    /// `grace`) for the master's tasks to end. Returns the tasks still alive (0 when clean).
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        // Stop accepting; the acceptor closes every connection it holds (stop before removal)
+        // and closes the table to any registration still in flight.
+        self.cancel.cancel();
+        let closed = self.handle.acceptor.shutdown();
+        tracing::debug!(closed, "HA master: connections closed for shutdown");
+        let deadline = time::Instant::now() + grace;
+        while self.tasks.alive() > 0 && time::Instant::now() < deadline {
+            time::sleep(Duration::from_millis(5)).await;
+        }
+        self.tasks.alive()
+    }
+}
+
+impl MasterHandle {
     /// The connection table (read-only: its rows change only through the acceptor's
     /// connections).
     pub fn registry(&self) -> &Arc<HaRegistry> {
@@ -158,7 +219,7 @@ impl HaMaster {
         needed: usize,
         timeout: Duration,
     ) -> Result<(), ReplicationTimeout> {
-        let started = tokio::time::Instant::now();
+        let started = time::Instant::now();
         let mut acks = self.shared.acked.subscribe();
         loop {
             let acked = self.registry().acked_at_least(offset);
@@ -174,7 +235,7 @@ impl HaMaster {
                     waited,
                 });
             };
-            if tokio::time::timeout(left, acks.changed()).await.is_err() {
+            if time::timeout(left, acks.changed()).await.is_err() {
                 let acked = self.registry().acked_at_least(offset);
                 if acked >= needed {
                     return Ok(());
@@ -187,21 +248,6 @@ impl HaMaster {
                 });
             }
         }
-    }
-
-    /// Stops accepting, closes every connection through its lifecycle and waits (up to
-    /// `grace`) for the master's tasks to end. Returns the tasks still alive (0 when clean).
-    pub async fn shutdown(self, grace: Duration) -> usize {
-        // Stop accepting; the acceptor closes every connection it holds (stop before removal)
-        // and closes the table to any registration still in flight.
-        self.cancel.cancel();
-        let closed = self.acceptor.shutdown();
-        tracing::debug!(closed, "HA master: connections closed for shutdown");
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.tasks.alive()
     }
 }
 
@@ -218,10 +264,11 @@ async fn accept_loop(
     cancel: CancellationToken,
 ) {
     let period = Duration::from_millis(shared.config.ha.housekeeping_ms.max(1));
-    let mut housekeeping = tokio::time::interval(period);
-    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = time::interval(period);
+    housekeeping.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
             _ = housekeeping.tick() => {
                 acceptor.housekeeping();
@@ -233,7 +280,7 @@ async fn accept_loop(
             Ok(ok) => ok,
             Err(error) => {
                 tracing::warn!(%error, "HA accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -330,7 +377,7 @@ async fn read_reports(
                 drop(l);
                 wake.notify_one();
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = time::sleep_until(deadline) => {
                 let mut l = link.lock();
                 l.handle_timeout(shared.clock.now());
                 if let Some(reason) = drain_events(&mut l, ctx, shared) {
@@ -399,7 +446,7 @@ async fn write_transfers(
             _ = ctx.stopped() => return CloseReason::Shutdown,
             _ = grown.changed() => {}
             _ = wake.notified() => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = time::sleep_until(deadline) => {}
         }
     }
 }
@@ -527,9 +574,9 @@ impl HaSlave {
     /// Stops and waits (up to `grace`) for its task; returns the tasks still alive.
     pub async fn shutdown(self, grace: Duration) -> usize {
         self.cancel.cancel();
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let deadline = time::Instant::now() + grace;
+        while self.tasks.alive() > 0 && time::Instant::now() < deadline {
+            time::sleep(Duration::from_millis(5)).await;
         }
         self.tasks.alive()
     }
@@ -551,9 +598,9 @@ async fn replicate(
     let mut link = SlaveLink::new(config.ha);
     let mut backoff = config.backoff_min;
     while !cancel.is_cancelled() {
-        let connect =
-            tokio::time::timeout(config.connect_timeout, TcpStream::connect(config.master));
+        let connect = time::timeout(config.connect_timeout, TcpStream::connect(config.master));
         let outcome = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
             connected = connect => match connected {
                 Ok(Ok(stream)) => {
@@ -580,8 +627,9 @@ async fn replicate(
             }
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(config.backoff_max);
     }
@@ -645,7 +693,7 @@ async fn session(
     status: &SlaveStatus,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
-    let (rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = stream.into_split();
     link.handle_connected(clock.now(), log.max_offset());
     // Allocated while the master streams, released when a read drains the socket: an idle,
     // caught-up slave holds no read buffer between heartbeats.
@@ -668,7 +716,7 @@ async fn session(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(()),
-            readable = rd.as_ref().readable() => {
+            readable = io_net::readable(&mut rd) => {
                 if let Err(error) = readable {
                     return Err(format!("read: {error}"));
                 }
@@ -678,7 +726,7 @@ async fn session(
                     buf = Vec::with_capacity(SLAVE_READ);
                 }
                 buf.clear();
-                let n = match rd.try_read_buf(&mut buf) {
+                let n = match io_net::try_read_buf(&mut rd, &mut buf) {
                     Ok(0) => return Err("master closed the connection".into()),
                     Ok(n) => n,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -714,7 +762,7 @@ async fn session(
                     return Err(why.to_string());
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = time::sleep_until(deadline) => {
                 link.handle_timeout(clock.now());
                 if let Some(SlaveEvent::Closed(why)) = link.poll_event() {
                     return Err(why.to_string());

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Sources {
     /// The client registry.
     pub registry: Arc<ClientRegistry>,
-    /// Every task started through the lifecycle layer.
-    pub tasks: TaskGauge,
+    /// The gauges of every task started through the lifecycle layer; the metric is their sum.
+    pub tasks: Vec<TaskGauge>,
     /// The client listener's counters, if it runs.
     pub remoting: Option<Arc<RemotingStats>>,
     /// The HA master's table and log, if it runs.
@@ -83,7 +83,7 @@ impl Collector for Tables {
             &mut e,
             "rmq_tasks_alive",
             "Tasks started through the lifecycle layer that have not ended",
-            s.tasks.alive() as f64,
+            s.tasks.iter().map(TaskGauge::alive).sum::<usize>() as f64,
         )?;
         counter(
             &mut e,
@@ -174,13 +174,12 @@ pub async fn serve(
     addr: SocketAddr,
     sources: Sources,
     cancel: CancellationToken,
-) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot serve metrics on {addr} (--metrics): {e}"))?;
+) -> std::io::Result<()> {
+    let listener = crate::io::net::TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
@@ -217,6 +216,7 @@ pub async fn serve(
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
                 tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => {}
                     _ = conn => {}
                 }

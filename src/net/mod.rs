@@ -3,15 +3,21 @@
 //! It provides the tokio implementation of the lifecycle layer's [`Spawn`], the process
 //! [`Clock`], the client-management listener (`remoting`) and the Prometheus exporter (`metrics`). It holds no protocol decisions: those live
 //! in `core`, and table changes go through `lifecycle` handles.
+//!
+//! Sockets and timers come from the IO facade (`src/io.rs`), so the simulation of `tests/sim.rs`
+//! runs this code unchanged. Every `select!` is `biased` with the stop branch first: which ready
+//! branch wins is then the code's order, not a draw from the runtime's RNG, so a simulation seed
+//! replays exactly and a stop is never outraced by more work.
 
 pub mod ha;
 pub mod metrics;
 pub mod remoting;
+pub mod server;
 
 use crate::core::Millis;
+use crate::io::time::Instant;
 use crate::lifecycle::{BoxTask, Spawn, TaskHandle};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// The process clock the core's `Millis` are read from: milliseconds since the server started.
 /// Built on tokio's `Instant`, so paused-time tests drive it too.

@@ -12,6 +12,8 @@ use super::{Clock, TokioSpawner};
 use crate::core::activity::{ChannelActivity, Liveness};
 use crate::core::remoting::{DecodeError, FrameDecoder, RemotingCommand, code};
 use crate::core::{ClientError, HeartbeatData};
+use crate::io::net::{TcpListener, TcpStream};
+use crate::io::time;
 use crate::lifecycle::{ChannelHandle, ClientAcceptor, CloseReason, Counted, Spawn, TaskGauge};
 use crate::registry::ClientRegistry;
 use crate::sync::Arc;
@@ -22,7 +24,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -204,9 +205,9 @@ impl RemotingServer {
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         self.cancel.cancel();
         let closed_connections = self.acceptor.shutdown();
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.tasks.alive() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let deadline = time::Instant::now() + grace;
+        while self.tasks.alive() > 0 && time::Instant::now() < deadline {
+            time::sleep(Duration::from_millis(5)).await;
         }
         ShutdownReport {
             closed_connections,
@@ -230,6 +231,7 @@ async fn accept_loop(
 ) {
     loop {
         let accepted = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
@@ -238,7 +240,7 @@ async fn accept_loop(
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -281,7 +283,7 @@ async fn serve_connection(
     let Some(first) = activity.poll_timeout() else {
         return CloseReason::IdleTimeout;
     };
-    let idle = tokio::time::sleep_until(ctx.clock.instant_at(first));
+    let idle = time::sleep_until(ctx.clock.instant_at(first));
     tokio::pin!(idle);
     loop {
         // Room to spare before every read: a read that fills the buffer exactly leaves the
@@ -363,7 +365,7 @@ async fn flush(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<(), CloseReason> {
-    let written = tokio::time::timeout(timeout, stream.write_all(buf)).await;
+    let written = time::timeout(timeout, stream.write_all(buf)).await;
     buf.clear();
     match written {
         Ok(Ok(())) => Ok(()),
@@ -415,6 +417,7 @@ impl HeartbeatPool {
         }
         let _waiting = Waiting(&self.waiting);
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => Admission::Cancelled,
             permit = self.permits.acquire() => match permit {
                 Ok(permit) => Admission::Run(permit),
@@ -561,11 +564,12 @@ fn heartbeat(
 /// The periodic expiry scan (upstream `ClientHousekeepingService`, every 10 s); the acceptor
 /// closes the channels it orphans.
 async fn scan_loop(acceptor: Arc<Acceptor>, ctx: Arc<Ctx>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(ctx.config.scan_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = time::interval(ctx.config.scan_interval);
+    tick.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }

@@ -32,13 +32,13 @@ pub mod record;
 mod segment;
 
 use std::fmt;
-use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 
+use crate::io::fs::{self, File};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex};
 use record::{HEADER_LEN, MIN_BLANK_LEN};
@@ -703,7 +703,7 @@ impl<'a> Pieces<'a> {
 
 /// `pwritev` until all of `slices` is written at `pos` (rustix passes at most `IOV_MAX` slices per
 /// call, and a read full of tiny transfers can hold more bodies: the loop writes the rest).
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "sim")))]
 fn write_all_vectored_at(
     file: &File,
     mut slices: &mut [io::IoSlice<'_>],
@@ -723,7 +723,7 @@ fn write_all_vectored_at(
 }
 
 /// One positional write per slice where there is no `pwritev` binding.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", not(feature = "sim"))))]
 fn write_all_vectored_at(
     file: &File,
     slices: &mut [io::IoSlice<'_>],

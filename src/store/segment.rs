@@ -1,10 +1,11 @@
 //! Segment files: naming, listing, creation and the recovery scan.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, Frame, HEADER_LEN, MIN_BLANK_LEN};
+use crate::io::fs::{self, File, OpenOptions};
 use crate::sync::Arc;
 
 /// One segment file, shared with readers so a pread needs no lock.
@@ -115,7 +116,7 @@ pub(crate) fn create(dir: &Path, base: u64, size: u64) -> io::Result<Segment> {
 /// slave's append), and a segment does not fragment. The length stays the data's length, so
 /// recovery is unchanged. Best effort: a filesystem without `fallocate` (or a full disk, which
 /// the writes themselves then report) only loses the speed-up.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "sim")))]
 pub(crate) fn preallocate(file: &File, path: &Path, size: u64) {
     use rustix::fs::{FallocateFlags, fallocate};
     if let Err(e) = fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
@@ -123,12 +124,12 @@ pub(crate) fn preallocate(file: &File, path: &Path, size: u64) {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", not(feature = "sim"))))]
 pub(crate) fn preallocate(_: &File, _: &Path, _: u64) {}
 
 /// Makes created or removed directory entries durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    fs::sync_dir(dir)
 }
 
 /// The result of scanning one segment.
@@ -143,8 +144,7 @@ pub(crate) struct Scan {
 /// Invalid content ends the scan (it is a torn or corrupt tail); an IO error is returned as is,
 /// so a failing disk never makes recovery truncate.
 pub(crate) fn scan(file: &File, len: u64, segment_size: u64) -> io::Result<Scan> {
-    let mut r = BufReader::with_capacity(1 << 16, file);
-    r.seek(SeekFrom::Start(0))?;
+    let mut r = BufReader::with_capacity(1 << 16, PosReader { file, pos: 0 });
     let mut pos = 0;
     let stop = |pos, why: String| -> io::Result<Scan> {
         Ok(Scan {
@@ -197,4 +197,37 @@ fn hash_next(r: &mut impl BufRead, mut len: u64) -> io::Result<u32> {
         len -= n as u64;
     }
     Ok(h.finalize())
+}
+
+/// Sequential reads of a shared file by positional reads: the scan needs no cursor of the file's
+/// own (readers `pread` the same file concurrently), and positional reads are what every file
+/// type of the IO facade offers.
+struct PosReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for PosReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for PosReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the recovery scan seeks only forward",
+                ));
+            }
+        };
+        self.pos = pos.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
 }

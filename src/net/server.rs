@@ -1,0 +1,372 @@
+//! The two processes of the command, as library functions: [`serve`] (the commit log, the
+//! client-management listener and the HA master) and [`replicate`] (a slave's commit log and its
+//! replication loop), each until a shutdown future completes.
+//!
+//! `rmq-lifecycle serve` and `rmq-lifecycle slave` are these functions with a signal as the
+//! shutdown future; the simulation of `tests/sim.rs` runs the same functions on simulated hosts.
+//! This module wires components together and reports; it holds no protocol decision.
+
+use super::ha::{HaMaster, HaSlave, MasterConfig, MasterHandle, SlaveConfig, SlaveStatus};
+use super::remoting::{RemotingConfig, RemotingServer, RemotingStats};
+use super::{Clock, metrics};
+use crate::lifecycle::TaskGauge;
+use crate::registry::{ClientRegistry, HaRegistry, RegistryConfig};
+use crate::store::{CommitLog, StoreConfig};
+use crate::sync::Arc;
+use crate::sync::atomic::Ordering;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Everything [`serve`] runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The client-management listener.
+    pub remoting: RemotingConfig,
+    /// The client registry's rules and caps.
+    pub registry: RegistryConfig,
+    /// The HA master.
+    pub master: MasterConfig,
+    /// The commit log the master serves.
+    pub store: StoreConfig,
+    /// Serve Prometheus text at `http://ADDR/metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// How long shutdown waits for each component's tasks.
+    pub grace: Duration,
+}
+
+/// Why a process could not start; each names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The commit log could not be opened or recovered.
+    #[error("cannot open the commit log in {dir}: {source}")]
+    Store {
+        /// The store directory.
+        dir: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running broker: what [`serve`] runs between start and shutdown.
+#[derive(Debug)]
+pub struct Broker {
+    registry: Arc<ClientRegistry>,
+    remoting: RemotingServer,
+    master: HaMaster,
+    log: Arc<CommitLog>,
+    client_tasks: TaskGauge,
+    ha_tasks: TaskGauge,
+    metrics_stop: CancellationToken,
+    grace: Duration,
+}
+
+/// What a broker's shutdown left behind: all zeros when clean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerReport {
+    /// Client connections the shutdown closed.
+    pub closed_by_shutdown: usize,
+    /// Client connections accepted over the broker's life.
+    pub accepted: u64,
+    /// HA connections accepted over the broker's life.
+    pub ha_accepted: u64,
+    /// The commit log's max offset after the final flush.
+    pub max_offset: u64,
+    /// Tasks still alive after the grace period.
+    pub tasks_left: usize,
+    /// Client channels still registered.
+    pub channels_left: usize,
+    /// HA connections still registered.
+    pub ha_connections_left: usize,
+    /// The final flush's error, if it failed.
+    pub flush_error: Option<String>,
+}
+
+impl BrokerReport {
+    /// Nothing left behind and every byte flushed.
+    pub fn is_clean(&self) -> bool {
+        self.tasks_left == 0
+            && self.channels_left == 0
+            && self.ha_connections_left == 0
+            && self.flush_error.is_none()
+    }
+}
+
+impl Broker {
+    /// Opens the commit log, binds the client listener, the HA master and the metrics endpoint.
+    pub async fn start(config: ServeConfig) -> Result<Broker, StartError> {
+        let log = open_store(&config.store)?;
+        let registry = Arc::new(ClientRegistry::new(config.registry));
+        let client_tasks = TaskGauge::new();
+        let ha_tasks = TaskGauge::new();
+        let listen = config.remoting.listen;
+        let remoting = RemotingServer::bind(
+            config.remoting,
+            registry.clone(),
+            Clock::start(),
+            client_tasks.clone(),
+        )
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "client listener, --listen",
+            addr: listen,
+            source,
+        })?;
+        let ha_listen = config.master.listen;
+        let master = HaMaster::bind(config.master, log.clone(), Clock::start(), ha_tasks.clone())
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "HA listener, --ha-listen",
+                addr: ha_listen,
+                source,
+            })?;
+        let metrics_stop = CancellationToken::new();
+        if let Some(addr) = config.metrics {
+            let sources = metrics::Sources {
+                registry: registry.clone(),
+                tasks: vec![client_tasks.clone(), ha_tasks.clone()],
+                remoting: Some(remoting.stats().clone()),
+                ha: Some((master.registry().clone(), log.clone())),
+            };
+            metrics::serve(addr, sources, metrics_stop.clone())
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "metrics, --metrics",
+                    addr,
+                    source,
+                })?;
+            tracing::info!(%addr, "metrics at /metrics");
+        }
+        tracing::info!(
+            listen = %remoting.local_addr(),
+            ha_listen = %master.local_addr(),
+            "serving"
+        );
+        Ok(Broker {
+            registry,
+            remoting,
+            master,
+            log,
+            client_tasks,
+            ha_tasks,
+            metrics_stop,
+            grace: config.grace,
+        })
+    }
+
+    /// The client registry (read-only from outside the crate).
+    pub fn registry(&self) -> &Arc<ClientRegistry> {
+        &self.registry
+    }
+
+    /// The client listener's counters.
+    pub fn remoting_stats(&self) -> &Arc<RemotingStats> {
+        self.remoting.stats()
+    }
+
+    /// The client listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.remoting.local_addr()
+    }
+
+    /// The HA listener's address.
+    pub fn ha_local_addr(&self) -> SocketAddr {
+        self.master.local_addr()
+    }
+
+    /// Appending and waiting for replication.
+    pub fn master(&self) -> &MasterHandle {
+        self.master.handle()
+    }
+
+    /// The HA connection table.
+    pub fn ha_registry(&self) -> &Arc<HaRegistry> {
+        self.master.registry()
+    }
+
+    /// The commit log.
+    pub fn log(&self) -> &Arc<CommitLog> {
+        &self.log
+    }
+
+    /// Tasks alive now, client and HA.
+    pub fn tasks_alive(&self) -> usize {
+        self.client_tasks.alive() + self.ha_tasks.alive()
+    }
+
+    /// Stops accepting, closes every connection through its lifecycle, waits for each
+    /// component's tasks (each up to the grace period, the two at once) and flushes the log.
+    pub async fn shutdown(self) -> BrokerReport {
+        let stats = self.remoting.stats().clone();
+        let ha_registry = self.master.registry().clone();
+        let (report, _) = tokio::join!(
+            self.remoting.shutdown(self.grace),
+            self.master.shutdown(self.grace)
+        );
+        self.metrics_stop.cancel();
+        let flush_error = self.log.flush().err().map(|e| e.to_string());
+        if let Some(error) = &flush_error {
+            tracing::error!(%error, "final commit log flush failed");
+        }
+        let report = BrokerReport {
+            closed_by_shutdown: report.closed_connections,
+            accepted: stats.accepted_total(),
+            ha_accepted: ha_registry.accepted_total(),
+            max_offset: self.log.max_offset(),
+            tasks_left: self.client_tasks.alive() + self.ha_tasks.alive(),
+            channels_left: self.registry.channel_count(),
+            ha_connections_left: ha_registry.count(),
+            flush_error,
+        };
+        tracing::info!(
+            closed_by_shutdown = report.closed_by_shutdown,
+            accepted = report.accepted,
+            closed = stats.closed_total(),
+            producer_groups = self.registry.producer_group_count(),
+            consumer_groups = self.registry.consumer_group_count(),
+            ha_accepted = report.ha_accepted,
+            commitlog_max_offset = report.max_offset,
+            tasks_left = report.tasks_left,
+            channels_left = report.channels_left,
+            ha_connections_left = report.ha_connections_left,
+            "shutdown complete"
+        );
+        report
+    }
+}
+
+/// The `serve` process: starts a [`Broker`], hands it to `started` (to log its addresses, or for
+/// an embedder or a test to keep handles), runs until `shutdown` completes, then shuts it down.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(&Broker),
+) -> Result<BrokerReport, StartError> {
+    let broker = Broker::start(config).await?;
+    started(&broker);
+    shutdown.await;
+    tracing::info!("shutting down");
+    Ok(broker.shutdown().await)
+}
+
+/// Everything [`replicate`] runs.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// The replication loop (the master's address, timings).
+    pub slave: SlaveConfig,
+    /// The slave's own commit log.
+    pub store: StoreConfig,
+    /// How long shutdown waits for the replication task.
+    pub grace: Duration,
+}
+
+/// A running slave: its log and its replication loop.
+#[derive(Debug)]
+pub struct Replica {
+    log: Arc<CommitLog>,
+    slave: HaSlave,
+    grace: Duration,
+}
+
+/// What a slave's shutdown left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaReport {
+    /// The log's max offset after the final flush.
+    pub max_offset: u64,
+    /// Connections to the master over the slave's life.
+    pub sessions: u64,
+    /// Bytes appended over the slave's life.
+    pub appended: u64,
+    /// Tasks still alive after the grace period.
+    pub tasks_left: usize,
+    /// The final flush's error, if it failed.
+    pub flush_error: Option<String>,
+}
+
+impl ReplicaReport {
+    /// Nothing left behind and every byte flushed.
+    pub fn is_clean(&self) -> bool {
+        self.tasks_left == 0 && self.flush_error.is_none()
+    }
+}
+
+impl Replica {
+    /// Opens the slave's log and starts replicating into it.
+    pub fn start(config: ReplicaConfig) -> Result<Replica, StartError> {
+        let log = open_store(&config.store)?;
+        let master = config.slave.master;
+        let slave = HaSlave::start(config.slave, log.clone(), Clock::start(), TaskGauge::new());
+        tracing::info!(%master, from = log.max_offset(), "replicating");
+        Ok(Replica {
+            log,
+            slave,
+            grace: config.grace,
+        })
+    }
+
+    /// The slave's log.
+    pub fn log(&self) -> &Arc<CommitLog> {
+        &self.log
+    }
+
+    /// What the replication loop is doing.
+    pub fn status(&self) -> &Arc<SlaveStatus> {
+        self.slave.status()
+    }
+
+    /// Stops replicating, waits for the loop (up to the grace period) and flushes the log.
+    pub async fn shutdown(self) -> ReplicaReport {
+        let status = self.slave.status().clone();
+        let tasks_left = self.slave.shutdown(self.grace).await;
+        let flush_error = self.log.flush().err().map(|e| e.to_string());
+        let report = ReplicaReport {
+            max_offset: self.log.max_offset(),
+            sessions: status.sessions.load(Ordering::Relaxed),
+            appended: status.appended.load(Ordering::Relaxed),
+            tasks_left,
+            flush_error,
+        };
+        tracing::info!(
+            max_offset = report.max_offset,
+            sessions = report.sessions,
+            appended = report.appended,
+            tasks_left,
+            "slave stopped"
+        );
+        report
+    }
+}
+
+/// The `slave` process: starts a [`Replica`], hands it to `started`, replicates until `shutdown`
+/// completes, then shuts it down.
+pub async fn replicate(
+    config: ReplicaConfig,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(&Replica),
+) -> Result<ReplicaReport, StartError> {
+    let replica = Replica::start(config)?;
+    started(&replica);
+    shutdown.await;
+    Ok(replica.shutdown().await)
+}
+
+fn open_store(config: &StoreConfig) -> Result<Arc<CommitLog>, StartError> {
+    let dir = config.dir.display().to_string();
+    let log = CommitLog::open(config.clone()).map_err(|source| StartError::Store {
+        dir: dir.clone(),
+        source,
+    })?;
+    tracing::info!(%dir, min = log.min_offset(), max = log.max_offset(), "commit log recovered");
+    Ok(Arc::new(log))
+}
