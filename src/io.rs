@@ -23,6 +23,12 @@ pub(crate) mod fs {
         File, OpenOptions, create_dir_all, read_dir, remove_file,
     };
 
+    /// Whether a store syncs what it holds when dropped. A simulated crash (turmoil's
+    /// `Sim::crash`) drops the host's objects before it discards unsynced writes, which a real
+    /// crash never does; syncing there would make every crash lose nothing. So the simulation
+    /// keeps only explicit syncs, as a power cut would.
+    pub(crate) const SYNC_ON_DROP: bool = cfg!(not(feature = "sim"));
+
     /// Makes the directory entries created or removed in `dir` durable.
     #[cfg(not(feature = "sim"))]
     pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -80,6 +80,7 @@ async fn probe_storm_leaves_only_the_slave() {
         listen: ([127, 0, 0, 1], 0).into(),
         ha,
         max_connections: 4096,
+        ..MasterConfig::default()
     };
     let master = Arc::new(
         HaMaster::bind(

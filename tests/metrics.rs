@@ -146,6 +146,7 @@ async fn a_slaves_series_goes_with_its_connection() {
             ..HaConfig::default()
         },
         max_connections: 8,
+        ..MasterConfig::default()
     };
     let master = HaMaster::bind(config, log.clone(), Clock::start(), tasks.clone())
         .await

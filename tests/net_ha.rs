@@ -43,6 +43,7 @@ async fn master(dir: &std::path::Path, port: u16) -> (HaMaster, TaskGauge) {
         listen: ([127, 0, 0, 1], port).into(),
         ha: ha(),
         max_connections: 64,
+        ..MasterConfig::default()
     };
     (
         HaMaster::bind(config, open(dir), Clock::start(), tasks.clone())

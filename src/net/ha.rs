@@ -35,6 +35,23 @@ pub struct MasterConfig {
     pub ha: HaConfig,
     /// Connections at most; more are closed on accept.
     pub max_connections: usize,
+    /// Planted defects in the shipped master (feature `harness` only).
+    #[cfg(feature = "harness")]
+    pub faults: MasterFaults,
+}
+
+/// Deliberate defects of the HA master, each a switch in the code path that ships, for proving
+/// that the harnesses driving that path catch them (feature `harness` only).
+#[cfg(feature = "harness")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MasterFaults {
+    /// The connection table's planted defects.
+    pub table: crate::registry::HaFaults,
+    /// The accept/reap/shutdown path's planted defects (including RocketMQ 5.1.4's order).
+    pub acceptor: crate::lifecycle::AcceptorFaults,
+    /// Reports are recorded without the `ack <= max` check
+    /// ([`MasterLink::with_unchecked_acks`](crate::core::ha::MasterLink::with_unchecked_acks)).
+    pub unchecked_acks: bool,
 }
 
 impl Default for MasterConfig {
@@ -43,6 +60,8 @@ impl Default for MasterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 10912)),
             ha: HaConfig::default(),
             max_connections: 1024,
+            #[cfg(feature = "harness")]
+            faults: MasterFaults::default(),
         }
     }
 }
@@ -116,9 +135,22 @@ impl HaMaster {
     ) -> io::Result<HaMaster> {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let registry = Arc::new(HaRegistry::new(config.max_connections));
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
-        let acceptor = Arc::new(HaAcceptor::new(registry, spawner.clone()));
+        #[cfg(not(feature = "harness"))]
+        let acceptor = HaAcceptor::new(
+            Arc::new(HaRegistry::new(config.max_connections)),
+            spawner.clone(),
+        );
+        #[cfg(feature = "harness")]
+        let acceptor = HaAcceptor::with_faults(
+            Arc::new(HaRegistry::with_faults(
+                config.max_connections,
+                config.faults.table,
+            )),
+            spawner.clone(),
+            config.faults.acceptor,
+        );
+        let acceptor = Arc::new(acceptor);
         let shared = Arc::new(MasterShared {
             grown: watch::Sender::new(log.max_offset()),
             acked: watch::Sender::new(0),
@@ -285,11 +317,18 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let link = Arc::new(Mutex::new(MasterLink::new(
+        let link = MasterLink::new(
             shared.config.ha,
             shared.log.min_offset(),
             shared.log.max_offset(),
-        )));
+        );
+        #[cfg(feature = "harness")]
+        let link = if shared.config.faults.unchecked_acks {
+            link.with_unchecked_acks()
+        } else {
+            link
+        };
+        let link = Arc::new(Mutex::new(link));
         link.lock().handle_start(shared.clock.now());
         let wake = Arc::new(Notify::new());
         let shared = shared.clone();

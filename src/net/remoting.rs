@@ -46,6 +46,9 @@ pub struct RemotingConfig {
     pub write_timeout: Duration,
     /// The frame cap (at most 16 MiB).
     pub max_frame: usize,
+    /// Planted defects in the shipped accept/reap/shutdown path (feature `harness` only).
+    #[cfg(feature = "harness")]
+    pub faults: crate::lifecycle::AcceptorFaults,
 }
 
 impl Default for RemotingConfig {
@@ -60,6 +63,8 @@ impl Default for RemotingConfig {
             heartbeat_queue: 50_000,
             write_timeout: Duration::from_secs(10),
             max_frame: crate::core::remoting::MAX_FRAME,
+            #[cfg(feature = "harness")]
+            faults: crate::lifecycle::AcceptorFaults::default(),
         }
     }
 }
@@ -140,7 +145,14 @@ impl RemotingServer {
         let local_addr = listener.local_addr()?;
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         let cancel = CancellationToken::new();
+        #[cfg(not(feature = "harness"))]
         let acceptor = Arc::new(ClientAcceptor::new(registry, spawner.clone()));
+        #[cfg(feature = "harness")]
+        let acceptor = Arc::new(ClientAcceptor::with_faults(
+            registry,
+            spawner.clone(),
+            config.faults,
+        ));
         let stats = Arc::new(RemotingStats {
             acceptor: acceptor.clone(),
             busy: AtomicU64::new(0),

@@ -205,6 +205,16 @@ impl Broker {
         self.client_tasks.alive() + self.ha_tasks.alive()
     }
 
+    /// The client listener's task gauge (accept loop, scan, heartbeat workers, connections).
+    pub fn client_tasks(&self) -> &TaskGauge {
+        &self.client_tasks
+    }
+
+    /// The HA master's task gauge (accept loop, each connection's reader and writer).
+    pub fn ha_tasks(&self) -> &TaskGauge {
+        &self.ha_tasks
+    }
+
     /// Stops accepting, closes every connection through its lifecycle, waits for each
     /// component's tasks (each up to the grace period, the two at once) and flushes the log.
     pub async fn shutdown(self) -> BrokerReport {

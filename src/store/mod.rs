@@ -740,6 +740,8 @@ impl Drop for CommitLog {
     /// Syncs what [`FlushPolicy::Manual`] or [`FlushPolicy::EveryBytes`] left unsynced; errors
     /// cannot be reported here, so call [`CommitLog::flush`] first to see them.
     fn drop(&mut self) {
-        let _ = self.flush();
+        if crate::io::fs::SYNC_ON_DROP {
+            let _ = self.flush();
+        }
     }
 }

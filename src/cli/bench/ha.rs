@@ -217,6 +217,7 @@ fn master_config(ha: HaConfig) -> MasterConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ha,
         max_connections: 4096,
+        ..MasterConfig::default()
     }
 }
 

@@ -260,6 +260,7 @@ async fn ours(
         listen: ([127, 0, 0, 1], 0).into(),
         ha,
         max_connections: 65_536,
+        ..MasterConfig::default()
     };
     let master = Arc::new(
         HaMaster::bind(

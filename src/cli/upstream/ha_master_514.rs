@@ -21,8 +21,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+// The listener comes from the including module: tokio's here, turmoil's in tests/sim.rs, which
+// runs this same file as the master of its 5.1.4 world.
+use super::TcpListener;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -149,6 +151,7 @@ async fn accept(
     let mut next_id = 0;
     loop {
         let (stream, _) = tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(ok) => ok,
@@ -171,6 +174,7 @@ async fn accept(
             let mut word = [0u8; 8];
             loop {
                 tokio::select! {
+                    biased;
                     _ = reader_conn.stop.notified() => break,
                     read = tokio::time::timeout(housekeeping, rd.read_exact(&mut word)) => match read {
                         // No validation: any 8 bytes are the slave's max offset.

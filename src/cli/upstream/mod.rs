@@ -7,3 +7,6 @@
 pub(crate) mod broker_4x;
 pub(crate) mod ha_master_514;
 pub(crate) mod producer_manager_4x;
+
+/// The listener `ha_master_514` binds; `tests/sim.rs` includes that file beside turmoil's.
+use tokio::net::TcpListener;
