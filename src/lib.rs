@@ -8,11 +8,13 @@
 //!
 //! ```text
 //!   sync, phase   the sync facade (std | loom | shuttle) and the typestate markers
+//!   io            the IO facade (tokio and std | turmoil under "sim"): sockets, timers, files
 //!   L1 core       sans-IO: wire types, statig machines, value-type tables with check_invariants()
 //!   L2 registry   shared state over crate::sync: ClientRegistry, HaRegistry; public queries only
 //!   L3 lifecycle  typestate handles ClientChannel<P, T>, HaConnection<P, T> that own the transport;
 //!                 ClientAcceptor, HaAcceptor (accept/reap/shutdown, once); a Spawn trait; no runtime
-//!   L4 net        tokio: spawner, listeners, HA master and slave, metrics (feature "net")
+//!   L4 net        tokio: spawner, listeners, HA master and slave, metrics, and `server`, the
+//!                 `serve` and `slave` processes as functions (feature "net")
 //! ```
 //!
 //! # Nothing public skips a step

@@ -18,9 +18,22 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+        Proc::spawn(args, Some("info"))
+    }
+
+    /// As a user starts it: no RUST_LOG.
+    fn start_default_level(args: &[&str]) -> Proc {
+        Proc::spawn(args, None)
+    }
+
+    fn spawn(args: &[&str], rust_log: Option<&str>) -> Proc {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"));
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command
             .args(args)
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -188,25 +201,160 @@ fn serve_and_slave_run_and_exit_cleanly() {
     assert!(last.contains("tasks_left=0"), "{last}");
 }
 
+/// Runs the command to its end (killed after 20 s: a command that should have refused to start
+/// must not hang the suite) and returns its exit code and stderr.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
 #[test]
 fn serve_reports_a_taken_port_clearly() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
-        .args([
-            "serve",
-            "--listen",
-            &addr,
-            "--store",
-            dir.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--store",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("cannot listen on {addr}")),
         "{stderr}"
     );
+    assert!(stderr.contains("--listen"), "the flag is named: {stderr}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a failed start leaves the store untouched"
+    );
+}
+
+/// With no clients, SIGTERM ends `serve` well inside its 10 s grace period, and at the default
+/// log level (no RUST_LOG) it says where it listens and that it shut down.
+#[test]
+fn serve_exits_promptly_and_says_so_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Proc::start_default_level(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--store",
+        dir.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    serve.line("serving");
+    let asked = Instant::now();
+    let (code, mut serve) = serve.terminate();
+    let took = asked.elapsed();
+    eprintln!("serve exited {took:?} after SIGTERM");
+    assert_eq!(code, 0);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}: waited out a grace period"
+    );
+    serve.line("shutdown complete");
+}
+
+/// Zero and out-of-range values are refused before anything starts, naming the flag.
+#[test]
+fn bad_values_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    for (flag, value) in [
+        ("--idle-timeout-secs", "0"),
+        ("--channel-expiry-secs", "0"),
+        ("--scan-interval-ms", "0"),
+        ("--heartbeat-workers", "0"),
+        ("--heartbeat-queue", "0"),
+        ("--max-channels", "0"),
+        ("--max-groups-per-channel", "0"),
+        ("--segment-size", "1"),
+        ("--listen", "no-such-host.invalid:10911"),
+    ] {
+        let (code, stderr) = run(&["serve", "--store", store, flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let (code, stderr) = run(&["serve", "--store", file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+    for (flag, value) in [
+        ("--probes", "0"),
+        ("--probes", "18446744073709551615"),
+        ("--consumers", "0"),
+    ] {
+        let (code, stderr) = run(&["replay", "all", flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+    let (code, stderr) = run(&["replay", "all", "--out", file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--out"), "{stderr}");
+}
+
+/// Host names resolve; a slave pointed at a port nobody serves says so at the default level.
+#[test]
+fn host_names_resolve_and_a_lost_slave_says_so() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut serve = Proc::start_default_level(&[
+        "serve",
+        "--listen",
+        "localhost:0",
+        "--ha-listen",
+        "localhost:0",
+        "--store",
+        mdir.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    serve.line("serving");
+    let closed = format!("127.0.0.1:{}", free_port());
+    let mut slave = Proc::start_default_level(&[
+        "slave",
+        "--master",
+        &closed,
+        "--store",
+        sdir.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    let line = slave.line("HA slave not replicating");
+    assert!(line.contains(&closed), "{line}");
+    let (code, _) = slave.terminate();
+    assert_eq!(code, 0);
+    let (code, _) = serve.terminate();
+    assert_eq!(code, 0);
 }

@@ -113,6 +113,27 @@ fn store_names_no_runtime_and_no_layer_it_serves() {
     );
 }
 
+/// Sockets, timers and files come from the IO facade (`src/io.rs`), so the simulation of
+/// `tests/sim.rs` runs the driver and the store unchanged; only the facade names the backends.
+#[test]
+fn only_io_rs_names_sockets_timers_and_files() {
+    for dir in ["net", "store"] {
+        forbid(
+            dir,
+            &[
+                "std::fs",
+                "tokio::net",
+                "tokio::time",
+                "std::net::Tcp",
+                "turmoil",
+            ],
+        );
+    }
+    for dir in ["core", "registry", "lifecycle"] {
+        forbid(dir, &["turmoil", "crate::io"]);
+    }
+}
+
 #[test]
 fn the_check_can_fail() {
     let bad = "use std::sync::{Arc, Mutex};\n// std::sync in a comment is fine\n";

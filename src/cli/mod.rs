@@ -38,12 +38,20 @@ enum Command {
     },
 }
 
-/// Parses arguments, installs the tracing subscriber (`RUST_LOG`, default `warn`) and runs.
+/// Parses arguments, installs the tracing subscriber and runs. `RUST_LOG` selects the events;
+/// without it `serve` and `slave` show what an operator needs (listening, peers, shutdown) at
+/// `info`, and the replays and benchmarks, which open connections by the hundred thousand,
+/// show warnings only.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default = match cli.command {
+        Command::Serve(_) | Command::Slave(_) => "info",
+        Command::Replay(_) | Command::Bench { .. } => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -47,14 +47,14 @@ pub(crate) struct ReplayArgs {
     /// Write report.json and chart.svg into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Probes per side (ha-probes).
-    #[arg(long, default_value_t = HaProbesConfig::default().probes)]
+    /// Probes per side (ha-probes), 8-10000000.
+    #[arg(long, default_value_t = HaProbesConfig::default().probes, value_parser = scale(8, 10_000_000))]
     probes: usize,
-    /// Abandoned producer groups per side (stale-groups).
-    #[arg(long, default_value_t = StaleGroupsConfig::default().groups)]
+    /// Abandoned producer groups per side (stale-groups), 1-10000000.
+    #[arg(long, default_value_t = StaleGroupsConfig::default().groups, value_parser = scale(1, 10_000_000))]
     groups: usize,
-    /// Heartbeating consumers (stale-groups).
-    #[arg(long, default_value_t = StaleGroupsConfig::default().consumers)]
+    /// Heartbeating consumers (stale-groups), 1-10000: each holds a connection on each side.
+    #[arg(long, default_value_t = StaleGroupsConfig::default().consumers, value_parser = scale(1, 10_000))]
     consumers: usize,
 }
 
@@ -63,6 +63,8 @@ struct Report {
     ha_probes: Option<HaProbesReport>,
     stale_groups: Option<StaleGroupsReport>,
     passed: bool,
+    /// Ctrl-C stopped the run: what is reported was measured, the rest was not.
+    interrupted: bool,
     wall_ms: u64,
 }
 
@@ -127,7 +129,22 @@ impl Progress for Reporter {
     }
 }
 
+/// A scale option's bounds, checked before anything runs.
+fn scale(min: u64, max: u64) -> impl clap::builder::TypedValueParser<Value = usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
+}
+
+/// The exit code of an interrupted replay (128 + SIGINT, as a shell reports it).
+const INTERRUPTED: u8 = 130;
+
 pub(crate) fn run(args: ReplayArgs) -> ExitCode {
+    // A bad --out fails now, not after the whole replay ran.
+    if let Some(dir) = &args.out {
+        if let Err(error) = std::fs::create_dir_all(dir) {
+            eprintln!("error: --out {}: {error}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -181,6 +198,7 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             .as_ref()
             .is_none_or(StaleGroupsReport::passed)
         && !stop.is_cancelled();
+    report.interrupted = stop.is_cancelled();
     report.wall_ms = started.elapsed().as_millis() as u64;
     if args.json {
         println!(
@@ -201,7 +219,9 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             dir.display()
         );
     }
-    if report.passed {
+    if stop.is_cancelled() {
+        ExitCode::from(INTERRUPTED)
+    } else if report.passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -329,7 +349,11 @@ fn summary(report: &Report) -> String {
     let _ = writeln!(
         s,
         "replay: {} in {:.1} s",
-        verdict(report.passed),
+        if report.interrupted {
+            "INTERRUPTED"
+        } else {
+            verdict(report.passed)
+        },
         report.wall_ms as f64 / 1000.0
     );
     s

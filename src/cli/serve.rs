@@ -7,44 +7,70 @@ use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
 use rmq_lifecycle::net::remoting::RemotingConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
 use rmq_lifecycle::registry::RegistryConfig;
-use rmq_lifecycle::store::{DEFAULT_SEGMENT_SIZE, FlushPolicy, StoreConfig};
-use std::net::SocketAddr;
+use rmq_lifecycle::store::{DEFAULT_SEGMENT_SIZE, FlushPolicy, MIN_SEGMENT_SIZE, StoreConfig};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// `HOST:PORT`, a host name resolved once at start (its first address).
+fn host_port(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    match value.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{value} resolves to no address")),
+        Err(error) => Err(format!(
+            "{value}: {error} (expected HOST:PORT, e.g. 127.0.0.1:10911 or localhost:10911)"
+        )),
+    }
+}
+
+/// A count that must be at least 1 (a zero would disable what the option sizes).
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Client-management listener (HEART_BEAT, UNREGISTER_CLIENT, CHECK_CLIENT_CONFIG).
-    #[arg(long, default_value = "127.0.0.1:10911")]
+    #[arg(long, default_value = "127.0.0.1:10911", value_parser = host_port)]
     listen: SocketAddr,
     /// HA master port (slaves connect here).
-    #[arg(long, default_value = "127.0.0.1:10912")]
+    #[arg(long, default_value = "127.0.0.1:10912", value_parser = host_port)]
     ha_listen: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
     /// Serve Prometheus text at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = host_port)]
     metrics: Option<SocketAddr>,
-    /// Close a client connection with no complete frame for this many seconds.
-    #[arg(long, default_value_t = 120)]
+    /// Close a client connection with no complete frame for this many seconds (1-86400; a
+    /// client heartbeats every 30 s).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout_secs: u64,
-    /// Expire (group, channel) memberships not refreshed for this many seconds.
-    #[arg(long, default_value_t = 120)]
+    /// Expire (group, channel) memberships not refreshed for this many seconds (1-86400).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     channel_expiry_secs: u64,
-    /// Period of the expiry scan, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    /// Period of the expiry scan, in milliseconds (1-3600000).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     scan_interval_ms: u64,
-    /// Heartbeat worker tasks (default: min(32, cores)).
-    #[arg(long)]
+    /// Heartbeat worker tasks, at least 1 (default: min(32, cores)).
+    #[arg(long, value_parser = at_least_one)]
     heartbeat_workers: Option<usize>,
-    /// Heartbeats queued for a worker before SYSTEM_BUSY.
-    #[arg(long, default_value_t = 50_000)]
+    /// Heartbeats queued for a worker before SYSTEM_BUSY, at least 1.
+    #[arg(long, default_value_t = 50_000, value_parser = at_least_one)]
     heartbeat_queue: usize,
-    /// Live client channels at most; more connections are closed on accept.
-    #[arg(long, default_value_t = ClientRules::default().max_channels)]
+    /// Live client channels at most, at least 1; more connections are closed on accept.
+    #[arg(long, default_value_t = ClientRules::default().max_channels, value_parser = at_least_one)]
     max_channels: usize,
-    /// Groups one channel may join; a heartbeat past it is answered SYSTEM_ERROR.
-    #[arg(long, default_value_t = ClientRules::default().max_groups_per_channel)]
+    /// Groups one channel may join, at least 1; a heartbeat past it is answered SYSTEM_ERROR.
+    #[arg(long, default_value_t = ClientRules::default().max_groups_per_channel, value_parser = at_least_one)]
     max_groups_per_channel: usize,
 }
 
@@ -56,7 +82,8 @@ pub(crate) struct StoreArgs {
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
     /// Bytes per segment file; master and slave must agree.
-    #[arg(long, default_value_t = DEFAULT_SEGMENT_SIZE)]
+    #[arg(long, default_value_t = DEFAULT_SEGMENT_SIZE,
+          value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_SIZE..=i32::MAX as u64))]
     segment_size: u64,
     /// Sync every append to disk instead of leaving it to the OS and shutdown.
     #[arg(long)]
@@ -73,6 +100,12 @@ impl StoreArgs {
                 PathBuf::from(home).join("store").join("commitlog")
             }
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!(
+                "--store {}: not a directory (the commit log is a directory of segment files)",
+                dir.display()
+            ));
+        }
         let flush = if self.flush_every_append {
             FlushPolicy::EveryAppend
         } else {
@@ -133,7 +166,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     let mut remoting = RemotingConfig {
         listen: args.listen,
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
-        scan_interval: Duration::from_millis(args.scan_interval_ms.max(1)),
+        scan_interval: Duration::from_millis(args.scan_interval_ms),
         heartbeat_queue: args.heartbeat_queue,
         ..RemotingConfig::default()
     };
@@ -155,9 +188,19 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         metrics: args.metrics,
         grace: GRACE,
     };
-    let report = server::serve(config, wait_for_signal(), |_| {})
-        .await
-        .map_err(|e| e.to_string())?;
+    let first = tokio::sync::Notify::new();
+    let serving = server::serve(
+        config,
+        async {
+            wait_for_signal().await;
+            first.notify_one();
+        },
+        |_| {},
+    );
+    let report = tokio::select! {
+        report = serving => report.map_err(|e| e.to_string())?,
+        code = second_signal(&first) => return Ok(code),
+    };
     if !report.is_clean() {
         return Err(format!(
             "unclean shutdown: {} tasks, {} client channels and {} HA connections left{}",
@@ -175,8 +218,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
 
 #[derive(Debug, Args)]
 pub(crate) struct SlaveArgs {
-    /// The master's HA address.
-    #[arg(long)]
+    /// The master's HA address (HOST:PORT).
+    #[arg(long, value_parser = host_port)]
     master: SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
@@ -193,9 +236,19 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
             store: args.store.config()?,
             grace: GRACE,
         };
-        let report = server::replicate(config, wait_for_signal(), |_| {})
-            .await
-            .map_err(|e| e.to_string())?;
+        let first = tokio::sync::Notify::new();
+        let replicating = server::replicate(
+            config,
+            async {
+                wait_for_signal().await;
+                first.notify_one();
+            },
+            |_| {},
+        );
+        let report = tokio::select! {
+            report = replicating => report.map_err(|e| e.to_string())?,
+            code = second_signal(&first) => return Ok(code),
+        };
         if let Some(error) = report.flush_error {
             return Err(format!("final flush: {error}"));
         }
@@ -207,6 +260,15 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A second SIGINT or SIGTERM during the shutdown the first one started: exit at once, without
+/// waiting for the grace period or the final flush.
+async fn second_signal(first: &tokio::sync::Notify) -> ExitCode {
+    first.notified().await;
+    wait_for_signal().await;
+    tracing::warn!("second signal: exiting without waiting for a clean shutdown");
+    ExitCode::from(130)
 }
 
 async fn wait_for_signal() {

@@ -636,6 +636,7 @@ async fn replicate(
 ) {
     let mut link = SlaveLink::new(config.ha);
     let mut backoff = config.backoff_min;
+    let mut failures: u32 = 0;
     while !cancel.is_cancelled() {
         let connect = time::timeout(config.connect_timeout, TcpStream::connect(config.master));
         let outcome = tokio::select! {
@@ -662,7 +663,17 @@ async fn replicate(
         match outcome {
             Ok(()) => break,
             Err(why) => {
-                tracing::info!(master = %config.master, %why, retry_in = ?backoff, "HA slave disconnected")
+                // A slave that cannot replicate says so at once and then every tenth attempt, so
+                // a wrong address (a closed port, the client port) is seen without a flood.
+                if backoff == config.backoff_min {
+                    failures = 0;
+                }
+                failures += 1;
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!(master = %config.master, %why, attempts = failures, retry_in = ?backoff, "HA slave not replicating; retrying");
+                } else {
+                    tracing::debug!(master = %config.master, %why, attempts = failures, retry_in = ?backoff, "HA slave disconnected");
+                }
             }
         }
         tokio::select! {

@@ -104,9 +104,9 @@ impl BrokerReport {
 }
 
 impl Broker {
-    /// Opens the commit log, binds the client listener, the HA master and the metrics endpoint.
+    /// Binds the client listener, opens the commit log, binds the HA master and the metrics
+    /// endpoint.
     pub async fn start(config: ServeConfig) -> Result<Broker, StartError> {
-        let log = open_store(&config.store)?;
         let registry = Arc::new(ClientRegistry::new(config.registry));
         let client_tasks = TaskGauge::new();
         let ha_tasks = TaskGauge::new();
@@ -123,6 +123,8 @@ impl Broker {
             addr: listen,
             source,
         })?;
+        // After the client port: a port already taken fails before the store is touched.
+        let log = open_store(&config.store)?;
         let ha_listen = config.master.listen;
         let master = HaMaster::bind(config.master, log.clone(), Clock::start(), ha_tasks.clone())
             .await
