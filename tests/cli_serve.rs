@@ -325,6 +325,47 @@ fn bad_values_are_refused_up_front() {
     assert!(stderr.contains("--out"), "{stderr}");
 }
 
+/// Ctrl-C stops a replay with what was measured, says INTERRUPTED and exits 130.
+#[test]
+fn an_interrupted_replay_says_so() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+        .args(["replay", "all"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the replay did not stop within 30 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("replay: INTERRUPTED"), "{stdout}");
+}
+
 /// Host names resolve; a slave pointed at a port nobody serves says so at the default level.
 #[test]
 fn host_names_resolve_and_a_lost_slave_says_so() {

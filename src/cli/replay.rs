@@ -137,7 +137,50 @@ fn scale(min: u64, max: u64) -> impl clap::builder::TypedValueParser<Value = usi
 /// The exit code of an interrupted replay (128 + SIGINT, as a shell reports it).
 const INTERRUPTED: u8 = 130;
 
+/// File descriptors the replay needs: each consumer holds a connection to each side's broker
+/// (both ends are in this process), plus the probes' and the runtime's own.
+fn fds_needed(args: &ReplayArgs) -> u64 {
+    args.consumers as u64 * 4 + 1024
+}
+
+/// Raises the soft descriptor limit to the hard one if `needed` is above it; an error names the
+/// option and the limit when even the hard limit is too low.
+#[cfg(target_os = "linux")]
+fn ensure_fds(needed: u64) -> Result<(), String> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= needed {
+        return Ok(());
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let current = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => limit.maximum.unwrap_or(u64::MAX),
+        Err(_) => current,
+    };
+    if current >= needed {
+        Ok(())
+    } else {
+        Err(format!(
+            "--consumers needs about {needed} file descriptors and the limit is {current}; \
+             lower --consumers or raise the limit (ulimit -n)"
+        ))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ensure_fds(_needed: u64) -> Result<(), String> {
+    Ok(())
+}
+
 pub(crate) fn run(args: ReplayArgs) -> ExitCode {
+    if let Err(error) = ensure_fds(fds_needed(&args)) {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     // A bad --out fails now, not after the whole replay ran.
     if let Some(dir) = &args.out {
         if let Err(error) = std::fs::create_dir_all(dir) {
