@@ -587,6 +587,10 @@ pub struct HaSlave {
 
 impl HaSlave {
     /// Starts replicating from `config.master` into `log`, counted in `tasks`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the replication task is spawned on the current one).
     pub fn start(
         config: SlaveConfig,
         log: Arc<CommitLog>,

@@ -315,6 +315,10 @@ impl ReplicaReport {
 
 impl Replica {
     /// Opens the slave's log and starts replicating into it.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the replication task is spawned on the current one).
     pub fn start(config: ReplicaConfig) -> Result<Replica, StartError> {
         let log = open_store(&config.store)?;
         let master = config.slave.master;
