@@ -313,6 +313,12 @@ async fn bad_input_leaves_nothing_behind() {
         let mut c = Client::connect(s.addr()).await;
         c.stream.write_all(&bytes).await.unwrap();
         c.closed_by_server().await;
+        // The socket closes as the connection's task returns; its channel leaves the registry
+        // right after, on the same task's way out, so the count may lag the EOF briefly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while s.registry.channel_count() != 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         assert_eq!(
             s.registry.channel_count(),
             1,

@@ -11,7 +11,7 @@
 
 // The 5.1.4 emulation of the replay, run as the master of its own world. It binds the listener
 // type of the module that includes it.
-#[path = "../src/cli/upstream/ha_master_514.rs"]
+#[path = "../cli/src/cli/upstream/ha_master_514.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod ha_master_514;
 #[path = "sim/rng.rs"]

@@ -76,7 +76,7 @@ pub(crate) struct Variant {
     pub(crate) registry: Faults,
     /// The HA master's planted defects.
     pub(crate) master: MasterFaults,
-    /// The master host runs the upstream 5.1.4 HA accept path (`src/cli/upstream/ha_master_514.rs`)
+    /// The master host runs the upstream 5.1.4 HA accept path (`cli/src/cli/upstream/ha_master_514.rs`)
     /// instead of `serve`; only the prober talks to it.
     pub upstream_514: bool,
     /// The master syncs only at shutdown (`FlushPolicy::Manual`, the `serve` default) instead of on

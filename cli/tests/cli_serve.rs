@@ -1,6 +1,5 @@
 //! `rmq-lifecycle serve` and `slave` as a user runs them: real processes, real ports, metrics
 //! over HTTP, and a clean exit (code 0, a final log line) on SIGTERM.
-#![cfg(feature = "cli")]
 
 use rmq_lifecycle::core::HeartbeatData;
 use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
