@@ -1,6 +1,52 @@
 //! rmq-lifecycle: a verified core for the two RocketMQ broker lifecycles that leaked in
 //! production, HA replication connections and producer/consumer group registries.
 //!
+//! # Start here
+//!
+//! Pick the entry point by how much of the broker side you want from this crate:
+//!
+//! * **All of it on tokio**: [`net::server::serve`] runs the client-management listener, the HA
+//!   master and the commit log until a future you pass completes ([`net::server::replicate`] is a
+//!   slave); it is what `rmq-lifecycle serve` and `slave` run. `examples/ha_pair.rs` replicates
+//!   between a master and a slave in one process.
+//! * **Your own transport**: wrap each accepted connection in a [`lifecycle::ClientChannel`] (or
+//!   [`lifecycle::HaConnection`]) and register it on a [`registry::ClientRegistry`] (or
+//!   [`registry::HaRegistry`]); the handle applies heartbeats and its close removes the channel
+//!   from every group, exactly once. [`lifecycle::ClientAcceptor`] and [`lifecycle::HaAcceptor`]
+//!   add accept, reap and shutdown on any spawner. `examples/embed_registry.rs` walks it through.
+//! * **Read only**: the registries' queries (`members`, `find_channel`, `snapshot`,
+//!   `check_invariants`) need no handle; nothing else changes a table.
+//!
+//! ```
+//! use rmq_lifecycle::core::{HeartbeatData, Millis};
+//! use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
+//! use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
+//! use std::sync::Arc;
+//!
+//! struct Connection; // the broker's own socket type: the channel owns it until closed
+//!
+//! let registry = Arc::new(ClientRegistry::new(RegistryConfig::default()));
+//! let channel = ClientChannel::new(Connection, "10.0.0.1:50001")
+//!     .register(&registry)
+//!     .unwrap_or_else(|refused| panic!("{}", refused.error));
+//! channel
+//!     .handle()
+//!     .heartbeat(&HeartbeatData::producers("producer-1", ["IotRuleEngine-1"]), Millis(0))
+//!     .unwrap();
+//! assert_eq!(registry.producer_group_count(), 1);
+//!
+//! channel.close(CloseReason::PeerClosed); // the group leaves with its last channel
+//! assert_eq!(registry.producer_group_count(), 0);
+//! registry.check_invariants().unwrap();
+//! ```
+//!
+//! Features: `net` (default) is the tokio driver ([`net`]: listeners, HA master and slave,
+//! Prometheus text); without it the crate is the runtime-free core, registries and lifecycle
+//! handles. `harness`, `shuttle` and `sim` exist for this crate's own test harnesses (planted
+//! defects, shuttle's primitives, turmoil's simulated IO) and never belong in a broker's build.
+//! The `rmq-lifecycle` command is a separate package (`cli/`), so none of its dependencies
+//! reach an embedder.
+//!
 //! # Layers
 //!
 //! Each layer uses only the ones above it; `cargo check --no-default-features` builds L1-L3
@@ -61,7 +107,7 @@ pub mod lifecycle;
 pub mod phase;
 pub mod registry;
 pub mod store;
-pub mod sync;
+mod sync;
 
 #[cfg(feature = "net")]
 pub mod net;

@@ -69,7 +69,7 @@ impl<T> Mutex<T> {
 /// It is never a synchronization point (its contents cannot change), so it is std's `Arc<str>`
 /// in every arm: loom's `Arc` cannot hold an unsized `str`, and modelling an immutable refcount
 /// adds nothing to the schedules explored.
-pub type SharedStr = std::sync::Arc<str>;
+pub(crate) type SharedStr = std::sync::Arc<str>;
 
 /// The hasher of the registry's tables of client-chosen keys (group names, client ids).
 ///

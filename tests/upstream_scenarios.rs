@@ -1,5 +1,5 @@
 //! Upstream's `ProducerManagerTest`, `ConsumerManagerTest`, `ConsumerManagerScannerTest` and the
-//! heartbeat part of `ClientManageProcessorTest` (fact sheet §4.1-4.4), plus the regressions of
+//! heartbeat part of `ClientManageProcessorTest` (RocketMQ's broker module tests), plus the regressions of
 //! the upstream bugs this registry exists to avoid (#8673, #10698, #10435, #6810, #11114).
 //! Where our semantics deliberately differ from upstream's, the test says so and why.
 //!

@@ -529,7 +529,7 @@ mod remoting_wire {
         ));
         decode.push((
             "json_response_fastjson_wire_example",
-            "the header seen on the wire from a Java broker (fact sheet 3.2), byte for byte",
+            "the header seen on the wire from a Java broker (docs/SPEC.md section 5), byte for byte",
             one(json_frame(fastjson, b"")),
         ));
         decode.push((

@@ -628,7 +628,7 @@ mod tests {
         );
     }
 
-    /// The header seen on the wire (fact sheet §3.2), byte for byte.
+    /// The header seen on the wire (a Java broker's response, docs/SPEC.md section 5), byte for byte.
     #[test]
     fn json_header_matches_fastjson() {
         let cmd = RemotingCommand {

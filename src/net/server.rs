@@ -39,6 +39,9 @@ pub struct ServeConfig {
 /// Why a process could not start; each names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Two settings disagree.
+    #[error("{0}")]
+    Config(String),
     /// The commit log could not be opened or recovered.
     #[error("cannot open the commit log in {dir}: {source}")]
     Store {
@@ -124,6 +127,7 @@ impl Broker {
             source,
         })?;
         // After the client port: a port already taken fails before the store is touched.
+        check_segment_size(&config.store, config.master.ha.segment_size)?;
         let log = open_store(&config.store)?;
         let ha_listen = config.master.listen;
         let master = HaMaster::bind(config.master, log.clone(), Clock::start(), ha_tasks.clone())
@@ -320,6 +324,7 @@ impl Replica {
     ///
     /// Outside a tokio runtime (the replication task is spawned on the current one).
     pub fn start(config: ReplicaConfig) -> Result<Replica, StartError> {
+        check_segment_size(&config.store, config.slave.ha.segment_size)?;
         let log = open_store(&config.store)?;
         let master = config.slave.master;
         let slave = HaSlave::start(config.slave, log.clone(), Clock::start(), TaskGauge::new());
@@ -375,6 +380,18 @@ pub async fn replicate(
     started(&replica);
     shutdown.await;
     Ok(replica.shutdown().await)
+}
+
+/// The log's segment size is set in two places (the store's files, the HA transfer's segment
+/// ends); they must be one value.
+fn check_segment_size(store: &StoreConfig, ha: u64) -> Result<(), StartError> {
+    if store.segment_size == ha {
+        return Ok(());
+    }
+    Err(StartError::Config(format!(
+        "the store's segment size ({}) and the HA segment size ({ha}) differ; they must be one value",
+        store.segment_size
+    )))
 }
 
 fn open_store(config: &StoreConfig) -> Result<Arc<CommitLog>, StartError> {
