@@ -78,14 +78,24 @@ impl Proc {
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code().unwrap_or(-1), self);
-            }
-            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+        let status = exit_within(&mut self.child, Duration::from_secs(30), "after SIGTERM");
+        (status.code().unwrap_or(-1), self)
+    }
+}
+
+/// Waits for the child to exit; kills it and fails the test if it is still running after
+/// `within` (a regression then fails in seconds instead of hanging the suite).
+fn exit_within(child: &mut Child, within: Duration, when: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running {within:?} {when}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -210,17 +220,11 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{args:?} still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(20),
+        &format!("after {args:?}"),
+    );
     let mut stderr = String::new();
     child
         .stderr
@@ -343,17 +347,11 @@ fn an_interrupted_replay_says_so() {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the replay did not stop within 30 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(30),
+        "after SIGINT to the replay",
+    );
     let mut stdout = String::new();
     child
         .stdout

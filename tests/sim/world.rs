@@ -49,15 +49,8 @@ pub(crate) const PRODUCERS: [&str; 2] = ["producer1", "producer2"];
 pub(crate) const CONSUMERS: [&str; 1] = ["consumer1"];
 const PROBER: &str = "prober";
 const OBSERVER: &str = "observer";
-/// Hosts that faults may hit (the observer is the test's instrument, never faulted).
-pub(crate) const HOSTS: [&str; 6] = [
-    "master",
-    "slave1",
-    "slave2",
-    "producer1",
-    "producer2",
-    "consumer1",
-];
+/// Every host of the main world: those faults may crash first, then the prober (links only),
+/// then the observer (the test's instrument, never faulted).
 const ALL_HOSTS: [&str; 8] = [
     "master",
     "slave1",
@@ -68,6 +61,10 @@ const ALL_HOSTS: [&str; 8] = [
     PROBER,
     OBSERVER,
 ];
+/// Hosts a crash may hit.
+pub(crate) const HOSTS: &[&str] = ALL_HOSTS.split_at(6).0;
+/// Hosts whose links may fail.
+const LINKED: &[&str] = ALL_HOSTS.split_at(7).0;
 
 /// Which server runs on the master host, and with which planted defects.
 #[derive(Debug, Clone, Copy, Default)]
@@ -126,20 +123,12 @@ pub(crate) fn schedule(seed: u64, variant: &Variant) -> Vec<(Duration, Fault)> {
     let hosts: &[&'static str] = if variant.upstream_514 {
         &["master"]
     } else {
-        &HOSTS
+        HOSTS
     };
     let peers: &[&'static str] = if variant.upstream_514 {
         &[PROBER]
     } else {
-        &[
-            "master",
-            "slave1",
-            "slave2",
-            "producer1",
-            "producer2",
-            "consumer1",
-            PROBER,
-        ]
+        LINKED
     };
     let n = rng.range(2, 9);
     let window = FAULTS_END.as_millis() as u64 - 1_500;

@@ -188,18 +188,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         metrics: args.metrics,
         grace: GRACE,
     };
-    let first = tokio::sync::Notify::new();
-    let serving = server::serve(
-        config,
-        async {
-            wait_for_signal().await;
-            first.notify_one();
-        },
-        |_| {},
-    );
-    let report = tokio::select! {
-        report = serving => report.map_err(|e| e.to_string())?,
-        code = second_signal(&first) => return Ok(code),
+    let report = match until_signalled(|signal| server::serve(config, signal, |_| {})).await {
+        Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
+        Signalled::Again(code) => return Ok(code),
     };
     if !report.is_clean() {
         return Err(format!(
@@ -236,18 +227,10 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
             store: args.store.config()?,
             grace: GRACE,
         };
-        let first = tokio::sync::Notify::new();
-        let replicating = server::replicate(
-            config,
-            async {
-                wait_for_signal().await;
-                first.notify_one();
-            },
-            |_| {},
-        );
-        let report = tokio::select! {
-            report = replicating => report.map_err(|e| e.to_string())?,
-            code = second_signal(&first) => return Ok(code),
+        let report = match until_signalled(|signal| server::replicate(config, signal, |_| {})).await
+        {
+            Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
+            Signalled::Again(code) => return Ok(code),
         };
         if let Some(error) = report.flush_error {
             return Err(format!("final flush: {error}"));
@@ -262,13 +245,35 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
     })
 }
 
-/// A second SIGINT or SIGTERM during the shutdown the first one started: exit at once, without
-/// waiting for the grace period or the final flush.
-async fn second_signal(first: &tokio::sync::Notify) -> ExitCode {
-    first.notified().await;
-    wait_for_signal().await;
-    tracing::warn!("second signal: exiting without waiting for a clean shutdown");
-    ExitCode::from(130)
+/// How a process run by [`until_signalled`] ended.
+enum Signalled<T> {
+    /// It completed (after the first signal, or on its own).
+    Ended(T),
+    /// A second SIGINT or SIGTERM came during the shutdown the first one started.
+    Again(ExitCode),
+}
+
+/// Runs `process` with the first SIGINT or SIGTERM as its shutdown future; a second signal
+/// during that shutdown exits at once, without waiting for the grace period or the final flush.
+async fn until_signalled<F: std::future::Future>(
+    process: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+) -> Signalled<F::Output> {
+    let first = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = first.clone();
+    let running = process(Box::pin(async move {
+        wait_for_signal().await;
+        notify.notify_one();
+    }));
+    tokio::select! {
+        ended = running => Signalled::Ended(ended),
+        () = async {
+            first.notified().await;
+            wait_for_signal().await;
+        } => {
+            tracing::warn!("second signal: exiting without waiting for a clean shutdown");
+            Signalled::Again(ExitCode::from(130))
+        }
+    }
 }
 
 async fn wait_for_signal() {
