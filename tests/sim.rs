@@ -38,7 +38,9 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
-fn report(outcome: &Outcome, variant: &str) -> String {
+/// What a seed found, its fault schedule, and the command that replays exactly it (`test` is
+/// the test whose world it ran).
+fn report(outcome: &Outcome, variant: &str, test: &str) -> String {
     let mut out = format!(
         "seed {} ({variant}): {} violation(s)\n",
         outcome.seed,
@@ -52,10 +54,32 @@ fn report(outcome: &Outcome, variant: &str) -> String {
         out += &format!("    {:>6} ms  {fault:?}\n", at.as_millis());
     }
     out += &format!(
-        "  replay: SIM_SEED={} cargo test --release --features sim --test sim -- seeds --nocapture\n",
+        "  replay: SIM_SEED={} cargo test --release --features sim --test sim -- {test} --exact \
+         --nocapture\n",
         outcome.seed
     );
     out
+}
+
+/// Prints a single seed's trace and report (a `SIM_SEED` replay).
+fn print_replay(outcome: &Outcome, variant: &str, test: &str) {
+    for line in &outcome.trace {
+        eprintln!("{line}");
+    }
+    eprint!("{}", report(outcome, variant, test));
+}
+
+/// With `SIM_SEED` set, installs a subscriber for the shipped code's own events (`RUST_LOG`
+/// narrows or widens them) and returns the seed.
+fn replay_seed() -> Option<u64> {
+    let seed = env_u64("SIM_SEED")?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Some(seed)
 }
 
 /// Runs seeds on every core; stops after `count` seeds and, if `min_wall` is given, not before
@@ -104,19 +128,9 @@ fn run_seeds(
 /// The CI seed set over the shipped server: no invariant may fail.
 #[test]
 fn seeds() {
-    if let Some(seed) = env_u64("SIM_SEED") {
-        // The shipped code's own events too (RUST_LOG narrows or widens them).
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
+    if let Some(seed) = replay_seed() {
         let outcome = world::run(seed, Variant::default(), &[], true);
-        for line in &outcome.trace {
-            eprintln!("{line}");
-        }
-        eprint!("{}", report(&outcome, "shipped"));
+        print_replay(&outcome, "shipped", "seeds");
         assert!(outcome.violations.is_empty(), "seed {seed} failed");
         return;
     }
@@ -146,7 +160,7 @@ fn seeds() {
         failed.len()
     );
     for outcome in &failed {
-        eprint!("{}", report(outcome, "shipped"));
+        eprint!("{}", report(outcome, "shipped", "seeds"));
     }
     assert!(outcomes.len() as u64 >= count, "fewer seeds ran than asked");
     assert!(
@@ -171,10 +185,20 @@ fn a_seed_replays_exactly() {
     }
 }
 
-/// The first seed of the CI set on which `variant` violates `invariant`, or a panic.
-fn must_find(what: &str, variant: Variant, invariant: &'static str) {
+/// The first seed of the CI set on which `variant` violates `invariant`, or a panic. `test` is
+/// the calling test's name, for the replay line; with `SIM_SEED` only that seed runs.
+fn must_find(what: &str, test: &str, variant: Variant, invariant: &'static str) {
     static SERIAL: Mutex<()> = Mutex::new(());
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(seed) = replay_seed() {
+        let outcome = world::run(seed, variant, &[], true);
+        print_replay(&outcome, what, test);
+        assert!(
+            outcome.violations.iter().any(|v| v.starts_with(invariant)),
+            "seed {seed}: no {invariant} violation"
+        );
+        return;
+    }
     let (outcomes, wall) = run_seeds(variant, CI_SEEDS, None, Some(invariant));
     let hit = outcomes
         .iter()
@@ -185,7 +209,7 @@ fn must_find(what: &str, variant: Variant, invariant: &'static str) {
             outcome.seed,
             outcomes.len(),
             wall.as_secs_f64(),
-            report(outcome, what)
+            report(outcome, what, test)
         ),
         None => panic!(
             "{what}: no {invariant} violation in {} seeds of the CI set",
@@ -198,21 +222,36 @@ fn must_find(what: &str, variant: Variant, invariant: &'static str) {
 fn catches_keep_empty_groups() {
     let mut variant = Variant::default();
     variant.registry.keep_empty_groups = true;
-    must_find("keep_empty_groups", variant, "NoEmptyGroup");
+    must_find(
+        "keep_empty_groups",
+        "catches_keep_empty_groups",
+        variant,
+        "NoEmptyGroup",
+    );
 }
 
 #[test]
 fn catches_remove_without_stop() {
     let mut variant = Variant::default();
     variant.master.table.remove_without_stop = true;
-    must_find("remove_without_stop", variant, "NoRunningUnregistered");
+    must_find(
+        "remove_without_stop",
+        "catches_remove_without_stop",
+        variant,
+        "NoRunningUnregistered",
+    );
 }
 
 #[test]
 fn catches_unchecked_acks() {
     let mut variant = Variant::default();
     variant.master.unchecked_acks = true;
-    must_find("unchecked_acks", variant, "AckBounded");
+    must_find(
+        "unchecked_acks",
+        "catches_unchecked_acks",
+        variant,
+        "AckBounded",
+    );
 }
 
 /// The upstream 5.1.4 HA accept path (the replay's emulation) as the master: it records any 8
@@ -225,7 +264,12 @@ fn catches_upstream_514_master() {
         upstream_514: true,
         ..Variant::default()
     };
-    must_find("upstream 5.1.4 master", variant, "AckBounded");
+    must_find(
+        "upstream 5.1.4 master",
+        "catches_upstream_514_master",
+        variant,
+        "AckBounded",
+    );
 }
 
 /// Finding, kept until "Replication that cannot diverge": a master that syncs only at shutdown
@@ -243,13 +287,12 @@ fn finding_master_crash_after_unsynced_acks_diverges() {
         (Duration::from_secs(6), Fault::Crash("master")),
         (Duration::from_secs(7), Fault::Restart("master")),
     ];
-    let outcome = world::run(1, variant, &script, true);
-    for line in &outcome.trace {
-        eprintln!("{line}");
-    }
-    eprint!(
-        "{}",
-        report(&outcome, "finding: master crash after unsynced acks")
+    let seed = replay_seed().unwrap_or(1);
+    let outcome = world::run(seed, variant, &script, true);
+    print_replay(
+        &outcome,
+        "finding: master crash after unsynced acks",
+        "finding_master_crash_after_unsynced_acks_diverges",
     );
     assert!(
         outcome
