@@ -70,17 +70,22 @@ impl Proc {
     }
 
     fn terminate(mut self) -> (i32, Proc) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        signal(&self.child, "-TERM");
         let status = exit_within(&mut self.child, Duration::from_secs(30), "after SIGTERM");
         (status.code().unwrap_or(-1), self)
     }
+}
+
+/// Sends `sig` (as `kill` spells it) to the child.
+fn signal(child: &Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// Waits for the child to exit; kills it and fails the test if it is still running after
@@ -339,14 +344,7 @@ fn an_interrupted_replay_says_so() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "-INT");
     let status = exit_within(
         &mut child,
         Duration::from_secs(30),
