@@ -17,11 +17,40 @@
 /// Files: `std::fs` in production, turmoil's simulated per-host filesystem under `sim`.
 pub(crate) mod fs {
     #[cfg(not(feature = "sim"))]
-    pub(crate) use std::fs::{File, OpenOptions, create_dir_all, read_dir, remove_file};
+    pub(crate) use std::fs::{
+        File, OpenOptions, create_dir_all, read_dir, read_to_string, remove_file, rename,
+    };
     #[cfg(feature = "sim")]
     pub(crate) use turmoil::fs::shim::std::fs::{
-        File, OpenOptions, create_dir_all, read_dir, remove_file,
+        File, OpenOptions, create_dir_all, read_dir, read_to_string, remove_file, rename,
     };
+
+    /// Whether `path` exists (an error reading it counts as "exists", so nothing is overwritten).
+    pub(crate) fn exists(path: &std::path::Path) -> bool {
+        #[cfg(not(feature = "sim"))]
+        return std::fs::exists(path).unwrap_or(true);
+        #[cfg(feature = "sim")]
+        return turmoil::fs::shim::std::fs::exists(path);
+    }
+
+    /// Takes an exclusive advisory lock (`flock`) on `file` without waiting: `Ok(false)` if
+    /// another open file description holds it. It is released when the file is closed, so a
+    /// killed holder never leaves a stale lock.
+    #[cfg(not(feature = "sim"))]
+    pub(crate) fn try_lock(file: &File) -> std::io::Result<bool> {
+        use rustix::fs::{FlockOperation, flock};
+        match flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The simulated filesystem has no locks; each simulated host runs one store per directory.
+    #[cfg(feature = "sim")]
+    pub(crate) fn try_lock(_: &File) -> std::io::Result<bool> {
+        Ok(true)
+    }
 
     /// Whether a store syncs what it holds when dropped. A simulated crash (turmoil's
     /// `Sim::crash`) drops the host's objects before it discards unsynced writes, which a real

@@ -19,6 +19,7 @@ mod rng;
 #[path = "sim/world.rs"]
 mod world;
 
+use rmq_lifecycle::net::ha::MasterFaults;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -272,13 +273,51 @@ fn catches_upstream_514_master() {
     );
 }
 
-/// Finding, kept until "Replication that cannot diverge": a master that syncs only at shutdown
-/// (the `serve` default) crashes after slaves acknowledged bytes it had not synced; it comes back
-/// shorter than its slaves, so their logs are no longer a prefix of its log.
+/// A master that syncs only at segment ends and shutdown (the `serve` default) crashes while
+/// slaves replicate, losing what it had not synced, and comes back: since a master sends slaves
+/// only synced bytes, every slave is still a prefix of it and catches up byte-identical. (Before
+/// issue 13 it sent unsynced bytes, as upstream's classic master does; the restarted master was
+/// then shorter than its slaves and they diverged: `catches_send_unsynced` keeps that order.)
 #[test]
-fn finding_master_crash_after_unsynced_acks_diverges() {
+fn a_master_crash_loses_no_byte_a_slave_holds() {
+    let outcome = master_crash(
+        MasterFaults::default(),
+        "a_master_crash_loses_no_byte_a_slave_holds",
+    );
+    assert!(
+        outcome.violations.is_empty(),
+        "seed {}: {:?}",
+        outcome.seed,
+        outcome.violations
+    );
+    assert!(outcome.master_bytes > 0, "the world appended nothing");
+}
+
+/// The same crash with the planted `send_unsynced` (upstream's classic order): slaves end up
+/// holding bytes the restarted master lost, and `SlaveIsPrefix` catches it.
+#[test]
+fn catches_send_unsynced() {
+    let faults = MasterFaults {
+        send_unsynced: true,
+        ..MasterFaults::default()
+    };
+    let outcome = master_crash(faults, "catches_send_unsynced");
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.starts_with("SlaveIsPrefix")),
+        "seed {}: the planted divergence was not caught: {:?}",
+        outcome.seed,
+        outcome.violations
+    );
+}
+
+/// The scripted master crash both tests above run: 1 MiB segments (so nothing is synced at a
+/// segment end), a crash at 6 s, a restart at 7 s.
+fn master_crash(master: MasterFaults, test: &str) -> world::Outcome {
     let variant = Variant {
-        master_manual_flush: true,
+        master,
         scripted_only: true,
         segment: 1 << 20,
         ..Variant::default()
@@ -289,16 +328,6 @@ fn finding_master_crash_after_unsynced_acks_diverges() {
     ];
     let seed = replay_seed().unwrap_or(1);
     let outcome = world::run(seed, variant, &script, true);
-    print_replay(
-        &outcome,
-        "finding: master crash after unsynced acks",
-        "finding_master_crash_after_unsynced_acks_diverges",
-    );
-    assert!(
-        outcome
-            .violations
-            .iter()
-            .any(|v| v.starts_with("SlaveIsPrefix")),
-        "the divergence is no longer seen: if issue 13 fixed it, turn this test around"
-    );
+    print_replay(&outcome, test, test);
+    outcome
 }

@@ -52,6 +52,9 @@ pub struct MasterFaults {
     /// Reports are recorded without the `ack <= max` check
     /// ([`MasterLink::with_unchecked_acks`](crate::core::ha::MasterLink::with_unchecked_acks)).
     pub unchecked_acks: bool,
+    /// Slaves are sent bytes the master has not synced, as upstream's classic master does: a
+    /// master crash can then leave slaves holding bytes the master lost.
+    pub send_unsynced: bool,
 }
 
 impl Default for MasterConfig {
@@ -134,6 +137,18 @@ impl HaMaster {
         tasks: TaskGauge,
     ) -> io::Result<HaMaster> {
         let listener = TcpListener::bind(config.listen).await?;
+        HaMaster::listen(listener, config, log, clock, tasks)
+    }
+
+    /// Starts accepting on a bound listener (a broker binds every port before it opens its
+    /// store, so a port in use leaves no store behind).
+    pub(crate) fn listen(
+        listener: TcpListener,
+        config: MasterConfig,
+        log: Arc<CommitLog>,
+        clock: Clock,
+        tasks: TaskGauge,
+    ) -> io::Result<HaMaster> {
         let local_addr = listener.local_addr()?;
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         #[cfg(not(feature = "harness"))]
@@ -449,9 +464,17 @@ async fn write_transfers(
     loop {
         loop {
             batch.clear();
+            // Only durable bytes go out (see `CommitLog::durable_offset`).
+            let durable = shared.log.durable_offset();
+            #[cfg(feature = "harness")]
+            let durable = if shared.config.faults.send_unsynced {
+                shared.log.max_offset()
+            } else {
+                durable
+            };
             let due = ctx.due_transfers(
                 &mut link.lock(),
-                shared.log.max_offset(),
+                durable,
                 shared.clock.now(),
                 WRITE_GATHER,
                 &mut batch,
@@ -461,6 +484,18 @@ async fn write_transfers(
                 return close_reason(why);
             }
             if batch.is_empty() {
+                let waiting = {
+                    let l = link.lock();
+                    l.ack().is_some() && l.next_offset() >= durable
+                };
+                if waiting && durable < shared.log.max_offset() {
+                    // Caught up with what is synced: sync the rest (one sync covers every
+                    // append so far, and every slave's writer), then go on sending.
+                    if let Err(error) = shared.log.flush() {
+                        return CloseReason::Io(format!("log flush before a transfer: {error}"));
+                    }
+                    continue;
+                }
                 break;
             }
             let frames = match gather(&shared.log, &batch, &mut buf) {

@@ -176,6 +176,16 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = crate::io::net::TcpListener::bind(addr).await?;
+    serve_on(listener, sources, cancel);
+    Ok(())
+}
+
+/// Serves [`render`] on a bound listener until `cancel`.
+pub(crate) fn serve_on(
+    listener: crate::io::net::TcpListener,
+    sources: Sources,
+    cancel: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -223,5 +233,4 @@ pub async fn serve(
             });
         }
     });
-    Ok(())
 }

@@ -9,6 +9,7 @@
 use super::ha::{HaMaster, HaSlave, MasterConfig, MasterHandle, SlaveConfig, SlaveStatus};
 use super::remoting::{RemotingConfig, RemotingServer, RemotingStats};
 use super::{Clock, metrics};
+use crate::io::net::TcpListener;
 use crate::lifecycle::TaskGauge;
 use crate::registry::{ClientRegistry, HaRegistry, RegistryConfig};
 use crate::store::{CommitLog, StoreConfig};
@@ -126,33 +127,56 @@ impl Broker {
             addr: listen,
             source,
         })?;
-        // After the client port: a port already taken fails before the store is touched.
         check_segment_size(&config.store, config.master.ha.segment_size)?;
-        let log = open_store(&config.store)?;
+        // Every port is bound before the store is opened: a port in use leaves no store behind.
         let ha_listen = config.master.listen;
-        let master = HaMaster::bind(config.master, log.clone(), Clock::start(), ha_tasks.clone())
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "HA listener, --ha-listen",
-                addr: ha_listen,
-                source,
-            })?;
+        let ha_listener =
+            TcpListener::bind(ha_listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "HA listener, --ha-listen",
+                    addr: ha_listen,
+                    source,
+                })?;
+        let metrics_listener = match config.metrics {
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            what: "metrics, --metrics",
+                            addr,
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let log = open_store(&config.store)?;
+        let master = HaMaster::listen(
+            ha_listener,
+            config.master,
+            log.clone(),
+            Clock::start(),
+            ha_tasks.clone(),
+        )
+        .map_err(|source| StartError::Bind {
+            what: "HA listener, --ha-listen",
+            addr: ha_listen,
+            source,
+        })?;
         let metrics_stop = CancellationToken::new();
-        if let Some(addr) = config.metrics {
+        if let Some(listener) = metrics_listener {
             let sources = metrics::Sources {
                 registry: registry.clone(),
                 tasks: vec![client_tasks.clone(), ha_tasks.clone()],
                 remoting: Some(remoting.stats().clone()),
                 ha: Some((master.registry().clone(), log.clone())),
             };
-            metrics::serve(addr, sources, metrics_stop.clone())
-                .await
-                .map_err(|source| StartError::Bind {
-                    what: "metrics, --metrics",
-                    addr,
-                    source,
-                })?;
-            tracing::info!(%addr, "metrics at /metrics");
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics at /metrics");
+            }
+            metrics::serve_on(listener, sources, metrics_stop.clone());
         }
         tracing::info!(
             listen = %remoting.local_addr(),

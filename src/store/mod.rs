@@ -14,22 +14,48 @@
 //!   sees a byte that is not there.
 //! * `NoCrossSegment`: no record and no read crosses a segment end; a record that does not fit
 //!   the rest of a segment is preceded by a BLANK filling it.
-//! * `ValidPrefix`: after [`CommitLog::open`] the log is the longest prefix of valid records
-//!   (size, bounds, known magic, CRC of ours); a torn or corrupt tail is cut, never served.
+//! * `ValidPrefix`: after [`CommitLog::open`] the log is a prefix of valid records (size,
+//!   bounds, known magic, CRC of ours); a torn tail of the last segment is cut (its bytes kept in
+//!   `quarantine/`), never served.
+//! * `NothingDestroyed`: recovery removes no file and cuts nothing but that tail. Damage anywhere
+//!   else (a record in a segment that others follow, a missing segment, a sealed segment that
+//!   is not full) stops [`CommitLog::open`] with an error naming the file and offset; [`verify`]
+//!   reports it and [`repair`], run by an operator, sets it aside.
 //! * `SlaveAppendsAtMax`: [`CommitLog::append_raw`] writes only at the max offset and only bytes
 //!   that frame as records recovery would keep; otherwise it errors and writes nothing. Together
 //!   with per-segment reads this gives the HA invariant `SlaveIsPrefix`.
 //!
+//! # The store directory
+//!
+//! Besides the segment files (named like upstream's, the 20-digit base offset) it holds a
+//! marker (`rmq-lifecycle.store`: format and segment size; a directory without one is refused
+//! unless empty), a `lock` file (an exclusive `flock`, held while the log is open, naming the
+//! holder's pid), a `checkpoint` (every segment below its offset is full and synced: a segment
+//! is synced and the checkpoint written before the next segment is created, so a crash can tear
+//! only the last segment and `open` reads only that one), and `quarantine/`.
+//!
 //! # Resources
 //!
 //! Every segment file stays open, one fd per segment (1 GiB segments: one fd per GiB of log),
-//! so reads never reopen files. A new segment reserves its full size of disk at once (Linux
-//! `fallocate`, keeping the file length the data's), as upstream's full-size files do. Appends
-//! are serialized by an internal mutex; reads take a second, short lock only to clone the
-//! segment's file handle, never while doing IO.
+//! so reads never reopen files. A segment reserves its full size of disk when its first byte is
+//! written (Linux `fallocate`, keeping the file length the data's), as upstream's full-size
+//! files do; an empty log reserves nothing. Appends are serialized by an internal mutex; reads
+//! take a second, short lock only to clone the segment's file handle, never while doing IO.
 
+mod check;
+mod dir;
 pub mod record;
 mod segment;
+
+pub use check::{Problem, Repaired, Verified, repair, verify};
+
+/// The segment size the store in `dir` was created with; `None` if `dir` is not a store (yet).
+pub fn segment_size_of(dir: &Path) -> io::Result<Option<u64>> {
+    match dir::read_marker(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        other => Ok(other?.map(|m| m.segment_size)),
+    }
+}
 
 use std::fmt;
 use std::io;
@@ -143,6 +169,11 @@ pub struct FileRange {
 struct Tail {
     /// The segment the last write went to (saves a table lookup per append).
     active: Segment,
+    /// Whether `active`'s disk blocks are reserved; an empty log reserves nothing until its
+    /// first append.
+    reserved: bool,
+    /// The checkpoint: every segment below it is full and synced.
+    sealed: u64,
     /// Start of the next record whose header is not yet checked. Equal to the max offset when
     /// the log ends on a record boundary; past it while a slave's record is half received.
     next_record: u64,
@@ -163,6 +194,10 @@ pub struct CommitLog {
     segments: Mutex<Vec<Segment>>,
     min: AtomicU64,
     max: AtomicU64,
+    /// Everything below it (and below `max`) is synced: what the HA master may send.
+    durable: AtomicU64,
+    /// The store directory's exclusive lock, released on drop.
+    _lock: dir::Lock,
 }
 
 impl fmt::Debug for CommitLog {
@@ -180,15 +215,66 @@ fn invalid_input(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
+/// The error for damage that recovery does not cut (it is not a torn tail): nothing was changed.
+fn damaged(file: &Path, offset: u64, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "commit log segment {} is damaged at offset {offset}: {why}. Nothing was changed; \
+             `rmq-lifecycle store verify DIR` lists every problem, and `rmq-lifecycle store repair \
+             DIR` ends the log there, moving the rest into the store's quarantine/ directory",
+            file.display()
+        ),
+    )
+}
+
+/// Segments must follow each other with no gap: a missing file is data lost, never a place to
+/// end the log silently.
+fn check_contiguous(
+    dir: &Path,
+    found: &[segment::Found],
+    segment_size: u64,
+    sealed: u64,
+) -> io::Result<()> {
+    for pair in found.windows(2) {
+        if pair[1].base != pair[0].base + segment_size {
+            let gap = pair[0].base + segment_size;
+            return Err(damaged(
+                &pair[1].path,
+                gap,
+                &format!("it follows a gap: the segment files from {gap:020} up to it are missing"),
+            ));
+        }
+    }
+    if let Some(first) = found.first().filter(|f| f.base > sealed && sealed > 0) {
+        return Err(damaged(
+            &first.path,
+            sealed,
+            &format!(
+                "the checkpoint says the log holds sealed segments up to {sealed}, but the first \
+                 segment file in {} starts at {}",
+                dir.display(),
+                first.base
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl CommitLog {
-    /// Opens the log in `config.dir`, creating it if needed, and recovers it: records are checked
-    /// from the first segment's base (which may be any segment-aligned offset), and the first
-    /// invalid or incomplete one ends the log; the rest of its file is truncated and later
-    /// segment files are removed. A segment file that does not match `segment_size` is an error,
-    /// with nothing removed.
+    /// Opens the log in `config.dir`, creating the store if the directory is new or empty, and
+    /// recovers it. Only the last segment's torn tail is cut, and its bytes are first copied into
+    /// the store's `quarantine/` directory. Everything else that does not check out is an error
+    /// naming the file and the offset, with nothing changed: a directory this crate did not
+    /// create, a segment size other than the store's, another open of the same store (the lock),
+    /// a gap between segments, a damaged record in a segment that later ones follow.
+    ///
+    /// Segments below the checkpoint (full and synced when they were sealed) are checked by
+    /// length only, so the work is proportional to the last segment, not to the log;
+    /// [`verify`] reads everything.
     pub fn open(config: StoreConfig) -> io::Result<Self> {
         let StoreConfig {
-            dir,
+            dir: path,
             segment_size,
             flush,
         } = config;
@@ -198,53 +284,79 @@ impl CommitLog {
                 i32::MAX
             )));
         }
-        fs::create_dir_all(&dir)?;
-        let found = segment::list(&dir, segment_size)?;
+        fs::create_dir_all(&path)?;
+        dir::claim(&path, segment_size)?;
+        let lock = dir::lock(&path)?;
+        let sealed = dir::read_checkpoint(&path)?;
+        let found = segment::list(&path, segment_size)?;
+        check_contiguous(&path, &found, segment_size, sealed)?;
 
-        let mut segments = Vec::new();
-        let mut end = found.first().map_or(0, |f| f.base);
-        let mut stop = None;
-        for f in &found {
-            if f.base != end {
-                break; // the log ended before this segment, or a segment is missing
-            }
+        let mut segments = Vec::with_capacity(found.len());
+        let mut end = found.first().map_or(sealed, |f| f.base);
+        let mut changed = false;
+        for (i, f) in found.iter().enumerate() {
             let seg = segment::open(f)?;
+            let last = i + 1 == found.len();
+            if f.base + segment_size <= sealed {
+                if f.len != segment_size {
+                    return Err(damaged(
+                        &f.path,
+                        f.base + f.len.min(segment_size),
+                        &format!(
+                            "a sealed segment (below the checkpoint {sealed}) is {} bytes, not {segment_size}",
+                            f.len
+                        ),
+                    ));
+                }
+                end = f.base + segment_size;
+                segments.push(seg);
+                continue;
+            }
             let scan = segment::scan(&seg.file, f.len, segment_size)?;
             end = f.base + scan.valid;
-            segments.push(seg);
-            if scan.valid < segment_size {
-                stop = scan.stop;
-                break;
+            if !last && scan.valid < segment_size {
+                let why = scan.stop.as_deref().unwrap_or("a short segment");
+                return Err(damaged(
+                    &f.path,
+                    end,
+                    &format!("{why}, and later segments follow it"),
+                ));
             }
-        }
-
-        let mut changed = false;
-        for f in found[segments.len()..].iter().rev() {
-            tracing::warn!(file = %f.path.display(), "commit log: removing a segment past the recovered end");
-            fs::remove_file(&f.path)?;
-            changed = true;
-        }
-        if let Some(seg) = segments.last() {
-            let f = &found[segments.len() - 1]; // segments[i] was opened from found[i]
-            let keep = end - seg.base;
-            if f.len > keep {
+            if last && f.len > scan.valid {
+                let cut = f.len - scan.valid;
+                let kept = dir::set_aside(
+                    &path,
+                    &format!("{end:020}.tail"),
+                    &seg.file,
+                    scan.valid,
+                    cut,
+                )?;
                 tracing::warn!(
-                    file = %f.path.display(), offset = end, cut = f.len - keep,
-                    reason = stop.as_deref().unwrap_or("trailing bytes"),
-                    "commit log: truncating a torn tail"
+                    file = %f.path.display(), offset = end, cut,
+                    reason = scan.stop.as_deref().unwrap_or("trailing bytes"),
+                    kept = %kept.display(),
+                    "commit log: cutting a torn tail (its bytes are kept in the quarantine)"
                 );
-                seg.file.set_len(keep)?;
+                seg.file.set_len(scan.valid)?;
                 seg.file.sync_all()?;
             }
-            // The segment appends continue in: reserve its rest again (a truncation freed it).
-            segment::preallocate(&seg.file, &f.path, segment_size);
+            segments.push(seg);
         }
-        if segments.is_empty() {
-            segments.push(segment::create(&dir, 0, segment_size)?);
-            changed = true;
-        }
+        let reserved = match segments.last() {
+            // The segment appends continue in: reserve its rest (again, if a cut freed it).
+            Some(seg) if end > seg.base => {
+                segment::preallocate(&seg.file, &segment::path(&path, seg.base), segment_size);
+                true
+            }
+            Some(_) => false,
+            None => {
+                segments.push(segment::create(&path, end, segment_size, false)?);
+                changed = true;
+                false
+            }
+        };
         if changed {
-            segment::sync_dir(&dir)?;
+            segment::sync_dir(&path)?;
         }
 
         let min = segments[0].base;
@@ -252,17 +364,30 @@ impl CommitLog {
         Ok(Self {
             tail: Mutex::new(Tail {
                 active,
+                reserved,
                 next_record: end,
                 synced: end,
                 dir_synced: true,
+                sealed,
             }),
             segments: Mutex::new(segments),
             min: AtomicU64::new(min),
             max: AtomicU64::new(end),
-            dir,
+            durable: AtomicU64::new(end),
+            dir: path,
             segment_size,
             flush,
+            _lock: lock,
         })
+    }
+
+    /// The end of the synced prefix: every byte below it survives a crash. The HA master sends
+    /// slaves only these bytes, so a master that crashes and recovers never finds a slave holding
+    /// bytes it lost (with [`FlushPolicy::Manual`] the sender calls [`flush`](Self::flush) when a
+    /// slave has caught up with it).
+    pub fn durable_offset(&self) -> u64 {
+        let durable = self.durable.load(Ordering::Acquire);
+        durable.min(self.max.load(Ordering::Acquire))
     }
 
     /// Offset of the first byte kept (the first segment's base).
@@ -403,23 +528,30 @@ impl CommitLog {
         if offset == min {
             return Ok(());
         }
+        // The steps in the order that leaves an empty log after a crash between any two: the
+        // old (empty) segments go, the checkpoint moves, the new segment appears.
         let mut table = self.segments.lock();
         for seg in table.iter() {
             fs::remove_file(segment::path(&self.dir, seg.base))?;
         }
         table.clear();
-        let seg = segment::create(&self.dir, offset, self.segment_size)?;
+        segment::sync_dir(&self.dir)?;
+        dir::write_checkpoint(&self.dir, offset)?;
+        let seg = segment::create(&self.dir, offset, self.segment_size, false)?;
         table.push(seg.clone());
         drop(table);
         segment::sync_dir(&self.dir)?;
         *tail = Tail {
             active: seg,
+            reserved: false,
             next_record: offset,
             synced: offset,
             dir_synced: true,
+            sealed: offset,
         };
         self.min.store(offset, Ordering::Release);
         self.max.store(offset, Ordering::Release);
+        self.durable.store(offset, Ordering::Release);
         Ok(())
     }
 
@@ -517,19 +649,37 @@ impl CommitLog {
 
     /// The segment to write `offset` into, created when the write reaches a new segment.
     fn segment_for(&self, tail: &mut Tail, offset: u64) -> io::Result<Segment> {
-        if tail.active.base == self.segment_base(offset) {
+        let base = self.segment_base(offset);
+        if tail.active.base == base {
+            if !tail.reserved {
+                segment::preallocate(
+                    &tail.active.file,
+                    &segment::path(&self.dir, base),
+                    self.segment_size,
+                );
+                tail.reserved = true;
+            }
             return Ok(tail.active.clone());
         }
         let seg = match self.segment_at(offset)? {
             Some(seg) => seg, // left empty by a failed append
             None => {
-                let seg = segment::create(&self.dir, self.segment_base(offset), self.segment_size)?;
+                // Seal before the next segment exists: the full segments are synced and the
+                // checkpoint says so, so a crash can tear only the last segment, and the next
+                // open need not read the sealed ones.
+                self.sync_to(tail, base)?;
+                if tail.sealed < base {
+                    dir::write_checkpoint(&self.dir, base)?;
+                    tail.sealed = base;
+                }
+                let seg = segment::create(&self.dir, base, self.segment_size, true)?;
                 self.segments.lock().push(seg.clone());
                 tail.dir_synced = false;
                 seg
             }
         };
         tail.active = seg.clone();
+        tail.reserved = true;
         Ok(seg)
     }
 
@@ -599,6 +749,13 @@ impl CommitLog {
                         let _ = seg.file.set_len(start.saturating_sub(seg.base));
                     }
                 }
+                // A roll may have synced and sealed bytes that were just cut back.
+                tail.synced = tail.synced.min(start);
+                self.durable.store(tail.synced, Ordering::Release);
+                let base = self.segment_base(start);
+                if tail.sealed > base && dir::write_checkpoint(&self.dir, base).is_ok() {
+                    tail.sealed = base;
+                }
                 Err(e)
             }
         }
@@ -625,6 +782,7 @@ impl CommitLog {
             tail.dir_synced = true;
         }
         tail.synced = tail.synced.max(end);
+        self.durable.store(tail.synced, Ordering::Release);
         Ok(())
     }
 }

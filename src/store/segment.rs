@@ -94,8 +94,8 @@ pub(crate) fn open(found: &Found) -> io::Result<Segment> {
 }
 
 /// Creates a new, empty segment; an existing file of that name is an error, never reused.
-/// Its `size` bytes of disk are reserved up front (see [`preallocate`]).
-pub(crate) fn create(dir: &Path, base: u64, size: u64) -> io::Result<Segment> {
+/// With `reserve`, its `size` bytes of disk are reserved up front (see [`preallocate`]).
+pub(crate) fn create(dir: &Path, base: u64, size: u64, reserve: bool) -> io::Result<Segment> {
     let path = path(dir, base);
     let file = open_options().create_new(true).open(&path).map_err(|e| {
         io::Error::new(
@@ -103,7 +103,9 @@ pub(crate) fn create(dir: &Path, base: u64, size: u64) -> io::Result<Segment> {
             format!("creating commit log segment {}: {e}", path.display()),
         )
     })?;
-    preallocate(&file, &path, size);
+    if reserve {
+        preallocate(&file, &path, size);
+    }
     Ok(Segment {
         base,
         file: Arc::new(file),

@@ -76,10 +76,7 @@ pub(crate) struct Variant {
     /// The master host runs the upstream 5.1.4 HA accept path (`cli/src/cli/upstream/ha_master_514.rs`)
     /// instead of `serve`; only the prober talks to it.
     pub upstream_514: bool,
-    /// The master syncs only at shutdown (`FlushPolicy::Manual`, the `serve` default) instead of on
-    /// every append: a crash can then lose bytes slaves already acknowledged.
-    pub(crate) master_manual_flush: bool,
-    /// No random faults: the schedule is only `extra` (the finding test's scripted crash).
+    /// No random faults: the schedule is only `extra` (a scripted test's faults).
     pub(crate) scripted_only: bool,
     /// Segment size of every log (0: 16 KiB). A segment is synced when the next one starts, so
     /// a large one leaves a `Manual` master's whole log unsynced.
@@ -318,11 +315,9 @@ fn serve_config(variant: &Variant) -> ServeConfig {
         store: StoreConfig {
             dir: STORE.into(),
             segment_size: variant.segment(),
-            flush: if variant.master_manual_flush {
-                FlushPolicy::Manual
-            } else {
-                FlushPolicy::EveryAppend
-            },
+            // The `serve` default: synced at segment ends, before bytes go to a slave, and at
+            // shutdown; a crash loses the rest.
+            flush: FlushPolicy::Manual,
         },
         metrics: None,
         grace: Duration::from_secs(2),

@@ -7,6 +7,7 @@ mod bench;
 mod chart;
 mod replay;
 mod serve;
+mod store;
 mod upstream;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,11 @@ enum Command {
     Slave(serve::SlaveArgs),
     /// Re-run the two production incidents in-process, beside upstream's behaviour.
     Replay(replay::ReplayArgs),
+    /// Check or repair a store directory.
+    Store {
+        #[command(subcommand)]
+        which: store::Which,
+    },
     /// Benchmarks, each figure beside a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -46,7 +52,7 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
         Command::Serve(_) | Command::Slave(_) => "info",
-        Command::Replay(_) | Command::Bench { .. } => "warn",
+        Command::Replay(_) | Command::Bench { .. } | Command::Store { .. } => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -60,6 +66,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Slave(args) => serve::run_slave(args),
         Command::Replay(args) => replay::run(args),
+        Command::Store { which } => store::run(which),
         Command::Bench { which } => bench::run(which),
     }
 }

@@ -7,7 +7,9 @@ use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
 use rmq_lifecycle::net::remoting::RemotingConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
 use rmq_lifecycle::registry::RegistryConfig;
-use rmq_lifecycle::store::{DEFAULT_SEGMENT_SIZE, FlushPolicy, MIN_SEGMENT_SIZE, StoreConfig};
+use rmq_lifecycle::store::{
+    self, DEFAULT_SEGMENT_SIZE, FlushPolicy, MIN_SEGMENT_SIZE, StoreConfig,
+};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,52 +79,55 @@ pub(crate) struct ServeArgs {
 /// The commit log's options, shared by `serve` (master) and `slave`.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
-    /// Directory of the commit log's segment files (default: $HOME/store/commitlog, like
-    /// upstream's storePathRootDir).
+    /// The store directory (default: $HOME/rmq-lifecycle/store for serve,
+    /// $HOME/rmq-lifecycle/slave-store for slave). A new or empty directory becomes a store; a
+    /// directory holding anything else is refused.
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Bytes per segment file; master and slave must agree.
-    #[arg(long, default_value_t = DEFAULT_SEGMENT_SIZE,
-          value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_SIZE..=i32::MAX as u64))]
-    segment_size: u64,
+    /// Bytes per segment file; master and slave must agree. Default: the store's own, or
+    /// 1073741824 (upstream's) for a new store.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_SIZE..=i32::MAX as u64))]
+    segment_size: Option<u64>,
     /// Sync every append to disk instead of leaving it to the OS and shutdown.
     #[arg(long)]
     flush_every_append: bool,
 }
 
 impl StoreArgs {
-    fn config(&self) -> Result<StoreConfig, String> {
+    /// The store's configuration and the HA segment size (the same value); `leaf` names the
+    /// default directory under `$HOME/rmq-lifecycle`.
+    fn config(&self, leaf: &str) -> Result<(StoreConfig, HaConfig), String> {
         let dir = match &self.store {
             Some(dir) => dir.clone(),
             None => {
                 let home =
                     std::env::var_os("HOME").ok_or("no --store given and $HOME is not set")?;
-                PathBuf::from(home).join("store").join("commitlog")
+                PathBuf::from(home).join("rmq-lifecycle").join(leaf)
             }
         };
         if dir.exists() && !dir.is_dir() {
             return Err(format!(
-                "--store {}: not a directory (the commit log is a directory of segment files)",
+                "--store {}: not a directory (a store is a directory of segment files)",
                 dir.display()
             ));
         }
+        let stored = store::segment_size_of(&dir).map_err(|e| e.to_string())?;
+        let segment_size = self.segment_size.or(stored).unwrap_or(DEFAULT_SEGMENT_SIZE);
         let flush = if self.flush_every_append {
             FlushPolicy::EveryAppend
         } else {
             FlushPolicy::Manual
         };
-        Ok(StoreConfig {
+        let store = StoreConfig {
             dir,
-            segment_size: self.segment_size,
+            segment_size,
             flush,
-        })
-    }
-
-    fn ha_config(&self) -> HaConfig {
-        HaConfig {
-            segment_size: self.segment_size,
+        };
+        let ha = HaConfig {
+            segment_size,
             ..HaConfig::default()
-        }
+        };
+        Ok((store, ha))
     }
 }
 
@@ -173,6 +178,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     if let Some(n) = args.heartbeat_workers {
         remoting.heartbeat_workers = n;
     }
+    let (store, ha) = args.store.config("store")?;
     let config = ServeConfig {
         remoting,
         registry: RegistryConfig {
@@ -181,10 +187,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         },
         master: MasterConfig {
             listen: args.ha_listen,
-            ha: args.store.ha_config(),
+            ha,
             ..MasterConfig::default()
         },
-        store: args.store.config()?,
+        store,
         metrics: args.metrics,
         grace: GRACE,
     };
@@ -219,12 +225,13 @@ pub(crate) struct SlaveArgs {
 /// `rmq-lifecycle slave`: replicate until SIGINT/SIGTERM, reconnecting with backoff.
 pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
     block_on(async move {
+        let (store, ha) = args.store.config("slave-store")?;
         let config = ReplicaConfig {
             slave: SlaveConfig {
-                ha: args.store.ha_config(),
+                ha,
                 ..SlaveConfig::new(args.master)
             },
-            store: args.store.config()?,
+            store,
             grace: GRACE,
         };
         let report = match until_signalled(|signal| server::replicate(config, signal, |_| {})).await
