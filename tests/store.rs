@@ -6,6 +6,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use rmq_lifecycle::core::epoch::EpochEntry;
 use rmq_lifecycle::store::record::{
     BLANK_MAGIC, HEADER_LEN, MAGIC, MESSAGE_MAGIC, MESSAGE_MAGIC_V2, MIN_BLANK_LEN,
 };
@@ -1139,4 +1140,111 @@ fn segments_are_preallocated_but_keep_their_data_length() {
         "{} bytes allocated after recovery",
         meta.blocks() * 512
     );
+}
+
+fn epoch(epoch: u32, start: u64) -> EpochEntry {
+    EpochEntry { epoch, start }
+}
+
+/// Epochs are recorded durably and survive a reopen; a promoted log with bytes from before
+/// epochs records them as epoch 0; out-of-order entries are refused.
+#[test]
+fn epochs_are_recorded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    assert!(log.epochs().is_empty());
+    fill(&log, &mut Rng(3), 5, 300);
+    let max = log.max_offset();
+    assert_eq!(log.begin_epoch(1).unwrap(), epoch(1, max));
+    assert_eq!(log.epochs(), [epoch(0, 0), epoch(1, max)]);
+    assert!(log.begin_epoch(1).is_err(), "epochs must increase");
+    fill(&log, &mut Rng(4), 5, 300);
+    assert!(log.append_epoch(epoch(2, log.max_offset() + 1)).is_err());
+    log.append_epoch(epoch(2, log.max_offset())).unwrap();
+    let epochs = log.epochs();
+    drop(log);
+    assert_eq!(open(dir.path()).epochs(), epochs);
+}
+
+/// A truncation cuts the log back to a consistent point, keeps the cut bytes (and whole later
+/// segments) in the quarantine, drops the epochs at or past the point, and the log goes on;
+/// a crash between cutting the log and rewriting the epoch file is repaired by the next open.
+#[test]
+fn truncation_sets_the_cut_bytes_aside_and_drops_later_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.begin_epoch(1).unwrap();
+    fill(&log, &mut Rng(8), 20, 900);
+    let point = log.max_offset();
+    log.begin_epoch(2).unwrap();
+    fill(&log, &mut Rng(9), 40, 900);
+    let before_bytes: u64 = segment_files(dir.path()).iter().map(|p| file_len(p)).sum();
+    let mut keep = read_all(&log, 0, point);
+    keep.truncate(point as usize);
+    assert!(log.max_offset() > point + 2 * SEG);
+
+    log.truncate(point).unwrap();
+    assert_eq!(log.max_offset(), point);
+    assert_eq!(log.epochs(), [epoch(1, 0)]);
+    assert!(read_all(&log, 0, point) == keep, "the kept bytes changed");
+    let after_bytes: u64 = segment_files(dir.path()).iter().map(|p| file_len(p)).sum();
+    assert_eq!(
+        after_bytes + quarantined(dir.path()),
+        before_bytes,
+        "nothing destroyed"
+    );
+    assert!(log.truncate(point + 1).is_err(), "past the end");
+    log.append_epoch(epoch(3, point)).unwrap();
+    let end = log.append(b"epoch 3").unwrap().end;
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.max_offset(), end);
+    assert_eq!(log.epochs(), [epoch(1, 0), epoch(3, point)]);
+    drop(log);
+
+    // A crash after the log was cut and before the epoch file was rewritten: the old epoch
+    // file names an epoch past the end, which the next open drops (one starting exactly at
+    // the end describes no byte and stays until the next truncation).
+    let crashed = tempfile::tempdir().unwrap();
+    let inside;
+    {
+        let log = open(crashed.path());
+        log.begin_epoch(1).unwrap();
+        fill(&log, &mut Rng(8), 10, 900);
+        inside = log.max_offset();
+        fill(&log, &mut Rng(9), 10, 900);
+        log.begin_epoch(2).unwrap();
+        fill(&log, &mut Rng(10), 20, 900);
+    }
+    let saved = fs::read(crashed.path().join("epochs")).unwrap();
+    open(crashed.path()).truncate(inside).unwrap();
+    fs::write(crashed.path().join("epochs"), saved).unwrap();
+    let log = open(crashed.path());
+    assert_eq!(log.max_offset(), inside);
+    assert_eq!(
+        log.epochs(),
+        [epoch(1, 0)],
+        "the entry past the end is dropped"
+    );
+}
+
+/// A slave promoted while its log ends inside a record starts its epoch at the last whole
+/// record; the partial record is set aside, not left under the new epoch.
+#[test]
+fn a_new_epoch_starts_at_a_record_boundary() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(mdir.path());
+    let mut last = None;
+    for i in 0..3u8 {
+        last = Some(master.append(&[i; 500]).unwrap());
+    }
+    let last = last.unwrap();
+    let bytes = read_all(&master, 0, last.end);
+    let slave = open(sdir.path());
+    slave.append_raw(0, &bytes[..bytes.len() - 10]).unwrap();
+    assert_eq!(slave.max_offset(), last.end - 10);
+    assert_eq!(slave.begin_epoch(1).unwrap(), epoch(1, last.start));
+    assert_eq!(slave.max_offset(), last.start);
+    assert_eq!(quarantined(sdir.path()), last.end - 10 - last.start);
+    slave.append(b"new master").unwrap();
 }

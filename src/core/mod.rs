@@ -7,6 +7,7 @@
 pub mod activity;
 pub mod client;
 pub mod consumer;
+pub mod epoch;
 pub mod ha;
 pub mod ha_model;
 pub mod heartbeat;

@@ -101,12 +101,7 @@ pub fn repair(dir: &Path) -> io::Result<Repaired> {
             file.sync_all()?;
         } else {
             let name = f.path.file_name().expect("a segment file has a name");
-            let mut to = quarantine.join(name);
-            let mut n = 1;
-            while fs::exists(&to) {
-                to = quarantine.join(format!("{}.{n}", name.to_string_lossy()));
-                n += 1;
-            }
+            let to = dir::free_name(quarantine.join(name));
             fs::rename(&f.path, &to)?;
             moved.push(to);
         }

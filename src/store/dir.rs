@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::core::epoch::EpochEntry;
 use crate::io::fs::{self, File, OpenOptions};
 
 /// The marker file: its presence means this crate created the directory.
@@ -28,7 +29,7 @@ fn invalid_data(msg: String) -> io::Error {
 /// Whether `name` is one of the files a store directory holds (its own files, segments,
 /// temporary files of an interrupted atomic write).
 fn is_ours(name: &str) -> bool {
-    matches!(name, MARKER | LOCK | CHECKPOINT | QUARANTINE)
+    matches!(name, MARKER | LOCK | CHECKPOINT | QUARANTINE | EPOCHS)
         || name.ends_with(".tmp")
         || (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -214,9 +215,20 @@ pub(crate) fn quarantine(dir: &Path) -> io::Result<PathBuf> {
     Ok(q)
 }
 
+/// `path`, or `path.1`, `path.2`, ... : the first that does not exist, so nothing set aside
+/// earlier is overwritten.
+pub(crate) fn free_name(path: PathBuf) -> PathBuf {
+    let mut candidate = path.clone();
+    let mut n = 1;
+    while fs::exists(&candidate) {
+        candidate = PathBuf::from(format!("{}.{n}", path.display()));
+        n += 1;
+    }
+    candidate
+}
+
 /// Copies `len` bytes of `file` from `pos` into a new quarantine file named `name` (synced),
-/// before the caller cuts them. A name already taken gets a numbered suffix, so nothing set
-/// aside earlier is overwritten.
+/// before the caller cuts them (see [`free_name`]).
 pub(crate) fn set_aside(
     dir: &Path,
     name: &str,
@@ -225,13 +237,7 @@ pub(crate) fn set_aside(
     len: u64,
 ) -> io::Result<PathBuf> {
     use std::os::unix::fs::FileExt;
-    let q = quarantine(dir)?;
-    let mut path = q.join(name);
-    let mut n = 1;
-    while fs::exists(&path) {
-        path = q.join(format!("{name}.{n}"));
-        n += 1;
-    }
+    let path = free_name(quarantine(dir)?.join(name));
     let mut bytes = vec![0; usize::try_from(len).map_err(|_| io::ErrorKind::OutOfMemory)?];
     file.read_exact_at(&mut bytes, pos)?;
     let mut out = OpenOptions::new()
@@ -240,6 +246,46 @@ pub(crate) fn set_aside(
         .open(&path)?;
     out.write_all(&bytes)?;
     out.sync_all()?;
-    fs::sync_dir(&q)?;
+    fs::sync_dir(&dir.join(QUARANTINE))?;
     Ok(path)
+}
+
+/// The epoch file: which master term wrote which bytes (see [`crate::core::epoch`]).
+pub(crate) const EPOCHS: &str = "epochs";
+const EPOCHS_HEAD: &str = "rmq-lifecycle epochs 1";
+
+/// Reads the epoch file (empty if there is none).
+pub(crate) fn read_epochs(dir: &Path) -> io::Result<Vec<EpochEntry>> {
+    let path = dir.join(EPOCHS);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let bad = |why: String| invalid_data(format!("epoch file {}: {why}", path.display()));
+    let mut lines = text.lines();
+    if lines.next() != Some(EPOCHS_HEAD) {
+        return Err(bad(format!("the first line is not {EPOCHS_HEAD:?}")));
+    }
+    let mut entries = Vec::new();
+    for line in lines {
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(epoch, start)| Some((epoch.parse().ok()?, start.parse().ok()?)));
+        let Some((epoch, start)) = parsed else {
+            return Err(bad(format!("malformed line {line:?} (want `EPOCH START`)")));
+        };
+        entries.push(EpochEntry { epoch, start });
+    }
+    crate::core::epoch::check_entries(&entries).map_err(bad)?;
+    Ok(entries)
+}
+
+/// Replaces the epoch file atomically.
+pub(crate) fn write_epochs(dir: &Path, entries: &[EpochEntry]) -> io::Result<()> {
+    let mut text = format!("{EPOCHS_HEAD}\n");
+    for e in entries {
+        text.push_str(&format!("{} {}\n", e.epoch, e.start));
+    }
+    write_atomic(dir, EPOCHS, text.as_bytes())
 }

@@ -64,6 +64,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 
+use crate::core::epoch::{self, EpochEntry};
 use crate::io::fs::{self, File};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex};
@@ -177,6 +178,9 @@ struct Tail {
     /// Start of the next record whose header is not yet checked. Equal to the max offset when
     /// the log ends on a record boundary; past it while a slave's record is half received.
     next_record: u64,
+    /// Start of the record that ends at `next_record` (the log's last record boundary below
+    /// its max offset, when the log ends inside a record).
+    record_start: u64,
     /// Everything below is synced.
     synced: u64,
     /// Whether every segment file created so far has a durable directory entry.
@@ -196,6 +200,8 @@ pub struct CommitLog {
     max: AtomicU64,
     /// Everything below it (and below `max`) is synced: what the HA master may send.
     durable: AtomicU64,
+    /// The epoch file's entries (auto-switch replication); locked after `tail`.
+    epochs: Mutex<Vec<EpochEntry>>,
     /// The store directory's exclusive lock, released on drop.
     _lock: dir::Lock,
 }
@@ -358,6 +364,17 @@ impl CommitLog {
         if changed {
             segment::sync_dir(&path)?;
         }
+        let mut epochs = dir::read_epochs(&path)?;
+        // An entry past the end describes bytes that are not there: a crash came between a
+        // truncation of the log and of the epoch file, or took the first bytes of an epoch.
+        if let Some(keep) = epochs.iter().position(|e| e.start > end) {
+            tracing::warn!(
+                dir = %path.display(), max = end, dropped = ?&epochs[keep..],
+                "commit log: dropping epoch entries past the log's end"
+            );
+            epochs.truncate(keep);
+            dir::write_epochs(&path, &epochs)?;
+        }
 
         let min = segments[0].base;
         let active = segments[segments.len() - 1].clone();
@@ -366,6 +383,7 @@ impl CommitLog {
                 active,
                 reserved,
                 next_record: end,
+                record_start: end,
                 synced: end,
                 dir_synced: true,
                 sealed,
@@ -374,6 +392,7 @@ impl CommitLog {
             min: AtomicU64::new(min),
             max: AtomicU64::new(end),
             durable: AtomicU64::new(end),
+            epochs: Mutex::new(epochs),
             dir: path,
             segment_size,
             flush,
@@ -465,6 +484,7 @@ impl CommitLog {
             Ok(start + len)
         })?;
         tail.next_record = end;
+        tail.record_start = start;
         Ok(Appended { start, end })
     }
 
@@ -491,7 +511,8 @@ impl CommitLog {
         if len == 0 {
             return Ok(max);
         }
-        let next_record = self.check_frames(tail.next_record, offset, pieces, len)?;
+        let (next_record, record_start) =
+            self.check_frames(tail.next_record, tail.record_start, offset, pieces, len)?;
         let end = self.commit(&mut tail, max, |log, tail| {
             let mut pos = offset;
             let mut rest = Pieces::new(pieces);
@@ -503,6 +524,7 @@ impl CommitLog {
             Ok(pos)
         })?;
         tail.next_record = next_record;
+        tail.record_start = record_start;
         Ok(end)
     }
 
@@ -545,6 +567,7 @@ impl CommitLog {
             active: seg,
             reserved: false,
             next_record: offset,
+            record_start: offset,
             synced: offset,
             dir_synced: true,
             sealed: offset,
@@ -629,6 +652,141 @@ impl CommitLog {
         self.sync_to(&mut tail, max)
     }
 
+    /// The epoch entries (auto-switch replication; empty for a log that only ever replicated in
+    /// classic mode).
+    pub fn epochs(&self) -> Vec<EpochEntry> {
+        self.epochs.lock().clone()
+    }
+
+    /// The master's side of an election: syncs the log and starts `epoch` at its max offset (cut
+    /// back to its last whole record), durably, before any byte of the new epoch is appended. A log with bytes but no entries
+    /// first records them as epoch 0 from its min offset (bytes from before epochs were kept).
+    /// `epoch` must be above every recorded one.
+    pub fn begin_epoch(&self, epoch: u32) -> io::Result<EpochEntry> {
+        let mut tail = self.tail.lock();
+        // A slave being promoted may end inside a record its old master never finished: the
+        // new epoch starts at the last record boundary (the partial record is set aside).
+        let max = self.max.load(Ordering::Relaxed);
+        let boundary = if tail.next_record > max {
+            tail.record_start
+        } else {
+            tail.next_record
+        };
+        if boundary < max {
+            self.truncate_locked(&mut tail, boundary)?;
+        }
+        let max = self.max.load(Ordering::Relaxed);
+        self.sync_to(&mut tail, max)?;
+        let mut epochs = self.epochs.lock();
+        let mut next = epochs.clone();
+        let min = self.min.load(Ordering::Relaxed);
+        if next.is_empty() && max > min {
+            next.push(EpochEntry {
+                epoch: 0,
+                start: min,
+            });
+        }
+        let entry = EpochEntry { epoch, start: max };
+        next.push(entry);
+        epoch::check_entries(&next).map_err(invalid_input)?;
+        dir::write_epochs(&self.dir, &next)?;
+        *epochs = next;
+        Ok(entry)
+    }
+
+    /// The slave's side: the master's data from `entry.start` on is of `entry.epoch`, newer
+    /// than every local entry; recorded before the first byte of it is appended.
+    pub fn append_epoch(&self, entry: EpochEntry) -> io::Result<()> {
+        let tail = self.tail.lock();
+        let max = self.max.load(Ordering::Relaxed);
+        if entry.start > max {
+            return Err(invalid_input(format!(
+                "epoch entry {entry} starts past the log's end {max}"
+            )));
+        }
+        let mut epochs = self.epochs.lock();
+        let mut next = epochs.clone();
+        next.push(entry);
+        epoch::check_entries(&next).map_err(invalid_input)?;
+        dir::write_epochs(&self.dir, &next)?;
+        *epochs = next;
+        drop(tail);
+        Ok(())
+    }
+
+    /// Cuts the log back to `offset` (between its min and max offsets, on a record boundary: a
+    /// consistent point), and drops the epoch entries that start at or past it. The bytes cut
+    /// are first copied into `quarantine/` (with whole later segment files moved there), so a
+    /// truncation destroys nothing. For a slave: a reader holding bytes past `offset` may still
+    /// read them from the moved files.
+    ///
+    /// The steps are ordered so that a crash between any two leaves a log that opens to a
+    /// prefix of the old one: the checkpoint moves below the cut, later segments move out from
+    /// the last one, the segment holding `offset` is cut, then the epoch file is rewritten
+    /// (and an entry left past the end is dropped by the next open).
+    pub fn truncate(&self, offset: u64) -> io::Result<()> {
+        let mut tail = self.tail.lock();
+        self.truncate_locked(&mut tail, offset)
+    }
+
+    fn truncate_locked(&self, tail: &mut Tail, offset: u64) -> io::Result<()> {
+        let (min, max) = (
+            self.min.load(Ordering::Relaxed),
+            self.max.load(Ordering::Relaxed),
+        );
+        if offset < min || offset > max {
+            return Err(invalid_input(format!(
+                "truncate to {offset}: outside the log [{min}, {max}]"
+            )));
+        }
+        if offset < max {
+            let base = self.segment_base(offset);
+            if tail.sealed > base {
+                dir::write_checkpoint(&self.dir, base)?;
+                tail.sealed = base;
+            }
+            let mut table = self.segments.lock();
+            while table.len() > 1 && table[table.len() - 1].base > base {
+                let seg = table.pop().expect("checked non-empty");
+                let from = segment::path(&self.dir, seg.base);
+                let to = dir::quarantine(&self.dir)?.join(format!("{:020}", seg.base));
+                let to = dir::free_name(to);
+                fs::rename(&from, &to)?;
+                tracing::warn!(from = %from.display(), to = %to.display(), "commit log: truncation set a segment aside");
+            }
+            let seg = table.last().cloned().expect("a log always has a segment");
+            drop(table);
+            let len = seg.file.metadata()?.len();
+            let keep = offset - seg.base;
+            if len > keep {
+                let kept = dir::set_aside(
+                    &self.dir,
+                    &format!("{offset:020}.truncated"),
+                    &seg.file,
+                    keep,
+                    len - keep,
+                )?;
+                seg.file.set_len(keep)?;
+                seg.file.sync_all()?;
+                tracing::warn!(offset, cut = len - keep, kept = %kept.display(), "commit log: truncated");
+            }
+            segment::sync_dir(&self.dir)?;
+            tail.active = seg;
+            tail.next_record = offset;
+            tail.record_start = offset;
+            tail.synced = tail.synced.min(offset);
+            self.durable.store(tail.synced, Ordering::Release);
+            self.max.store(offset, Ordering::Release);
+        }
+        let mut epochs = self.epochs.lock();
+        if let Some(keep) = epochs.iter().position(|e| e.start >= offset) {
+            let next = epochs[..keep].to_vec();
+            dir::write_epochs(&self.dir, &next)?;
+            *epochs = next;
+        }
+        Ok(())
+    }
+
     /// Bytes left in the segment holding `offset` (a segment end counts as the next start).
     fn room(&self, offset: u64) -> u64 {
         self.segment_size - offset % self.segment_size
@@ -685,16 +843,18 @@ impl CommitLog {
 
     /// Checks the record headers that `pieces` (`len` bytes to be appended at `offset`) complete,
     /// starting with the record at `next_record`; returns the new start of the next unchecked
-    /// record.
+    /// record and the start of the record before it (`record_start` if none was completed).
     fn check_frames(
         &self,
         next_record: u64,
+        record_start: u64,
         offset: u64,
         pieces: &[&[u8]],
         len: u64,
-    ) -> io::Result<u64> {
+    ) -> io::Result<(u64, u64)> {
         let end = offset + len;
         let mut at = next_record;
+        let mut start = record_start;
         while at + MIN_BLANK_LEN <= end {
             let mut head = [0; MIN_BLANK_LEN as usize];
             // A header started by an earlier batch has its first bytes (< 8) on disk.
@@ -713,9 +873,10 @@ impl CommitLog {
                     format!("append_raw: no valid record at offset {at} ({why}); nothing written"),
                 )
             })?;
+            start = at;
             at += len;
         }
-        Ok(at)
+        Ok((at, start))
     }
 
     /// Runs `write` (which appends from `start` and returns the new end), syncs per the policy
