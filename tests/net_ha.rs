@@ -274,3 +274,95 @@ async fn connection_list_follows_slaves() {
     assert_eq!(m.registry().accepted_total(), 3);
     assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
 }
+
+/// Auto-switch failover over loopback: master A replicates to slave B; B stops, A appends more
+/// that B never gets, and A stops. B is promoted (a new epoch at its end) and appends; A rejoins
+/// as B's slave, finds the consistent point, cuts its unreplicated tail (kept in its store's
+/// quarantine) and ends byte-identical to B, with B's epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_switch_failover_truncates_the_old_masters_tail() {
+    use rmq_lifecycle::core::autoswitch::SlaveHello;
+    use rmq_lifecycle::core::ha::HaMode;
+    let (adir, bdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let auto_master = |dir: &std::path::Path| {
+        let config = MasterConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            ha: ha(),
+            mode: HaMode::AutoSwitch,
+            ..MasterConfig::default()
+        };
+        HaMaster::bind(config, open(dir), Clock::start(), TaskGauge::new())
+    };
+    let auto_slave = |master: &HaMaster, dir: &std::path::Path, id: i64| {
+        let log = open(dir);
+        let mut config = SlaveConfig::new(master.local_addr());
+        config.ha = ha();
+        config.mode = HaMode::AutoSwitch;
+        config.hello = SlaveHello {
+            broker_id: id,
+            ..SlaveHello::default()
+        };
+        config.backoff_max = Duration::from_millis(200);
+        (
+            HaSlave::start(config, log.clone(), Clock::start(), TaskGauge::new()),
+            log,
+        )
+    };
+    let test = async {
+        let a = auto_master(adir.path()).await.unwrap();
+        fill(&a, 200, 3);
+        let (b_slave, blog) = auto_slave(&a, bdir.path(), 2);
+        caught_up(a.log(), &blog).await;
+        assert_eq!(blog.epochs(), a.log().epochs());
+        assert_eq!(b_slave.shutdown(Duration::from_secs(5)).await, 0);
+        drop(blog);
+        let replicated = a.log().max_offset();
+        fill(&a, 100, 5);
+        let a_end = a.log().max_offset();
+        assert_eq!(a.shutdown(Duration::from_secs(5)).await, 0);
+
+        let b = auto_master(bdir.path()).await.unwrap();
+        let b_epochs = b.log().epochs();
+        assert_eq!(b_epochs.last().unwrap().start, replicated);
+        fill(&b, 50, 7);
+        let (a_slave, alog) = auto_slave(&b, adir.path(), 1);
+        assert_eq!(
+            alog.max_offset(),
+            a_end,
+            "ahead of the new master until it truncates"
+        );
+        while alog.max_offset() > b.log().max_offset() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        caught_up(b.log(), &alog).await;
+        assert_eq!(alog.epochs(), b.log().epochs());
+        let quarantine: u64 = std::fs::read_dir(adir.path().join("quarantine"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(quarantine, a_end - replicated, "the cut tail is kept");
+        // Sync replication counts the in-sync slave, by broker id.
+        let end = b.log().max_offset();
+        b.wait_for_replication(end, 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let members = b.handle().in_sync_set();
+        assert!(
+            members
+                .iter()
+                .any(|m| m.broker_id == 1 && m.in_sync && m.ack == end),
+            "{members:?}"
+        );
+        assert!(
+            b.wait_for_replication(end, 2, Duration::from_millis(200))
+                .await
+                .is_err(),
+            "one slave is not two"
+        );
+        assert_eq!(a_slave.shutdown(Duration::from_secs(5)).await, 0);
+        assert_eq!(b.shutdown(Duration::from_secs(5)).await, 0);
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("the failover did not finish in 60 s");
+}

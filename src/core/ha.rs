@@ -20,6 +20,10 @@
 //! counts for sync replication only after its first valid report.
 
 use super::Millis;
+use super::autoswitch::{
+    self, MasterChunk, MasterFrameDecoder, SlaveFrame, SlaveFrameDecoder, SlaveHello, TransferEpoch,
+};
+use super::epoch::{self, EpochEntry};
 use statig::prelude::*;
 use std::collections::VecDeque;
 use std::fmt;
@@ -40,6 +44,32 @@ pub fn encode_transfer_header(offset: u64, size: u32) -> [u8; TRANSFER_HEADER_LE
     out[..8].copy_from_slice(&offset.to_be_bytes());
     out[8..].copy_from_slice(&size.to_be_bytes());
     out
+}
+
+/// Which HA protocol a master or slave speaks; both ends must agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HaMode {
+    /// Upstream's default (`DefaultHAService`): 8-byte reports, 12-byte transfer headers, no
+    /// handshake and no epochs.
+    #[default]
+    Classic,
+    /// Upstream 5.1.1+ controller mode (`AutoSwitchHAService`): a handshake with epochs, a
+    /// slave that truncates to the consistent point before it replicates, epoch-bounded
+    /// transfers.
+    AutoSwitch,
+}
+
+impl std::str::FromStr for HaMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "classic" => Ok(HaMode::Classic),
+            "auto-switch" => Ok(HaMode::AutoSwitch),
+            other => Err(format!(
+                "unknown HA mode {other:?} (classic or auto-switch)"
+            )),
+        }
+    }
 }
 
 /// Upstream's `HAConnectionState`.
@@ -221,14 +251,61 @@ impl TransferDecoder {
     }
 }
 
-/// One transfer the master wants written: a header for `len` bytes at `offset`, then those bytes
-/// of the log (none for a heartbeat).
+/// One frame the master wants written: a header for `len` bytes at `offset`, then those bytes
+/// of the log (none for a heartbeat or a handshake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
-    /// Offset of the first body byte.
+    /// Offset of the first body byte (the master's max offset, for a handshake).
     pub offset: u64,
-    /// Body length, at most `batch_max` and never past a segment end.
+    /// Body length, at most `batch_max` and never past a segment end (nor an epoch's end).
     pub len: u32,
+    /// Which header goes first.
+    pub head: Head,
+}
+
+/// The header of a [`Transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Classic mode's 12-byte transfer header.
+    Classic,
+    /// Auto-switch mode's 36-byte transfer header.
+    Transfer(TransferEpoch),
+    /// Auto-switch mode's handshake ([`MasterLink::handshake_frame`] has its bytes).
+    Handshake,
+}
+
+impl Transmit {
+    /// A classic transfer.
+    pub fn classic(offset: u64, len: u32) -> Self {
+        Transmit {
+            offset,
+            len,
+            head: Head::Classic,
+        }
+    }
+
+    /// Bytes of the header (for a handshake: of the whole frame, which `entries` epoch entries
+    /// make up).
+    pub fn header_len(&self, entries: usize) -> usize {
+        match self.head {
+            Head::Classic => TRANSFER_HEADER_LEN,
+            Head::Transfer(_) => autoswitch::MASTER_TRANSFER_HEADER_LEN,
+            Head::Handshake => {
+                autoswitch::MASTER_HANDSHAKE_HEADER_LEN + autoswitch::EPOCH_ENTRY_LEN * entries
+            }
+        }
+    }
+
+    /// The transfer header's bytes; `None` for a handshake.
+    pub fn header(&self) -> Option<smallvec::SmallVec<[u8; 36]>> {
+        match self.head {
+            Head::Classic => Some(encode_transfer_header(self.offset, self.len)[..].into()),
+            Head::Transfer(epoch) => Some(
+                autoswitch::encode_master_transfer_header(self.offset, self.len, epoch)[..].into(),
+            ),
+            Head::Handshake => None,
+        }
+    }
 }
 
 /// What the master-side link reports to its owner.
@@ -250,9 +327,24 @@ pub enum MasterEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum MasterInput {
     Start(Millis),
+    Hello(Millis, SlaveHello),
     Report(Millis, i64),
+    Broken(String),
     Tick(Millis),
     Shutdown,
+}
+
+/// The auto-switch master's part of a link.
+#[derive(Debug)]
+struct AutoMaster {
+    /// The master's epoch entries (fixed while it is master).
+    epochs: Vec<EpochEntry>,
+    /// The slave's handshake, once read.
+    hello: Option<SlaveHello>,
+    /// The master's handshake is due (the slave's was read).
+    handshake_due: bool,
+    /// The master's handshake went out: only then does a report count.
+    handshake_sent: bool,
 }
 
 /// The master-side link's data, passed to the machine as its context.
@@ -270,6 +362,8 @@ struct MasterData {
     /// classic master does.
     #[cfg(feature = "harness")]
     unchecked_acks: bool,
+    /// Auto-switch mode (`None`: classic).
+    auto: Option<AutoMaster>,
 }
 
 impl MasterData {
@@ -303,12 +397,33 @@ impl MasterData {
             _ => Ok(offset),
         }
     }
+
+    /// Applies a valid report (the first one sets where transfers start); `Err` closes.
+    fn apply_report(&mut self, now: Millis, raw: i64) -> Result<(), String> {
+        let offset = self.check_report(raw)?;
+        let first = self.ack.is_none();
+        if first {
+            self.next = match (offset, self.auto.as_ref().and_then(|a| a.hello)) {
+                // upstream: an empty slave that asks for it gets the last segment only
+                (0, Some(hello)) if hello.sync_from_last_file => {
+                    let seg = self.config.segment_size.max(1);
+                    (self.local_max / seg * seg).max(self.log_min)
+                }
+                (0, _) => self.log_min,
+                (offset, _) => offset,
+            };
+        }
+        self.ack = Some(offset);
+        self.last_read = now;
+        self.events.push_back(MasterEvent::Acked { offset, first });
+        Ok(())
+    }
 }
 
 mod master {
     //! The master-side statig machine; its generated `State` stays behind [`super::HaState`].
     #![allow(missing_docs, unreachable_pub)]
-    use super::{HaClose, MasterData, MasterEvent, MasterInput};
+    use super::{HaClose, MasterData, MasterInput};
     use statig::prelude::*;
 
     #[derive(Debug, Default)]
@@ -325,7 +440,48 @@ mod master {
                 MasterInput::Start(now) => {
                     context.last_read = now;
                     context.last_write = now;
-                    Transition(State::transfer())
+                    if context.auto.is_some() {
+                        Transition(State::handshake())
+                    } else {
+                        Transition(State::transfer())
+                    }
+                }
+                MasterInput::Shutdown => context.close(HaClose::Shutdown),
+                _ => Handled,
+            }
+        }
+
+        /// Auto-switch only: waiting for the slave's handshake, answering it, and waiting for
+        /// the report that says where the slave's log ends after its truncation. No report
+        /// counts before the master's handshake went out.
+        #[state]
+        fn handshake(context: &mut MasterData, event: &MasterInput) -> Outcome<State> {
+            let auto = context
+                .auto
+                .as_mut()
+                .expect("handshake is auto-switch only");
+            match *event {
+                MasterInput::Hello(now, hello) if auto.hello.is_none() => {
+                    auto.hello = Some(hello);
+                    auto.handshake_due = true;
+                    context.last_read = now;
+                    Handled
+                }
+                MasterInput::Hello(..) => {
+                    context.close(HaClose::Protocol("a second slave handshake".into()))
+                }
+                MasterInput::Report(..) if !auto.handshake_sent => context.close(
+                    HaClose::Protocol("a transfer report before the handshake".into()),
+                ),
+                MasterInput::Report(now, raw) => match context.apply_report(now, raw) {
+                    Ok(()) => Transition(State::transfer()),
+                    Err(why) => context.close(HaClose::Protocol(why)),
+                },
+                MasterInput::Broken(ref why) => context.close(HaClose::Protocol(why.clone())),
+                MasterInput::Tick(now)
+                    if now.since(context.last_read) > context.config.housekeeping_ms =>
+                {
+                    context.close(HaClose::Idle)
                 }
                 MasterInput::Shutdown => context.close(HaClose::Shutdown),
                 _ => Handled,
@@ -335,21 +491,14 @@ mod master {
         #[state]
         fn transfer(context: &mut MasterData, event: &MasterInput) -> Outcome<State> {
             match *event {
-                MasterInput::Report(now, raw) => match context.check_report(raw) {
-                    Ok(offset) => {
-                        let first = context.ack.is_none();
-                        if first {
-                            context.next = if offset == 0 { context.log_min } else { offset };
-                        }
-                        context.ack = Some(offset);
-                        context.last_read = now;
-                        context
-                            .events
-                            .push_back(MasterEvent::Acked { offset, first });
-                        Handled
-                    }
+                MasterInput::Report(now, raw) => match context.apply_report(now, raw) {
+                    Ok(()) => Handled,
                     Err(why) => context.close(HaClose::Protocol(why)),
                 },
+                MasterInput::Hello(..) => context.close(HaClose::Protocol(
+                    "a slave handshake while transferring".into(),
+                )),
+                MasterInput::Broken(ref why) => context.close(HaClose::Protocol(why.clone())),
                 MasterInput::Tick(now)
                     if now.since(context.last_read) > context.config.housekeeping_ms =>
                 {
@@ -377,7 +526,14 @@ mod master {
 pub struct MasterLink {
     machine: StateMachine<master::Master>,
     data: MasterData,
-    decoder: ReportDecoder,
+    decoder: SlaveDecoder,
+}
+
+/// How the master splits what the slave sends.
+#[derive(Debug, Clone)]
+enum SlaveDecoder {
+    Classic(ReportDecoder),
+    Auto(SlaveFrameDecoder),
 }
 
 impl fmt::Debug for MasterLink {
@@ -404,12 +560,50 @@ impl MasterLink {
             events: VecDeque::new(),
             #[cfg(feature = "harness")]
             unchecked_acks: false,
+            auto: None,
         };
         MasterLink {
             machine: master::Master.state_machine(),
             data,
-            decoder: ReportDecoder::default(),
+            decoder: SlaveDecoder::Classic(ReportDecoder::default()),
         }
+    }
+
+    /// An auto-switch link (RocketMQ 5.1.1+ controller mode): `Ready -> Handshake` on start;
+    /// the slave's handshake is answered with `epochs` (the master's entries, at least one: a
+    /// master begins an epoch before it serves), and transfers carry the epoch of their bytes
+    /// and never cross an epoch's end.
+    pub fn auto_switch(
+        config: HaConfig,
+        log_min: u64,
+        local_max: u64,
+        epochs: Vec<EpochEntry>,
+    ) -> Self {
+        let mut link = MasterLink::new(config, log_min, local_max);
+        link.data.auto = Some(AutoMaster {
+            epochs,
+            hello: None,
+            handshake_due: false,
+            handshake_sent: false,
+        });
+        link.decoder = SlaveDecoder::Auto(SlaveFrameDecoder::default());
+        link
+    }
+
+    /// The slave's handshake, once read (auto-switch).
+    pub fn slave_hello(&self) -> Option<SlaveHello> {
+        self.data.auto.as_ref().and_then(|a| a.hello)
+    }
+
+    /// The bytes of the master's handshake frame (for a [`Head::Handshake`] transmit).
+    pub fn handshake_frame(&self) -> Vec<u8> {
+        let entries = self.data.auto.as_ref().map_or(&[][..], |a| &a.epochs[..]);
+        autoswitch::encode_master_handshake(self.data.local_max, entries)
+    }
+
+    /// Epoch entries a handshake frame holds (see [`Transmit::header_len`]).
+    pub fn epoch_count(&self) -> usize {
+        self.data.auto.as_ref().map_or(0, |a| a.epochs.len())
     }
 
     /// The planted defect of upstream's classic master (feature `harness`): every 8 bytes read
@@ -426,12 +620,26 @@ impl MasterLink {
             .handle_with_context(&MasterInput::Start(now), &mut self.data);
     }
 
-    /// Bytes from the slave: every complete report is checked and applied in order.
+    /// Bytes from the slave: every complete frame is checked and applied in order.
     pub fn handle_bytes(&mut self, now: Millis, bytes: &[u8]) {
         let (machine, data) = (&mut self.machine, &mut self.data);
-        self.decoder.push(bytes, |raw| {
-            machine.handle_with_context(&MasterInput::Report(now, raw), data)
-        });
+        match &mut self.decoder {
+            SlaveDecoder::Classic(decoder) => decoder.push(bytes, |raw| {
+                machine.handle_with_context(&MasterInput::Report(now, raw), data)
+            }),
+            SlaveDecoder::Auto(decoder) => {
+                let pushed = decoder.push(bytes, |frame| {
+                    let input = match frame {
+                        SlaveFrame::Handshake(hello) => MasterInput::Hello(now, hello),
+                        SlaveFrame::Report(raw) => MasterInput::Report(now, raw),
+                    };
+                    machine.handle_with_context(&input, data)
+                });
+                if let Err(why) = pushed {
+                    machine.handle_with_context(&MasterInput::Broken(why), data);
+                }
+            }
+        }
     }
 
     /// The local log grew to `max` (or was found there).
@@ -454,18 +662,51 @@ impl MasterLink {
     /// The next transfer to write, if any: data from the slave's position, else a heartbeat once
     /// the link was quiet for `heartbeat_ms`. Nothing before the first valid report.
     pub fn poll_transmit(&mut self, now: Millis) -> Option<Transmit> {
-        if self.state() != HaState::Transfer {
+        let state = self.state();
+        let d = &mut self.data;
+        if state == HaState::Handshake {
+            let auto = d.auto.as_mut()?;
+            if !auto.handshake_due {
+                return None;
+            }
+            auto.handshake_due = false;
+            auto.handshake_sent = true;
+            d.last_write = now;
+            return Some(Transmit {
+                offset: d.local_max,
+                len: 0,
+                head: Head::Handshake,
+            });
+        }
+        if state != HaState::Transfer {
             return None;
         }
-        let d = &mut self.data;
         d.ack?;
+        // In auto-switch mode a frame's bytes are all of one epoch: the one holding `next`.
+        let (head, epoch_end) = match &d.auto {
+            None => (Head::Classic, u64::MAX),
+            Some(auto) => {
+                let i = epoch::entry_at(&auto.epochs, d.next).unwrap_or(0);
+                let entry = auto.epochs.get(i).copied().unwrap_or(EpochEntry {
+                    epoch: 0,
+                    start: d.log_min,
+                });
+                let head = Head::Transfer(TransferEpoch {
+                    epoch: entry,
+                    confirm: d.local_max,
+                });
+                (head, epoch::end_of(&auto.epochs, i, d.local_max))
+            }
+        };
         if d.next < d.local_max {
             let seg = d.config.segment_size.max(1);
             let segment_end = (d.next / seg + 1) * seg;
-            let len = (d.local_max.min(segment_end) - d.next).min(u64::from(d.config.batch_max));
+            let end = d.local_max.min(segment_end).min(epoch_end.max(d.next + 1));
+            let len = (end - d.next).min(u64::from(d.config.batch_max));
             let t = Transmit {
                 offset: d.next,
                 len: len as u32,
+                head,
             };
             d.next += len;
             d.last_write = now;
@@ -476,6 +717,7 @@ impl MasterLink {
             return Some(Transmit {
                 offset: d.next,
                 len: 0,
+                head,
             });
         }
         None
@@ -489,7 +731,7 @@ impl MasterLink {
     /// When `handle_timeout` must be called next; `None` once shut down.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let d = &self.data;
-        (self.state() == HaState::Transfer).then(|| {
+        matches!(self.state(), HaState::Transfer | HaState::Handshake).then(|| {
             let housekeeping = d.last_read.0 + d.config.housekeeping_ms + 1;
             let heartbeat = d.last_write.0 + d.config.heartbeat_ms;
             Millis(if d.ack.is_some() {
@@ -504,6 +746,7 @@ impl MasterLink {
     pub fn state(&self) -> HaState {
         match self.machine.state() {
             master::State::Ready {} => HaState::Ready,
+            master::State::Handshake {} => HaState::Handshake,
             master::State::Transfer {} => HaState::Transfer,
             master::State::Shutdown {} => HaState::Shutdown,
         }
@@ -527,6 +770,8 @@ pub struct SlaveAppend {
     pub offset: u64,
     /// Which bytes of the input passed to `handle_bytes`.
     pub range: std::ops::Range<usize>,
+    /// Auto-switch: the bytes open a new epoch, to be recorded before they are appended.
+    pub epoch: Option<EpochEntry>,
 }
 
 /// What the slave-side link reports to its owner.
@@ -535,6 +780,9 @@ pub enum SlaveEvent {
     /// The log is empty and the master starts at `offset` (a Java master sends a fresh slave its
     /// last segment): start the empty log there before appending.
     Rebase(u64),
+    /// Auto-switch: cut the log back to this consistent point (dropping the epoch entries at or
+    /// past it) before anything else; the report that follows says the log ends there.
+    Truncate(u64),
     /// The connection must be closed; the link is back in `Ready` for a reconnect.
     Closed(HaClose),
 }
@@ -543,6 +791,8 @@ pub enum SlaveEvent {
 enum SlaveInput {
     Connected(Millis, u64),
     Header(Millis, u64),
+    MasterHandshake(Millis, u64, Vec<EpochEntry>),
+    EpochHeader(Millis, u64, TransferEpoch),
     Appended(u64),
     Tick(Millis),
     Broken(String),
@@ -550,9 +800,27 @@ enum SlaveInput {
     Shutdown,
 }
 
+/// The auto-switch slave's part of a link.
+#[derive(Debug)]
+struct AutoSlave {
+    hello: SlaveHello,
+    /// The handshake is to be sent (on connect).
+    hello_due: bool,
+    /// The local log's min offset and epochs, as of the connect.
+    local_min: u64,
+    local_epochs: Vec<EpochEntry>,
+    /// The epoch of the log's last bytes (after the truncation).
+    last_epoch: Option<EpochEntry>,
+    /// A new epoch to attach to the next body bytes.
+    pending_epoch: Option<EpochEntry>,
+    /// The master's confirm offset, as last sent.
+    confirm: u64,
+}
+
 #[derive(Debug)]
 struct SlaveData {
     config: HaConfig,
+    auto: Option<AutoSlave>,
     local_max: u64,
     expected: u64,
     last_read: Millis,
@@ -566,12 +834,106 @@ impl SlaveData {
         self.events.push_back(SlaveEvent::Closed(why));
         Transition(slave::State::Ready {})
     }
+
+    /// Closes and stays out of replication until the next connect: this master's log cannot be
+    /// reconciled with ours now (upstream has SUSPEND; it never sets it).
+    fn suspend(&mut self, why: String) -> Outcome<slave::State> {
+        self.events
+            .push_back(SlaveEvent::Closed(HaClose::Protocol(why)));
+        Transition(slave::State::Suspend {})
+    }
+
+    /// The offset check of every transfer header: the master sends exactly at our end (or, to
+    /// an empty log, at a segment base: a rebase).
+    fn check_offset(&mut self, offset: u64) -> Result<(), String> {
+        if offset != self.expected {
+            let seg = self.config.segment_size.max(1);
+            // Empty: nothing appended since the connect, and the log held nothing then.
+            let min = self.auto.as_ref().map_or(0, |a| a.local_min);
+            let empty = self.local_max == self.expected && self.expected == min;
+            if empty && offset % seg == 0 {
+                self.events.push_back(SlaveEvent::Rebase(offset));
+                self.expected = offset;
+                self.local_max = offset;
+                return Ok(());
+            }
+            return Err(format!(
+                "master pushed offset {offset}, the slave's log ends at {}",
+                self.expected
+            ));
+        }
+        Ok(())
+    }
+
+    /// The master's handshake: find the consistent point, truncate there, report it.
+    fn handshake(&mut self, master_max: u64, master: &[EpochEntry]) -> Outcome<slave::State> {
+        let local_max = self.local_max;
+        let auto = self.auto.as_mut().expect("handshake is auto-switch only");
+        let local_last = auto.local_epochs.last().copied();
+        let master_last = master.last().copied();
+        if let (Some(l), Some(m)) = (local_last, master_last) {
+            if m.epoch < l.epoch {
+                return self.suspend(format!(
+                    "the master's last epoch {} is older than this slave's {}: it is a stale \
+                     master; not replicating from it",
+                    m.epoch, l.epoch
+                ));
+            }
+        }
+        let Some(point) = epoch::find_consistent_point(
+            &auto.local_epochs,
+            auto.local_min,
+            local_max,
+            master,
+            master_max,
+        ) else {
+            let why = format!(
+                "no consistent point: this slave's epochs {:?} (log [{}, {local_max})) share \
+                 none with the master's {master:?}; its log cannot be reconciled with this \
+                 master's. Move the store aside to replicate afresh",
+                auto.local_epochs, auto.local_min
+            );
+            return self.suspend(why);
+        };
+        auto.local_epochs.retain(|e| e.start < point);
+        auto.last_epoch = auto.local_epochs.last().copied();
+        auto.pending_epoch = None;
+        self.events.push_back(SlaveEvent::Truncate(point));
+        self.local_max = point;
+        self.expected = point;
+        self.report_due = true;
+        Transition(slave::State::Transfer {})
+    }
+
+    /// An auto-switch transfer header: the offset check, then its epoch against ours.
+    fn epoch_header(&mut self, offset: u64, te: TransferEpoch) -> Result<(), String> {
+        self.check_offset(offset)?;
+        let auto = self.auto.as_mut().expect("auto-switch only");
+        let e = te.epoch;
+        auto.confirm = te.confirm;
+        if e.start > offset {
+            return Err(format!(
+                "transfer at {offset} in epoch {e}, which starts after it"
+            ));
+        }
+        match auto.last_epoch {
+            Some(last) if last == e => {}
+            Some(last) if e.epoch <= last.epoch => {
+                return Err(format!("transfer in epoch {e} after epoch {last}"));
+            }
+            _ => {
+                auto.pending_epoch = Some(e);
+                auto.last_epoch = Some(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 mod slave {
     //! The slave-side statig machine; its generated `State` stays behind [`super::HaState`].
     #![allow(missing_docs, unreachable_pub)]
-    use super::{HaClose, SlaveData, SlaveEvent, SlaveInput};
+    use super::{HaClose, SlaveData, SlaveInput};
     use statig::prelude::*;
 
     #[derive(Debug, Default)]
@@ -589,9 +951,41 @@ mod slave {
                     context.local_max = local_max;
                     context.expected = local_max;
                     context.last_read = now;
-                    context.report_due = true;
-                    Transition(State::transfer())
+                    context.last_report = now;
+                    match context.auto.as_mut() {
+                        Some(auto) => {
+                            auto.hello_due = true;
+                            Transition(State::handshake())
+                        }
+                        None => {
+                            context.report_due = true;
+                            Transition(State::transfer())
+                        }
+                    }
                 }
+                SlaveInput::Shutdown => Transition(State::shutdown()),
+                _ => Handled,
+            }
+        }
+
+        /// Auto-switch only: the slave's handshake went out; waiting for the master's.
+        #[state]
+        fn handshake(context: &mut SlaveData, event: &SlaveInput) -> Outcome<State> {
+            match *event {
+                SlaveInput::MasterHandshake(now, max, ref entries) => {
+                    context.last_read = now;
+                    context.handshake(max, entries)
+                }
+                SlaveInput::Header(..) | SlaveInput::EpochHeader(..) => context.close(
+                    HaClose::Protocol("a transfer before the master's handshake".into()),
+                ),
+                SlaveInput::Tick(now)
+                    if now.since(context.last_read) > context.config.housekeeping_ms =>
+                {
+                    context.close(HaClose::Idle)
+                }
+                SlaveInput::Broken(ref why) => context.close(HaClose::Protocol(why.clone())),
+                SlaveInput::Disconnected => Transition(State::ready()),
                 SlaveInput::Shutdown => Transition(State::shutdown()),
                 _ => Handled,
             }
@@ -601,23 +995,22 @@ mod slave {
         fn transfer(context: &mut SlaveData, event: &SlaveInput) -> Outcome<State> {
             match *event {
                 SlaveInput::Header(now, offset) => {
-                    if offset != context.expected {
-                        let seg = context.config.segment_size.max(1);
-                        if context.local_max == 0 && context.expected == 0 && offset % seg == 0 {
-                            context.events.push_back(SlaveEvent::Rebase(offset));
-                            context.expected = offset;
-                            context.local_max = offset;
-                        } else {
-                            let why = format!(
-                                "master pushed offset {offset}, the slave's log ends at {}",
-                                context.expected
-                            );
-                            return context.close(HaClose::Protocol(why));
-                        }
+                    if let Err(why) = context.check_offset(offset) {
+                        return context.close(HaClose::Protocol(why));
                     }
                     context.last_read = now;
                     Handled
                 }
+                SlaveInput::EpochHeader(now, offset, te) => {
+                    if let Err(why) = context.epoch_header(offset, te) {
+                        return context.close(HaClose::Protocol(why));
+                    }
+                    context.last_read = now;
+                    Handled
+                }
+                SlaveInput::MasterHandshake(..) => context.close(HaClose::Protocol(
+                    "a master handshake while transferring".into(),
+                )),
                 SlaveInput::Appended(new_max) => {
                     context.local_max = new_max;
                     context.expected = new_max;
@@ -642,6 +1035,18 @@ mod slave {
             }
         }
 
+        /// Auto-switch only: this master's log cannot be reconciled with ours; nothing is
+        /// appended until the connection is gone and a new handshake (with this master or a
+        /// new one) finds a consistent point.
+        #[state]
+        fn suspend(event: &SlaveInput) -> Outcome<State> {
+            match *event {
+                SlaveInput::Disconnected => Transition(State::ready()),
+                SlaveInput::Shutdown => Transition(State::shutdown()),
+                _ => Handled,
+            }
+        }
+
         #[state]
         fn shutdown(event: &SlaveInput) -> Outcome<State> {
             let _ = event;
@@ -660,7 +1065,32 @@ mod slave {
 pub struct SlaveLink {
     machine: StateMachine<slave::Slave>,
     data: SlaveData,
-    decoder: TransferDecoder,
+    decoder: MasterDecoder,
+}
+
+/// How the slave splits what the master sends.
+#[derive(Debug, Clone)]
+enum MasterDecoder {
+    Classic(TransferDecoder),
+    Auto(MasterFrameDecoder),
+}
+
+impl MasterDecoder {
+    fn new(config: &HaConfig, auto: bool) -> Self {
+        if auto {
+            MasterDecoder::Auto(MasterFrameDecoder::new(config.body_max))
+        } else {
+            MasterDecoder::Classic(TransferDecoder::new(config.body_max))
+        }
+    }
+}
+
+/// One decoded piece, either framing.
+enum Chunk<'a> {
+    Header(u64),
+    EpochHeader(u64, TransferEpoch),
+    Handshake(u64, Vec<EpochEntry>),
+    Body(u64, &'a [u8]),
 }
 
 impl fmt::Debug for SlaveLink {
@@ -677,6 +1107,7 @@ impl SlaveLink {
     pub fn new(config: HaConfig) -> Self {
         let data = SlaveData {
             config,
+            auto: None,
             local_max: 0,
             expected: 0,
             last_read: Millis(0),
@@ -687,14 +1118,69 @@ impl SlaveLink {
         SlaveLink {
             machine: slave::Slave.state_machine(),
             data,
-            decoder: TransferDecoder::new(config.body_max),
+            decoder: MasterDecoder::new(&config, false),
         }
+    }
+
+    /// An auto-switch link (RocketMQ 5.1.1+ controller mode): on connect it sends `hello`,
+    /// waits for the master's handshake, finds the consistent point with the local epochs
+    /// (given by [`handle_local_epochs`](Self::handle_local_epochs) before each connect) and
+    /// asks for the log to be cut back there ([`SlaveEvent::Truncate`]) before it reports;
+    /// each transfer's epoch is checked, and a new one comes with the first bytes of it
+    /// ([`SlaveAppend::epoch`]).
+    pub fn auto_switch(config: HaConfig, hello: SlaveHello) -> Self {
+        let mut link = SlaveLink::new(config);
+        link.data.auto = Some(AutoSlave {
+            hello,
+            hello_due: false,
+            local_min: 0,
+            local_epochs: Vec::new(),
+            last_epoch: None,
+            pending_epoch: None,
+            confirm: 0,
+        });
+        link.decoder = MasterDecoder::new(&config, true);
+        link
+    }
+
+    /// The local log's min offset and epoch entries (auto-switch; call before each connect).
+    pub fn handle_local_epochs(&mut self, min: u64, epochs: Vec<EpochEntry>) {
+        if let Some(auto) = self.data.auto.as_mut() {
+            auto.local_min = min;
+            auto.last_epoch = epochs.last().copied();
+            auto.local_epochs = epochs;
+        }
+    }
+
+    /// The handshake frame to send now (auto-switch, once per connect).
+    pub fn poll_handshake(&mut self) -> Option<[u8; autoswitch::SLAVE_HANDSHAKE_LEN]> {
+        let handshaking = self.state() == HaState::Handshake;
+        let auto = self.data.auto.as_mut()?;
+        if !handshaking || !auto.hello_due {
+            return None;
+        }
+        auto.hello_due = false;
+        Some(autoswitch::encode_slave_handshake(auto.hello))
+    }
+
+    /// The report frame for `offset` (8 bytes in classic mode, 12 in auto-switch).
+    pub fn encode_report(&self, offset: u64) -> smallvec::SmallVec<[u8; 12]> {
+        if self.data.auto.is_some() {
+            autoswitch::encode_slave_report(offset)[..].into()
+        } else {
+            encode_report(offset)[..].into()
+        }
+    }
+
+    /// The master's confirm offset, as last sent (auto-switch).
+    pub fn confirm_offset(&self) -> Option<u64> {
+        self.data.auto.as_ref().map(|a| a.confirm)
     }
 
     /// Connected to the master with the local log ending at `local_max`: `Ready -> Transfer`, and
     /// a report is due at once.
     pub fn handle_connected(&mut self, now: Millis, local_max: u64) {
-        self.decoder = TransferDecoder::new(self.data.config.body_max);
+        self.decoder = MasterDecoder::new(&self.data.config, self.data.auto.is_some());
         self.machine
             .handle_with_context(&SlaveInput::Connected(now, local_max), &mut self.data);
     }
@@ -703,26 +1189,49 @@ impl SlaveLink {
     pub fn handle_bytes(&mut self, now: Millis, input: &[u8], out: &mut Vec<SlaveAppend>) {
         out.clear();
         let mut rest = input;
-        while self.state() == HaState::Transfer {
-            match self.decoder.next(&mut rest) {
+        while matches!(self.state(), HaState::Transfer | HaState::Handshake) {
+            let chunk = match &mut self.decoder {
+                MasterDecoder::Classic(d) => d.next(&mut rest).map(|c| {
+                    c.map(|c| match c {
+                        TransferChunk::Header { offset, .. } => Chunk::Header(offset),
+                        TransferChunk::Body { offset, bytes } => Chunk::Body(offset, bytes),
+                    })
+                }),
+                MasterDecoder::Auto(d) => d.next(&mut rest).map(|c| {
+                    c.map(|c| match c {
+                        MasterChunk::Header { offset, epoch, .. } => {
+                            Chunk::EpochHeader(offset, epoch)
+                        }
+                        MasterChunk::Handshake { max, entries, .. } => {
+                            Chunk::Handshake(max, entries)
+                        }
+                        MasterChunk::Body { offset, bytes } => Chunk::Body(offset, bytes),
+                    })
+                }),
+            };
+            let input_ = match chunk {
                 Ok(None) => break,
-                Ok(Some(TransferChunk::Header { offset, .. })) => {
-                    self.machine
-                        .handle_with_context(&SlaveInput::Header(now, offset), &mut self.data);
+                Ok(Some(Chunk::Header(offset))) => SlaveInput::Header(now, offset),
+                Ok(Some(Chunk::EpochHeader(offset, te))) => {
+                    SlaveInput::EpochHeader(now, offset, te)
                 }
-                Ok(Some(TransferChunk::Body { offset, bytes })) => {
+                Ok(Some(Chunk::Handshake(max, entries))) => {
+                    SlaveInput::MasterHandshake(now, max, entries)
+                }
+                Ok(Some(Chunk::Body(offset, bytes))) => {
                     let start = input.len() - rest.len() - bytes.len();
                     self.data.expected = offset + bytes.len() as u64;
+                    let epoch = self.data.auto.as_mut().and_then(|a| a.pending_epoch.take());
                     out.push(SlaveAppend {
                         offset,
                         range: start..start + bytes.len(),
+                        epoch,
                     });
+                    continue;
                 }
-                Err(why) => {
-                    self.machine
-                        .handle_with_context(&SlaveInput::Broken(why), &mut self.data);
-                }
-            }
+                Err(why) => SlaveInput::Broken(why),
+            };
+            self.machine.handle_with_context(&input_, &mut self.data);
         }
     }
 
@@ -768,8 +1277,12 @@ impl SlaveLink {
     /// When `handle_timeout` must be called next; `None` unless transferring.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let d = &self.data;
-        (self.state() == HaState::Transfer).then(|| {
+        let state = self.state();
+        matches!(state, HaState::Transfer | HaState::Handshake).then(|| {
             let housekeeping = d.last_read.0 + d.config.housekeeping_ms + 1;
+            if state == HaState::Handshake {
+                return Millis(housekeeping);
+            }
             let heartbeat = d.last_report.0 + d.config.heartbeat_ms;
             Millis(housekeeping.min(heartbeat))
         })
@@ -779,7 +1292,9 @@ impl SlaveLink {
     pub fn state(&self) -> HaState {
         match self.machine.state() {
             slave::State::Ready {} => HaState::Ready,
+            slave::State::Handshake {} => HaState::Handshake,
             slave::State::Transfer {} => HaState::Transfer,
+            slave::State::Suspend {} => HaState::Suspend,
             slave::State::Shutdown {} => HaState::Shutdown,
         }
     }
@@ -887,10 +1402,7 @@ mod tests {
         );
         assert_eq!(
             m.poll_transmit(Millis(7)),
-            Some(Transmit {
-                offset: 250,
-                len: 0
-            }),
+            Some(Transmit::classic(250, 0)),
             "heartbeat"
         );
     }
@@ -925,13 +1437,7 @@ mod tests {
         let mut m = MasterLink::new(config(), 0, 250);
         m.handle_start(Millis(0));
         m.handle_bytes(Millis(1), &encode_report(40));
-        assert_eq!(
-            m.poll_transmit(Millis(1)),
-            Some(Transmit {
-                offset: 40,
-                len: 32
-            })
-        );
+        assert_eq!(m.poll_transmit(Millis(1)), Some(Transmit::classic(40, 32)));
         m.handle_bytes(Millis(2), &encode_report(72));
         m.handle_bytes(Millis(3), &encode_report(72));
         assert_eq!(drain(&mut m).len(), 3);
@@ -1026,7 +1532,8 @@ mod tests {
             out,
             [SlaveAppend {
                 offset: 200,
-                range: 12..15
+                range: 12..15,
+                epoch: None
             }]
         );
     }
@@ -1052,5 +1559,149 @@ mod tests {
         assert!(
             matches!(s.poll_event(), Some(SlaveEvent::Closed(HaClose::Protocol(w))) if w.contains("exceeds"))
         );
+    }
+
+    fn e(epoch: u32, start: u64) -> EpochEntry {
+        EpochEntry { epoch, start }
+    }
+
+    /// An auto-switch master (log `master_log`, entries `master_epochs`) and slave (its own
+    /// log and entries) wired back to back; returns the slave's log and entries once it
+    /// caught up, and every transmit the master made.
+    fn auto_pair(
+        master_log: &[u8],
+        master_epochs: &[EpochEntry],
+        mut slave_log: Vec<u8>,
+        mut slave_epochs: Vec<EpochEntry>,
+        chunk: usize,
+    ) -> (Vec<u8>, Vec<EpochEntry>, Vec<Transmit>, Vec<SlaveEvent>) {
+        let mut m =
+            MasterLink::auto_switch(config(), 0, master_log.len() as u64, master_epochs.to_vec());
+        let mut s = SlaveLink::auto_switch(config(), SlaveHello::default());
+        m.handle_start(Millis(0));
+        s.handle_local_epochs(0, slave_epochs.clone());
+        s.handle_connected(Millis(0), slave_log.len() as u64);
+        let mut sent = Vec::new();
+        let mut events = Vec::new();
+        let mut appends = Vec::new();
+        for round in 0..200 {
+            let now = Millis(round);
+            if let Some(hello) = s.poll_handshake() {
+                m.handle_bytes(now, &hello);
+            }
+            if let Some(report) = s.poll_transmit(now) {
+                m.handle_bytes(now, &s.encode_report(report));
+            }
+            while let Some(ev) = m.poll_event() {
+                assert!(matches!(ev, MasterEvent::Acked { .. }), "{ev:?}");
+            }
+            let mut wire = Vec::new();
+            while let Some(t) = m.poll_transmit(now) {
+                sent.push(t);
+                match t.header() {
+                    Some(h) => wire.extend_from_slice(&h),
+                    None => wire.extend_from_slice(&m.handshake_frame()),
+                }
+                wire.extend_from_slice(
+                    &master_log[t.offset as usize..(t.offset + u64::from(t.len)) as usize],
+                );
+            }
+            for piece in wire.chunks(chunk) {
+                s.handle_bytes(now, piece, &mut appends);
+                while let Some(ev) = s.poll_event() {
+                    if let SlaveEvent::Truncate(point) = ev {
+                        slave_log.truncate(point as usize);
+                        slave_epochs.retain(|e| e.start < point);
+                    }
+                    events.push(ev);
+                }
+                for a in &appends {
+                    assert_eq!(a.offset, slave_log.len() as u64);
+                    if let Some(epoch) = a.epoch {
+                        slave_epochs.push(epoch);
+                    }
+                    slave_log.extend_from_slice(&piece[a.range.clone()]);
+                }
+                if !appends.is_empty() {
+                    s.handle_appended(slave_log.len() as u64);
+                }
+            }
+            if s.state() == HaState::Suspend {
+                break;
+            }
+        }
+        (slave_log, slave_epochs, sent, events)
+    }
+
+    /// The master lost [560, 1120) (a crash) and went on in epoch 2 from 560; the slave had
+    /// replicated epoch 1 to 1120. It cuts back to 560 and ends byte-identical, with the
+    /// master's epochs, whatever the read sizes; no transfer crosses an epoch's end.
+    #[test]
+    fn an_auto_switch_slave_truncates_its_divergent_tail() {
+        let master_log: Vec<u8> = (0..1680u32).map(|i| (i * 7) as u8).collect();
+        let master_epochs = [e(1, 0), e(2, 560)];
+        let mut slave_log = master_log[..560].to_vec();
+        slave_log.extend((560..1120u32).map(|i| (i * 13) as u8));
+        for chunk in [1usize, 7, 20, 36, 1000] {
+            let (log, epochs, sent, events) = auto_pair(
+                &master_log,
+                &master_epochs,
+                slave_log.clone(),
+                vec![e(1, 0)],
+                chunk,
+            );
+            assert_eq!(log, master_log, "read size {chunk}");
+            assert_eq!(epochs, master_epochs);
+            assert_eq!(events.first(), Some(&SlaveEvent::Truncate(560)));
+            assert_eq!(sent[0].head, Head::Handshake);
+            for t in &sent[1..] {
+                let Head::Transfer(te) = t.head else {
+                    panic!("{t:?}")
+                };
+                let end = if te.epoch.epoch == 1 { 560 } else { 1680 };
+                assert!(
+                    t.offset >= te.epoch.start && t.offset + u64::from(t.len) <= end,
+                    "{t:?}"
+                );
+            }
+        }
+    }
+
+    /// A slave whose last epoch is newer than the master's (a stale master), or that shares no
+    /// epoch with it, is suspended: it appends nothing and says why.
+    #[test]
+    fn an_auto_switch_slave_refuses_a_stale_or_unrelated_master() {
+        let master_log = vec![1u8; 300];
+        for (master_epochs, slave_epochs, needle) in [
+            (vec![e(1, 0)], vec![e(1, 0), e(2, 100)], "stale master"),
+            (vec![e(3, 0)], vec![e(2, 0)], "no consistent point"),
+        ] {
+            let (log, _, _, events) =
+                auto_pair(&master_log, &master_epochs, vec![9; 150], slave_epochs, 64);
+            assert_eq!(log, vec![9; 150], "nothing appended, nothing cut");
+            assert!(
+                matches!(&events[..], [SlaveEvent::Closed(HaClose::Protocol(w))] if w.contains(needle)),
+                "{events:?}"
+            );
+        }
+    }
+
+    /// The master counts nothing before its handshake went out: a report first is a protocol
+    /// error, never an ack.
+    #[test]
+    fn an_auto_switch_master_counts_no_report_before_the_handshake() {
+        let mut m = MasterLink::auto_switch(config(), 0, 250, vec![e(1, 0)]);
+        m.handle_start(Millis(0));
+        assert_eq!(m.state(), HaState::Handshake);
+        m.handle_bytes(Millis(1), &autoswitch::encode_slave_report(0));
+        assert!(
+            matches!(drain(&mut m)[..], [MasterEvent::Closed(HaClose::Protocol(ref w))] if w.contains("before the handshake"))
+        );
+        assert_eq!(m.ack(), None);
+        // A classic slave's 8-byte report of 0 is an unknown state to an auto-switch master.
+        let mut m = MasterLink::auto_switch(config(), 0, 250, vec![e(1, 0)]);
+        m.handle_start(Millis(0));
+        m.handle_bytes(Millis(1), &encode_report(1 << 40));
+        assert!(matches!(drain(&mut m)[..], [MasterEvent::Closed(_)]));
     }
 }

@@ -5,12 +5,14 @@
 //! the body of the fuzz targets and the reference a port to another language follows.
 
 pub mod activity;
+pub mod autoswitch;
 pub mod client;
 pub mod consumer;
 pub mod epoch;
 pub mod ha;
 pub mod ha_model;
 pub mod heartbeat;
+pub mod isr;
 mod lenient;
 pub mod remoting;
 pub mod tables;

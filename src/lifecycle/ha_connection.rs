@@ -23,7 +23,7 @@
 use super::registration::{Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
 use crate::core::Millis;
-use crate::core::ha::{HaClose, MasterEvent, MasterLink, TRANSFER_HEADER_LEN, Transmit};
+use crate::core::ha::{HaClose, MasterEvent, MasterLink, Transmit};
 use crate::phase::{Closed, Init, Phase, Registered, Running};
 use crate::registry::{ConnId, HaRegisterError, HaRegistry, StopSignal, Stopped};
 use crate::sync::Arc;
@@ -215,7 +215,7 @@ impl HaTaskContext {
             let Some(t) = link.poll_transmit(now) else {
                 break;
             };
-            gathered += TRANSFER_HEADER_LEN + t.len as usize;
+            gathered += t.header_len(link.epoch_count()) + t.len as usize;
             out.push(t);
         }
         Ok(())

@@ -7,10 +7,12 @@
 //! `SlaveLink`; this module moves bytes, reads the log and sleeps until the core's deadlines.
 
 use super::{Clock, TokioSpawner};
+use crate::core::autoswitch::SlaveHello;
 use crate::core::ha::{
-    HaClose, HaConfig, MasterLink, SlaveAppend, SlaveEvent, SlaveLink, TRANSFER_HEADER_LEN,
-    Transmit, encode_report, encode_transfer_header,
+    HaClose, HaConfig, HaMode, HaState, Head, MasterLink, SlaveAppend, SlaveEvent, SlaveLink,
+    Transmit,
 };
+use crate::core::isr::{InSyncSet, Member};
 use crate::io::net::{self as io_net, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
 use crate::io::time;
 use crate::lifecycle::{AppliedAck, CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
@@ -33,6 +35,17 @@ pub struct MasterConfig {
     pub listen: SocketAddr,
     /// Protocol timing and sizes.
     pub ha: HaConfig,
+    /// The protocol.
+    pub mode: HaMode,
+    /// Auto-switch: the epoch this master begins when it starts, above every epoch of its log
+    /// (default: one above its log's last). Every start of a master is a new epoch, so bytes a
+    /// crash took from it can never be mistaken for the ones it writes next. Where several
+    /// replicas may become master, whoever elects one (a controller, an operator) must give
+    /// an epoch above every replica's: two masters of one epoch are not told apart.
+    pub epoch: Option<u32>,
+    /// Auto-switch: a slave that has not caught up with the master for this long leaves the
+    /// in-sync set (upstream `haMaxTimeSlaveNotCatchup`, 15 s).
+    pub max_not_catchup_ms: u64,
     /// Connections at most; more are closed on accept.
     pub max_connections: usize,
     /// Planted defects in the shipped master (feature `harness` only).
@@ -62,6 +75,9 @@ impl Default for MasterConfig {
         MasterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 10912)),
             ha: HaConfig::default(),
+            mode: HaMode::Classic,
+            epoch: None,
+            max_not_catchup_ms: 15_000,
             max_connections: 1024,
             #[cfg(feature = "harness")]
             faults: MasterFaults::default(),
@@ -94,6 +110,19 @@ struct MasterShared {
     grown: watch::Sender<u64>,
     /// Bumped on every valid report, for replication waiters.
     acked: watch::Sender<u64>,
+    /// Auto-switch: the in-sync set, by broker id.
+    isr: Mutex<InSyncSet>,
+    /// Auto-switch: where this master's epoch began (a slave joins the set only past it).
+    epoch_start: u64,
+}
+
+/// One slave connection's state, shared by its reader and writer tasks.
+struct Peer {
+    link: Mutex<MasterLink>,
+    /// Wakes the writer (a report arrived).
+    wake: Notify,
+    /// The connection joined the in-sync bookkeeping (its first report, after a handshake).
+    joined: AtomicBool,
 }
 
 type Acceptor = HaAcceptor<TcpStream, Counted<TokioSpawner>>;
@@ -149,6 +178,24 @@ impl HaMaster {
         clock: Clock,
         tasks: TaskGauge,
     ) -> io::Result<HaMaster> {
+        let mut epoch_start = 0;
+        if config.mode == HaMode::AutoSwitch {
+            let last = log.epochs().last().map(|e| e.epoch);
+            let epoch = match (config.epoch, last) {
+                (Some(epoch), _) => epoch,
+                (None, Some(last)) => last.checked_add(1).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "epoch numbers are used up")
+                })?,
+                (None, None) => 1,
+            };
+            let entry = log.begin_epoch(epoch)?;
+            epoch_start = entry.start;
+            tracing::info!(
+                epoch = entry.epoch,
+                start = entry.start,
+                "HA master began an epoch"
+            );
+        }
         let local_addr = listener.local_addr()?;
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         #[cfg(not(feature = "harness"))]
@@ -169,6 +216,8 @@ impl HaMaster {
         let shared = Arc::new(MasterShared {
             grown: watch::Sender::new(log.max_offset()),
             acked: watch::Sender::new(0),
+            isr: Mutex::new(InSyncSet::new(config.max_not_catchup_ms)),
+            epoch_start,
             config,
             log,
             clock,
@@ -257,9 +306,30 @@ impl MasterHandle {
         Ok(appended)
     }
 
-    /// Completes once `needed` connections have acknowledged `offset` (upstream
-    /// GroupTransferService with `inSyncReplicas = needed + 1`); a connection counts only after
-    /// its first valid report.
+    /// The slaves that reported, by broker id, and whether each is in the in-sync set
+    /// (auto-switch; empty in classic mode).
+    pub fn in_sync_set(&self) -> Vec<Member> {
+        let mut isr = self.shared.isr.lock();
+        isr.tick(self.shared.clock.now());
+        isr.members()
+    }
+
+    /// How many slaves hold `offset`: in classic mode the connections whose last report reached
+    /// it, in auto-switch mode the in-sync slaves (by broker id) whose report did.
+    fn acked_at_least(&self, offset: u64) -> usize {
+        match self.shared.config.mode {
+            HaMode::Classic => self.registry().acked_at_least(offset),
+            HaMode::AutoSwitch => {
+                let mut isr = self.shared.isr.lock();
+                isr.tick(self.shared.clock.now());
+                isr.count_at_least(offset)
+            }
+        }
+    }
+
+    /// Completes once `needed` slaves hold `offset` (upstream GroupTransferService with
+    /// `inSyncReplicas = needed + 1`): in classic mode connections, each counted after its first
+    /// valid report; in auto-switch mode in-sync slaves, each broker id once.
     pub async fn wait_for_replication(
         &self,
         offset: u64,
@@ -269,7 +339,7 @@ impl MasterHandle {
         let started = time::Instant::now();
         let mut acks = self.shared.acked.subscribe();
         loop {
-            let acked = self.registry().acked_at_least(offset);
+            let acked = self.acked_at_least(offset);
             if acked >= needed {
                 return Ok(());
             }
@@ -283,7 +353,7 @@ impl MasterHandle {
                 });
             };
             if time::timeout(left, acks.changed()).await.is_err() {
-                let acked = self.registry().acked_at_least(offset);
+                let acked = self.acked_at_least(offset);
                 if acked >= needed {
                     return Ok(());
                 }
@@ -332,31 +402,43 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let link = MasterLink::new(
-            shared.config.ha,
-            shared.log.min_offset(),
-            shared.log.max_offset(),
-        );
+        // Bounded by what is durable: that is all a slave is ever sent.
+        let (min, durable) = (shared.log.min_offset(), shared.log.durable_offset());
+        let link = match shared.config.mode {
+            HaMode::Classic => MasterLink::new(shared.config.ha, min, durable),
+            HaMode::AutoSwitch => {
+                MasterLink::auto_switch(shared.config.ha, min, durable, shared.log.epochs())
+            }
+        };
         #[cfg(feature = "harness")]
         let link = if shared.config.faults.unchecked_acks {
             link.with_unchecked_acks()
         } else {
             link
         };
-        let link = Arc::new(Mutex::new(link));
-        link.lock().handle_start(shared.clock.now());
-        let wake = Arc::new(Notify::new());
+        let state = Arc::new(Peer {
+            link: Mutex::new(link),
+            wake: Notify::new(),
+            joined: AtomicBool::new(false),
+        });
+        state.link.lock().handle_start(shared.clock.now());
         let shared = shared.clone();
         let _ = acceptor.accept(stream, peer.to_string(), move |stream, rctx, wctx| {
             let (rd, wr) = stream.into_split();
-            let (s1, l1, w1) = (shared.clone(), link.clone(), wake.clone());
+            let (s1, p1) = (shared.clone(), state.clone());
             let reader = async move {
-                let reason = read_reports(rd, &rctx, &s1, &l1, &w1).await;
+                let reason = read_reports(rd, &rctx, &s1, &p1).await;
+                // Every report was applied by this task: the connection leaves the set now.
+                if p1.joined.load(Ordering::Acquire) {
+                    if let Some(hello) = p1.link.lock().slave_hello() {
+                        s1.isr.lock().disconnected(hello.broker_id);
+                    }
+                }
                 tracing::debug!(id = rctx.id().get(), %peer, ?reason, "HA reader ended");
                 reason
             };
             let writer = async move {
-                let reason = write_transfers(wr, &wctx, &shared, &link, &wake).await;
+                let reason = write_transfers(wr, &wctx, &shared, &state).await;
                 tracing::debug!(id = wctx.id().get(), %peer, ?reason, "HA writer ended");
                 reason
             };
@@ -374,11 +456,33 @@ fn close_reason(why: HaClose) -> CloseReason {
     }
 }
 
-/// What this driver adds to an applied ack: waking replication waiters, and a line when a
-/// slave's first valid report arrives.
-fn on_ack(ctx: &HaTaskContext, shared: &MasterShared) -> impl FnMut(AppliedAck) {
+/// What this driver adds to an applied ack: the in-sync set (auto-switch, by the broker id of
+/// the slave's handshake), waking replication waiters, and a line when a slave's first valid
+/// report arrives.
+fn on_ack<'a>(
+    ctx: &'a HaTaskContext,
+    shared: &'a MasterShared,
+    hello: Option<SlaveHello>,
+    joined: &'a AtomicBool,
+) -> impl FnMut(AppliedAck) + 'a {
     move |ack| {
         if ack.recorded {
+            if let Some(hello) = hello {
+                let now = shared.clock.now();
+                let mut isr = shared.isr.lock();
+                if ack.first {
+                    isr.connected(hello.broker_id, now);
+                    joined.store(true, Ordering::Release);
+                }
+                isr.acked(
+                    hello.broker_id,
+                    ack.offset,
+                    now,
+                    shared.log.durable_offset(),
+                    shared.epoch_start,
+                    hello.async_learner,
+                );
+            }
             shared.acked.send_modify(|n| *n += 1);
         }
         if ack.first {
@@ -396,8 +500,10 @@ fn drain_events(
     link: &mut MasterLink,
     ctx: &HaTaskContext,
     shared: &MasterShared,
+    joined: &AtomicBool,
 ) -> Option<CloseReason> {
-    ctx.apply_link_events(link, on_ack(ctx, shared))
+    let hello = link.slave_hello();
+    ctx.apply_link_events(link, on_ack(ctx, shared, hello, joined))
         .map(close_reason)
 }
 
@@ -405,9 +511,9 @@ async fn read_reports(
     mut rd: OwnedReadHalf,
     ctx: &HaTaskContext,
     shared: &MasterShared,
-    link: &Mutex<MasterLink>,
-    wake: &Notify,
+    peer: &Peer,
 ) -> CloseReason {
+    let (link, wake) = (&peer.link, &peer.wake);
     let mut buf = [0u8; 256];
     loop {
         let deadline = match link.lock().poll_timeout() {
@@ -425,7 +531,7 @@ async fn read_reports(
                 };
                 let mut l = link.lock();
                 l.handle_bytes(shared.clock.now(), &buf[..n]);
-                if let Some(reason) = drain_events(&mut l, ctx, shared) {
+                if let Some(reason) = drain_events(&mut l, ctx, shared, &peer.joined) {
                     return reason;
                 }
                 drop(l);
@@ -434,7 +540,7 @@ async fn read_reports(
             _ = time::sleep_until(deadline) => {
                 let mut l = link.lock();
                 l.handle_timeout(shared.clock.now());
-                if let Some(reason) = drain_events(&mut l, ctx, shared) {
+                if let Some(reason) = drain_events(&mut l, ctx, shared, &peer.joined) {
                     return reason;
                 }
             }
@@ -453,9 +559,9 @@ async fn write_transfers(
     mut wr: OwnedWriteHalf,
     ctx: &HaTaskContext,
     shared: &MasterShared,
-    link: &Mutex<MasterLink>,
-    wake: &Notify,
+    peer: &Peer,
 ) -> CloseReason {
+    let (link, wake) = (&peer.link, &peer.wake);
     let mut grown = shared.grown.subscribe();
     // Allocated on the first data transfer and released whenever the slave has caught up: a
     // probe or an idle slave never holds a batch buffer.
@@ -472,14 +578,18 @@ async fn write_transfers(
             } else {
                 durable
             };
-            let due = ctx.due_transfers(
-                &mut link.lock(),
-                durable,
-                shared.clock.now(),
-                WRITE_GATHER,
-                &mut batch,
-                on_ack(ctx, shared),
-            );
+            let due = {
+                let mut l = link.lock();
+                let hello = l.slave_hello();
+                ctx.due_transfers(
+                    &mut l,
+                    durable,
+                    shared.clock.now(),
+                    WRITE_GATHER,
+                    &mut batch,
+                    on_ack(ctx, shared, hello, &peer.joined),
+                )
+            };
             if let Err(why) = due {
                 return close_reason(why);
             }
@@ -498,7 +608,7 @@ async fn write_transfers(
                 }
                 break;
             }
-            let frames = match gather(&shared.log, &batch, &mut buf) {
+            let frames = match gather(&shared.log, link, &batch, &mut buf) {
                 Ok(frames) => frames,
                 Err(reason) => return reason,
             };
@@ -529,21 +639,30 @@ async fn write_transfers(
 /// `buf` only grows while the slave is behind, so it is zeroed once per catch-up, not per gather.
 fn gather<'b>(
     log: &CommitLog,
+    link: &Mutex<MasterLink>,
     batch: &[Transmit],
     buf: &'b mut Vec<u8>,
 ) -> Result<&'b [u8], CloseReason> {
     use std::os::unix::fs::FileExt;
+    let entries = link.lock().epoch_count();
     let total: usize = batch
         .iter()
-        .map(|t| TRANSFER_HEADER_LEN + t.len as usize)
+        .map(|t| t.header_len(entries) + t.len as usize)
         .sum();
     if buf.len() < total {
         buf.resize(total, 0);
     }
     let mut at = 0;
     for t in batch {
-        buf[at..at + TRANSFER_HEADER_LEN].copy_from_slice(&encode_transfer_header(t.offset, t.len));
-        at += TRANSFER_HEADER_LEN;
+        let header = match t.header() {
+            Some(header) => header,
+            None => {
+                debug_assert_eq!(t.head, Head::Handshake);
+                link.lock().handshake_frame().into()
+            }
+        };
+        buf[at..at + header.len()].copy_from_slice(&header);
+        at += header.len();
         let want = t.len as usize;
         if want == 0 {
             continue;
@@ -570,7 +689,7 @@ fn gather<'b>(
             .map_err(|e| CloseReason::Io(format!("log read at {}: {e}", t.offset)))?;
         at += want;
     }
-    Ok(&buf[..total])
+    Ok(&buf[..at])
 }
 
 /// Slave settings.
@@ -580,6 +699,10 @@ pub struct SlaveConfig {
     pub master: SocketAddr,
     /// Protocol timing and sizes (the segment size must be the master's).
     pub ha: HaConfig,
+    /// The protocol (the master's).
+    pub mode: HaMode,
+    /// What an auto-switch slave says about itself (its broker id keys the master's in-sync set).
+    pub hello: SlaveHello,
     /// Connect timeout (upstream 5 s).
     pub connect_timeout: Duration,
     /// First reconnect delay; doubled after each failure up to `backoff_max`.
@@ -594,6 +717,8 @@ impl SlaveConfig {
         SlaveConfig {
             master,
             ha: HaConfig::default(),
+            mode: HaMode::Classic,
+            hello: SlaveHello::default(),
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
@@ -673,7 +798,10 @@ async fn replicate(
     status: Arc<SlaveStatus>,
     cancel: CancellationToken,
 ) {
-    let mut link = SlaveLink::new(config.ha);
+    let mut link = match config.mode {
+        HaMode::Classic => SlaveLink::new(config.ha),
+        HaMode::AutoSwitch => SlaveLink::auto_switch(config.ha, config.hello),
+    };
     let mut backoff = config.backoff_min;
     let mut failures: u32 = 0;
     while !cancel.is_cancelled() {
@@ -689,6 +817,14 @@ async fn replicate(
                     let before = log.max_offset();
                     let end = session(stream, &mut link, &log, &clock, &status, &cancel).await;
                     status.connected.store(false, Ordering::Release);
+                    if link.state() == HaState::Suspend {
+                        // Not a network failure: this master's log cannot be reconciled with
+                        // ours. Say so every time, and try again only at the slowest pace.
+                        if let Err(why) = &end {
+                            tracing::error!(master = %config.master, %why, "HA slave suspended: not replicating from this master");
+                        }
+                        backoff = config.backoff_max;
+                    }
                     link.handle_disconnected();
                     if log.max_offset() > before {
                         backoff = config.backoff_min;
@@ -783,7 +919,13 @@ async fn session(
     cancel: &CancellationToken,
 ) -> Result<(), String> {
     let (mut rd, mut wr) = stream.into_split();
+    link.handle_local_epochs(log.min_offset(), log.epochs());
     link.handle_connected(clock.now(), log.max_offset());
+    if let Some(hello) = link.poll_handshake() {
+        wr.write_all(&hello)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    }
     // Allocated while the master streams, released when a read drains the socket: an idle,
     // caught-up slave holds no read buffer between heartbeats.
     let mut buf: Vec<u8> = Vec::new();
@@ -792,7 +934,7 @@ async fn session(
     loop {
         if pacer.may_report() {
             while let Some(report) = link.poll_transmit(clock.now()) {
-                wr.write_all(&encode_report(report))
+                wr.write_all(&link.encode_report(report))
                     .await
                     .map_err(|e| format!("report: {e}"))?;
                 pacer.reported();
@@ -830,17 +972,31 @@ async fn session(
                 while let Some(event) = link.poll_event() {
                     match event {
                         SlaveEvent::Rebase(offset) => log.reset_base(offset).map_err(|e| format!("rebase to {offset}: {e}"))?,
+                        SlaveEvent::Truncate(point) => {
+                            let max = log.max_offset();
+                            log.truncate(point).map_err(|e| format!("truncate to {point}: {e}"))?;
+                            if point < max {
+                                tracing::warn!(point, cut = max - point, "HA slave: cut the log back to the consistent point with the master (the cut bytes are in the store's quarantine)");
+                            }
+                        }
                         SlaveEvent::Closed(why) => closed = Some(why),
                     }
                 }
-                // The bodies of one read are consecutive in the log: one append for all of them.
-                if let Some(first) = appends.first() {
-                    debug_assert!(appends.windows(2).all(|w| w[0].offset + w[0].range.len() as u64 == w[1].offset));
-                    let pieces: smallvec::SmallVec<[&[u8]; 32]> = appends.iter().map(|a| &buf[a.range.clone()]).collect();
+                // The bodies of one read are consecutive in the log: one append for all of them,
+                // or one per epoch, each new epoch recorded before its first byte.
+                let mut rest = &appends[..];
+                while let Some(first) = rest.first() {
+                    debug_assert!(rest.windows(2).all(|w| w[0].offset + w[0].range.len() as u64 == w[1].offset));
+                    if let Some(epoch) = first.epoch {
+                        log.append_epoch(epoch).map_err(|e| format!("epoch {epoch}: {e}"))?;
+                    }
+                    let n = 1 + rest[1..].iter().take_while(|a| a.epoch.is_none()).count();
+                    let pieces: smallvec::SmallVec<[&[u8]; 32]> = rest[..n].iter().map(|a| &buf[a.range.clone()]).collect();
                     let new_max = log.append_raw_vectored(first.offset, &pieces).map_err(|e| format!("append at {}: {e}", first.offset))?;
                     status.appended.fetch_add(new_max - first.offset, Ordering::Relaxed);
                     pacer.appended(new_max - first.offset);
                     link.handle_appended(new_max);
+                    rest = &rest[n..];
                 }
                 let full = n == buf.capacity();
                 pacer.read(n, buf.capacity());

@@ -160,10 +160,14 @@ impl Broker {
             Clock::start(),
             ha_tasks.clone(),
         )
-        .map_err(|source| StartError::Bind {
-            what: "HA listener, --ha-listen",
-            addr: ha_listen,
-            source,
+        .map_err(|source| match source.kind() {
+            // the auto-switch epoch (see `MasterConfig::epoch`)
+            std::io::ErrorKind::InvalidInput => StartError::Config(format!("--epoch: {source}")),
+            _ => StartError::Bind {
+                what: "HA listener, --ha-listen",
+                addr: ha_listen,
+                source,
+            },
         })?;
         let metrics_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {

@@ -311,6 +311,7 @@ fn serve_config(variant: &Variant) -> ServeConfig {
             ha: ha_config(variant),
             max_connections: 32,
             faults: variant.master,
+            ..MasterConfig::default()
         },
         store: StoreConfig {
             dir: STORE.into(),

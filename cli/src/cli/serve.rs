@@ -2,7 +2,8 @@
 
 use clap::Args;
 use rmq_lifecycle::core::ClientRules;
-use rmq_lifecycle::core::ha::HaConfig;
+use rmq_lifecycle::core::autoswitch::SlaveHello;
+use rmq_lifecycle::core::ha::{HaConfig, HaMode};
 use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
 use rmq_lifecycle::net::remoting::RemotingConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
@@ -14,6 +15,17 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// `--ha-mode`: `classic` or `auto-switch`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HaModeArg(HaMode);
+
+impl std::str::FromStr for HaModeArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(HaModeArg)
+    }
+}
 
 /// `HOST:PORT`, a host name resolved once at start (its first address).
 fn host_port(value: &str) -> Result<SocketAddr, String> {
@@ -47,6 +59,14 @@ pub(crate) struct ServeArgs {
     /// HA master port (slaves connect here).
     #[arg(long, default_value = "127.0.0.1:10912", value_parser = host_port)]
     ha_listen: SocketAddr,
+    /// The HA protocol: classic (upstream's default) or auto-switch (RocketMQ 5 controller
+    /// mode: epochs, and slaves that truncate a divergent tail before they replicate).
+    #[arg(long, default_value = "classic", value_parser = clap::value_parser!(HaModeArg))]
+    ha_mode: HaModeArg,
+    /// Auto-switch: the epoch this start begins, above every replica's (default: one above
+    /// the store's last). Whoever chooses a new master among several must give it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    epoch: Option<u32>,
     #[command(flatten)]
     store: StoreArgs,
     /// Serve Prometheus text at http://ADDR/metrics.
@@ -188,6 +208,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         master: MasterConfig {
             listen: args.ha_listen,
             ha,
+            mode: args.ha_mode.0,
+            epoch: args.epoch,
             ..MasterConfig::default()
         },
         store,
@@ -218,6 +240,12 @@ pub(crate) struct SlaveArgs {
     /// The master's HA address (HOST:PORT).
     #[arg(long, value_parser = host_port)]
     master: SocketAddr,
+    /// The HA protocol; the master's.
+    #[arg(long, default_value = "classic", value_parser = clap::value_parser!(HaModeArg))]
+    ha_mode: HaModeArg,
+    /// Auto-switch: this slave's broker id (the master's in-sync set is keyed by it).
+    #[arg(long, default_value_t = 1)]
+    broker_id: i64,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -229,6 +257,11 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
         let config = ReplicaConfig {
             slave: SlaveConfig {
                 ha,
+                mode: args.ha_mode.0,
+                hello: SlaveHello {
+                    broker_id: args.broker_id,
+                    ..SlaveHello::default()
+                },
                 ..SlaveConfig::new(args.master)
             },
             store,
@@ -262,20 +295,24 @@ enum Signalled<T> {
 
 /// Runs `process` with the first SIGINT or SIGTERM as its shutdown future; a second signal
 /// during that shutdown exits at once, without waiting for the grace period or the final flush.
+/// The handlers are installed before `process` starts, so a signal sent as soon as it says it
+/// is serving is never taken by the default action.
 async fn until_signalled<F: std::future::Future>(
     process: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
 ) -> Signalled<F::Output> {
     let first = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = first.clone();
+    let mut signals = Signals::install();
     let running = process(Box::pin(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         notify.notify_one();
     }));
     tokio::select! {
         ended = running => Signalled::Ended(ended),
         () = async {
             first.notified().await;
-            wait_for_signal().await;
+            // Installed only now: a handler from the start would see the first signal too.
+            Signals::install().recv().await;
         } => {
             tracing::warn!("second signal: exiting without waiting for a clean shutdown");
             Signalled::Again(ExitCode::from(130))
@@ -283,19 +320,32 @@ async fn until_signalled<F: std::future::Future>(
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!(signal = "SIGINT", "signal received");
-        return;
-    };
-    let signal = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal, "signal received");
+/// SIGTERM and SIGINT handlers (Ctrl-C alone where they cannot be installed).
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => Signals(None),
+        }
+    }
+
+    async fn recv(&mut self) {
+        let signal = match &mut self.0 {
+            Some((term, int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        };
+        tracing::info!(signal, "signal received");
+    }
 }
