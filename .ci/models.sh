@@ -41,6 +41,8 @@ RUNS=(
   "HaConnection|HaConnection_acks|pass"
   "ClientRegistry|ClientRegistry|pass"
   "ClientRegistry|ClientRegistry_consumer|pass"
+  "Replication|Replication|pass"
+  "Replication|Replication_crashes2|pass"
   # upstream RocketMQ bugs, and the Rust's planted faults, switched in by constants
   "HaConnection|HaConnection_bug|temporal:NoLeakAtQuiescence"
   "HaConnection|HaConnection_bug_deadentry|invariant:NoDeadEntry"
@@ -51,6 +53,16 @@ RUNS=(
   "ClientRegistry|ClientRegistry_split|invariant:NoLostRegistration|IndexesConsistent"
   "ClientRegistry|ClientRegistry_keepempty|invariant:NoEmptyGroup"
   "ClientRegistry|ClientRegistry_resurrect|invariant:NoResurrection"
+  "Replication|Replication_bug_notruncate|invariant:SlaveIsPrefix"
+  "Replication|Replication_bug_wrongepoch|invariant:SlaveIsPrefix"
+  "Replication|Replication_bug_earlyack|invariant:AckIsHeld"
+  "Replication|Replication_bug_epochsfirst|invariant:EpochsWellFormed|EpochsMatchLog"
+  "Replication|Replication_bug_emptyepochs|invariant:SlaveIsPrefix"
+  "Replication|Replication_bug_anyinsync|invariant:NoConfirmedLost"
+  "Replication|Replication_bug_confirmlocal|invariant:NoConfirmedLost"
+  "Replication|Replication_bug_countlocal|invariant:NoConfirmedLost"
+  "Replication|Replication_bug_shrinkunsynced|invariant:NoConfirmedLost"
+  "Replication|Replication_bug_mininsync1|invariant:NoConfirmedLost"
 )
 
 log() { echo "::: models: $*"; }
