@@ -11,9 +11,13 @@
 
 // The 5.1.4 emulation of the replay, run as the master of its own world. It binds the listener
 // type of the module that includes it.
+#[path = "sim/failover.rs"]
+mod failover;
 #[path = "../cli/src/cli/upstream/ha_master_514.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod ha_master_514;
+#[path = "sim/links.rs"]
+mod links;
 #[path = "sim/rng.rs"]
 mod rng;
 #[path = "sim/world.rs"]
@@ -171,10 +175,12 @@ fn seeds() {
     );
 }
 
-/// A seed replays exactly: same faults, same history, same verdict.
+/// A seed replays exactly: same faults, same history, same verdict. Twenty seeds, so a source
+/// of nondeterminism that shows in one seed in ten (as tokio's randomized `watch` wakeups and
+/// the drop order of a crashed host's tasks did) fails here.
 #[test]
 fn a_seed_replays_exactly() {
-    for seed in [3, 11] {
+    for seed in 0..20 {
         let a = world::run(seed, Variant::default(), &[], true);
         let b = world::run(seed, Variant::default(), &[], true);
         assert_eq!(a.trace, b.trace, "seed {seed}: traces differ");
@@ -330,4 +336,197 @@ fn master_crash(master: MasterFaults, test: &str) -> world::Outcome {
     let outcome = world::run(seed, variant, &script, true);
     print_replay(&outcome, test, test);
     outcome
+}
+
+/// Seeds of the failover world in CI.
+const FAILOVER_SEEDS: u64 = 1_000;
+
+/// Runs failover seeds `0..count` on every core, in seed order, stopping early (at the first
+/// seed that shows `stop_at`, if given).
+fn failover_seeds(
+    variant: failover::Variant,
+    count: u64,
+    stop_at: Option<&'static str>,
+) -> (Vec<failover::Outcome>, Duration) {
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let found = AtomicU64::new(u64::MAX);
+    let outcomes = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= count || seed > found.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let outcome = failover::run(seed, variant, false);
+                    if let Some(name) = stop_at {
+                        if outcome.violations.iter().any(|v| v.starts_with(name)) {
+                            found.fetch_min(seed, Ordering::Relaxed);
+                        }
+                    }
+                    outcomes.lock().unwrap().push(outcome);
+                }
+            });
+        }
+    });
+    let mut outcomes = outcomes.into_inner().unwrap();
+    outcomes.sort_by_key(|o| o.seed);
+    (outcomes, started.elapsed())
+}
+
+fn failover_report(o: &failover::Outcome, test: &str) -> String {
+    let mut out = format!(
+        "failover seed {}: {} violation(s), {} election(s), {} confirmed\n",
+        o.seed,
+        o.violations.len(),
+        o.elections,
+        o.confirmed
+    );
+    for v in &o.violations {
+        out += &format!("  {v}\n");
+    }
+    out += "  schedule:\n";
+    for (at, e) in &o.schedule {
+        out += &format!("    {:>6} ms  {e:?}\n", at.as_millis());
+    }
+    out += &format!(
+        "  replay: SIM_SEED={} cargo test --release --features sim --test sim -- {test} --exact \
+         --nocapture\n",
+        o.seed
+    );
+    out
+}
+
+/// The failover world (`tests/sim/failover.rs`) over the shipped auto-switch replication: master
+/// crashes, elections, double failovers, an old master rejoining (and crashed while it
+/// truncates), partitions; no confirmed offset is lost and every replica ends byte-identical.
+#[test]
+fn failover() {
+    let test = "failover";
+    if let Some(seed) = replay_seed() {
+        let o = failover::run(seed, failover::Variant::default(), true);
+        for line in &o.trace {
+            eprintln!("{line}");
+        }
+        eprint!("{}", failover_report(&o, test));
+        assert!(o.violations.is_empty(), "seed {seed} failed");
+        return;
+    }
+    let count = env_u64("SIM_FAILOVER_SEEDS").unwrap_or(FAILOVER_SEEDS);
+    let (outcomes, wall) = failover_seeds(failover::Variant::default(), count, None);
+    let elections: u32 = outcomes.iter().map(|o| o.elections).sum();
+    let confirmed: usize = outcomes.iter().map(|o| o.confirmed).sum();
+    let bytes: u64 = outcomes.iter().map(|o| o.master_bytes).sum();
+    let set_aside: u64 = outcomes.iter().map(|o| o.set_aside).sum();
+    let cut_seeds = outcomes.iter().filter(|o| o.set_aside > 0).count();
+    let mut failover_ms: Vec<u64> = outcomes
+        .iter()
+        .flat_map(|o| o.failover_ms.clone())
+        .collect();
+    failover_ms.sort_unstable();
+    let pct = |p: usize| {
+        failover_ms
+            .get(failover_ms.len() * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
+    let simulated: Duration = outcomes.iter().map(|o| o.simulated).sum();
+    let failed: Vec<&failover::Outcome> = outcomes
+        .iter()
+        .filter(|o| !o.violations.is_empty())
+        .collect();
+    eprintln!(
+        "failover: {} seeds in {:.1} s ({:.1} simulated s per wall s); {elections} elections, \
+         {confirmed} confirmed offsets checked, {bytes} log bytes replicated, {set_aside} bytes \
+         set aside in {cut_seeds} seeds (truncations and torn tails); master crash to new master \
+         serving: p50 {} ms, p99 {} ms, max {} ms (simulated, the controller's delay included); \
+         {} seed(s) failed",
+        outcomes.len(),
+        wall.as_secs_f64(),
+        simulated.as_secs_f64() / wall.as_secs_f64(),
+        pct(50),
+        pct(99),
+        failover_ms.last().copied().unwrap_or(0),
+        failed.len()
+    );
+    for o in &failed {
+        eprint!("{}", failover_report(o, test));
+    }
+    assert!(
+        elections as u64 >= count,
+        "too few elections: the schedule does not fail over"
+    );
+    assert!(confirmed > 0, "nothing was confirmed");
+    assert!(
+        failed.is_empty(),
+        "{} failover seed(s) violated an invariant",
+        failed.len()
+    );
+}
+
+/// The first failover seed on which `variant` violates `invariant`, or a panic.
+fn failover_must_find(test: &str, variant: failover::Variant, invariant: &'static str) {
+    if let Some(seed) = replay_seed() {
+        let o = failover::run(seed, variant, true);
+        for line in &o.trace {
+            eprintln!("{line}");
+        }
+        eprint!("{}", failover_report(&o, test));
+        assert!(o.violations.iter().any(|v| v.starts_with(invariant)));
+        return;
+    }
+    let (outcomes, _) = failover_seeds(variant, FAILOVER_SEEDS, Some(invariant));
+    let hit = outcomes
+        .iter()
+        .find(|o| o.violations.iter().any(|v| v.starts_with(invariant)));
+    let Some(hit) = hit else {
+        panic!("{test}: no {invariant} violation in {FAILOVER_SEEDS} seeds");
+    };
+    eprintln!("{test}: caught at seed {}", hit.seed);
+    eprint!("{}", failover_report(hit, test));
+}
+
+/// Slaves that keep their log at the handshake (planted `SlaveFaults::skip_truncation`, what a
+/// classic slave does) end up with bytes the new master never had.
+#[test]
+fn failover_catches_skip_truncation() {
+    failover_must_find(
+        "failover_catches_skip_truncation",
+        failover::Variant {
+            skip_truncation: true,
+            ..failover::Variant::default()
+        },
+        "SlaveIsPrefix",
+    );
+}
+
+/// A controller that elects the least up-to-date replica loses confirmed offsets.
+#[test]
+fn failover_catches_electing_a_stale_replica() {
+    failover_must_find(
+        "failover_catches_electing_a_stale_replica",
+        failover::Variant {
+            elect_least_up_to_date: true,
+            ..failover::Variant::default()
+        },
+        "NoConfirmedLost",
+    );
+}
+
+/// A failover seed replays exactly: same history, same confirmed offsets, same verdict.
+#[test]
+fn failover_replays_exactly() {
+    for seed in 0..20 {
+        let a = failover::run(seed, failover::Variant::default(), true);
+        let b = failover::run(seed, failover::Variant::default(), true);
+        assert_eq!(a.trace, b.trace, "seed {seed}: traces differ");
+        assert_eq!(a.fingerprint, b.fingerprint, "seed {seed}");
+        assert!(
+            a.confirmed > 0 && a.elections > 0,
+            "seed {seed} did no work"
+        );
+    }
 }

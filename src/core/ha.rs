@@ -815,6 +815,10 @@ struct AutoSlave {
     pending_epoch: Option<EpochEntry>,
     /// The master's confirm offset, as last sent.
     confirm: u64,
+    /// Planted defect (feature `harness`): the handshake keeps the whole local log and reports
+    /// its end, as a classic slave does.
+    #[cfg(feature = "harness")]
+    skip_truncation: bool,
 }
 
 #[derive(Debug)]
@@ -880,13 +884,20 @@ impl SlaveData {
                 ));
             }
         }
-        let Some(point) = epoch::find_consistent_point(
+        let point = epoch::find_consistent_point(
             &auto.local_epochs,
             auto.local_min,
             local_max,
             master,
             master_max,
-        ) else {
+        );
+        #[cfg(feature = "harness")]
+        let point = if auto.skip_truncation {
+            Some(local_max)
+        } else {
+            point
+        };
+        let Some(point) = point else {
             let why = format!(
                 "no consistent point: this slave's epochs {:?} (log [{}, {local_max})) share \
                  none with the master's {master:?}; its log cannot be reconciled with this \
@@ -1138,9 +1149,22 @@ impl SlaveLink {
             last_epoch: None,
             pending_epoch: None,
             confirm: 0,
+            #[cfg(feature = "harness")]
+            skip_truncation: false,
         });
         link.decoder = MasterDecoder::new(&config, true);
         link
+    }
+
+    /// The planted defect of a slave that skips the truncation (feature `harness`): it keeps
+    /// its whole log and reports its end, as upstream's classic slave does, so bytes a failed
+    /// master never had stay under the new master's.
+    #[cfg(feature = "harness")]
+    pub fn with_skipped_truncation(mut self) -> Self {
+        if let Some(auto) = self.data.auto.as_mut() {
+            auto.skip_truncation = true;
+        }
+        self
     }
 
     /// The local log's min offset and epoch entries (auto-switch; call before each connect).

@@ -6,6 +6,7 @@
 //! report is, what to send, when to heartbeat or give up) are the core's `MasterLink` and
 //! `SlaveLink`; this module moves bytes, reads the log and sleeps until the core's deadlines.
 
+use super::pulse::Pulse;
 use super::{Clock, TokioSpawner};
 use crate::core::autoswitch::SlaveHello;
 use crate::core::ha::{
@@ -25,7 +26,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Master settings.
@@ -70,6 +71,15 @@ pub struct MasterFaults {
     pub send_unsynced: bool,
 }
 
+/// Deliberate defects of the HA slave (feature `harness` only), like [`MasterFaults`].
+#[cfg(feature = "harness")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlaveFaults {
+    /// The auto-switch handshake keeps the whole log
+    /// ([`SlaveLink::with_skipped_truncation`](crate::core::ha::SlaveLink::with_skipped_truncation)).
+    pub skip_truncation: bool,
+}
+
 impl Default for MasterConfig {
     fn default() -> Self {
         MasterConfig {
@@ -106,10 +116,10 @@ struct MasterShared {
     config: MasterConfig,
     log: Arc<CommitLog>,
     clock: Clock,
-    /// The log's max offset, published after each append.
-    grown: watch::Sender<u64>,
+    /// Bumped after each append, for the writers.
+    grown: Pulse,
     /// Bumped on every valid report, for replication waiters.
-    acked: watch::Sender<u64>,
+    acked: Pulse,
     /// Auto-switch: the in-sync set, by broker id.
     isr: Mutex<InSyncSet>,
     /// Auto-switch: where this master's epoch began (a slave joins the set only past it).
@@ -214,8 +224,8 @@ impl HaMaster {
         );
         let acceptor = Arc::new(acceptor);
         let shared = Arc::new(MasterShared {
-            grown: watch::Sender::new(log.max_offset()),
-            acked: watch::Sender::new(0),
+            grown: Pulse::default(),
+            acked: Pulse::default(),
             isr: Mutex::new(InSyncSet::new(config.max_not_catchup_ms)),
             epoch_start,
             config,
@@ -302,7 +312,7 @@ impl MasterHandle {
     /// Appends one record and wakes the connections' writers.
     pub fn append(&self, payload: &[u8]) -> io::Result<Appended> {
         let appended = self.shared.log.append(payload)?;
-        self.shared.grown.send_replace(appended.end);
+        self.shared.grown.bump();
         Ok(appended)
     }
 
@@ -337,7 +347,7 @@ impl MasterHandle {
         timeout: Duration,
     ) -> Result<(), ReplicationTimeout> {
         let started = time::Instant::now();
-        let mut acks = self.shared.acked.subscribe();
+        let mut acks = self.shared.acked.seen();
         loop {
             let acked = self.acked_at_least(offset);
             if acked >= needed {
@@ -352,7 +362,10 @@ impl MasterHandle {
                     waited,
                 });
             };
-            if time::timeout(left, acks.changed()).await.is_err() {
+            if time::timeout(left, self.shared.acked.changed(&mut acks))
+                .await
+                .is_err()
+            {
                 let acked = self.acked_at_least(offset);
                 if acked >= needed {
                     return Ok(());
@@ -483,7 +496,7 @@ fn on_ack<'a>(
                     hello.async_learner,
                 );
             }
-            shared.acked.send_modify(|n| *n += 1);
+            shared.acked.bump();
         }
         if ack.first {
             tracing::info!(
@@ -562,7 +575,7 @@ async fn write_transfers(
     peer: &Peer,
 ) -> CloseReason {
     let (link, wake) = (&peer.link, &peer.wake);
-    let mut grown = shared.grown.subscribe();
+    let mut grown = shared.grown.seen();
     // Allocated on the first data transfer and released whenever the slave has caught up: a
     // probe or an idle slave never holds a batch buffer.
     let mut buf = Vec::new();
@@ -628,7 +641,7 @@ async fn write_transfers(
         tokio::select! {
             biased;
             _ = ctx.stopped() => return CloseReason::Shutdown,
-            _ = grown.changed() => {}
+            _ = shared.grown.changed(&mut grown) => {}
             _ = wake.notified() => {}
             _ = time::sleep_until(deadline) => {}
         }
@@ -703,6 +716,9 @@ pub struct SlaveConfig {
     pub mode: HaMode,
     /// What an auto-switch slave says about itself (its broker id keys the master's in-sync set).
     pub hello: SlaveHello,
+    /// Planted defects in the shipped slave (feature `harness` only).
+    #[cfg(feature = "harness")]
+    pub faults: SlaveFaults,
     /// Connect timeout (upstream 5 s).
     pub connect_timeout: Duration,
     /// First reconnect delay; doubled after each failure up to `backoff_max`.
@@ -719,6 +735,8 @@ impl SlaveConfig {
             ha: HaConfig::default(),
             mode: HaMode::Classic,
             hello: SlaveHello::default(),
+            #[cfg(feature = "harness")]
+            faults: SlaveFaults::default(),
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
@@ -798,10 +816,17 @@ async fn replicate(
     status: Arc<SlaveStatus>,
     cancel: CancellationToken,
 ) {
-    let mut link = match config.mode {
+    let link = match config.mode {
         HaMode::Classic => SlaveLink::new(config.ha),
         HaMode::AutoSwitch => SlaveLink::auto_switch(config.ha, config.hello),
     };
+    #[cfg(feature = "harness")]
+    let link = if config.faults.skip_truncation {
+        link.with_skipped_truncation()
+    } else {
+        link
+    };
+    let mut link = link;
     let mut backoff = config.backoff_min;
     let mut failures: u32 = 0;
     while !cancel.is_cancelled() {

@@ -11,6 +11,7 @@
 
 pub mod ha;
 pub mod metrics;
+mod pulse;
 pub mod remoting;
 pub mod server;
 

@@ -7,6 +7,7 @@
 //! second implementation of any server step.
 
 use super::ha_master_514::HaMaster514;
+use super::links::Links;
 use super::rng::Rng;
 use bytes::BytesMut;
 use rmq_lifecycle::core::ha::HaConfig;
@@ -769,6 +770,7 @@ pub(crate) fn run(
     }
 
     let mut checker = Checker::default();
+    let mut links = Links::default();
     let mut next = 0;
     let mut step: u64 = 0;
     let mut phase_done = [false; 4];
@@ -776,13 +778,14 @@ pub(crate) fn run(
         let now = sim.elapsed();
         while next < schedule.len() && schedule[next].0 <= now {
             let fault = schedule[next].1.clone();
-            apply(&mut sim, &env, &fault);
+            apply(&mut sim, &mut links, &env, &fault);
             env.note(format!("{:>6} ms  fault {fault:?}", ms(now)));
             next += 1;
         }
         if now >= FAULTS_END && !phase_done[0] {
             phase_done[0] = true;
             heal(&mut sim, &variant);
+            links.healed();
             env.phase.set(Some(Phase::Steady));
             env.note(format!("{:>6} ms  healed; steady", ms(now)));
         }
@@ -839,18 +842,16 @@ pub(crate) fn run(
     }
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, env: &Env, fault: &Fault) {
+fn apply(sim: &mut turmoil::Sim<'_>, links: &mut Links, env: &Env, fault: &Fault) {
     match *fault {
-        Fault::Partition(a, b) => sim.partition(a, b),
-        Fault::Repair(a, b) => sim.repair(a, b),
-        Fault::Hold(a, b) => sim.hold(a, b),
-        Fault::Release(a, b) => sim.release(a, b),
+        Fault::Partition(a, b) => links.partition(sim, a, b),
+        Fault::Repair(a, b) => links.repair(sim, a, b),
+        Fault::Hold(a, b) => links.hold(sim, a, b),
+        Fault::Release(a, b) => links.release(sim, a, b),
         Fault::Latency(a, b, d) => sim.set_link_max_message_latency(a, b, d),
-        Fault::LinkFailRate(a, b, p) => sim.set_link_fail_rate(a, b, p),
+        Fault::LinkFailRate(a, b, p) => links.set_fail_rate(sim, a, b, p),
         Fault::Crash(host) => {
-            if sim.is_host_running(host) {
-                sim.crash(host);
-            }
+            links.crash(sim, host, world_hosts(&env.variant));
             if host == "master" {
                 *env.master.borrow_mut() = None;
                 *env.master514.borrow_mut() = None;
