@@ -483,4 +483,47 @@ mod tests {
         bad[7] = 5; // body size 5: not 12 x N
         assert!(MasterFrameDecoder::new(10).next(&mut &bad[..]).is_err());
     }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The worked examples of docs/SPEC.md section 9.4, byte for byte.
+    #[test]
+    fn the_worked_bytes_of_the_spec() {
+        let hello = SlaveHello {
+            sync_from_last_file: false,
+            async_learner: false,
+            broker_id: 2,
+        };
+        assert_eq!(
+            hex(&encode_slave_handshake(hello)),
+            "00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 02"
+        );
+        assert_eq!(
+            hex(&encode_slave_report(560)),
+            "00 00 00 02 00 00 00 00 00 00 02 30"
+        );
+        let entries = [
+            EpochEntry { epoch: 1, start: 0 },
+            EpochEntry {
+                epoch: 2,
+                start: 560,
+            },
+        ];
+        assert_eq!(
+            hex(&encode_master_handshake(1680, &entries)),
+            "00 00 00 01 00 00 00 18 00 00 00 00 00 00 06 90 00 00 00 02 \
+             00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 02 00 00 00 00 00 00 02 30"
+        );
+        let te = TransferEpoch {
+            epoch: entries[1],
+            confirm: 1680,
+        };
+        assert_eq!(
+            hex(&encode_master_transfer_header(560, 3, te)),
+            "00 00 00 02 00 00 00 03 00 00 00 00 00 00 02 30 00 00 00 02 \
+             00 00 00 00 00 00 02 30 00 00 00 00 00 00 06 90"
+        );
+    }
 }
