@@ -291,6 +291,47 @@ HEARTBEAT = {
 }
 
 
+# ha_autoswitch_frame: one split byte, then the master's auto-switch stream (docs/SPEC.md 9.4).
+# The same bytes are also fed to the master-side decoder of the slave's frames.
+def master_handshake(max_offset, entries):
+    body = b"".join(struct.pack(">iq", e, s) for e, s in entries)
+    last = entries[-1][0] if entries else 0
+    return struct.pack(">iiqi", 1, len(body), max_offset, last) + body
+
+
+def master_transfer(offset, body, epoch, start, confirm):
+    return struct.pack(">iiqiqq", 2, len(body), offset, epoch, start, confirm) + body
+
+
+def slave_handshake(from_last, learner, broker):
+    return struct.pack(">ihhq", 1, from_last, learner, broker)
+
+
+def slave_report(offset):
+    return struct.pack(">iq", 2, offset)
+
+
+AUTOSWITCH = {
+    "handshake_then_transfer": bytes([25])
+    + master_handshake(1680, [(1, 0), (2, 560)])
+    + master_transfer(560, b"abc", 2, 560, 1680),
+    "empty_handshake": bytes([3]) + master_handshake(0, []),
+    "heartbeat_then_new_epoch": bytes([40])
+    + master_transfer(100, b"", 1, 0, 100)
+    + master_transfer(100, b"xyz", 2, 100, 103),
+    "slave_handshake_and_reports": bytes([7])
+    + slave_handshake(1, 0, 2)
+    + slave_report(0)
+    + slave_report(560),
+    "bad_unknown_state": bytes([2]) + struct.pack(">ii", 3, 0),
+    "bad_body_not_12n": bytes([1]) + struct.pack(">iiqi", 1, 5, 0, 0) + b"12345",
+    "bad_epochs_out_of_order": bytes([0]) + master_handshake(10, [(2, 0), (1, 5)]),
+    "bad_negative_epoch": bytes([0]) + master_transfer(0, b"a", -1, 0, 0),
+    "bad_oversized_body": bytes([36]) + struct.pack(">iiqiqq", 2, 1 << 20, 0, 1, 0, 0),
+    "probe_text": bytes([5]) + b"2024-10-30 16:42:30",
+}
+
+
 def write(target: str, seeds: dict) -> None:
     d = ROOT / target
     d.mkdir(parents=True, exist_ok=True)
@@ -304,3 +345,4 @@ def write(target: str, seeds: dict) -> None:
 if __name__ == "__main__":
     write("remoting_frame", REMOTING)
     write("heartbeat_json", HEARTBEAT)
+    write("ha_autoswitch_frame", AUTOSWITCH)

@@ -84,6 +84,15 @@ fn ha_frame_corpus() {
 }
 
 #[test]
+fn ha_autoswitch_frame_corpus() {
+    let n = replay(
+        "ha_autoswitch_frame",
+        rmq_lifecycle::core::autoswitch::fuzz_check,
+    );
+    assert!(n >= 10, "the ha_autoswitch_frame seeds are missing");
+}
+
+#[test]
 fn heartbeat_json_corpus() {
     let n = replay("heartbeat_json", heartbeat_property::check);
     assert!(

@@ -1447,6 +1447,9 @@ mod ha_wire {
     }
 }
 
+#[path = "vectors_gen/ha_autoswitch.rs"]
+mod ha_autoswitch_wire;
+
 // ------------------------------------------------------------------------------------------------
 // Client lifecycle traces.
 // ------------------------------------------------------------------------------------------------
@@ -2943,6 +2946,10 @@ fn generate_all() -> Vec<(String, String)> {
     let mut files = vec![
         (remoting_wire::FILE.to_owned(), remoting_wire::generate()),
         (ha_wire::FILE.to_owned(), ha_wire::generate()),
+        (
+            ha_autoswitch_wire::FILE.to_owned(),
+            ha_autoswitch_wire::generate(),
+        ),
     ];
     files.extend(client_trace::generate());
     files.extend(ha_trace::generate());
@@ -3011,6 +3018,28 @@ fn remoting_wire_vectors_replay() {
 #[test]
 fn ha_wire_vectors_replay() {
     assert!(replay_wire(ha_wire::FILE, ha_wire::replay) >= 30);
+}
+
+#[test]
+fn ha_autoswitch_wire_vectors_replay() {
+    assert!(replay_wire(ha_autoswitch_wire::FILE, ha_autoswitch_wire::replay) >= 17);
+}
+
+/// The auto-switch replay can fail: a vector whose expected truncation point is changed is
+/// reported.
+#[test]
+fn a_mutated_autoswitch_vector_is_caught() {
+    let doc = load(ha_autoswitch_wire::FILE);
+    let mut v = doc["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .find(|v| v["name"] == "slave_truncates_divergent_tail")
+        .expect("the truncation vector")
+        .clone();
+    ha_autoswitch_wire::replay(&v).expect("the original replays");
+    v["expect"]["events"][0]["offset"] = Value::String("1120".into());
+    ha_autoswitch_wire::replay(&v).expect_err("a skipped truncation must be caught");
 }
 
 fn client_traces() -> Vec<(String, Value)> {
