@@ -186,7 +186,7 @@ fn master_stream(log: &[u8], epochs: &[EpochEntry], report: u64) -> Value {
     link.handle_start(Millis(0));
     link.handle_bytes(Millis(1), &encode_slave_handshake(SlaveHello::default()));
     let mut frames = Vec::new();
-    let mut emit = |link: &mut MasterLink, now: Millis, frames: &mut Vec<Value>| {
+    let emit = |link: &mut MasterLink, now: Millis, frames: &mut Vec<Value>| {
         while let Some(t) = link.poll_transmit(now) {
             let mut bytes = match t.header() {
                 Some(h) => h.to_vec(),
