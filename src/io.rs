@@ -71,6 +71,48 @@ pub(crate) mod fs {
     }
 }
 
+/// Background work off the caller's thread: an OS thread in production; under `sim` the work runs
+/// in place, because a simulated host's filesystem belongs to the host's thread.
+pub(crate) mod thread {
+    /// A started piece of background work.
+    #[derive(Debug)]
+    pub(crate) struct Handle(#[cfg(not(feature = "sim"))] std::thread::JoinHandle<()>);
+
+    /// Runs `work` on a new thread named `name` (in place under `sim`).
+    pub(crate) fn spawn(
+        name: &str,
+        work: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Handle> {
+        #[cfg(not(feature = "sim"))]
+        return std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(work)
+            .map(Handle);
+        #[cfg(feature = "sim")]
+        {
+            let _ = name;
+            work();
+            Ok(Handle())
+        }
+    }
+
+    impl Handle {
+        /// The work is done.
+        pub(crate) fn is_finished(&self) -> bool {
+            #[cfg(not(feature = "sim"))]
+            return self.0.is_finished();
+            #[cfg(feature = "sim")]
+            true
+        }
+
+        /// Waits for the work (a panic in it is not propagated).
+        pub(crate) fn join(self) {
+            #[cfg(not(feature = "sim"))]
+            let _ = self.0.join();
+        }
+    }
+}
+
 /// TCP: tokio's in production, turmoil's simulated network under `sim`.
 #[cfg(feature = "net")]
 pub(crate) mod net {

@@ -496,26 +496,52 @@ fn several_segments() -> (tempfile::TempDir, Vec<(u64, u64)>) {
     (dir, spans)
 }
 
-/// Damage that is not a torn tail of the last segment (bit rot in a sealed segment, a missing
-/// or cut segment, a stray file after a gap): `open` names the file and offset and changes
-/// nothing; `verify` reports it; `repair` ends the log there and moves the rest into the
-/// quarantine, after which the log opens and goes on.
+/// Damage that is not a torn tail. In the sealed part (below the checkpoint: synced, trusted by
+/// `open`) a missing or short segment stops `open`, naming the file and offset, with nothing
+/// changed; bit rot there is not read by `open` (only `verify` reads sealed records). Without a
+/// checkpoint every segment is unsealed tail: `open` ends the log at the damage and sets the rest
+/// aside. A gap always stops `open`. `verify` reports all of it; `repair` ends the log there,
+/// moving the rest into the quarantine; in every case no byte is lost and the log goes on.
 #[test]
-fn damage_before_the_last_segment_stops_open_and_changes_nothing() {
+fn damage_before_the_last_segment_is_refused_or_set_aside_never_deleted() {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Open {
+        /// `open` fails naming the offset (or the gap), changing nothing.
+        Refused,
+        /// `open` succeeds without reading the damage (sealed bit rot).
+        Untouched,
+        /// `open` ends the log at the damage, setting the rest aside.
+        Cut,
+    }
     type Damage = fn(&Path, &[(u64, u64)]) -> u64;
-    let cases: [(&str, Damage); 5] = [
-        ("bad CRC in a sealed segment", |dir, spans| {
-            flip(dir, spans[10].0 + HEADER_LEN - 1, 0xFF); // the stored CRC
-            spans[10].0
-        }),
-        ("bad TOTALSIZE in a sealed segment", |dir, spans| {
-            flip(dir, spans[20].0, 0x40);
-            spans[20].0
-        }),
-        ("a missing middle segment", |dir, _| {
-            fs::remove_file(segment_path(dir, 2 * SEG)).unwrap();
-            2 * SEG
-        }),
+    let cases: [(&str, Damage, Open, Open); 5] = [
+        (
+            "bad CRC in a sealed segment",
+            |dir, spans| {
+                flip(dir, spans[10].0 + HEADER_LEN - 1, 0xFF); // the stored CRC
+                spans[10].0
+            },
+            Open::Untouched,
+            Open::Cut,
+        ),
+        (
+            "bad TOTALSIZE in a sealed segment",
+            |dir, spans| {
+                flip(dir, spans[20].0, 0x40);
+                spans[20].0
+            },
+            Open::Untouched,
+            Open::Cut,
+        ),
+        (
+            "a missing middle segment",
+            |dir, _| {
+                fs::remove_file(segment_path(dir, 2 * SEG)).unwrap();
+                2 * SEG
+            },
+            Open::Refused,
+            Open::Refused,
+        ),
         (
             "a sealed segment cut short at a record end",
             |dir, spans| {
@@ -530,72 +556,106 @@ fn damage_before_the_last_segment_stops_open_and_changes_nothing() {
                 f.unwrap().set_len(end - SEG).unwrap();
                 end
             },
+            Open::Refused,
+            Open::Cut,
         ),
-        ("a stray segment after a gap", |dir, spans| {
-            let end = spans.last().unwrap().1;
-            fs::write(segment_path(dir, end - end % SEG + 2 * SEG), b"stray").unwrap();
-            end
-        }),
+        (
+            "a stray segment after a gap",
+            |dir, spans| {
+                let end = spans.last().unwrap().1;
+                fs::write(segment_path(dir, end - end % SEG + 2 * SEG), b"stray").unwrap();
+                end
+            },
+            Open::Refused,
+            Open::Refused,
+        ),
     ];
-    for (name, damage) in cases {
+    let log_bytes = |dir: &Path| -> u64 {
+        let segments: u64 = segment_files(dir).iter().map(|p| file_len(p)).sum();
+        segments + quarantined(dir)
+    };
+    for (name, damage, with_checkpoint, without) in cases {
         for checkpoint in [true, false] {
+            let expected = if checkpoint { with_checkpoint } else { without };
+            let what = format!(
+                "{name} ({} checkpoint)",
+                if checkpoint { "with" } else { "no" }
+            );
             let (dir, spans) = several_segments();
+            let full_end = spans.last().unwrap().1;
+            assert!(
+                dir.path().join("checkpoint").exists(),
+                "{what}: sealed segments"
+            );
             let bad = damage(dir.path(), &spans);
             if !checkpoint {
                 fs::remove_file(dir.path().join("checkpoint")).unwrap();
             }
             let before = snapshot(dir.path());
-            let log_bytes = |dir: &Path| -> u64 {
-                let segments: u64 = segment_files(dir).iter().map(|p| file_len(p)).sum();
-                segments + quarantined(dir)
-            };
             let total = log_bytes(dir.path());
 
             // verify reads everything, checkpoint or not.
             let verified = rmq_lifecycle::store::verify(dir.path()).unwrap();
-            assert!(!verified.is_sound(), "{name}");
-            assert_eq!(verified.problems[0].offset, bad, "{name}: {verified:?}");
-            assert_eq!(verified.valid_end, bad, "{name}");
+            assert!(!verified.is_sound(), "{what}");
+            assert_eq!(verified.problems[0].offset, bad, "{what}: {verified:?}");
+            assert_eq!(verified.valid_end, bad, "{what}");
 
-            // open reads the sealed segments' records only without a checkpoint (with one, it
-            // trusts them: their bit rot is verify's to find).
-            let bit_rot = name.starts_with("bad ");
-            match CommitLog::open(config(dir.path())) {
-                Err(err) => {
-                    assert!(!(bit_rot && checkpoint), "{name}: {err}");
-                    assert_eq!(err.kind(), ErrorKind::InvalidData, "{name}: {err}");
+            match (CommitLog::open(config(dir.path())), expected) {
+                (Err(err), Open::Refused) => {
+                    assert_eq!(err.kind(), ErrorKind::InvalidData, "{what}: {err}");
                     let msg = err.to_string();
                     assert!(
                         msg.contains(&format!("offset {bad}")) || msg.contains("follows a gap"),
-                        "{name}: {msg}"
+                        "{what}: {msg}"
                     );
-                    assert!(msg.contains("store repair"), "{name}: {msg}");
+                    assert!(msg.contains("store repair"), "{what}: {msg}");
+                    assert_eq!(
+                        snapshot(dir.path()),
+                        before,
+                        "{what}: open changed the store"
+                    );
                 }
-                Ok(log) => {
-                    assert!(bit_rot && checkpoint, "{name}: opened");
+                (Ok(log), Open::Untouched) => {
+                    assert_eq!(log.max_offset(), full_end, "{what}");
                     drop(log);
+                    assert_eq!(
+                        snapshot(dir.path()),
+                        before,
+                        "{what}: open changed the store"
+                    );
                 }
+                (Ok(log), Open::Cut) => {
+                    assert_eq!(log.max_offset(), bad, "{what}");
+                    drop(log);
+                    assert_eq!(log_bytes(dir.path()), total, "{what}: bytes lost");
+                    assert!(quarantined(dir.path()) > 0, "{what}");
+                    assert!(
+                        rmq_lifecycle::store::verify(dir.path()).unwrap().is_sound(),
+                        "{what}"
+                    );
+                }
+                (got, _) => panic!("{what}: expected {expected:?}, got {got:?}"),
             }
-            assert_eq!(
-                snapshot(dir.path()),
-                before,
-                "{name}: open changed the store"
-            );
 
-            let repaired = rmq_lifecycle::store::repair(dir.path()).unwrap();
-            assert_eq!(repaired.end, bad, "{name}");
-            assert!(!repaired.moved.is_empty(), "{name}");
-            let kept = log_bytes(dir.path());
-            assert_eq!(kept, total, "{name}: repair lost or made up bytes");
-            assert!(
-                rmq_lifecycle::store::verify(dir.path()).unwrap().is_sound(),
-                "{name}"
-            );
+            if expected != Open::Cut {
+                let repaired = rmq_lifecycle::store::repair(dir.path()).unwrap();
+                assert_eq!(repaired.end, bad, "{what}");
+                assert!(!repaired.moved.is_empty(), "{what}");
+                assert_eq!(
+                    log_bytes(dir.path()),
+                    total,
+                    "{what}: repair lost or made up bytes"
+                );
+                assert!(
+                    rmq_lifecycle::store::verify(dir.path()).unwrap().is_sound(),
+                    "{what}"
+                );
+            }
             let log = open(dir.path());
-            assert_eq!(log.max_offset(), bad, "{name}");
+            assert_eq!(log.max_offset(), bad, "{what}");
             let end = log.append(b"after repair").unwrap().end;
             drop(log);
-            assert_eq!(open(dir.path()).max_offset(), end, "{name}");
+            assert_eq!(open(dir.path()).max_offset(), end, "{what}");
         }
     }
 }
@@ -760,6 +820,32 @@ fn a_crash_inside_a_segment_roll_recovers_a_prefix() {
         let end = log.append(&vec![7; 1500]).unwrap().end;
         assert_eq!(end, full_end, "{name}");
     }
+
+    // The seal runs in the background: a crash can leave the full segment torn (never synced)
+    // while the next one already holds bytes. The log ends at the tear; the next segment is
+    // set aside whole.
+    let copy = tempfile::tempdir().unwrap();
+    fs::copy(
+        dir.path().join("rmq-lifecycle.store"),
+        copy.path().join("rmq-lifecycle.store"),
+    )
+    .unwrap();
+    fs::write(segment_path(copy.path(), 0), &sealed[..1000]).unwrap();
+    let next = fs::read(segment_path(dir.path(), SEG)).unwrap();
+    fs::write(segment_path(copy.path(), SEG), &next).unwrap();
+    let log = open(copy.path());
+    let max = log.max_offset();
+    assert!(max <= 1000, "a prefix: {max}");
+    assert_eq!(
+        read_all(&log, 0, max),
+        base_bytes[..max as usize],
+        "the same bytes"
+    );
+    assert_eq!(
+        quarantined(copy.path()),
+        1000 - max + next.len() as u64,
+        "the torn record and the next segment are kept aside"
+    );
 }
 
 #[test]

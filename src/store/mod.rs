@@ -15,12 +15,12 @@
 //! * `NoCrossSegment`: no record and no read crosses a segment end; a record that does not fit
 //!   the rest of a segment is preceded by a BLANK filling it.
 //! * `ValidPrefix`: after [`CommitLog::open`] the log is a prefix of valid records (size,
-//!   bounds, known magic, CRC of ours); a torn tail of the last segment is cut (its bytes kept in
-//!   `quarantine/`), never served.
-//! * `NothingDestroyed`: recovery removes no file and cuts nothing but that tail. Damage anywhere
-//!   else (a record in a segment that others follow, a missing segment, a sealed segment that
-//!   is not full) stops [`CommitLog::open`] with an error naming the file and offset; [`verify`]
-//!   reports it and [`repair`], run by an operator, sets it aside.
+//!   bounds, known magic, CRC of ours); a torn unsealed tail is cut, never served.
+//! * `NothingDestroyed`: recovery deletes nothing. It cuts only the unsealed tail (the segments
+//!   at or above the checkpoint, which a crash may have torn), copying the cut bytes and moving
+//!   any later segment file into `quarantine/`. Damage in the sealed part (a sealed segment that
+//!   is not full, a missing segment) stops [`CommitLog::open`] with an error naming the file and
+//!   offset; [`verify`] reads everything and [`repair`], run by an operator, sets damage aside.
 //! * `SlaveAppendsAtMax`: [`CommitLog::append_raw`] writes only at the max offset and only bytes
 //!   that frame as records recovery would keep; otherwise it errors and writes nothing. Together
 //!   with per-segment reads this gives the HA invariant `SlaveIsPrefix`.
@@ -30,9 +30,10 @@
 //! Besides the segment files (named like upstream's, the 20-digit base offset) it holds a
 //! marker (`rmq-lifecycle.store`: format and segment size; a directory without one is refused
 //! unless empty), a `lock` file (an exclusive `flock`, held while the log is open, naming the
-//! holder's pid), a `checkpoint` (every segment below its offset is full and synced: a segment
-//! is synced and the checkpoint written before the next segment is created, so a crash can tear
-//! only the last segment and `open` reads only that one), and `quarantine/`.
+//! holder's pid), a `checkpoint` (every segment below its offset is full and synced; a full
+//! segment is sealed, synced and then named by the checkpoint, in the background once the next
+//! one starts, so `open` reads only the unsealed tail, usually the last segment), `epochs`, and
+//! `quarantine/`.
 //!
 //! # Resources
 //!
@@ -45,6 +46,7 @@
 mod check;
 mod dir;
 pub mod record;
+mod seal;
 mod segment;
 
 pub use check::{Problem, Repaired, Verified, repair, verify};
@@ -173,8 +175,6 @@ struct Tail {
     /// Whether `active`'s disk blocks are reserved; an empty log reserves nothing until its
     /// first append.
     reserved: bool,
-    /// The checkpoint: every segment below it is full and synced.
-    sealed: u64,
     /// Start of the next record whose header is not yet checked. Equal to the max offset when
     /// the log ends on a record boundary; past it while a slave's record is half received.
     next_record: u64,
@@ -202,6 +202,8 @@ pub struct CommitLog {
     durable: AtomicU64,
     /// The epoch file's entries (auto-switch replication); locked after `tail`.
     epochs: Mutex<Vec<EpochEntry>>,
+    /// Seals full segments and keeps the checkpoint.
+    sealer: seal::Sealer,
     /// The store directory's exclusive lock, released on drop.
     _lock: dir::Lock,
 }
@@ -302,7 +304,6 @@ impl CommitLog {
         let mut changed = false;
         for (i, f) in found.iter().enumerate() {
             let seg = segment::open(f)?;
-            let last = i + 1 == found.len();
             if f.base + segment_size <= sealed {
                 if f.len != segment_size {
                     return Err(damaged(
@@ -318,33 +319,42 @@ impl CommitLog {
                 segments.push(seg);
                 continue;
             }
+            // The unsealed tail: what a crash may have torn. It ends at the first record that
+            // does not check out; the rest is set aside, never deleted.
             let scan = segment::scan(&seg.file, f.len, segment_size)?;
             end = f.base + scan.valid;
-            if !last && scan.valid < segment_size {
+            let later = &found[i + 1..];
+            let whole = scan.valid == segment_size || (later.is_empty() && scan.valid == f.len);
+            if !whole {
                 let why = scan.stop.as_deref().unwrap_or("a short segment");
-                return Err(damaged(
-                    &f.path,
-                    end,
-                    &format!("{why}, and later segments follow it"),
-                ));
-            }
-            if last && f.len > scan.valid {
-                let cut = f.len - scan.valid;
-                let kept = dir::set_aside(
-                    &path,
-                    &format!("{end:020}.tail"),
-                    &seg.file,
-                    scan.valid,
-                    cut,
-                )?;
-                tracing::warn!(
-                    file = %f.path.display(), offset = end, cut,
-                    reason = scan.stop.as_deref().unwrap_or("trailing bytes"),
-                    kept = %kept.display(),
-                    "commit log: cutting a torn tail (its bytes are kept in the quarantine)"
-                );
-                seg.file.set_len(scan.valid)?;
-                seg.file.sync_all()?;
+                if f.len > scan.valid {
+                    let kept = dir::set_aside(
+                        &path,
+                        &format!("{end:020}.tail"),
+                        &seg.file,
+                        scan.valid,
+                        f.len - scan.valid,
+                    )?;
+                    tracing::warn!(
+                        file = %f.path.display(), offset = end, cut = f.len - scan.valid,
+                        reason = why, kept = %kept.display(),
+                        "commit log: cutting a torn tail (its bytes are kept in the quarantine)"
+                    );
+                    seg.file.set_len(scan.valid)?;
+                    seg.file.sync_all()?;
+                }
+                for l in later.iter().rev() {
+                    let to =
+                        dir::free_name(dir::quarantine(&path)?.join(format!("{:020}", l.base)));
+                    tracing::warn!(
+                        file = %l.path.display(), to = %to.display(), offset = end, reason = why,
+                        "commit log: setting aside a segment past a torn tail"
+                    );
+                    fs::rename(&l.path, &to)?;
+                    changed = true;
+                }
+                segments.push(seg);
+                break;
             }
             segments.push(seg);
         }
@@ -378,6 +388,7 @@ impl CommitLog {
 
         let min = segments[0].base;
         let active = segments[segments.len() - 1].clone();
+        let path_for_sealer = path.clone();
         Ok(Self {
             tail: Mutex::new(Tail {
                 active,
@@ -386,7 +397,6 @@ impl CommitLog {
                 record_start: end,
                 synced: end,
                 dir_synced: true,
-                sealed,
             }),
             segments: Mutex::new(segments),
             min: AtomicU64::new(min),
@@ -396,6 +406,7 @@ impl CommitLog {
             dir: path,
             segment_size,
             flush,
+            sealer: seal::Sealer::new(&path_for_sealer, sealed),
             _lock: lock,
         })
     }
@@ -558,7 +569,7 @@ impl CommitLog {
         }
         table.clear();
         segment::sync_dir(&self.dir)?;
-        dir::write_checkpoint(&self.dir, offset)?;
+        self.sealer.reset(offset)?;
         let seg = segment::create(&self.dir, offset, self.segment_size, false)?;
         table.push(seg.clone());
         drop(table);
@@ -570,7 +581,6 @@ impl CommitLog {
             record_start: offset,
             synced: offset,
             dir_synced: true,
-            sealed: offset,
         };
         self.min.store(offset, Ordering::Release);
         self.max.store(offset, Ordering::Release);
@@ -741,10 +751,7 @@ impl CommitLog {
         }
         if offset < max {
             let base = self.segment_base(offset);
-            if tail.sealed > base {
-                dir::write_checkpoint(&self.dir, base)?;
-                tail.sealed = base;
-            }
+            self.sealer.lower(base)?;
             let mut table = self.segments.lock();
             while table.len() > 1 && table[table.len() - 1].base > base {
                 let seg = table.pop().expect("checked non-empty");
@@ -822,14 +829,18 @@ impl CommitLog {
         let seg = match self.segment_at(offset)? {
             Some(seg) => seg, // left empty by a failed append
             None => {
-                // Seal before the next segment exists: the full segments are synced and the
-                // checkpoint says so, so a crash can tear only the last segment, and the next
-                // open need not read the sealed ones.
-                self.sync_to(tail, base)?;
-                if tail.sealed < base {
-                    dir::write_checkpoint(&self.dir, base)?;
-                    tail.sealed = base;
-                }
+                // The full segments are sealed in the background: synced, then the checkpoint
+                // moves past them, so the next open need not read them. Until then they are
+                // part of the unsealed tail that recovery may cut.
+                let from = self.segment_base(tail.synced);
+                let full: Vec<_> = self
+                    .segments
+                    .lock()
+                    .iter()
+                    .filter(|s| s.base >= from && s.base < base)
+                    .map(|s| s.file.clone())
+                    .collect();
+                self.sealer.seal(full, base);
                 let seg = segment::create(&self.dir, base, self.segment_size, true)?;
                 self.segments.lock().push(seg.clone());
                 tail.dir_synced = false;
@@ -913,10 +924,7 @@ impl CommitLog {
                 // A roll may have synced and sealed bytes that were just cut back.
                 tail.synced = tail.synced.min(start);
                 self.durable.store(tail.synced, Ordering::Release);
-                let base = self.segment_base(start);
-                if tail.sealed > base && dir::write_checkpoint(&self.dir, base).is_ok() {
-                    tail.sealed = base;
-                }
+                let _ = self.sealer.lower(self.segment_base(start));
                 Err(e)
             }
         }
@@ -944,7 +952,8 @@ impl CommitLog {
         }
         tail.synced = tail.synced.max(end);
         self.durable.store(tail.synced, Ordering::Release);
-        Ok(())
+        // Every segment below the one holding the synced end is full and synced.
+        self.sealer.advance(self.segment_base(tail.synced))
     }
 }
 
@@ -1062,5 +1071,6 @@ impl Drop for CommitLog {
         if crate::io::fs::SYNC_ON_DROP {
             let _ = self.flush();
         }
+        self.sealer.join();
     }
 }

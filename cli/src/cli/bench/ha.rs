@@ -34,7 +34,7 @@ use super::heartbeat::{
     CLIENT_THREADS, SERVER_THREADS, listen_overflows, loadavg, round, runtime, thread_cpu,
 };
 use crate::cli::alloc::live_bytes;
-use rmq_lifecycle::core::ha::{HaConfig, TransferChunk, TransferDecoder, encode_report};
+use rmq_lifecycle::core::ha::{HaConfig, HaMode, TransferChunk, TransferDecoder, encode_report};
 use rmq_lifecycle::lifecycle::TaskGauge;
 use rmq_lifecycle::net::Clock;
 use rmq_lifecycle::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
@@ -112,6 +112,7 @@ pub(super) fn run(json: bool) -> ExitCode {
         progress("probes");
         let probes = Probes::measure(&rts)?;
         let (replication, sync) = replication_and_sync(&rts)?;
+        let open = open_times()?;
         progress("idle connection memory");
         let idle = IdleMemory::measure(&rts)?;
         Ok(Report::new(
@@ -119,6 +120,7 @@ pub(super) fn run(json: bool) -> ExitCode {
             replication,
             sync,
             idle,
+            open,
             [load_before, loadavg()],
             started.elapsed(),
         ))
@@ -227,17 +229,28 @@ fn bind_master(
     log: Arc<CommitLog>,
     tasks: &TaskGauge,
 ) -> io::Result<HaMaster> {
-    rts.server.block_on(HaMaster::bind(
-        master_config(ha),
-        log,
-        Clock::start(),
-        tasks.clone(),
-    ))
+    bind_master_in(rts, ha, HaMode::Classic, log, tasks)
+}
+
+fn bind_master_in(
+    rts: &Runtimes,
+    ha: HaConfig,
+    mode: HaMode,
+    log: Arc<CommitLog>,
+    tasks: &TaskGauge,
+) -> io::Result<HaMaster> {
+    let config = MasterConfig {
+        mode,
+        ..master_config(ha)
+    };
+    rts.server
+        .block_on(HaMaster::bind(config, log, Clock::start(), tasks.clone()))
 }
 
 fn start_slave(
     rts: &Runtimes,
     ha: HaConfig,
+    mode: HaMode,
     master: SocketAddr,
     log: Arc<CommitLog>,
     tasks: &TaskGauge,
@@ -245,6 +258,7 @@ fn start_slave(
     let _in_client_runtime = rts.client.enter();
     let config = SlaveConfig {
         ha,
+        mode,
         ..SlaveConfig::new(master)
     };
     HaSlave::start(config, log, Clock::start(), tasks.clone())
@@ -500,6 +514,8 @@ struct CpuPerGib {
 struct Replication {
     default_batch: Vec<Transfer>,
     large_batch: Vec<Transfer>,
+    /// Auto-switch (epochs, handshake, epoch-bounded 32 KiB batches), same log.
+    auto_switch: Vec<Transfer>,
     /// Segment files -> socket -> discarded: the raw copy.
     raw_socket: Vec<Transfer>,
     /// Segment files -> socket -> a file: also the slave's page-cache write.
@@ -547,10 +563,14 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     let (dir, bytes) = (master_dir.path(), log.max_offset());
     let master = bind_master(rts, ha, log.clone(), &gauge())?;
     let large_master = bind_master(rts, large_ha, log.clone(), &gauge())?;
+    // Begins epoch 1 at the log's end (the log's bytes become epoch 0): the slaves' handshakes
+    // and every transfer then carry epochs, as on a broker that ran classic before.
+    let auto_master = bind_master_in(rts, ha, HaMode::AutoSwitch, log.clone(), &gauge())?;
 
     let mut r = Replication {
         default_batch: Vec::new(),
         large_batch: Vec::new(),
+        auto_switch: Vec::new(),
         raw_socket: Vec::new(),
         raw_file: Vec::new(),
         identical: true,
@@ -560,17 +580,24 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     let mut left = 0;
     for round in 1..=REPLICATION_ROUNDS {
         progress(&format!(
-            "replication round {round} of {REPLICATION_ROUNDS}: raw copies, then slaves with 32 KiB and 1 MiB batches"
+            "replication round {round} of {REPLICATION_ROUNDS}: raw copies, then slaves with 32 KiB and 1 MiB batches, and auto-switch"
         ));
         r.raw_socket.push(raw_copy_run(rts, dir, bytes, false)?);
         r.raw_file.push(raw_copy_run(rts, dir, bytes, true)?);
-        for (master, ha) in [(&master, ha), (&large_master, large_ha)] {
+        for (master, ha, mode) in [
+            (&master, ha, HaMode::Classic),
+            (&large_master, large_ha, HaMode::Classic),
+            (&auto_master, ha, HaMode::AutoSwitch),
+        ] {
             let slave_dir = tempfile::tempdir()?;
             let slave_log = open_log(slave_dir.path(), SEGMENT)?;
-            let (transfer, slave) = catch_up(rts, master, ha, &slave_log, &gauge())?;
+            let (transfer, slave) = catch_up(rts, master, ha, mode, &slave_log, &gauge())?;
             let end = master.log().max_offset();
             r.identical &= slave_log.digest(0, end)? == master.log().digest(0, end)?;
-            if ha.batch_max == LARGE_BATCH {
+            if mode == HaMode::AutoSwitch {
+                r.identical &= slave_log.epochs() == master.log().epochs();
+                r.auto_switch.push(transfer);
+            } else if ha.batch_max == LARGE_BATCH {
                 r.large_batch.push(transfer);
             } else {
                 r.default_batch.push(transfer);
@@ -585,6 +612,9 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     let left = left
         + rts
             .server
+            .block_on(auto_master.shutdown(Duration::from_secs(5)))
+        + rts
+            .server
             .block_on(large_master.shutdown(Duration::from_secs(5)))
         + rts.server.block_on(master.shutdown(Duration::from_secs(5)));
     if left > 0 {
@@ -592,6 +622,57 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
     }
     let sync = sync.ok_or_else(|| other("no replication round ran"))?;
     Ok((r, sync))
+}
+
+/// `CommitLog::open` of a 4 MiB log and of a 4 GiB one (four sealed 1 GiB segments) with the
+/// same 4 MiB in its active segment: recovery reads the active segment only, so the two should
+/// take about as long. Warm (the page cache holds both), the median of [`OPEN_ROUNDS`] each,
+/// alternating.
+struct OpenTimes {
+    small: Duration,
+    large: Duration,
+    large_bytes: u64,
+}
+
+const OPEN_SEGMENT: u64 = 1 << 30;
+const OPEN_SEALED: u64 = 4;
+const OPEN_ACTIVE: u64 = 4 << 20;
+const OPEN_ROUNDS: usize = 7;
+
+fn open_times() -> io::Result<OpenTimes> {
+    progress("writing a 4 MiB and a 4 GiB log for the open times");
+    let payload = vec![0xA5u8; (RECORD - HEADER_LEN) as usize];
+    let build = |sealed: u64| -> io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        let log = open_log(dir.path(), OPEN_SEGMENT)?;
+        for _ in 0..(sealed * OPEN_SEGMENT + OPEN_ACTIVE) / RECORD {
+            log.append(&payload)?;
+        }
+        log.flush()?;
+        Ok(dir)
+    };
+    let (small_dir, large_dir) = (build(0)?, build(OPEN_SEALED)?);
+    let time = |dir: &Path| -> io::Result<(Duration, u64)> {
+        let t = Instant::now();
+        let log = open_log(dir, OPEN_SEGMENT)?;
+        let elapsed = t.elapsed();
+        Ok((elapsed, log.max_offset()))
+    };
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    let mut large_bytes = 0;
+    for _ in 0..OPEN_ROUNDS {
+        small.push(time(small_dir.path())?.0);
+        let (t, bytes) = time(large_dir.path())?;
+        large.push(t);
+        large_bytes = bytes;
+    }
+    small.sort();
+    large.sort();
+    Ok(OpenTimes {
+        small: small[OPEN_ROUNDS / 2],
+        large: large[OPEN_ROUNDS / 2],
+        large_bytes,
+    })
 }
 
 /// Writes and deletes `bytes` of scratch file right before a run that writes that much into new
@@ -617,6 +698,7 @@ fn catch_up(
     rts: &Runtimes,
     master: &HaMaster,
     ha: HaConfig,
+    mode: HaMode,
     slave_log: &Arc<CommitLog>,
     tasks: &TaskGauge,
 ) -> io::Result<(Transfer, HaSlave)> {
@@ -624,7 +706,7 @@ fn catch_up(
     warm_page_cache(end)?;
     let cpu0 = Cpu::now();
     let t0 = Instant::now();
-    let slave = start_slave(rts, ha, master.local_addr(), slave_log.clone(), tasks);
+    let slave = start_slave(rts, ha, mode, master.local_addr(), slave_log.clone(), tasks);
     wait_for("the slave to catch up", || slave_log.max_offset() >= end)?;
     let transfer = Transfer {
         bytes: end,
@@ -906,7 +988,14 @@ impl IdleMemory {
         let mut slaves = Vec::with_capacity(IDLE_CONNECTIONS);
         let before = live_bytes();
         for slave_log in &logs {
-            slaves.push(start_slave(rts, ha, addr, slave_log.clone(), &slave_tasks));
+            slaves.push(start_slave(
+                rts,
+                ha,
+                HaMode::Classic,
+                addr,
+                slave_log.clone(),
+                &slave_tasks,
+            ));
         }
         wait_for("the slaves to catch up", || {
             logs.iter().all(|l| l.max_offset() >= end)
@@ -993,6 +1082,15 @@ struct Report {
     replication_ratio: f64,
     replication_batch_1mib_mb_per_sec: f64,
     replication_batch_1mib_ratio: f64,
+    /// Auto-switch (handshake, epochs, epoch-bounded 32 KiB batches) beside classic 32 KiB.
+    replication_auto_switch_mb_per_sec: f64,
+    auto_switch_vs_classic_ratio: f64,
+    replication_auto_switch_rounds_mb_per_sec: Vec<f64>,
+    /// `CommitLog::open` (warm): a 4 MiB log, and 4 sealed GiB plus the same 4 MiB active.
+    open_4mib_ms: f64,
+    open_4gib_ms: f64,
+    open_4gib_vs_4mib_ratio: f64,
+    open_large_log_bytes: u64,
     /// The raw copy with the receiver also writing the bytes to a file, as the slave does.
     raw_copy_to_file_mb_per_sec: f64,
     replication_to_file_ratio: f64,
@@ -1042,7 +1140,12 @@ open fds minus baseline (log segment files excluded). Replication: a 1 GiB log o
 in 256 MiB segments, in the page cache; a fresh slave (empty log, same segment size, upstream \
 timings) is timed from start until its log ends at the master's max offset; replica_identical \
 compares CRCs of both logs after every run. replication_batch_1mib: the same with batch_max = 1 \
-MiB (a second master on the same log, a fresh slave). raw_copy: the same bytes read from the master's \
+MiB (a second master on the same log, a fresh slave). replication_auto_switch: the same log \
+served by a third master in auto-switch mode (epoch 1 begun at the log's end, so the bytes are \
+epoch 0) to an auto-switch slave: handshake, epoch-bounded 32 KiB batches, 12-byte reports; \
+auto_switch_vs_classic_ratio divides it by the 32 KiB classic median. open_*: CommitLog::open, \
+warm, median of 7 alternating opens, of a log of 4 MiB and of one of 4 sealed 1 GiB segments \
+plus the same 4 MiB active (recovery scans only the active segment). raw_copy: the same bytes read from the master's \
 segment files with pread in 64 KiB chunks and written to a socket by a server-runtime task, read \
 into a 64 KiB buffer and discarded by a client-runtime task (64 KiB: near the best of 32 KiB..1 \
 MiB on this machine; 1 MiB buffers were up to 2x slower); raw_copy_to_file: the same, the \
@@ -1081,15 +1184,27 @@ impl Report {
         replication: Replication,
         mut sync: SyncWait,
         idle: IdleMemory,
+        open: OpenTimes,
         loadavg_1m: [f64; 2],
         wall: Duration,
     ) -> Self {
         let per_sec = |t: Duration| (PROBES as f64 / t.as_secs_f64()).round();
         let per_probe = |d: Duration| round(d.as_secs_f64() * 1e6 / PROBES as f64, 2);
         let r = &replication;
-        let [default_batch, large_batch, raw_socket, raw_file] =
-            [&r.default_batch, &r.large_batch, &r.raw_socket, &r.raw_file]
-                .map(|rounds| Transfer::median(rounds));
+        let [
+            default_batch,
+            large_batch,
+            auto_switch,
+            raw_socket,
+            raw_file,
+        ] = [
+            &r.default_batch,
+            &r.large_batch,
+            &r.auto_switch,
+            &r.raw_socket,
+            &r.raw_file,
+        ]
+        .map(|rounds| Transfer::median(rounds));
         let mb = |t: &Transfer| round(t.mib_per_sec(), 1);
         let ratio =
             |ours: &Transfer, base: &Transfer| round(ours.mib_per_sec() / base.mib_per_sec(), 3);
@@ -1116,6 +1231,13 @@ impl Report {
             replication_ratio: ratio(&default_batch, &raw_socket),
             replication_batch_1mib_mb_per_sec: mb(&large_batch),
             replication_batch_1mib_ratio: ratio(&large_batch, &raw_socket),
+            replication_auto_switch_mb_per_sec: mb(&auto_switch),
+            auto_switch_vs_classic_ratio: ratio(&auto_switch, &default_batch),
+            replication_auto_switch_rounds_mb_per_sec: Transfer::rounds_mb_per_sec(&r.auto_switch),
+            open_4mib_ms: round(open.small.as_secs_f64() * 1e3, 2),
+            open_4gib_ms: round(open.large.as_secs_f64() * 1e3, 2),
+            open_4gib_vs_4mib_ratio: round(open.large.as_secs_f64() / open.small.as_secs_f64(), 2),
+            open_large_log_bytes: open.large_bytes,
             raw_copy_to_file_mb_per_sec: mb(&raw_file),
             replication_to_file_ratio: ratio(&default_batch, &raw_file),
             replication_batch_1mib_to_file_ratio: ratio(&large_batch, &raw_file),
@@ -1187,6 +1309,12 @@ impl Report {
                 self.replication_batch_1mib_ratio,
             ),
             (
+                "auto-switch vs classic, 32 KiB",
+                self.replication_auto_switch_mb_per_sec,
+                self.replication_mb_per_sec,
+                self.auto_switch_vs_classic_ratio,
+            ),
+            (
                 "  32 KiB vs copy into a file",
                 self.replication_mb_per_sec,
                 self.raw_copy_to_file_mb_per_sec,
@@ -1217,6 +1345,12 @@ impl Report {
             format!("{:.1} us", self.sync_wait_p99_us),
             format!("{:.1} us", self.baseline_round_trip_p99_us),
             String::new(),
+        );
+        row(
+            "open: 4 GiB log vs 4 MiB log",
+            format!("{:.2} ms", self.open_4gib_ms),
+            format!("{:.2} ms", self.open_4mib_ms),
+            format!("{:.2}", self.open_4gib_vs_4mib_ratio),
         );
         row(
             "idle conn heap, master (upstream)",
