@@ -171,10 +171,20 @@ fn digest(log: &CommitLog) -> u32 {
 }
 
 /// An upstream message record: TOTALSIZE, MAGIC, a body CRC we do not check, then the body.
+/// An upstream message record of `len` bytes (at least 92): IPv4 hosts (SYSFLAG 0), an empty
+/// topic and properties, random fields, and a random body whose BODYCRC is upstream's (CRC-32
+/// with the sign bit cleared).
 fn upstream_record(rng: &mut Rng, len: usize, magic: u32) -> Vec<u8> {
+    let topic_len_field = if magic == MESSAGE_MAGIC_V2 { 2 } else { 1 };
+    let body_len = len - 88 - topic_len_field - 2;
     let mut rec = rng.bytes(len);
     rec[0..4].copy_from_slice(&(len as u32).to_be_bytes());
     rec[4..8].copy_from_slice(&magic.to_be_bytes());
+    rec[36..40].copy_from_slice(&0u32.to_be_bytes()); // SYSFLAG: IPv4 hosts
+    rec[84..88].copy_from_slice(&(body_len as u32).to_be_bytes());
+    let crc = crc32fast::hash(&rec[88..88 + body_len]) & 0x7FFF_FFFF;
+    rec[8..12].copy_from_slice(&crc.to_be_bytes());
+    rec[88 + body_len..].fill(0); // topic and properties lengths 0
     rec
 }
 
@@ -184,7 +194,7 @@ fn upstream_log(rng: &mut Rng, messages: usize, base: u64) -> (Vec<u8>, usize) {
     let mut log = Vec::new();
     let mut placed = 0;
     for i in 0..messages {
-        let len = 60 + rng.below(700) as usize;
+        let len = 92 + rng.below(700) as usize;
         let room = (SEG - (base + log.len() as u64) % SEG) as usize;
         if len + MIN_BLANK_LEN as usize > room {
             log.extend_from_slice(&(room as u32).to_be_bytes());
@@ -1333,4 +1343,47 @@ fn a_new_epoch_starts_at_a_record_boundary() {
     assert_eq!(slave.max_offset(), last.start);
     assert_eq!(quarantined(sdir.path()), last.end - 10 - last.start);
     slave.append(b"new master").unwrap();
+}
+
+/// A slave whose segment size is not its master's refuses the first bytes that do not frame at
+/// its own segment ends, and says which segment size it has.
+#[test]
+fn a_segment_size_mismatch_with_the_master_is_named() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = open(mdir.path());
+    fill(&master, &mut Rng(3), 40, 900);
+    assert!(master.max_offset() > 2 * SEG);
+    let slave = CommitLog::open(StoreConfig {
+        segment_size: SEG / 2,
+        ..config(sdir.path())
+    })
+    .unwrap();
+    let bytes = read_all(&master, 0, master.max_offset());
+    let err = slave.append_raw(0, &bytes).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidData);
+    assert!(
+        err.to_string()
+            .contains(&format!("This store's segments are {} bytes", SEG / 2)),
+        "{err}"
+    );
+    assert_eq!(slave.max_offset(), 0, "nothing written");
+}
+
+/// Upstream records keep upstream's own checks in recovery: a record whose body does not match
+/// its BODYCRC ends the log there (its bytes set aside).
+#[test]
+fn an_upstream_record_with_a_bad_body_crc_ends_the_recovered_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(44);
+    let a = upstream_record(&mut rng, 300, MESSAGE_MAGIC);
+    let mut b = upstream_record(&mut rng, 300, MESSAGE_MAGIC_V2);
+    b[100] ^= 0x01; // a body byte
+    {
+        let slave = open(dir.path());
+        slave.append_raw(0, &[a.clone(), b].concat()).unwrap();
+    }
+    let log = open(dir.path());
+    assert_eq!(log.max_offset(), 300);
+    assert_eq!(quarantined(dir.path()), 300);
+    assert!(read_all(&log, 0, 300) == a);
 }

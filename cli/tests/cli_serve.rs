@@ -394,3 +394,78 @@ fn host_names_resolve_and_a_lost_slave_says_so() {
     let (code, _) = serve.terminate();
     assert_eq!(code, 0);
 }
+
+/// Auto-switch failover from the command line: a slave promoted by SIGUSR1 stops replicating
+/// and serves its store as master in the epoch it was given; the old master, restarted as a
+/// slave on its own store, replicates from it.
+#[test]
+fn sigusr1_promotes_an_auto_switch_slave() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seg = "65536";
+    let mut master = Proc::start_default_level(&[
+        "serve",
+        "--ha-mode",
+        "auto-switch",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--store",
+        mdir.path().to_str().unwrap(),
+        "--segment-size",
+        seg,
+    ]);
+    let serving = master.line("serving");
+    let ha = serving
+        .split("ha_listen=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no ha_listen in {serving}"))
+        .to_owned();
+    let promoted_ha = format!("127.0.0.1:{}", free_port());
+    let mut slave = Proc::start_default_level(&[
+        "slave",
+        "--ha-mode",
+        "auto-switch",
+        "--broker-id",
+        "2",
+        "--master",
+        &ha,
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        &promoted_ha,
+        "--epoch",
+        "2",
+        "--store",
+        sdir.path().to_str().unwrap(),
+        "--segment-size",
+        seg,
+    ]);
+    master.line("HA slave reported");
+    let (code, _) = master.terminate();
+    assert_eq!(code, 0);
+    signal(&slave.child, "-USR1");
+    slave.line("promoting this slave to master");
+    let began = slave.line("HA master began an epoch");
+    assert!(began.contains("epoch=2"), "{began}");
+    slave.line("serving");
+    let old = Proc::start_default_level(&[
+        "slave",
+        "--ha-mode",
+        "auto-switch",
+        "--broker-id",
+        "1",
+        "--master",
+        &promoted_ha,
+        "--store",
+        mdir.path().to_str().unwrap(),
+        "--segment-size",
+        seg,
+    ]);
+    slave.line("HA slave reported");
+    let (code, _) = old.terminate();
+    assert_eq!(code, 0);
+    let (code, _) = slave.terminate();
+    assert_eq!(code, 0);
+}

@@ -840,13 +840,15 @@ async fn replicate(
                     status.connected.store(true, Ordering::Release);
                     status.sessions.fetch_add(1, Ordering::Relaxed);
                     let before = log.max_offset();
-                    let end = session(stream, &mut link, &log, &clock, &status, &cancel).await;
+                    let mut refused = false;
+                    let end = session(stream, &mut link, &log, &clock, &status, &cancel, &mut refused).await;
                     status.connected.store(false, Ordering::Release);
-                    if link.state() == HaState::Suspend {
+                    if link.state() == HaState::Suspend || refused {
                         // Not a network failure: this master's log cannot be reconciled with
-                        // ours. Say so every time, and try again only at the slowest pace.
+                        // ours, or what it sends does not frame in our log (another segment
+                        // size, say). Say so every time; try again only at the slowest pace.
                         if let Err(why) = &end {
-                            tracing::error!(master = %config.master, %why, "HA slave suspended: not replicating from this master");
+                            tracing::error!(master = %config.master, %why, "HA slave: not replicating from this master");
                         }
                         backoff = config.backoff_max;
                     }
@@ -942,6 +944,7 @@ async fn session(
     clock: &Clock,
     status: &SlaveStatus,
     cancel: &CancellationToken,
+    refused: &mut bool,
 ) -> Result<(), String> {
     let (mut rd, mut wr) = stream.into_split();
     link.handle_local_epochs(log.min_offset(), log.epochs());
@@ -1017,7 +1020,10 @@ async fn session(
                     }
                     let n = 1 + rest[1..].iter().take_while(|a| a.epoch.is_none()).count();
                     let pieces: smallvec::SmallVec<[&[u8]; 32]> = rest[..n].iter().map(|a| &buf[a.range.clone()]).collect();
-                    let new_max = log.append_raw_vectored(first.offset, &pieces).map_err(|e| format!("append at {}: {e}", first.offset))?;
+                    let new_max = log.append_raw_vectored(first.offset, &pieces).map_err(|e| {
+                        *refused = e.kind() == io::ErrorKind::InvalidData;
+                        format!("append at {}: {e}", first.offset)
+                    })?;
                     status.appended.fetch_add(new_max - first.offset, Ordering::Relaxed);
                     pacer.appended(new_max - first.offset);
                     link.handle_appended(new_max);

@@ -881,7 +881,12 @@ impl CommitLog {
             let (_, len) = record::check(head, self.room(at)).map_err(|why| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("append_raw: no valid record at offset {at} ({why}); nothing written"),
+                    format!(
+                        "append_raw: no valid record at offset {at} ({why}); nothing written. \
+                         This store's segments are {} bytes: a master with another segment \
+                         size puts its segment ends (and blanks) elsewhere",
+                        self.segment_size
+                    ),
                 )
             })?;
             start = at;

@@ -57,7 +57,8 @@ pub(crate) fn fits(len: u64, room: u64) -> bool {
 pub(crate) enum Frame {
     /// Our record: the payload's CRC32 is in BODYCRC.
     Ours,
-    /// An upstream message: checked by size and bounds only.
+    /// An upstream message: size and bounds when it arrives; in recovery also its body length and
+    /// BODYCRC ([`check_upstream`]).
     Upstream,
     /// Filler up to the segment end.
     Blank,
@@ -105,4 +106,45 @@ pub(crate) fn check(head: [u8; MIN_BLANK_LEN as usize], room: u64) -> Result<(Fr
         ));
     }
     Ok((frame, len))
+}
+
+/// Checks an upstream message record (`rec`: the whole record, TOTALSIZE included) the way
+/// upstream's recovery does (`CommitLog.checkMessageAndReturnSize`): its body length must fit
+/// the record and its BODYCRC must be the body's CRC-32. Upstream stores the CRC with the sign
+/// bit cleared (`UtilAll.crc32`); a CRC with it set is accepted too, for other writers.
+pub(crate) fn check_upstream(rec: &[u8]) -> Result<(), String> {
+    const SYSFLAG: usize = 36;
+    const BORN_HOST: usize = 48;
+    let be32 = |at: usize| -> Option<u32> {
+        rec.get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    };
+    let short = || {
+        format!(
+            "upstream record of {} bytes is too short for its fields",
+            rec.len()
+        )
+    };
+    let sysflag = be32(SYSFLAG).ok_or_else(short)?;
+    let host = |v6: bool| if v6 { 20 } else { 8 };
+    let born = host(sysflag & 0x10 != 0);
+    let store = host(sysflag & 0x20 != 0);
+    // BORNHOST, STORETIMESTAMP, STOREHOST, RECONSUMETIMES, PREPARED TRANSACTION OFFSET.
+    let body_len_at = BORN_HOST + born + 8 + store + 4 + 8;
+    let body_len = be32(body_len_at).ok_or_else(short)? as i32;
+    let body_len = usize::try_from(body_len)
+        .map_err(|_| format!("upstream record with a negative body length {body_len}"))?;
+    let body = rec
+        .get(body_len_at + 4..body_len_at + 4 + body_len)
+        .ok_or_else(|| format!("upstream record body of {body_len} bytes overruns the record"))?;
+    let stored = be32(8).ok_or_else(short)?;
+    let crc = crc32fast::hash(body);
+    if stored == crc & 0x7FFF_FFFF || stored == crc {
+        Ok(())
+    } else {
+        Err(format!(
+            "upstream record BODYCRC {stored:#010x}, the body's is {:#010x}",
+            crc & 0x7FFF_FFFF
+        ))
+    }
 }

@@ -168,14 +168,24 @@ pub(crate) fn scan(file: &File, len: u64, segment_size: u64) -> io::Result<Scan>
         if size > avail {
             return stop(pos, format!("record of {size} bytes, only {avail} on disk"));
         }
-        if frame == Frame::Ours {
-            let mut crc = [0; 4];
-            r.read_exact(&mut crc)?;
-            if hash_next(&mut r, size - HEADER_LEN)? != u32::from_be_bytes(crc) {
-                return stop(pos, "payload CRC mismatch".to_owned());
+        match frame {
+            Frame::Ours => {
+                let mut crc = [0; 4];
+                r.read_exact(&mut crc)?;
+                if hash_next(&mut r, size - HEADER_LEN)? != u32::from_be_bytes(crc) {
+                    return stop(pos, "payload CRC mismatch".to_owned());
+                }
             }
-        } else {
-            r.seek_relative((size - MIN_BLANK_LEN) as i64)?;
+            Frame::Upstream => {
+                let mut rec =
+                    vec![0; usize::try_from(size).map_err(|_| io::ErrorKind::OutOfMemory)?];
+                rec[..MIN_BLANK_LEN as usize].copy_from_slice(&head);
+                r.read_exact(&mut rec[MIN_BLANK_LEN as usize..])?;
+                if let Err(why) = record::check_upstream(&rec) {
+                    return stop(pos, why);
+                }
+            }
+            Frame::Blank => r.seek_relative((size - MIN_BLANK_LEN) as i64)?,
         }
         pos += size;
     }

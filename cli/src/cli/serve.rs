@@ -216,6 +216,11 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         metrics: args.metrics,
         grace: GRACE,
     };
+    run_serve(config).await
+}
+
+/// Serves `config` until SIGINT or SIGTERM; the exit code of a clean shutdown, or why not.
+async fn run_serve(config: ServeConfig) -> Result<ExitCode, String> {
     let report = match until_signalled(|signal| server::serve(config, signal, |_| {})).await {
         Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
         Signalled::Again(code) => return Ok(code),
@@ -246,6 +251,16 @@ pub(crate) struct SlaveArgs {
     /// Auto-switch: this slave's broker id (the master's in-sync set is keyed by it).
     #[arg(long, default_value_t = 1)]
     broker_id: i64,
+    /// Auto-switch: on SIGUSR1 stop replicating and serve this store as master, on these
+    /// addresses, beginning `--epoch` (default: one above the store's last).
+    #[arg(long, default_value = "127.0.0.1:10911", value_parser = host_port)]
+    listen: SocketAddr,
+    /// See `--listen`: the HA port once promoted.
+    #[arg(long, default_value = "127.0.0.1:10912", value_parser = host_port)]
+    ha_listen: SocketAddr,
+    /// See `--listen`: the epoch a promotion begins, above every replica's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    epoch: Option<u32>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -267,7 +282,26 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
             store,
             grace: GRACE,
         };
-        let report = match until_signalled(|signal| server::replicate(config, signal, |_| {})).await
+        let promote = args.ha_mode.0 == HaMode::AutoSwitch;
+        let promoted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = promoted.clone();
+        let mut usr1 = promote
+            .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()))
+            .transpose()
+            .map_err(|e| format!("cannot listen for SIGUSR1: {e}"))?;
+        let report = match until_signalled(|signal| {
+            let stop = async move {
+                tokio::select! {
+                    () = signal => {}
+                    Some(()) = async { usr1.as_mut()?.recv().await } => {
+                        tracing::info!("SIGUSR1: promoting this slave to master");
+                        flag.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+            };
+            server::replicate(config, stop, |_| {})
+        })
+        .await
         {
             Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
             Signalled::Again(code) => return Ok(code),
@@ -281,7 +315,29 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
                 report.tasks_left
             ));
         }
-        Ok(ExitCode::SUCCESS)
+        if !promoted.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The replica is shut down and its store closed: serve it as master, a new epoch.
+        let (store, ha) = args.store.config("slave-store")?;
+        run_serve(ServeConfig {
+            remoting: RemotingConfig {
+                listen: args.listen,
+                ..RemotingConfig::default()
+            },
+            registry: RegistryConfig::default(),
+            master: MasterConfig {
+                listen: args.ha_listen,
+                ha,
+                mode: HaMode::AutoSwitch,
+                epoch: args.epoch,
+                ..MasterConfig::default()
+            },
+            store,
+            metrics: None,
+            grace: GRACE,
+        })
+        .await
     })
 }
 
