@@ -42,6 +42,17 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// 64-bit values as decimal strings: they exceed 2^53, which JSON numbers do not carry portably.
+fn big(n: impl ToString) -> Value {
+    Value::String(n.to_string())
+}
+
+fn parse_u64(v: &Value) -> Result<u64, String> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{v} is not a decimal u64 string"))
+}
+
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err(format!("odd-length hex {s:?}"));
@@ -994,18 +1005,6 @@ mod ha_wire {
     };
 
     pub(super) const FILE: &str = "wire/ha.json";
-
-    /// 64-bit values as decimal strings: they exceed 2^53, which JSON numbers do not carry
-    /// portably.
-    fn big(n: impl ToString) -> Value {
-        Value::String(n.to_string())
-    }
-
-    fn parse_u64(v: &Value) -> Result<u64, String> {
-        v.as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("{v} is not a decimal u64 string"))
-    }
 
     /// (name, description, log_min, local_max, chunks).
     type ReportCase = (&'static str, &'static str, u64, u64, Vec<Vec<u8>>);

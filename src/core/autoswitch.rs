@@ -249,16 +249,10 @@ impl MasterFrameDecoder {
     /// Takes the next chunk from the front of `input`; `Ok(None)` when `input` is used up.
     pub fn next<'a>(&mut self, input: &mut &'a [u8]) -> Result<Option<MasterChunk<'a>>, String> {
         if self.body_left > 0 {
-            if input.is_empty() {
-                return Ok(None);
-            }
-            let n = (self.body_left as usize).min(input.len());
-            let (bytes, rest) = input.split_at(n);
-            *input = rest;
-            let offset = self.body_offset;
-            self.body_offset += n as u64;
-            self.body_left -= n as u32;
-            return Ok(Some(MasterChunk::Body { offset, bytes }));
+            return Ok(
+                super::ha::take_body(&mut self.body_left, &mut self.body_offset, input)
+                    .map(|(offset, bytes)| MasterChunk::Body { offset, bytes }),
+            );
         }
         if self.entries_left > 0 {
             let n = self.entries_left.min(input.len());

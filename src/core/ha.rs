@@ -185,6 +185,25 @@ pub enum TransferChunk<'a> {
     },
 }
 
+/// The next piece of a body still `left` bytes long at `offset` from the front of `input`
+/// (borrowed, not copied); `None` when `input` is empty.
+pub(crate) fn take_body<'a>(
+    left: &mut u32,
+    offset: &mut u64,
+    input: &mut &'a [u8],
+) -> Option<(u64, &'a [u8])> {
+    if input.is_empty() {
+        return None;
+    }
+    let n = (*left as usize).min(input.len());
+    let (bytes, rest) = input.split_at(n);
+    *input = rest;
+    let at = *offset;
+    *offset += n as u64;
+    *left -= n as u32;
+    Some((at, bytes))
+}
+
 /// Splits the master's stream into headers and body chunks, without copying bodies.
 #[derive(Debug, Clone)]
 pub struct TransferDecoder {
@@ -210,16 +229,8 @@ impl TransferDecoder {
     /// Takes the next chunk from the front of `input`; `Ok(None)` when `input` is used up.
     pub fn next<'a>(&mut self, input: &mut &'a [u8]) -> Result<Option<TransferChunk<'a>>, String> {
         if self.body_left > 0 {
-            if input.is_empty() {
-                return Ok(None);
-            }
-            let n = (self.body_left as usize).min(input.len());
-            let (bytes, rest) = input.split_at(n);
-            *input = rest;
-            let offset = self.body_offset;
-            self.body_offset += n as u64;
-            self.body_left -= n as u32;
-            return Ok(Some(TransferChunk::Body { offset, bytes }));
+            return Ok(take_body(&mut self.body_left, &mut self.body_offset, input)
+                .map(|(offset, bytes)| TransferChunk::Body { offset, bytes }));
         }
         let take = (TRANSFER_HEADER_LEN - self.have).min(input.len());
         self.header[self.have..self.have + take].copy_from_slice(&input[..take]);

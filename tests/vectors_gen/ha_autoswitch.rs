@@ -15,16 +15,6 @@ use rmq_lifecycle::core::ha::{
 
 pub(super) const FILE: &str = "wire/ha_autoswitch.json";
 
-fn big(n: impl ToString) -> Value {
-    Value::String(n.to_string())
-}
-
-fn parse_u64(v: &Value) -> Result<u64, String> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{v} is not a decimal u64 string"))
-}
-
 fn state(s: HaState) -> Value {
     serde_json::to_value(s).expect("state serializes")
 }
