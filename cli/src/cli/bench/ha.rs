@@ -72,10 +72,11 @@ const RECORD: u64 = 1 << 20;
 const SEGMENT: u64 = 256 << 20;
 /// A larger batch than upstream's 32 KiB, also reported.
 const LARGE_BATCH: u32 = 1 << 20;
-/// Rounds of (raw copies, 32 KiB slave, 1 MiB slave); each figure is the median round's. The copy
+/// Rounds of (raw copies, 32 KiB slave, 1 MiB slave, auto-switch slave); each figure is the
+/// median round's. The copy
 /// into a new file's page cache (the slave's and the to-file baseline's) varies from run to run on
 /// a shared VM far more than the code does, so one round can land on a slow moment.
-const REPLICATION_ROUNDS: usize = 3;
+const REPLICATION_ROUNDS: usize = 5;
 /// Read and write size of the raw copy baseline: of 32 KiB to 1 MiB, 64 KiB was (near) the
 /// fastest here; 1 MiB buffers were up to 2x slower (they no longer fit the caches).
 const RAW_CHUNK: usize = 64 << 10;
@@ -584,11 +585,15 @@ fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, SyncWait)> {
         ));
         r.raw_socket.push(raw_copy_run(rts, dir, bytes, false)?);
         r.raw_file.push(raw_copy_run(rts, dir, bytes, true)?);
-        for (master, ha, mode) in [
+        // Each round starts with another slave: the copy into a new file's page cache drifts
+        // within a round as much as between rounds, so no slave always runs first or last.
+        let mut slaves = [
             (&master, ha, HaMode::Classic),
             (&large_master, large_ha, HaMode::Classic),
             (&auto_master, ha, HaMode::AutoSwitch),
-        ] {
+        ];
+        slaves.rotate_left((round - 1) % 3);
+        for (master, ha, mode) in slaves {
             let slave_dir = tempfile::tempdir()?;
             let slave_log = open_log(slave_dir.path(), SEGMENT)?;
             let (transfer, slave) = catch_up(rts, master, ha, mode, &slave_log, &gauge())?;
@@ -1104,6 +1109,7 @@ struct Report {
     replica_identical: bool,
     replication_cpu_ms_per_gib: CpuPerGib,
     replication_batch_1mib_cpu_ms_per_gib: CpuPerGib,
+    replication_auto_switch_cpu_ms_per_gib: CpuPerGib,
     raw_copy_cpu_ms_per_gib: CpuPerGib,
     raw_copy_to_file_cpu_ms_per_gib: CpuPerGib,
 
@@ -1150,8 +1156,9 @@ segment files with pread in 64 KiB chunks and written to a socket by a server-ru
 into a 64 KiB buffer and discarded by a client-runtime task (64 KiB: near the best of 32 KiB..1 \
 MiB on this machine; 1 MiB buffers were up to 2x slower); raw_copy_to_file: the same, the \
 receiver also writing them with pwrite into one new file in a temp dir (page cache -> socket -> \
-page cache, as replication does). 3 rounds, each of raw_copy, raw_copy_to_file, the 32 KiB \
-slave and the 1 MiB slave; every figure is its median round's (the *_rounds_* arrays list them \
+page cache, as replication does). 5 rounds, each of raw_copy, raw_copy_to_file, the 32 KiB \
+slave, the 1 MiB slave and the auto-switch slave (the slaves in a rotating order); every figure is \
+its median round's (the *_rounds_* arrays list them \
 all), and a ratio divides two medians. The master log is flushed before any of them \
 (log_setup_s), so that no run pays for its writeback, and every run that writes a new file \
 (the slaves, raw_copy_to_file) is preceded by writing and deleting as many bytes of scratch \
@@ -1249,6 +1256,7 @@ impl Report {
             replica_identical: r.identical,
             replication_cpu_ms_per_gib: default_batch.cpu_ms_per_gib(),
             replication_batch_1mib_cpu_ms_per_gib: large_batch.cpu_ms_per_gib(),
+            replication_auto_switch_cpu_ms_per_gib: auto_switch.cpu_ms_per_gib(),
             raw_copy_cpu_ms_per_gib: raw_socket.cpu_ms_per_gib(),
             raw_copy_to_file_cpu_ms_per_gib: raw_file.cpu_ms_per_gib(),
 
