@@ -44,6 +44,15 @@ fn config(dir: &Path) -> StoreConfig {
     }
 }
 
+/// A log in `dir` with `size`-byte segments and the default flush policy.
+fn open_sized(dir: &Path, size: u64) -> CommitLog {
+    CommitLog::open(StoreConfig {
+        segment_size: size,
+        ..StoreConfig::new(dir)
+    })
+    .unwrap()
+}
+
 fn open(dir: &Path) -> CommitLog {
     CommitLog::open(config(dir)).expect("open")
 }
@@ -750,11 +759,7 @@ fn an_empty_log_reserves_no_disk() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let size = 1 << 20;
-    let log = CommitLog::open(StoreConfig {
-        segment_size: size,
-        ..StoreConfig::new(dir.path())
-    })
-    .unwrap();
+    let log = open_sized(dir.path(), size);
     let allocated = || -> u64 {
         segment_files(dir.path())
             .iter()
@@ -763,11 +768,7 @@ fn an_empty_log_reserves_no_disk() {
     };
     assert_eq!(allocated(), 0);
     drop(log);
-    let log = CommitLog::open(StoreConfig {
-        segment_size: size,
-        ..StoreConfig::new(dir.path())
-    })
-    .unwrap();
+    let log = open_sized(dir.path(), size);
     assert_eq!(allocated(), 0, "reopening an empty log reserves nothing");
     log.append(b"first").unwrap();
     assert!(allocated() >= size);
@@ -1191,11 +1192,7 @@ fn segments_are_preallocated_but_keep_their_data_length() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let size = 1 << 20;
-    let log = CommitLog::open(StoreConfig {
-        segment_size: size,
-        ..StoreConfig::new(dir.path())
-    })
-    .unwrap();
+    let log = open_sized(dir.path(), size);
     let end = log.append(b"preallocated").unwrap().end;
     let meta = fs::metadata(segment_path(dir.path(), 0)).unwrap();
     assert_eq!(meta.len(), end, "the file length is the data length");
@@ -1205,11 +1202,7 @@ fn segments_are_preallocated_but_keep_their_data_length() {
         meta.blocks() * 512
     );
     drop(log);
-    let log = CommitLog::open(StoreConfig {
-        segment_size: size,
-        ..StoreConfig::new(dir.path())
-    })
-    .unwrap();
+    let log = open_sized(dir.path(), size);
     assert_eq!(log.max_offset(), end, "recovery is unchanged");
     drop(log);
 
@@ -1223,11 +1216,7 @@ fn segments_are_preallocated_but_keep_their_data_length() {
         .unwrap()
         .write_all(&[0xEE; 100])
         .unwrap();
-    let log = CommitLog::open(StoreConfig {
-        segment_size: size,
-        ..StoreConfig::new(dir.path())
-    })
-    .unwrap();
+    let log = open_sized(dir.path(), size);
     assert_eq!(log.max_offset(), end, "the torn tail is cut");
     let meta = fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), end);

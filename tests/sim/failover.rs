@@ -29,7 +29,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use turmoil::fs::FsHandle;
 
-const TICK: Duration = Duration::from_millis(10);
 /// Faults (and elections) happen before this; then every link heals and every replica runs.
 const FAULTS_END: Duration = Duration::from_secs(25);
 /// The settled check.
@@ -404,15 +403,7 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
     env.set_role("r1", Role::Master { epoch: 1 });
     env.set_role("r2", Role::Slave { of: "r1" });
     env.set_role("r3", Role::Slave { of: "r1" });
-    let mut builder = turmoil::Builder::new();
-    builder
-        .rng_seed(seed)
-        .tick_duration(TICK)
-        .simulation_duration(END + Duration::from_secs(5))
-        .min_message_latency(Duration::from_millis(0))
-        .max_message_latency(Duration::from_millis(20));
-    builder.fs().block_size(512);
-    let mut sim = builder.build();
+    let mut sim = super::world::new_sim(seed, END);
     for name in REPLICAS {
         let env = env.clone();
         sim.host(name, move || replica_host(env.clone(), name));

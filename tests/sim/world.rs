@@ -733,15 +733,7 @@ pub(crate) fn run(
         variant,
         ..Env::default()
     });
-    let mut builder = turmoil::Builder::new();
-    builder
-        .rng_seed(seed)
-        .tick_duration(TICK)
-        .simulation_duration(END + Duration::from_secs(5))
-        .min_message_latency(Duration::from_millis(0))
-        .max_message_latency(Duration::from_millis(20));
-    builder.fs().block_size(512);
-    let mut sim = builder.build();
+    let mut sim = new_sim(seed, END);
     {
         let env = env.clone();
         sim.host("master", move || master_host(env.clone()));
@@ -840,6 +832,20 @@ pub(crate) fn run(
         master_bytes: checker.master_bytes,
         heartbeats: checker.heartbeats,
     }
+}
+
+/// A simulation of both worlds' shape: the seed's network RNG, 10 ms steps, 0-20 ms latency,
+/// filesystems that tear unsynced writes at 512-byte blocks on a crash, and 5 s past `end`.
+pub(crate) fn new_sim<'a>(seed: u64, end: Duration) -> turmoil::Sim<'a> {
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(seed)
+        .tick_duration(TICK)
+        .simulation_duration(end + Duration::from_secs(5))
+        .min_message_latency(Duration::from_millis(0))
+        .max_message_latency(Duration::from_millis(20));
+    builder.fs().block_size(512);
+    builder.build()
 }
 
 fn apply(sim: &mut turmoil::Sim<'_>, links: &mut Links, env: &Env, fault: &Fault) {
