@@ -43,27 +43,42 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
-/// What a seed found, its fault schedule, and the command that replays exactly it (`test` is
-/// the test whose world it ran).
-fn report(outcome: &Outcome, variant: &str, test: &str) -> String {
+/// What a seed found (`headline` first), its schedule, and the command that replays exactly it
+/// in `test`'s world.
+fn seed_report<E: std::fmt::Debug>(
+    seed: u64,
+    headline: &str,
+    violations: &[String],
+    schedule: &[(Duration, E)],
+    test: &str,
+) -> String {
     let mut out = format!(
-        "seed {} ({variant}): {} violation(s)\n",
-        outcome.seed,
-        outcome.violations.len()
+        "seed {seed} ({headline}): {} violation(s)\n",
+        violations.len()
     );
-    for v in &outcome.violations {
+    for v in violations {
         out += &format!("  {v}\n");
     }
     out += "  fault schedule:\n";
-    for (at, fault) in &outcome.schedule {
+    for (at, fault) in schedule {
         out += &format!("    {:>6} ms  {fault:?}\n", at.as_millis());
     }
     out += &format!(
-        "  replay: SIM_SEED={} cargo test --release --features sim --test sim -- {test} --exact \
-         --nocapture\n",
-        outcome.seed
+        "  replay: SIM_SEED={seed} cargo test --release --features sim --test sim -- {test} --exact \
+         --nocapture\n"
     );
     out
+}
+
+/// [`seed_report`] of a main-world seed.
+fn report(outcome: &Outcome, variant: &str, test: &str) -> String {
+    seed_report(
+        outcome.seed,
+        variant,
+        &outcome.violations,
+        &outcome.schedule,
+        test,
+    )
 }
 
 /// Prints a single seed's trace and report (a `SIM_SEED` replay).
@@ -87,14 +102,16 @@ fn replay_seed() -> Option<u64> {
     Some(seed)
 }
 
-/// Runs seeds on every core; stops after `count` seeds and, if `min_wall` is given, not before
-/// it passed. Returns the outcomes in seed order and the wall time.
-fn run_seeds(
-    variant: Variant,
+/// Runs `run(seed)` for seeds 0, 1, 2, ... on every core; stops after `count` seeds and, if
+/// `min_wall` is given, not before it passed, and skips the seeds after the first one `hit`
+/// accepts. Returns what `run` returned, in seed order (`seed_of`), and the wall time.
+fn run_parallel<O: Send>(
     count: u64,
     min_wall: Option<Duration>,
-    stop_at_first: Option<&'static str>,
-) -> (Vec<Outcome>, Duration) {
+    run: impl Fn(u64) -> O + Sync,
+    hit: impl Fn(&O) -> bool + Sync,
+    seed_of: fn(&O) -> u64,
+) -> (Vec<O>, Duration) {
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let found = AtomicU64::new(u64::MAX);
@@ -103,7 +120,7 @@ fn run_seeds(
     std::thread::scope(|s| {
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, found) = (&next, &found);
+            let (next, found, run, hit) = (&next, &found, &run, &hit);
             s.spawn(move || {
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
@@ -111,11 +128,9 @@ fn run_seeds(
                     if (seed >= count && !more_time) || seed > found.load(Ordering::Relaxed) {
                         return;
                     }
-                    let outcome = world::run(seed, variant, &[], false);
-                    if let Some(name) = stop_at_first {
-                        if outcome.violations.iter().any(|v| v.starts_with(name)) {
-                            found.fetch_min(seed, Ordering::Relaxed);
-                        }
+                    let outcome = run(seed);
+                    if hit(&outcome) {
+                        found.fetch_min(seed, Ordering::Relaxed);
                     }
                     if tx.send(outcome).is_err() {
                         return;
@@ -125,9 +140,31 @@ fn run_seeds(
         }
     });
     drop(tx);
-    let mut outcomes: Vec<Outcome> = rx.into_iter().collect();
-    outcomes.sort_by_key(|o| o.seed);
+    let mut outcomes: Vec<O> = rx.into_iter().collect();
+    outcomes.sort_by_key(seed_of);
     (outcomes, started.elapsed())
+}
+
+/// Whether `violations` hold one of invariant `name` (never, for `None`).
+fn shows(violations: &[String], name: Option<&str>) -> bool {
+    name.is_some_and(|n| violations.iter().any(|v| v.starts_with(n)))
+}
+
+/// Main-world seeds of `variant` ([`run_parallel`]), stopping at the first that violates
+/// `stop_at_first`, if given.
+fn run_seeds(
+    variant: Variant,
+    count: u64,
+    min_wall: Option<Duration>,
+    stop_at_first: Option<&'static str>,
+) -> (Vec<Outcome>, Duration) {
+    run_parallel(
+        count,
+        min_wall,
+        |seed| world::run(seed, variant, &[], false),
+        |o: &Outcome| shows(&o.violations, stop_at_first),
+        |o| o.seed,
+    )
 }
 
 /// The CI seed set over the shipped server: no invariant may fail.
@@ -341,63 +378,37 @@ fn master_crash(master: MasterFaults, test: &str) -> world::Outcome {
 /// Seeds of the failover world in CI.
 const FAILOVER_SEEDS: u64 = 1_000;
 
-/// Runs failover seeds `0..count` on every core, in seed order, stopping early (at the first
-/// seed that shows `stop_at`, if given).
+/// Failover seeds `0..count` of `variant` ([`run_parallel`]), stopping at the first that
+/// shows `stop_at`, if given.
 fn failover_seeds(
     variant: failover::Variant,
     count: u64,
     stop_at: Option<&'static str>,
 ) -> (Vec<failover::Outcome>, Duration) {
-    let started = Instant::now();
-    let next = AtomicU64::new(0);
-    let found = AtomicU64::new(u64::MAX);
-    let outcomes = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= count || seed > found.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let outcome = failover::run(seed, variant, false);
-                    if let Some(name) = stop_at {
-                        if outcome.violations.iter().any(|v| v.starts_with(name)) {
-                            found.fetch_min(seed, Ordering::Relaxed);
-                        }
-                    }
-                    outcomes.lock().unwrap().push(outcome);
-                }
-            });
-        }
-    });
-    let mut outcomes = outcomes.into_inner().unwrap();
-    outcomes.sort_by_key(|o| o.seed);
-    (outcomes, started.elapsed())
+    run_parallel(
+        count,
+        None,
+        |seed| failover::run(seed, variant, false),
+        |o: &failover::Outcome| shows(&o.violations, stop_at),
+        |o| o.seed,
+    )
 }
 
+/// [`seed_report`] of a failover seed.
 fn failover_report(o: &failover::Outcome, test: &str) -> String {
-    let mut out = format!(
-        "failover seed {}: {} violation(s), {} election(s), {} confirmed\n",
-        o.seed,
-        o.violations.len(),
-        o.elections,
-        o.confirmed
+    let headline = format!(
+        "failover, {} election(s), {} confirmed",
+        o.elections, o.confirmed
     );
-    for v in &o.violations {
-        out += &format!("  {v}\n");
+    seed_report(o.seed, &headline, &o.violations, &o.schedule, test)
+}
+
+/// Prints a failover seed's trace and report (a `SIM_SEED` replay).
+fn print_failover_replay(o: &failover::Outcome, test: &str) {
+    for line in &o.trace {
+        eprintln!("{line}");
     }
-    out += "  schedule:\n";
-    for (at, e) in &o.schedule {
-        out += &format!("    {:>6} ms  {e:?}\n", at.as_millis());
-    }
-    out += &format!(
-        "  replay: SIM_SEED={} cargo test --release --features sim --test sim -- {test} --exact \
-         --nocapture\n",
-        o.seed
-    );
-    out
+    eprint!("{}", failover_report(o, test));
 }
 
 /// The failover world (`tests/sim/failover.rs`) over the shipped auto-switch replication: master
@@ -408,10 +419,7 @@ fn failover() {
     let test = "failover";
     if let Some(seed) = replay_seed() {
         let o = failover::run(seed, failover::Variant::default(), true);
-        for line in &o.trace {
-            eprintln!("{line}");
-        }
-        eprint!("{}", failover_report(&o, test));
+        print_failover_replay(&o, test);
         assert!(o.violations.is_empty(), "seed {seed} failed");
         return;
     }
@@ -471,10 +479,7 @@ fn failover() {
 fn failover_must_find(test: &str, variant: failover::Variant, invariant: &'static str) {
     if let Some(seed) = replay_seed() {
         let o = failover::run(seed, variant, true);
-        for line in &o.trace {
-            eprintln!("{line}");
-        }
-        eprint!("{}", failover_report(&o, test));
+        print_failover_replay(&o, test);
         assert!(o.violations.iter().any(|v| v.starts_with(invariant)));
         return;
     }

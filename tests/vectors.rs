@@ -53,6 +53,16 @@ fn parse_u64(v: &Value) -> Result<u64, String> {
         .ok_or_else(|| format!("{v} is not a decimal u64 string"))
 }
 
+/// A vector's `chunks`: successive reads, as hex strings.
+fn chunks_of(v: &Value) -> Result<Vec<Vec<u8>>, String> {
+    field(v, "chunks")?
+        .as_array()
+        .ok_or("chunks is not an array")?
+        .iter()
+        .map(|c| unhex(c.as_str().ok_or("chunk is not a string")?))
+        .collect()
+}
+
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err(format!("odd-length hex {s:?}"));
@@ -1396,15 +1406,6 @@ mod ha_wire {
             "vectors",
             &items,
         )
-    }
-
-    fn chunks_of(v: &Value) -> Result<Vec<Vec<u8>>, String> {
-        field(v, "chunks")?
-            .as_array()
-            .ok_or("chunks is not an array")?
-            .iter()
-            .map(|c| unhex(c.as_str().ok_or("chunk is not a string")?))
-            .collect()
     }
 
     pub(super) fn replay(v: &Value) -> Result<(), String> {

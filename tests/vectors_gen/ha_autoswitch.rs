@@ -49,15 +49,6 @@ fn epochs_of(v: &Value) -> Result<Vec<EpochEntry>, String> {
         .collect()
 }
 
-fn chunks_of(v: &Value) -> Result<Vec<Vec<u8>>, String> {
-    field(v, "chunks")?
-        .as_array()
-        .ok_or("chunks is not an array")?
-        .iter()
-        .map(|c| unhex(c.as_str().ok_or("chunk is not a string")?))
-        .collect()
-}
-
 fn config() -> HaConfig {
     HaConfig {
         heartbeat_ms: 5,
