@@ -1,4 +1,5 @@
-//! Classic HA replication (upstream `DefaultHAConnection` / `DefaultHAClient`), sans-IO.
+//! HA replication links (upstream `DefaultHAConnection` / `DefaultHAClient` and, in
+//! auto-switch mode, `AutoSwitchHAConnection` / `AutoSwitchHAClient`), sans-IO.
 //!
 //! Wire format, big-endian, raw TCP:
 //!
@@ -11,8 +12,12 @@
 //! [`MasterLink`] is one master-side connection and [`SlaveLink`] the slave's; both are statig
 //! machines fed with `handle_*(now, ..)` and drained with `poll_*()`, and neither does IO or reads
 //! a clock. States are upstream's `HAConnectionState` names; classic mode goes from `Ready`
-//! straight to `Transfer` (`Handshake` and `Suspend` belong to the controller-mode protocol, which
-//! this crate does not implement).
+//! straight to `Transfer` (`Handshake` is the auto-switch exchange of epochs, in
+//! [`super::autoswitch`]), and a slave whose log cannot be reconciled with the master's, in
+//! either mode, waits in `Suspend` until the connection is gone.
+//!
+//! A classic master closes on a first report beyond its log after one bodyless transfer at its
+//! max offset ([`MasterLink::farewell`]), so a slave that is ahead names both ends.
 //!
 //! `AckBounded`: the master accepts a report only if `0 <= report <= local max offset`, never
 //! below the previous report and, after the first, never beyond what it has sent; anything else,
@@ -375,6 +380,8 @@ struct MasterData {
     unchecked_acks: bool,
     /// Auto-switch mode (`None`: classic).
     auto: Option<AutoMaster>,
+    /// Classic: the first report was beyond our log; where it ends, for [`MasterLink::farewell`].
+    farewell: Option<u64>,
 }
 
 impl MasterData {
@@ -411,7 +418,12 @@ impl MasterData {
 
     /// Applies a valid report (the first one sets where transfers start); `Err` closes.
     fn apply_report(&mut self, now: Millis, raw: i64) -> Result<(), String> {
-        let offset = self.check_report(raw)?;
+        let offset = self.check_report(raw).inspect_err(|_| {
+            let beyond = u64::try_from(raw).is_ok_and(|offset| offset > self.local_max);
+            if self.auto.is_none() && self.ack.is_none() && beyond {
+                self.farewell = Some(self.local_max);
+            }
+        })?;
         let first = self.ack.is_none();
         if first {
             self.next = match (offset, self.auto.as_ref().and_then(|a| a.hello)) {
@@ -572,6 +584,7 @@ impl MasterLink {
             #[cfg(feature = "harness")]
             unchecked_acks: false,
             auto: None,
+            farewell: None,
         };
         MasterLink {
             machine: master::Master.state_machine(),
@@ -599,6 +612,18 @@ impl MasterLink {
         });
         link.decoder = SlaveDecoder::Auto(SlaveFrameDecoder::default());
         link
+    }
+
+    /// Classic mode, once the link closed on a first report beyond the log: a bodyless transfer
+    /// at the master's max offset, to be sent before the socket closes. A slave whose log is
+    /// ahead of ours then sees both ends (ours below its own) and can say so, instead of seeing
+    /// only a closed connection; upstream's slave logs both offsets on such a frame too.
+    pub fn farewell(&self) -> Option<Transmit> {
+        self.data.farewell.map(|offset| Transmit {
+            offset,
+            len: 0,
+            head: Head::Classic,
+        })
     }
 
     /// The slave's handshake, once read (auto-switch).
@@ -1018,6 +1043,17 @@ mod slave {
             match *event {
                 SlaveInput::Header(now, offset) => {
                     if let Err(why) = context.check_offset(offset) {
+                        if offset < context.expected {
+                            return context.suspend(format!(
+                                "the master's log ends at {offset}, before this slave's end at \
+                                 {}: the bytes in [{offset}, {}) are not the master's (another \
+                                 master fed this store, or it was a master). Nothing is \
+                                 appended. Move the store aside to replicate afresh, or run \
+                                 both sides with --ha-mode auto-switch, which cuts a divergent \
+                                 tail",
+                                context.expected, context.expected
+                            ));
+                        }
                         return context.close(HaClose::Protocol(why));
                     }
                     context.last_read = now;
@@ -1057,9 +1093,9 @@ mod slave {
             }
         }
 
-        /// Auto-switch only: this master's log cannot be reconciled with ours; nothing is
-        /// appended until the connection is gone and a new handshake (with this master or a
-        /// new one) finds a consistent point.
+        /// This master's log cannot be reconciled with ours (auto-switch: a stale master or no
+        /// consistent point; classic: its log ends before ours). Nothing is appended until the
+        /// connection is gone; the next connect starts over.
         #[state]
         fn suspend(event: &SlaveInput) -> Outcome<State> {
             match *event {
@@ -1570,6 +1606,58 @@ mod tests {
                 range: 12..15,
                 epoch: None
             }]
+        );
+    }
+
+    #[test]
+    fn a_classic_slave_ahead_of_its_master_names_both_ends_and_appends_nothing() {
+        // The master's log ends at 560; the slave holds 1,120 bytes another master sent it.
+        let mut m = MasterLink::new(config(), 0, 560);
+        m.handle_start(Millis(0));
+        let mut s = SlaveLink::new(config());
+        s.handle_connected(Millis(0), 1120);
+        let report = s.poll_transmit(Millis(0)).unwrap();
+        m.handle_bytes(Millis(1), &encode_report(report));
+        assert!(
+            matches!(&drain(&mut m)[..], [MasterEvent::Closed(HaClose::Protocol(w))] if w.contains("beyond")),
+        );
+        let farewell = m.farewell().expect("a farewell at the master's end");
+        assert_eq!(farewell, Transmit::classic(560, 0));
+        let mut out = Vec::new();
+        s.handle_bytes(Millis(2), &farewell.header().unwrap(), &mut out);
+        let Some(SlaveEvent::Closed(HaClose::Protocol(why))) = s.poll_event() else {
+            panic!("the slave must close");
+        };
+        assert!(why.contains("560") && why.contains("1120"), "{why}");
+        assert_eq!(s.state(), HaState::Suspend);
+        assert!(out.is_empty(), "nothing to append");
+        s.handle_bytes(Millis(3), &encode_transfer_header(1120, 0), &mut out);
+        assert_eq!(
+            s.poll_transmit(Millis(3)),
+            None,
+            "no report while suspended"
+        );
+        assert_eq!(s.poll_event(), None);
+        s.handle_disconnected();
+        assert_eq!(s.state(), HaState::Ready);
+
+        // A probe gets the same farewell; a behind or mid-stream refusal gets none.
+        for (probe, farewell) in [
+            (&b"2024-10-30 16:42:30"[..], Some(Transmit::classic(560, 0))),
+            (&(-1i64).to_be_bytes()[..], None),
+        ] {
+            let mut m = MasterLink::new(config(), 0, 560);
+            m.handle_start(Millis(0));
+            m.handle_bytes(Millis(1), probe);
+            assert_eq!(m.farewell(), farewell);
+        }
+        let mut m =
+            MasterLink::auto_switch(config(), 0, 560, vec![EpochEntry { epoch: 1, start: 0 }]);
+        m.handle_start(Millis(0));
+        assert_eq!(
+            m.farewell(),
+            None,
+            "auto-switch slaves learn the end from the handshake"
         );
     }
 

@@ -640,11 +640,23 @@ async fn write_transfers(
         };
         tokio::select! {
             biased;
-            _ = ctx.stopped() => return CloseReason::Shutdown,
+            _ = ctx.stopped() => {
+                farewell(&mut wr, link).await;
+                return CloseReason::Shutdown;
+            }
             _ = shared.grown.changed(&mut grown) => {}
             _ = wake.notified() => {}
             _ = time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// Sends the link's [`MasterLink::farewell`], if it has one: best effort, for at most a second
+/// (the peer may be a probe that is already gone).
+async fn farewell(wr: &mut OwnedWriteHalf, link: &Mutex<MasterLink>) {
+    let header = link.lock().farewell().and_then(|t| t.header());
+    if let Some(header) = header {
+        let _ = time::timeout(Duration::from_secs(1), wr.write_all(&header)).await;
     }
 }
 
@@ -753,6 +765,15 @@ pub struct SlaveStatus {
     pub sessions: AtomicU64,
     /// Bytes appended since start.
     pub appended: AtomicU64,
+    refusal: Mutex<Option<String>>,
+}
+
+impl SlaveStatus {
+    /// Why the slave is not replicating from this master, while that lasts: its log cannot be
+    /// reconciled with ours, or its bytes do not frame in our log. Cleared by the next append.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().clone()
+    }
 }
 
 /// A running slave.
@@ -849,12 +870,14 @@ async fn replicate(
                         // size, say). Say so every time; try again only at the slowest pace.
                         if let Err(why) = &end {
                             tracing::error!(master = %config.master, %why, "HA slave: not replicating from this master");
+                            *status.refusal.lock() = Some(why.clone());
                         }
                         backoff = config.backoff_max;
                     }
                     link.handle_disconnected();
                     if log.max_offset() > before {
                         backoff = config.backoff_min;
+                        *status.refusal.lock() = None;
                     }
                     end
                 }
