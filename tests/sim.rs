@@ -435,12 +435,7 @@ fn failover() {
         .flat_map(|o| o.failover_ms.clone())
         .collect();
     failover_ms.sort_unstable();
-    let pct = |p: usize| {
-        failover_ms
-            .get(failover_ms.len() * p / 100)
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: usize| percentile(&failover_ms, p);
     let simulated: Duration = outcomes.iter().map(|o| o.simulated).sum();
     let failed: Vec<&failover::Outcome> = outcomes
         .iter()
@@ -472,6 +467,75 @@ fn failover() {
         failed.is_empty(),
         "{} failover seed(s) violated an invariant",
         failed.len()
+    );
+}
+
+/// The `p`th percentile of sorted `v` (0 if empty).
+fn percentile(v: &[u64], p: usize) -> u64 {
+    v.get(v.len() * p / 100).copied().unwrap_or(0)
+}
+
+/// Failover time at upstream's controller defaults (`failover::upstream_election_at`): simulated
+/// ms from a master crash to the new master serving, and the part of it after the election that
+/// this crate spends (the issue's `bench ha` figure: simulation code does not ship, so it is
+/// measured here, in simulated time, which no machine's load changes).
+#[test]
+fn failover_time_at_upstream_timeouts() {
+    assert_eq!(failover::upstream_election_at(2_300), 15_000);
+    assert_eq!(
+        failover::upstream_election_at(5_500),
+        20_000,
+        "10 s is not more than 10 s"
+    );
+    let variant = failover::Variant {
+        upstream_timeouts: true,
+        ..failover::Variant::default()
+    };
+    let count = env_u64("SIM_FAILOVER_SEEDS").unwrap_or(FAILOVER_SEEDS);
+    let (outcomes, _) = failover_seeds(variant, count, None);
+    let sorted = |f: fn(&failover::Outcome) -> &Vec<u64>| {
+        let mut v: Vec<u64> = outcomes.iter().flat_map(|o| f(o).clone()).collect();
+        v.sort_unstable();
+        v
+    };
+    let failover_ms = sorted(|o| &o.failover_ms);
+    let promote_ms = sorted(|o| &o.promote_ms);
+    let failed: Vec<&failover::Outcome> = outcomes
+        .iter()
+        .filter(|o| !o.violations.is_empty())
+        .collect();
+    eprintln!(
+        "failover at upstream's controller timeouts (heartbeat 1 s, scan 5 s, timeout 10 s): \
+         {} crash failovers in {} seeds; master crash to new master serving p50 {} ms, p99 {} ms, \
+         max {} ms (simulated); of which election to serving (this crate) p50 {} ms, max {} ms; \
+         {} seed(s) failed",
+        failover_ms.len(),
+        outcomes.len(),
+        percentile(&failover_ms, 50),
+        percentile(&failover_ms, 99),
+        failover_ms.last().copied().unwrap_or(0),
+        percentile(&promote_ms, 50),
+        promote_ms.last().copied().unwrap_or(0),
+        failed.len()
+    );
+    for o in &failed {
+        eprint!(
+            "{}",
+            failover_report(o, "failover_time_at_upstream_timeouts")
+        );
+    }
+    assert!(
+        failed.is_empty(),
+        "{} seed(s) violated an invariant",
+        failed.len()
+    );
+    assert!(
+        failover_ms.len() as u64 >= count / 2,
+        "too few crash failovers"
+    );
+    assert!(
+        failover_ms[0] > 10_000,
+        "a failover faster than upstream's heartbeat timeout: the timeouts are not in effect"
     );
 }
 

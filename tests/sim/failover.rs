@@ -46,6 +46,25 @@ pub(crate) struct Variant {
     pub(crate) skip_truncation: bool,
     /// The controller elects the least up-to-date running replica.
     pub(crate) elect_least_up_to_date: bool,
+    /// The controller notices a master crash as upstream's does at its defaults
+    /// ([`upstream_election_at`]) instead of after the schedule's chosen delay.
+    pub(crate) upstream_timeouts: bool,
+}
+
+/// Upstream's controller defaults (RocketMQ 5.x `BrokerConfig` / `ControllerConfig`): a broker
+/// heartbeats the controller every `brokerHeartbeatInterval` (1 s); the controller scans every
+/// `scanNotActiveBrokerInterval` (5 s) and takes a broker whose last heartbeat is more than
+/// `controllerHeartBeatTimeoutMills` (10 s) old as gone, and then elects; the elected broker is
+/// told at once (`notifyBrokerRoleChanged`, on by default).
+const UPSTREAM_HEARTBEAT_MS: u64 = 1_000;
+const UPSTREAM_SCAN_MS: u64 = 5_000;
+const UPSTREAM_TIMEOUT_MS: u64 = 10_000;
+
+/// When upstream's controller, started with the world, elects after a master crash at
+/// `crashed_at` ms: at the first scan more than the timeout after the last heartbeat.
+pub(crate) fn upstream_election_at(crashed_at: u64) -> u64 {
+    let last_heartbeat = crashed_at / UPSTREAM_HEARTBEAT_MS * UPSTREAM_HEARTBEAT_MS;
+    ((last_heartbeat + UPSTREAM_TIMEOUT_MS) / UPSTREAM_SCAN_MS + 1) * UPSTREAM_SCAN_MS
 }
 
 /// One scheduled event.
@@ -188,8 +207,12 @@ pub(crate) struct Outcome {
     pub(crate) simulated: Duration,
     /// Elections held.
     pub(crate) elections: u32,
-    /// Simulated milliseconds from each master crash to its successor serving.
+    /// Simulated milliseconds from each master crash to its successor serving (demotions are
+    /// not counted: the controller elects at once).
     pub(crate) failover_ms: Vec<u64>,
+    /// Milliseconds from each election (crash or demotion) to the successor serving: the part
+    /// that is this crate's (stopping the slave, opening the store, beginning the epoch, binding).
+    pub(crate) promote_ms: Vec<u64>,
     /// Offsets confirmed by `wait_for_replication`.
     pub(crate) confirmed: usize,
     /// The final master's max offset.
@@ -411,12 +434,14 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
 
     let mut epoch = 1u32;
     let mut next = 0;
-    let mut pending_election: Option<(Duration, Duration)> = None; // (elect at, crashed at)
+    // (elect at, since when the master is gone, whether it crashed rather than being demoted)
+    let mut pending_election: Option<(Duration, Duration, bool)> = None;
     let mut last_restarted: Option<&'static str> = None;
     let mut demote: Option<&'static str> = None;
     let mut elections = 0;
     let mut failover_ms = Vec::new();
-    let mut awaiting_serving: Option<(Duration, &'static str)> = None;
+    let mut promote_ms = Vec::new();
+    let mut awaiting_serving: Option<(Duration, Duration, &'static str, bool)> = None;
     let mut healed = false;
     let mut settled = false;
     let mut links = Links::default();
@@ -437,7 +462,12 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
                         links.crash(&mut sim, m, &REPLICAS);
                         env.views.borrow_mut().remove(m);
                         env.serving.set(None);
-                        pending_election = Some((now + *elect_after, now));
+                        let elect_at = if variant.upstream_timeouts {
+                            ms(upstream_election_at(now.as_millis() as u64))
+                        } else {
+                            now + *elect_after
+                        };
+                        pending_election = Some((elect_at, now, true));
                         true
                     }
                     _ => false,
@@ -445,7 +475,7 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
                 Event::Demote => match master {
                     Some(m) if down.is_empty() && pending_election.is_none() => {
                         demote = Some(m);
-                        pending_election = Some((now, now));
+                        pending_election = Some((now, now, false));
                         true
                     }
                     _ => false,
@@ -497,7 +527,7 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
                 if applied { "" } else { " (skipped)" }
             ));
         }
-        if let Some((at, crashed_at)) = pending_election {
+        if let Some((at, crashed_at, crashed)) = pending_election {
             if now >= at {
                 // The controller: the most up-to-date running replica, by (last epoch, max offset).
                 let mut candidates: Vec<(&'static str, (u32, u64))> = REPLICAS
@@ -530,15 +560,19 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
                             env.set_role(r, Role::Slave { of: elected });
                         }
                     }
-                    awaiting_serving = Some((crashed_at, elected));
+                    awaiting_serving = Some((crashed_at, now, elected, crashed));
                 } else {
-                    pending_election = Some((now + Duration::from_millis(200), crashed_at));
+                    pending_election =
+                        Some((now + Duration::from_millis(200), crashed_at, crashed));
                 }
             }
         }
-        if let Some((crashed_at, elected)) = awaiting_serving {
+        if let Some((crashed_at, elected_at, elected, crashed)) = awaiting_serving {
             if env.serving.get() == Some(elected) {
-                failover_ms.push((now - crashed_at).as_millis() as u64);
+                if crashed {
+                    failover_ms.push((now - crashed_at).as_millis() as u64);
+                }
+                promote_ms.push((now - elected_at).as_millis() as u64);
                 awaiting_serving = None;
             }
         }
@@ -590,6 +624,7 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
         simulated: sim.elapsed(),
         elections,
         failover_ms,
+        promote_ms,
         confirmed: env.confirmed.borrow().len(),
         master_bytes: env.master_bytes.get(),
         set_aside: env.set_aside.get(),

@@ -1377,5 +1377,10 @@ impl Report {
             self.replica_identical,
             self.wall_s
         );
+        println!(
+            "failover time (simulated, at upstream's controller timeouts): cargo test -p \
+             rmq-lifecycle --release --features sim --test sim -- failover_time --nocapture \
+             (simulation code is not in this binary)"
+        );
     }
 }
