@@ -539,6 +539,55 @@ fn failover_time_at_upstream_timeouts() {
     );
 }
 
+/// The failover traces (`tests/vectors/lifecycle/failover/`, hand-written from SPEC 9's rules).
+fn failover_traces() -> Vec<(String, serde_json::Value)> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/lifecycle/failover");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the failover traces")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no failover trace in {}", dir.display());
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read a trace");
+            let trace =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let name = p.file_name().expect("a file name").to_string_lossy();
+            (format!("lifecycle/failover/{name}"), trace)
+        })
+        .collect()
+}
+
+/// Each failover trace replays on the shipped `serve` and `replicate`: every step's expected
+/// offsets, epochs, quarantined bytes and byte-identical replicas hold.
+#[test]
+fn failover_traces_replay() {
+    for (file, trace) in failover_traces() {
+        let steps = failover::replay_trace(&trace, failover::Variant::default())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        eprintln!("{file}: {steps} steps replayed");
+    }
+}
+
+/// A slave that skips truncation (planted `SlaveFaults::skip_truncation`) fails each trace.
+#[test]
+fn failover_traces_catch_skip_truncation() {
+    let variant = failover::Variant {
+        skip_truncation: true,
+        ..failover::Variant::default()
+    };
+    for (file, trace) in failover_traces() {
+        match failover::replay_trace(&trace, variant) {
+            Ok(_) => panic!("{file}: a slave that keeps its tail passed"),
+            Err(e) => eprintln!("{file}: caught: {e}"),
+        }
+    }
+}
+
 /// The first failover seed on which `variant` violates `invariant`, or a panic.
 fn failover_must_find(test: &str, variant: failover::Variant, invariant: &'static str) {
     if let Some(seed) = replay_seed() {

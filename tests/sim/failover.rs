@@ -17,7 +17,7 @@ use super::links::Links;
 use super::rng::Rng;
 use rmq_lifecycle::core::autoswitch::SlaveHello;
 use rmq_lifecycle::core::ha::{HaConfig, HaMode};
-use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig, SlaveFaults};
+use rmq_lifecycle::net::ha::{MasterConfig, MasterHandle, SlaveConfig, SlaveFaults};
 use rmq_lifecycle::net::remoting::RemotingConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
 use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
@@ -49,6 +49,9 @@ pub(crate) struct Variant {
     /// The controller notices a master crash as upstream's does at its defaults
     /// ([`upstream_election_at`]) instead of after the schedule's chosen delay.
     pub(crate) upstream_timeouts: bool,
+    /// A failover trace drives the world ([`replay_trace`]): masters append only when a step
+    /// says so.
+    pub(crate) scripted: bool,
 }
 
 /// Upstream's controller defaults (RocketMQ 5.x `BrokerConfig` / `ControllerConfig`): a broker
@@ -163,6 +166,8 @@ struct Env {
     views: RefCell<BTreeMap<&'static str, View>>,
     /// The replica whose master incarnation is serving now.
     serving: Cell<Option<&'static str>>,
+    /// Scripted runs: the serving master's handle, for the trace's appends.
+    handles: RefCell<BTreeMap<&'static str, MasterHandle>>,
     stop: Cell<bool>,
     writes_stop: Cell<bool>,
     /// `(offset, digest of [0, offset))` that `wait_for_replication` confirmed.
@@ -299,6 +304,10 @@ async fn run_master(env: &Rc<Env>, name: &'static str, epoch: u32, changed: impl
             log.epochs()
         ));
         let handle = broker.master().clone();
+        if pub_env.variant.scripted {
+            pub_env.handles.borrow_mut().insert(name, handle);
+            return;
+        }
         let env = pub_env.clone();
         let mut rng = Rng::new(env.seed ^ u64::from(epoch) << 40);
         tokio::task::spawn_local(async move {
@@ -330,6 +339,7 @@ async fn run_master(env: &Rc<Env>, name: &'static str, epoch: u32, changed: impl
     if env.serving.get() == Some(name) {
         env.serving.set(None);
     }
+    env.handles.borrow_mut().remove(name);
     if let Err(e) = result {
         env.violate(
             "MasterStarts",
@@ -704,4 +714,213 @@ fn settle_check(env: &Env) {
             );
         }
     }
+}
+
+/// A replica's name as the world spells it.
+fn replica(name: &str) -> Result<&'static str, String> {
+    REPLICAS
+        .iter()
+        .copied()
+        .find(|r| *r == name)
+        .ok_or_else(|| format!("no replica {name:?} (there are {REPLICAS:?})"))
+}
+
+/// What a failover trace expects of one replica after a step.
+fn check_replica(
+    env: &Env,
+    name: &'static str,
+    want: &serde_json::Value,
+    running: bool,
+) -> Result<(), String> {
+    let want_running = want["running"].as_bool().unwrap_or(true);
+    if want_running != running {
+        return Err(format!(
+            "{name} running: {running}, expected {want_running}"
+        ));
+    }
+    if !running {
+        return Ok(());
+    }
+    let views = env.views.borrow();
+    let view = views
+        .get(name)
+        .ok_or_else(|| format!("{name} runs but has no store open"))?;
+    let log = view
+        .log
+        .upgrade()
+        .ok_or_else(|| format!("{name}'s log is closed"))?;
+    let _fs = view.fs.enter();
+    if let Some(max) = want["max"].as_u64() {
+        if log.max_offset() != max {
+            return Err(format!(
+                "{name} max offset {}, expected {max}",
+                log.max_offset()
+            ));
+        }
+    }
+    if let Some(epochs) = want["epochs"].as_array() {
+        let want: Vec<(u32, u64)> = epochs
+            .iter()
+            .map(|e| {
+                (
+                    e[0].as_u64().unwrap_or(0) as u32,
+                    e[1].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let got: Vec<(u32, u64)> = log.epochs().iter().map(|e| (e.epoch, e.start)).collect();
+        if got != want {
+            return Err(format!("{name} epochs {got:?}, expected {want:?}"));
+        }
+    }
+    if let Some(set_aside) = want["set_aside"].as_u64() {
+        let q = format!("{STORE}/quarantine");
+        let got: u64 = turmoil::fs::shim::std::fs::read_dir(&q)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if got != set_aside {
+            return Err(format!(
+                "{name} set aside {got} bytes, expected {set_aside}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The digest of a running replica's whole log, read in its own filesystem.
+fn whole_digest(env: &Env, name: &'static str) -> Option<(u64, u32)> {
+    let views = env.views.borrow();
+    let view = views.get(name)?;
+    let log = view.log.upgrade()?;
+    let _fs = view.fs.enter();
+    let max = log.max_offset();
+    Some((max, log.digest(0, max).ok()?))
+}
+
+/// Replays a failover trace (`tests/vectors/lifecycle/failover/*.json`, format
+/// `rmq-lifecycle/failover-trace/1`) on the shipped `serve` and `replicate`: each step's `op`
+/// is applied, and its `expect` (each replica's max offset, epochs and bytes set aside; which
+/// replicas hold the same bytes) is checked against the replicas' stores. Returns the number of
+/// steps. The expectations are written from SPEC 9's rules, not recorded from this code.
+pub(crate) fn replay_trace(trace: &serde_json::Value, variant: Variant) -> Result<usize, String> {
+    if trace["format"] != "rmq-lifecycle/failover-trace/1" {
+        return Err(format!("unknown format {}", trace["format"]));
+    }
+    let payload = trace["config"]["payload"]
+        .as_u64()
+        .ok_or("config.payload")? as usize;
+    let steps = trace["steps"].as_array().ok_or("no steps")?;
+    let env = Rc::new(Env {
+        variant: Variant {
+            scripted: true,
+            ..variant
+        },
+        ..Env::default()
+    });
+    let mut sim = super::world::new_sim(0, Duration::from_secs(3_600));
+    let mut links = Links::default();
+    let mut hosts: Vec<&'static str> = Vec::new();
+    let mut appended = 0usize;
+    for (i, step) in steps.iter().enumerate() {
+        let op = &step["op"];
+        let what = || format!("step {i} ({op})");
+        let name = |key: &str| replica(op[key].as_str().unwrap_or_default());
+        match op["op"].as_str().unwrap_or_default() {
+            kind @ ("serve" | "replicate") => {
+                let r = name("replica")?;
+                let role = if kind == "serve" {
+                    Role::Master {
+                        epoch: op["epoch"].as_u64().ok_or_else(what)? as u32,
+                    }
+                } else {
+                    Role::Slave { of: name("from")? }
+                };
+                env.set_role(r, role);
+                if !hosts.contains(&r) {
+                    hosts.push(r);
+                    let env = env.clone();
+                    sim.host(r, move || replica_host(env.clone(), r));
+                } else if !sim.is_host_running(r) {
+                    sim.bounce(r);
+                }
+            }
+            "append" => {
+                let r = name("on")?;
+                let handle = env.handles.borrow().get(r).cloned();
+                let handle = handle.ok_or_else(|| format!("{}: {r} is not serving", what()))?;
+                let views = env.views.borrow();
+                let _fs = views[r].fs.enter();
+                for _ in 0..op["records"].as_u64().ok_or_else(what)? {
+                    appended += 1;
+                    let bytes: Vec<u8> = (0..payload).map(|j| (appended * 31 + j) as u8).collect();
+                    handle
+                        .append(&bytes)
+                        .map_err(|e| format!("{}: {e}", what()))?;
+                }
+                if op["sync"].as_bool().unwrap_or(false) {
+                    handle
+                        .log()
+                        .flush()
+                        .map_err(|e| format!("{}: {e}", what()))?;
+                }
+            }
+            kind @ ("partition" | "repair") => {
+                let (a, b) = (name("a")?, name("b")?);
+                if kind == "partition" {
+                    links.partition(&mut sim, a, b);
+                } else {
+                    links.repair(&mut sim, a, b);
+                }
+            }
+            "crash" => {
+                let r = name("replica")?;
+                links.crash(&mut sim, r, &REPLICAS);
+                env.views.borrow_mut().remove(r);
+                env.handles.borrow_mut().remove(r);
+                if env.serving.get() == Some(r) {
+                    env.serving.set(None);
+                }
+            }
+            "run" => {
+                let until = sim.elapsed() + ms(op["ms"].as_u64().ok_or_else(what)?);
+                while sim.elapsed() < until {
+                    sim.step()
+                        .map_err(|e| format!("{}: simulation error: {e}", what()))?;
+                }
+            }
+            other => return Err(format!("step {i}: unknown op {other:?}")),
+        }
+        if let Some(v) = env.violations.borrow().first() {
+            return Err(format!("{}: {v}", what()));
+        }
+        let expect = &step["expect"];
+        for (key, want) in expect.as_object().into_iter().flatten() {
+            if key == "same" {
+                for pair in want.as_array().ok_or_else(what)? {
+                    let (a, b) = (
+                        replica(pair[0].as_str().unwrap_or_default())?,
+                        replica(pair[1].as_str().unwrap_or_default())?,
+                    );
+                    let (da, db) = (whole_digest(&env, a), whole_digest(&env, b));
+                    if da.is_none() || da != db {
+                        return Err(format!(
+                            "{}: {a} {da:?} and {b} {db:?} should hold the same bytes",
+                            what()
+                        ));
+                    }
+                }
+                continue;
+            }
+            let r = replica(key)?;
+            let running = hosts.contains(&r) && sim.is_host_running(r);
+            check_replica(&env, r, want, running).map_err(|e| format!("{}: {e}", what()))?;
+        }
+    }
+    env.stop.set(true);
+    Ok(steps.len())
 }
