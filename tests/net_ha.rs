@@ -419,3 +419,68 @@ async fn a_classic_slave_ahead_names_both_offsets_and_appends_nothing() {
         .await
         .expect("the slave did not name the divergence in 30 s");
 }
+
+/// Issue "Replication that cannot diverge", item 5: a master and a slave with different segment
+/// sizes each name the mismatch; the slave appends nothing that does not frame in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_size_mismatch_is_named_on_both_sides() {
+    for slave_segment in [SEGMENT * 2, SEGMENT / 2] {
+        let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let test = async {
+            let (m, _tasks) = master(mdir.path(), 0).await;
+            fill(&m, 100, 3); // about 150 KB: past the master's first segment end
+            m.log().flush().unwrap();
+            assert!(m.log().max_offset() > SEGMENT * 2);
+            let slog = Arc::new(
+                CommitLog::open(StoreConfig {
+                    dir: sdir.path().to_owned(),
+                    segment_size: slave_segment,
+                    flush: FlushPolicy::Manual,
+                })
+                .unwrap(),
+            );
+            let mut config = SlaveConfig::new(m.local_addr());
+            config.ha = HaConfig {
+                segment_size: slave_segment,
+                ..ha()
+            };
+            config.backoff_max = Duration::from_millis(200);
+            let s = HaSlave::start(config, slog.clone(), Clock::start(), TaskGauge::new());
+            let why = loop {
+                if let Some(why) = s.status().refusal() {
+                    break why;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let expected = if slave_segment > SEGMENT {
+                format!("The master's segment ends at {SEGMENT}")
+            } else {
+                format!("crosses this store's segment end at {slave_segment}")
+            };
+            assert!(why.contains(&expected), "slave {slave_segment}: {why}");
+            let stalled = loop {
+                if let Some(s) = m.handle().stalled_slaves().pop() {
+                    break s;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            assert_eq!(stalled.offset, slog.max_offset(), "{stalled:?}");
+            assert!(stalled.offset <= SEGMENT.min(slave_segment), "{stalled:?}");
+            assert!(
+                stalled.hint.contains(&format!("our segments are {SEGMENT} bytes")),
+                "{stalled:?}"
+            );
+            let digest = slog.digest(0, slog.max_offset()).unwrap();
+            assert_eq!(
+                m.log().digest(0, slog.max_offset()).unwrap(),
+                digest,
+                "what the slave holds is the master's"
+            );
+            assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+            assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+        };
+        tokio::time::timeout(Duration::from_secs(30), test)
+            .await
+            .unwrap_or_else(|_| panic!("slave segment {slave_segment}: not named in 30 s"));
+    }
+}

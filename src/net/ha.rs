@@ -22,6 +22,7 @@ use crate::store::{Appended, CommitLog};
 use crate::sync::Arc;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -124,7 +125,26 @@ struct MasterShared {
     isr: Mutex<InSyncSet>,
     /// Auto-switch: where this master's epoch began (a slave joins the set only past it).
     epoch_start: u64,
+    /// Slaves that left with bytes unacknowledged, by broker id (auto-switch) or address.
+    stalls: Mutex<HashMap<String, StalledSlave>>,
 }
+
+/// A slave that keeps closing its connection at one offset without acknowledging the bytes sent
+/// after it: it refuses them (a framing error, most often another segment size, or its disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StalledSlave {
+    /// `broker id N` (auto-switch) or the slave's IP address (classic).
+    pub slave: String,
+    /// Its last acknowledged offset, where it stops each time.
+    pub offset: u64,
+    /// Connections in a row that ended there.
+    pub times: u32,
+    /// What lies at `offset` in this log, and what that suggests.
+    pub hint: String,
+}
+
+/// Distinct slaves remembered in [`MasterShared::stalls`]; past it the memory starts over.
+const STALLS_MAX: usize = 1024;
 
 /// One slave connection's state, shared by its reader and writer tasks.
 struct Peer {
@@ -228,6 +248,7 @@ impl HaMaster {
             acked: Pulse::default(),
             isr: Mutex::new(InSyncSet::new(config.max_not_catchup_ms)),
             epoch_start,
+            stalls: Mutex::new(HashMap::new()),
             config,
             log,
             clock,
@@ -314,6 +335,16 @@ impl MasterHandle {
         let appended = self.shared.log.append(payload)?;
         self.shared.grown.bump();
         Ok(appended)
+    }
+
+    /// Slaves that closed their connection at the same offset more than once in a row without
+    /// acknowledging the bytes sent after it: they refuse those bytes (see each `hint`).
+    pub fn stalled_slaves(&self) -> Vec<StalledSlave> {
+        let stalls = self.shared.stalls.lock();
+        let mut out: Vec<StalledSlave> =
+            stalls.values().filter(|s| s.times >= 2).cloned().collect();
+        out.sort_by(|a, b| a.slave.cmp(&b.slave));
+        out
     }
 
     /// The slaves that reported, by broker id, and whether each is in the in-sync set
@@ -441,6 +472,9 @@ async fn accept_loop(
             let (s1, p1) = (shared.clone(), state.clone());
             let reader = async move {
                 let reason = read_reports(rd, &rctx, &s1, &p1).await;
+                if matches!(reason, CloseReason::PeerClosed) {
+                    s1.note_departure(&p1.link.lock(), peer);
+                }
                 // Every report was applied by this task: the connection leaves the set now.
                 if p1.joined.load(Ordering::Acquire) {
                     if let Some(hello) = p1.link.lock().slave_hello() {
@@ -459,6 +493,62 @@ async fn accept_loop(
         });
     }
     tracing::info!("HA master stopped accepting");
+}
+
+impl MasterShared {
+    /// A slave closed its connection: if it left bytes unacknowledged at the same offset as
+    /// the last time, it refuses them; say so, with what lies there.
+    fn note_departure(&self, link: &MasterLink, peer: SocketAddr) {
+        let Some(ack) = link.ack() else {
+            return; // a probe, or a slave gone before its first report
+        };
+        let slave = match link.slave_hello() {
+            Some(hello) => format!("broker id {}", hello.broker_id),
+            None => peer.ip().to_string(),
+        };
+        let mut stalls = self.stalls.lock();
+        if link.next_offset() <= ack {
+            stalls.remove(&slave);
+            return;
+        }
+        if stalls.len() >= STALLS_MAX && !stalls.contains_key(&slave) {
+            stalls.clear();
+        }
+        let stall = stalls.entry(slave.clone()).or_insert(StalledSlave {
+            slave,
+            offset: ack,
+            times: 0,
+            hint: String::new(),
+        });
+        if stall.offset != ack {
+            stall.offset = ack;
+            stall.times = 0;
+        }
+        stall.times += 1;
+        if stall.times == 2 {
+            stall.hint = self.hint_at(ack);
+        }
+        if stall.times >= 2 {
+            tracing::warn!(
+                slave = %stall.slave,
+                offset = ack,
+                times = stall.times,
+                hint = %stall.hint,
+                "HA slave keeps leaving at one offset without acknowledging what follows: it refuses those bytes"
+            );
+        }
+    }
+
+    /// What to suspect when a slave stops at `offset`.
+    fn hint_at(&self, offset: u64) -> String {
+        let size = self.log.segment_size();
+        let end = (offset / size + 1) * size;
+        format!(
+            "our segments are {size} bytes (the next ends at {end}): a slave with another \
+             segment size refuses the bytes where the two disagree, and a slave whose disk fails \
+             refuses any; the slave's log names the offset and the cause"
+        )
+    }
 }
 
 fn close_reason(why: HaClose) -> CloseReason {

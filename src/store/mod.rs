@@ -878,14 +878,13 @@ impl CommitLog {
                     .read_exact_at(&mut head[..on_disk], at - seg.base)?;
             }
             copy_from(pieces, at + on_disk as u64 - offset, &mut head[on_disk..]);
-            let (_, len) = record::check(head, self.room(at)).map_err(|why| {
+            let room = self.room(at);
+            let (_, len) = record::check(head, room).map_err(|why| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "append_raw: no valid record at offset {at} ({why}); nothing written. \
-                         This store's segments are {} bytes: a master with another segment \
-                         size puts its segment ends (and blanks) elsewhere",
-                        self.segment_size
+                        "append_raw: no valid record at offset {at} ({why}); nothing written. {}",
+                        self.framing_hint(head, at, room)
                     ),
                 )
             })?;
@@ -893,6 +892,36 @@ impl CommitLog {
             at += len;
         }
         Ok((at, start))
+    }
+
+    /// Why a record header from the master (`head`, at `at`, with `room` bytes left in our
+    /// segment) may not frame here: a BLANK or a record that meets our segment end elsewhere
+    /// means the master's segments are another size, and says which way.
+    fn framing_hint(&self, head: [u8; MIN_BLANK_LEN as usize], at: u64, room: u64) -> String {
+        let size = u64::try_from(i32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let magic = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let ours = self.segment_size;
+        match size {
+            Ok(len) if magic == record::BLANK_MAGIC && len != room => format!(
+                "The master's segment ends at {} (a BLANK fills [{at}, {})), ours at {}: its \
+                 segments are not {ours} bytes like this store's. Both sides must use one \
+                 segment size (--segment-size); this store must be emptied to change its own",
+                at + len,
+                at + len,
+                at + room
+            ),
+            Ok(len) if magic != record::BLANK_MAGIC && len > room => format!(
+                "The master's record [{at}, {}) crosses this store's segment end at {}: the \
+                 master's segments are larger than ours ({ours} bytes). Both sides must use one \
+                 segment size (--segment-size); this store must be emptied to change its own",
+                at + len,
+                at + room
+            ),
+            _ => format!(
+                "This store's segments are {ours} bytes: a master with another segment size \
+                 puts its segment ends (and blanks) elsewhere"
+            ),
+        }
     }
 
     /// Runs `write` (which appends from `start` and returns the new end), syncs per the policy
