@@ -467,7 +467,9 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
             assert_eq!(stalled.offset, slog.max_offset(), "{stalled:?}");
             assert!(stalled.offset <= SEGMENT.min(slave_segment), "{stalled:?}");
             assert!(
-                stalled.hint.contains(&format!("our segments are {SEGMENT} bytes")),
+                stalled
+                    .hint
+                    .contains(&format!("our segments are {SEGMENT} bytes")),
                 "{stalled:?}"
             );
             let digest = slog.digest(0, slog.max_offset()).unwrap();

@@ -469,3 +469,79 @@ fn sigusr1_promotes_an_auto_switch_slave() {
     let (code, _) = slave.terminate();
     assert_eq!(code, 0);
 }
+
+/// `serve --demote-to`: SIGUSR2 turns the master into an auto-switch slave of the new master
+/// on the same store; SIGUSR1 on the old slave promotes it; the old master then reports to it.
+#[test]
+fn sigusr2_demotes_a_master_and_sigusr1_promotes_its_slave() {
+    let (adir, bdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seg = "65536";
+    let b_promoted_ha = format!("127.0.0.1:{}", free_port());
+    let mut a = Proc::start_default_level(&[
+        "serve",
+        "--ha-mode",
+        "auto-switch",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--demote-to",
+        &b_promoted_ha,
+        "--broker-id",
+        "1",
+        "--store",
+        adir.path().to_str().unwrap(),
+        "--segment-size",
+        seg,
+    ]);
+    let a_ha = field(&a.line("serving"), "ha_listen").to_string();
+    let mut b = Proc::start_default_level(&[
+        "slave",
+        "--ha-mode",
+        "auto-switch",
+        "--broker-id",
+        "2",
+        "--master",
+        &a_ha,
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        &b_promoted_ha,
+        "--epoch",
+        "2",
+        "--store",
+        bdir.path().to_str().unwrap(),
+        "--segment-size",
+        seg,
+    ]);
+    a.line("HA slave reported");
+    signal(&a.child, "-USR2");
+    a.line("demoting this master to a slave");
+    a.line("shutdown complete");
+    signal(&b.child, "-USR1");
+    b.line("promoting this slave to master");
+    let began = b.line("HA master began an epoch");
+    assert!(began.contains("epoch=2"), "{began}");
+    b.line("HA slave reported");
+    let (code, _) = a.terminate();
+    assert_eq!(code, 0);
+    let (code, _) = b.terminate();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn demote_to_needs_auto_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(&[
+        "serve",
+        "--demote-to",
+        "127.0.0.1:10912",
+        "--store",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--demote-to needs --ha-mode auto-switch"),
+        "{stderr}"
+    );
+}

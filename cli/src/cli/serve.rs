@@ -67,6 +67,13 @@ pub(crate) struct ServeArgs {
     /// the store's last). Whoever chooses a new master among several must give it.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     epoch: Option<u32>,
+    /// Auto-switch: on SIGUSR2 stop serving and replicate this store from the master at ADDR
+    /// (HA port), cutting any tail it never had; SIGUSR1 then promotes it again.
+    #[arg(long, value_name = "ADDR", value_parser = host_port)]
+    demote_to: Option<SocketAddr>,
+    /// Auto-switch: this broker's id once demoted (the new master's in-sync set is keyed by it).
+    #[arg(long, default_value_t = 1)]
+    broker_id: i64,
     #[command(flatten)]
     store: StoreArgs,
     /// Serve Prometheus text at http://ADDR/metrics.
@@ -198,32 +205,133 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     if let Some(n) = args.heartbeat_workers {
         remoting.heartbeat_workers = n;
     }
-    let (store, ha) = args.store.config("store")?;
-    let config = ServeConfig {
-        remoting,
-        registry: RegistryConfig {
-            rules,
-            ..RegistryConfig::default()
-        },
-        master: MasterConfig {
-            listen: args.ha_listen,
-            ha,
-            mode: args.ha_mode.0,
-            epoch: args.epoch,
-            ..MasterConfig::default()
-        },
-        store,
-        metrics: args.metrics,
-        grace: GRACE,
+    let auto = args.ha_mode.0 == HaMode::AutoSwitch;
+    if args.demote_to.is_some() && !auto {
+        return Err(
+            "--demote-to needs --ha-mode auto-switch (a classic slave cannot cut a \
+                    divergent tail)"
+                .into(),
+        );
+    }
+    // The first start begins `--epoch`; a promotion after a demotion begins one above the
+    // store's last (the new master's, which the demoted store now holds).
+    let mut epoch = args.epoch;
+    let master = || -> Result<ServeConfig, String> {
+        let (store, ha) = args.store.config("store")?;
+        Ok(ServeConfig {
+            remoting: remoting.clone(),
+            registry: RegistryConfig {
+                rules,
+                ..RegistryConfig::default()
+            },
+            master: MasterConfig {
+                listen: args.ha_listen,
+                ha,
+                mode: args.ha_mode.0,
+                epoch: epoch.take(),
+                ..MasterConfig::default()
+            },
+            store,
+            metrics: args.metrics,
+            grace: GRACE,
+        })
     };
-    run_serve(config).await
+    let (store_args, broker_id) = (&args.store, args.broker_id);
+    let slave = args.demote_to.map(|to| {
+        move || -> Result<ReplicaConfig, String> {
+            let (store, ha) = store_args.config("store")?;
+            Ok(auto_switch_replica(to, broker_id, store, ha))
+        }
+    });
+    run_roles(true, Some(master), slave).await
 }
 
-/// Serves `config` until SIGINT or SIGTERM; the exit code of a clean shutdown, or why not.
-async fn run_serve(config: ServeConfig) -> Result<ExitCode, String> {
-    let report = match until_signalled(|signal| server::serve(config, signal, |_| {})).await {
+/// An auto-switch slave of `master` with this broker id, on `store`.
+fn auto_switch_replica(
+    master: SocketAddr,
+    broker_id: i64,
+    store: StoreConfig,
+    ha: HaConfig,
+) -> ReplicaConfig {
+    ReplicaConfig {
+        slave: SlaveConfig {
+            ha,
+            mode: HaMode::AutoSwitch,
+            hello: SlaveHello {
+                broker_id,
+                ..SlaveHello::default()
+            },
+            ..SlaveConfig::new(master)
+        },
+        store,
+        grace: GRACE,
+    }
+}
+
+/// What ended one role of [`run_roles`].
+enum Ended {
+    /// SIGINT or SIGTERM: the process exits with this code.
+    Stopped(ExitCode),
+    /// SIGUSR1 (promote) or SIGUSR2 (demote): the other role starts on the same store.
+    Switch,
+}
+
+/// Runs a replica in one role after the other: as master (`serve`) until SIGUSR2 demotes it, if
+/// there is a slave role, and as slave (`replicate`) until SIGUSR1 promotes it, if there is a
+/// master role; SIGINT or SIGTERM ends it. Each role shuts down cleanly (its store synced and
+/// closed) before the next opens the store.
+async fn run_roles(
+    mut as_master: bool,
+    mut master: Option<impl FnMut() -> Result<ServeConfig, String>>,
+    mut slave: Option<impl FnMut() -> Result<ReplicaConfig, String>>,
+) -> Result<ExitCode, String> {
+    loop {
+        let ended = match (as_master, &mut master, &mut slave) {
+            (true, Some(config), slave) => run_serve(config()?, slave.is_some()).await?,
+            (false, master, Some(config)) => run_replica(config()?, master.is_some()).await?,
+            _ => unreachable!("a role switch to a role the replica does not have"),
+        };
+        match ended {
+            Ended::Stopped(code) => return Ok(code),
+            Ended::Switch => as_master = !as_master,
+        }
+    }
+}
+
+/// A signal this process reacts to only when `enabled`.
+fn user_signal(
+    enabled: bool,
+    kind: tokio::signal::unix::SignalKind,
+    name: &str,
+) -> Result<Option<tokio::signal::unix::Signal>, String> {
+    enabled
+        .then(|| tokio::signal::unix::signal(kind))
+        .transpose()
+        .map_err(|e| format!("cannot listen for {name}: {e}"))
+}
+
+/// Serves `config` until SIGINT or SIGTERM, or SIGUSR2 if `demote`.
+async fn run_serve(config: ServeConfig, demote: bool) -> Result<Ended, String> {
+    use tokio::signal::unix::SignalKind;
+    let mut usr2 = user_signal(demote, SignalKind::user_defined2(), "SIGUSR2")?;
+    let switched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = switched.clone();
+    let report = match until_signalled(|signal| {
+        let stop = async move {
+            tokio::select! {
+                () = signal => {}
+                Some(()) = async { usr2.as_mut()?.recv().await } => {
+                    tracing::info!("SIGUSR2: demoting this master to a slave");
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+        };
+        server::serve(config, stop, |_| {})
+    })
+    .await
+    {
         Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
-        Signalled::Again(code) => return Ok(code),
+        Signalled::Again(code) => return Ok(Ended::Stopped(code)),
     };
     if !report.is_clean() {
         return Err(format!(
@@ -237,7 +345,48 @@ async fn run_serve(config: ServeConfig) -> Result<ExitCode, String> {
                 .unwrap_or_default()
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    if switched.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(Ended::Switch);
+    }
+    Ok(Ended::Stopped(ExitCode::SUCCESS))
+}
+
+/// Replicates per `config` until SIGINT or SIGTERM, or SIGUSR1 if `promote`.
+async fn run_replica(config: ReplicaConfig, promote: bool) -> Result<Ended, String> {
+    use tokio::signal::unix::SignalKind;
+    let mut usr1 = user_signal(promote, SignalKind::user_defined1(), "SIGUSR1")?;
+    let switched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = switched.clone();
+    let report = match until_signalled(|signal| {
+        let stop = async move {
+            tokio::select! {
+                () = signal => {}
+                Some(()) = async { usr1.as_mut()?.recv().await } => {
+                    tracing::info!("SIGUSR1: promoting this slave to master");
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+        };
+        server::replicate(config, stop, |_| {})
+    })
+    .await
+    {
+        Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
+        Signalled::Again(code) => return Ok(Ended::Stopped(code)),
+    };
+    if let Some(error) = report.flush_error {
+        return Err(format!("final flush: {error}"));
+    }
+    if report.tasks_left > 0 {
+        return Err(format!(
+            "unclean shutdown: {} tasks left",
+            report.tasks_left
+        ));
+    }
+    if switched.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(Ended::Switch);
+    }
+    Ok(Ended::Stopped(ExitCode::SUCCESS))
 }
 
 #[derive(Debug, Args)]
@@ -265,79 +414,49 @@ pub(crate) struct SlaveArgs {
     store: StoreArgs,
 }
 
-/// `rmq-lifecycle slave`: replicate until SIGINT/SIGTERM, reconnecting with backoff.
+/// `rmq-lifecycle slave`: replicate until SIGINT/SIGTERM, reconnecting with backoff; in
+/// auto-switch mode SIGUSR1 promotes it and SIGUSR2 then demotes it back to a slave of `--master`.
 pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
     block_on(async move {
-        let (store, ha) = args.store.config("slave-store")?;
-        let config = ReplicaConfig {
-            slave: SlaveConfig {
-                ha,
-                mode: args.ha_mode.0,
-                hello: SlaveHello {
-                    broker_id: args.broker_id,
-                    ..SlaveHello::default()
+        let auto = args.ha_mode.0 == HaMode::AutoSwitch;
+        let slave = || -> Result<ReplicaConfig, String> {
+            let (store, ha) = args.store.config("slave-store")?;
+            Ok(match args.ha_mode.0 {
+                HaMode::AutoSwitch => auto_switch_replica(args.master, args.broker_id, store, ha),
+                HaMode::Classic => ReplicaConfig {
+                    slave: SlaveConfig {
+                        ha,
+                        mode: HaMode::Classic,
+                        ..SlaveConfig::new(args.master)
+                    },
+                    store,
+                    grace: GRACE,
                 },
-                ..SlaveConfig::new(args.master)
-            },
-            store,
-            grace: GRACE,
+            })
         };
-        let promote = args.ha_mode.0 == HaMode::AutoSwitch;
-        let promoted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = promoted.clone();
-        let mut usr1 = promote
-            .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()))
-            .transpose()
-            .map_err(|e| format!("cannot listen for SIGUSR1: {e}"))?;
-        let report = match until_signalled(|signal| {
-            let stop = async move {
-                tokio::select! {
-                    () = signal => {}
-                    Some(()) = async { usr1.as_mut()?.recv().await } => {
-                        tracing::info!("SIGUSR1: promoting this slave to master");
-                        flag.store(true, std::sync::atomic::Ordering::Release);
-                    }
-                }
-            };
-            server::replicate(config, stop, |_| {})
-        })
-        .await
-        {
-            Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
-            Signalled::Again(code) => return Ok(code),
-        };
-        if let Some(error) = report.flush_error {
-            return Err(format!("final flush: {error}"));
-        }
-        if report.tasks_left > 0 {
-            return Err(format!(
-                "unclean shutdown: {} tasks left",
-                report.tasks_left
-            ));
-        }
-        if !promoted.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(ExitCode::SUCCESS);
-        }
-        // The replica is shut down and its store closed: serve it as master, a new epoch.
-        let (store, ha) = args.store.config("slave-store")?;
-        run_serve(ServeConfig {
-            remoting: RemotingConfig {
-                listen: args.listen,
-                ..RemotingConfig::default()
-            },
-            registry: RegistryConfig::default(),
-            master: MasterConfig {
-                listen: args.ha_listen,
-                ha,
-                mode: HaMode::AutoSwitch,
-                epoch: args.epoch,
-                ..MasterConfig::default()
-            },
-            store,
-            metrics: None,
-            grace: GRACE,
-        })
-        .await
+        // The first promotion begins `--epoch`; a later one, one above the store's last.
+        let mut epoch = args.epoch;
+        let master = auto.then_some(|| -> Result<ServeConfig, String> {
+            let (store, ha) = args.store.config("slave-store")?;
+            Ok(ServeConfig {
+                remoting: RemotingConfig {
+                    listen: args.listen,
+                    ..RemotingConfig::default()
+                },
+                registry: RegistryConfig::default(),
+                master: MasterConfig {
+                    listen: args.ha_listen,
+                    ha,
+                    mode: HaMode::AutoSwitch,
+                    epoch: epoch.take(),
+                    ..MasterConfig::default()
+                },
+                store,
+                metrics: None,
+                grace: GRACE,
+            })
+        });
+        run_roles(false, master, Some(slave)).await
     })
 }
 
