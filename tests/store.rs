@@ -517,7 +517,8 @@ fn several_segments() -> (tempfile::TempDir, Vec<(u64, u64)>) {
 
 /// Damage that is not a torn tail. In the sealed part (below the checkpoint: synced, trusted by
 /// `open`) a missing or short segment stops `open`, naming the file and offset, with nothing
-/// changed; bit rot there is not read by `open` (only `verify` reads sealed records). Without a
+/// changed; bit rot there is not read by `open`, but by the segment's first read (which fails,
+/// naming file and offset) and by `verify`. Without a
 /// checkpoint every segment is unsealed tail: `open` ends the log at the damage and sets the rest
 /// aside. A gap always stops `open`. `verify` reports all of it; `repair` ends the log there,
 /// moving the rest into the quarantine; in every case no byte is lost and the log goes on.
@@ -636,6 +637,21 @@ fn damage_before_the_last_segment_is_refused_or_set_aside_never_deleted() {
                 }
                 (Ok(log), Open::Untouched) => {
                     assert_eq!(log.max_offset(), full_end, "{what}");
+                    // Its first read checks the sealed segment: the damage is never served.
+                    let seg = bad - bad % SEG;
+                    let mut buf = Vec::new();
+                    let err = log.read(seg, 16, &mut buf).unwrap_err();
+                    assert_eq!(err.kind(), ErrorKind::InvalidData, "{what}: {err}");
+                    let msg = err.to_string();
+                    assert!(
+                        msg.contains(&format!("{seg:020}"))
+                            && msg.contains(&format!("offset {bad}")),
+                        "{what}: {msg}"
+                    );
+                    assert!(buf.is_empty(), "{what}: nothing read");
+                    assert!(log.read(bad + 1, 16, &mut buf).is_err(), "{what}: again");
+                    let other = if seg == 0 { SEG } else { 0 };
+                    assert_eq!(log.read(other, 16, &mut buf).unwrap(), 16, "{what}");
                     drop(log);
                     assert_eq!(
                         snapshot(dir.path()),
@@ -1335,7 +1351,7 @@ fn a_new_epoch_starts_at_a_record_boundary() {
 }
 
 /// A slave whose segment size is not its master's refuses the first bytes that do not frame at
-/// its own segment ends, and says which segment size it has.
+/// its own segment ends, naming both ends and which way the sizes differ.
 #[test]
 fn a_segment_size_mismatch_with_the_master_is_named() {
     let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -1351,8 +1367,26 @@ fn a_segment_size_mismatch_with_the_master_is_named() {
     let err = slave.append_raw(0, &bytes).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidData);
     assert!(
+        err.to_string().contains(&format!(
+            "crosses this store's segment end at {}: the master's segments are larger than ours ({} bytes)",
+            SEG / 2,
+            SEG / 2
+        )),
+        "{err}"
+    );
+    assert_eq!(slave.max_offset(), 0, "nothing written");
+
+    // Larger segments on the slave: the master's BLANK does not fill the slave's segment.
+    let sdir = tempfile::tempdir().unwrap();
+    let slave = CommitLog::open(StoreConfig {
+        segment_size: SEG * 2,
+        ..config(sdir.path())
+    })
+    .unwrap();
+    let err = slave.append_raw(0, &bytes).unwrap_err();
+    assert!(
         err.to_string()
-            .contains(&format!("This store's segments are {} bytes", SEG / 2)),
+            .contains(&format!("The master's segment ends at {SEG}")),
         "{err}"
     );
     assert_eq!(slave.max_offset(), 0, "nothing written");

@@ -792,6 +792,11 @@ fn gather<'b>(
                 )));
             }
             Err(error) => {
+                if error.kind() == io::ErrorKind::InvalidData {
+                    // Damage in the log: this slave (and every other) stops there until an
+                    // operator repairs the store; say so each time.
+                    tracing::error!(offset = t.offset, %error, "HA master: not sending damaged log bytes");
+                }
                 return Err(CloseReason::Io(format!(
                     "log read at {}: {error}",
                     t.offset

@@ -316,7 +316,7 @@ impl CommitLog {
                     ));
                 }
                 end = f.base + segment_size;
-                segments.push(seg);
+                segments.push(seg.unchecked());
                 continue;
             }
             // The unsealed tail: what a crash may have torn. It ends at the first record that
@@ -617,6 +617,16 @@ impl CommitLog {
         let Some(seg) = self.segment_at(offset)? else {
             return Ok(None); // the max offset is a segment end and the next segment is not created yet
         };
+        if let Err(why) = seg.checked(self.segment_size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "commit log segment {} is damaged at {why}; nothing is read from it. \
+                     `rmq-lifecycle store verify` lists the damage",
+                    segment::path(&self.dir, seg.base).display()
+                ),
+            ));
+        }
         let end = max.min(seg.base + self.segment_size);
         let len = end.saturating_sub(offset).min(max_len as u64) as usize;
         if len == 0 {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::record::{self, Frame, HEADER_LEN, MIN_BLANK_LEN};
 use crate::io::fs::{self, File, OpenOptions};
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 
 /// One segment file, shared with readers so a pread needs no lock.
 #[derive(Clone, Debug)]
@@ -14,6 +14,38 @@ pub(crate) struct Segment {
     /// Physical offset of the segment's first byte (also its file name).
     pub(crate) base: u64,
     pub(crate) file: Arc<File>,
+    /// Whether its records check out. `open` trusts a sealed segment by its length, so that
+    /// startup reads only the unsealed tail; such a segment's records are checked on its first
+    /// read ([`Segment::checked`]), so that damage is never sent or served. Set for every other
+    /// segment: scanned at open, or written by this process.
+    pub(crate) check: Arc<Mutex<Option<Result<(), String>>>>,
+}
+
+impl Segment {
+    /// Marks a segment trusted by its length only: its records are checked on first read.
+    pub(crate) fn unchecked(mut self) -> Self {
+        self.check = Arc::new(Mutex::new(None));
+        self
+    }
+
+    /// Checks the records of a full segment (`size` bytes) the first time it is asked (once,
+    /// whoever asks first; others wait for that check); then answers from memory. The error
+    /// names the first offset that does not check out and why.
+    pub(crate) fn checked(&self, size: u64) -> Result<(), String> {
+        // Held through the scan: a second reader waits for the first one's answer.
+        let mut check = self.check.lock();
+        check
+            .get_or_insert_with(|| match scan(&self.file, size, size) {
+                Ok(s) if s.valid == size => Ok(()),
+                Ok(s) => Err(format!(
+                    "offset {}: {}",
+                    self.base + s.valid,
+                    s.stop.unwrap_or_else(|| "a short segment".into())
+                )),
+                Err(e) => Err(format!("reading it: {e}")),
+            })
+            .clone()
+    }
 }
 
 /// A segment file found in the directory, before recovery decides whether to keep it.
@@ -90,6 +122,7 @@ pub(crate) fn open(found: &Found) -> io::Result<Segment> {
     Ok(Segment {
         base: found.base,
         file: Arc::new(file),
+        check: Arc::new(Mutex::new(Some(Ok(())))),
     })
 }
 
@@ -109,6 +142,7 @@ pub(crate) fn create(dir: &Path, base: u64, size: u64, reserve: bool) -> io::Res
     Ok(Segment {
         base,
         file: Arc::new(file),
+        check: Arc::new(Mutex::new(Some(Ok(())))),
     })
 }
 
