@@ -54,6 +54,8 @@
 
 #![cfg(feature = "shuttle")]
 
+#[path = "support/model_trace.rs"]
+mod model_trace;
 #[path = "support/shuttle_runner.rs"]
 mod runner;
 mod support;
@@ -763,4 +765,127 @@ fn shuttle_events_finds_emit_after_unlock() {
         "EventsInTableOrder",
         events_in_order(faults, 1),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model traces (models/README.md, "Trace validation")
+// ---------------------------------------------------------------------------------------------
+
+/// Heartbeats, unregisters, closes and scans of four channels in P1, P2 and C1, with no checks of
+/// its own: what it did is judged by validating its model trace against
+/// `models/ClientRegistry.tla`. Seeds: c3 in P1 and c4 in P2 and C1 at time 0 (stale at every
+/// scan); workers heartbeat at `WORK..`, scans at `SCANS`.
+fn trace_program(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let reg = registry(faults);
+        let [r1, r2, r3, r4] = std::array::from_fn(|_| open(&reg));
+        let [c1, c2, c3, c4] = [&r1, &r2, &r3, &r4].map(|r| r.handle());
+        let _ = c3.heartbeat(&producers("client-3", &[P1]), STALE);
+        let _ = c4.heartbeat(&heartbeat("client-4", &[P2], &[C1]), STALE);
+        let w1 = thread::spawn(move || {
+            let _ = c1.heartbeat(&heartbeat("client-1", &[P1], &[C1]), Millis(WORK));
+            let _ = c1.unregister("client-1", Some(P1), None);
+            let _ = c1.heartbeat(&producers("client-1", &[P2]), Millis(WORK + 20));
+        });
+        let w2 = thread::spawn(move || {
+            let _ = c2.heartbeat(&producers("client-2", &[P1]), Millis(WORK));
+            let _ = c2.heartbeat(&heartbeat("client-2", &[P1], &[C1]), Millis(WORK + 10));
+        });
+        let w3 = thread::spawn(move || {
+            let _ = c3.heartbeat(&heartbeat("client-3", &[P1], &[C1]), Millis(WORK + 5));
+        });
+        let closer = thread::spawn(move || {
+            close(r2, CloseReason::PeerClosed);
+            close(r4, CloseReason::PeerClosed);
+        });
+        let scanner = {
+            let reg = reg.clone();
+            thread::spawn(move || SCANS.map(|now| reg.scan_inactive(now)))
+        };
+        for t in [w1, w2, w3, closer] {
+            t.join().unwrap();
+        }
+        scanner.join().unwrap();
+        drop((r1, r3));
+    }
+}
+
+/// Explores `trace_program(faults)` with shuttle's random scheduler and writes the model traces
+/// of up to `want` schedules that `keep` selects (distinct traces only) to
+/// `target/model-traces/client/<sub>/`; returns how many were written.
+fn record_traces(
+    sub: &str,
+    faults: Faults,
+    want: usize,
+    keep: fn(&[serde_json::Value]) -> bool,
+) -> usize {
+    let dir = model_trace::dir(&format!("client/{sub}"));
+    model_trace::clear(&dir);
+    let recorder = model_trace::Recorder::default();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let body = {
+        let (recorder, seen, dir) = (recorder.clone(), seen.clone(), dir.clone());
+        let program = trace_program(faults);
+        move || {
+            recorder.take();
+            program();
+            let lines = recorder.take();
+            let mut seen = seen.lock().unwrap();
+            let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            if seen.len() < want && keep(&lines) && seen.insert(text) {
+                model_trace::write(&dir, &format!("{:04}", seen.len()), &lines);
+            }
+        }
+    };
+    let iterations = std::env::var("SHUTTLE_ITERATIONS").map_or(2_000, |v| v.parse().unwrap());
+    recorder.run(|| shuttle::check_random(body, iterations));
+    let written = seen.lock().unwrap().len();
+    eprintln!("{sub}: {written} model traces in {}", dir.display());
+    written
+}
+
+/// A close of `ch` happened before a join of `ch` in the trace (the shape of a heartbeat after
+/// close).
+fn joins_after_close(lines: &[serde_json::Value]) -> bool {
+    let mut closed = std::collections::BTreeSet::new();
+    lines.iter().any(|l| {
+        let ch = l["ch"].as_u64();
+        match l["action"].as_str() {
+            Some("ChannelClosedStart") => {
+                closed.insert(ch);
+                false
+            }
+            Some("HeartbeatStart" | "HeartbeatJoin") => closed.contains(&ch),
+            _ => false,
+        }
+    })
+}
+
+/// The split fault's second critical section ran.
+fn split_sections(lines: &[serde_json::Value]) -> bool {
+    lines.iter().any(|l| {
+        l["action"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("Finish") && a != "ChannelClosedFinish")
+    })
+}
+
+/// Model traces of the shipped registry under shuttle's schedules, for trace validation
+/// (`.ci/run` validates them with `models/trace/validate.py`): traces of the correct registry
+/// (which the model must accept), and of the planted faults `split_remove_if_empty` and
+/// `register_after_close` where the fault shows (which it must reject).
+#[test]
+fn shuttle_registry_model_traces() {
+    let ok = record_traces("ok", Faults::default(), 40, |_| true);
+    assert!(ok >= 20, "only {ok} distinct traces");
+    let split = Faults {
+        split_remove_if_empty: true,
+        ..Faults::default()
+    };
+    assert!(record_traces("fault-split", split, 5, split_sections) > 0);
+    let resurrect = Faults {
+        register_after_close: true,
+        ..Faults::default()
+    };
+    assert!(record_traces("fault-resurrect", resurrect, 5, joins_after_close) > 0);
 }

@@ -14,6 +14,7 @@ pub mod ha_model;
 pub mod heartbeat;
 pub mod isr;
 mod lenient;
+pub mod model_trace;
 pub mod remoting;
 pub mod tables;
 

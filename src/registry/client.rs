@@ -33,6 +33,7 @@
 
 use crate::core::consumer::ConsumerMeta;
 use crate::core::heartbeat::{ConsumerData, HeartbeatData};
+use crate::core::model_trace::{self, TARGET as MODEL};
 use crate::core::tables::{ChannelEntry, ClientTables, GroupEntry, Violation};
 use crate::core::{
     ChannelId, ClientError, ClientEvent, ClientRules, GroupKind, HeartbeatOutcome, Millis,
@@ -282,6 +283,8 @@ pub struct ClientRegistry {
     live_channels: AtomicUsize,
     heartbeats: AtomicU64,
     round_robin: AtomicUsize,
+    /// The next model trace sequence number (see [`model_trace`]).
+    model_seq: AtomicU64,
     channels: Sharded<(ChannelId, ChannelRef)>,
     producers: GroupTable,
     consumers: GroupTable,
@@ -317,6 +320,7 @@ impl ClientRegistry {
             live_channels: AtomicUsize::new(0),
             heartbeats: AtomicU64::new(0),
             round_robin: AtomicUsize::new(0),
+            model_seq: AtomicU64::new(0),
             channels: Sharded::new(config.shards),
             producers: Sharded::new(config.shards),
             consumers: Sharded::new(config.shards),
@@ -381,6 +385,9 @@ impl ClientRegistry {
         let mut events = self.events();
         let mut st = ch.state.lock();
         if st.closed && !self.faults.register_after_close {
+            self.model_step(|seq| {
+                tracing::trace!(target: MODEL, seq, action = "HeartbeatRefused", ch = ch.id.0);
+            });
             return Err(ClientError::ChannelClosed(ch.id));
         }
         let current = st.group_count();
@@ -404,15 +411,26 @@ impl ClientRegistry {
             sub_changed: data.heartbeat_fingerprint == 0,
             joined: 0,
         };
+        let mut step = JoinStep::new(data);
         for p in &data.producer_data_set {
-            if let Some(name) = self.join_producer(&p.group_name, ch.id, now, &mut events, &st) {
+            let joined = self.join_producer(&p.group_name, ch.id, now, &mut events, &st, &mut step);
+            if let Some(name) = joined {
                 tracing::debug!(channel = ch.id.0, group = %name, "producer joined group");
                 st.producer_groups.insert(name);
                 outcome.joined += 1;
             }
         }
         for c in &data.consumer_data_set {
-            let joined = self.join_consumer(c, data, ch.id, now, &mut outcome, &mut events, &st);
+            let joined = self.join_consumer(
+                c,
+                data,
+                ch.id,
+                now,
+                &mut outcome,
+                &mut events,
+                &st,
+                &mut step,
+            );
             if let Some(name) = joined {
                 tracing::debug!(channel = ch.id.0, group = %name, "consumer joined group");
                 st.consumer_groups.insert(name);
@@ -458,7 +476,7 @@ impl ClientRegistry {
                     group,
                     ch.id,
                     RemovalCause::Unregister,
-                    None,
+                    LeaveStep::Unregister,
                     &st,
                     &mut events,
                 );
@@ -480,15 +498,22 @@ impl ClientRegistry {
             return false;
         }
         st.closed = true;
+        let mut left_any = false;
         for kind in [GroupKind::Producer, GroupKind::Consumer] {
             let groups = std::mem::take(st.groups_mut(kind));
             for group in &groups {
+                let step = if left_any {
+                    LeaveStep::CloseLeave
+                } else {
+                    LeaveStep::CloseStart
+                };
+                left_any = true;
                 self.leave(
                     kind,
                     group,
                     ch.id,
                     RemovalCause::ChannelClosed,
-                    None,
+                    step,
                     &st,
                     &mut events,
                 );
@@ -498,14 +523,19 @@ impl ClientRegistry {
             self.unmap_client(&client_id, ch.id);
         }
         let hash = self.channels.hash(&ch.id);
-        if let Ok(entry) = self
-            .channels
-            .lock(hash)
-            .find_entry(hash, |(k, _)| *k == ch.id)
-        {
+        let mut channels = self.channels.lock(hash);
+        self.model_step(|seq| {
+            if left_any {
+                tracing::trace!(target: MODEL, seq, action = "ChannelClosedFinish", ch = ch.id.0);
+            } else {
+                tracing::trace!(target: MODEL, seq, action = "ChannelClosedStart", ch = ch.id.0, g = "");
+            }
+        });
+        if let Ok(entry) = channels.find_entry(hash, |(k, _)| *k == ch.id) {
             entry.remove();
             self.live_channels.fetch_sub(1, Ordering::AcqRel);
         }
+        drop(channels);
         drop(st);
         tracing::debug!(channel = ch.id.0, "client channel removed from registry");
         self.emit(events);
@@ -525,12 +555,32 @@ impl ClientRegistry {
         let mut candidates: Vec<(GroupKind, SharedStr, ChannelId)> = Vec::new();
         for kind in [GroupKind::Producer, GroupKind::Consumer] {
             self.table(kind).for_each_shard(|shard| {
+                let before = candidates.len();
                 for (name, group) in shard.iter() {
                     for (ch, seen) in group.members.iter() {
                         if now.since(seen) > expiry {
                             candidates.push((kind, name.clone(), ch));
                         }
                     }
+                }
+                if shard.iter().next().is_some() {
+                    self.model_step(|seq| {
+                        let groups: Vec<String> = shard
+                            .iter()
+                            .map(|(name, _)| model_trace::group_key(kind, name))
+                            .collect();
+                        let cands: Vec<(String, u64)> = candidates[before..]
+                            .iter()
+                            .map(|(k, g, c)| (model_trace::group_key(*k, g), c.0))
+                            .collect();
+                        tracing::trace!(
+                            target: MODEL,
+                            seq,
+                            action = "ScanInactiveCollect",
+                            groups = %json(&groups),
+                            cands = %json(&cands)
+                        );
+                    });
                 }
             });
         }
@@ -541,12 +591,14 @@ impl ClientRegistry {
         for (kind, group, ch) in candidates {
             // A channel missing from the table was closed; its close removes the membership.
             let Some(slot) = self.channel(ch) else {
+                self.model_expire_skipped(kind, &group, ch);
                 continue;
             };
             // Each candidate's events are delivered before the next's, in candidate order.
             let mut events = self.events();
             let mut st = slot.state.lock();
             if st.closed {
+                self.model_expire_skipped(kind, &group, ch);
                 continue;
             }
             if self.leave(
@@ -554,7 +606,7 @@ impl ClientRegistry {
                 &group,
                 ch,
                 RemovalCause::Expired,
-                Some(now),
+                LeaveStep::Expire(now),
                 &st,
                 &mut events,
             ) {
@@ -763,6 +815,22 @@ impl ClientRegistry {
         Ok(())
     }
 
+    /// Records a model action (see [`model_trace`]) with the next sequence number: call it
+    /// inside the critical section that makes the action take effect.
+    fn model_step(&self, record: impl FnOnce(u64)) {
+        if model_trace::enabled() {
+            record(self.model_seq.fetch_add(1, Ordering::Relaxed));
+        }
+    }
+
+    /// The scan skipped a candidate whose channel is gone or closed.
+    fn model_expire_skipped(&self, kind: GroupKind, group: &str, ch: ChannelId) {
+        self.model_step(|seq| {
+            let g = model_trace::group_key(kind, group);
+            tracing::trace!(target: MODEL, seq, action = "ScanInactiveExpire", g, ch = ch.0, expired = false);
+        });
+    }
+
     fn table(&self, kind: GroupKind) -> &GroupTable {
         match kind {
             GroupKind::Producer => &self.producers,
@@ -810,9 +878,11 @@ impl ClientRegistry {
         now: Millis,
         events: &mut Events<'a>,
         st: &ChannelState,
+        step: &mut JoinStep,
     ) -> Option<SharedStr> {
         let hash = self.producers.hash(group);
         let mut shard = self.producers.lock(hash);
+        self.model_step(|seq| step.record(seq, ch, GroupKind::Producer, group));
         if let Some((name, g)) = shard.find_mut(hash, |(k, _)| &**k == group) {
             if g.members.insert(ch, now).is_some() {
                 return None;
@@ -853,10 +923,12 @@ impl ClientRegistry {
         outcome: &mut HeartbeatOutcome,
         events: &mut Events<'a>,
         st: &ChannelState,
+        step: &mut JoinStep,
     ) -> Option<SharedStr> {
         let group = c.group_name.as_str();
         let hash = self.consumers.hash(group);
         let mut shard = self.consumers.lock(hash);
+        self.model_step(|seq| step.record(seq, ch, GroupKind::Consumer, group));
         let (name, g) = match shard.find_mut(hash, |(k, _)| &**k == group) {
             Some((name, g)) => (name.clone(), g),
             None => {
@@ -897,8 +969,8 @@ impl ClientRegistry {
     }
 
     /// Removes one membership, and the group with it if it is now empty, in one critical section
-    /// (unless the `split_remove_if_empty` fault is set). With `expired_at`, removes it only if it
-    /// is still expired at that time. Returns whether a membership was removed.
+    /// (unless the `split_remove_if_empty` fault is set). An expiry (`LeaveStep::Expire(now)`)
+    /// removes it only if it is still expired at `now`. Returns whether a membership was removed.
     #[allow(clippy::too_many_arguments)]
     fn leave<'a>(
         &'a self,
@@ -906,13 +978,39 @@ impl ClientRegistry {
         group: &str,
         ch: ChannelId,
         cause: RemovalCause,
-        expired_at: Option<Millis>,
+        step: LeaveStep,
         st: &ChannelState,
         events: &mut Events<'a>,
     ) -> bool {
+        let expired_at = match step {
+            LeaveStep::Expire(now) => Some(now),
+            _ => None,
+        };
         let table = self.table(kind);
         let hash = table.hash(group);
         let mut shard = table.lock(hash);
+        self.model_step(|seq| {
+            let g = model_trace::group_key(kind, group);
+            let ch = ch.0;
+            match step {
+                LeaveStep::Unregister => {
+                    tracing::trace!(target: MODEL, seq, action = "Unregister", ch, g);
+                }
+                LeaveStep::CloseStart => {
+                    tracing::trace!(target: MODEL, seq, action = "ChannelClosedStart", ch, g);
+                }
+                LeaveStep::CloseLeave => {
+                    tracing::trace!(target: MODEL, seq, action = "ChannelClosedLeave", ch, g);
+                }
+                LeaveStep::Expire(now) => {
+                    let expired = shard
+                        .find(hash, |(k, _)| &**k == group)
+                        .and_then(|(_, grp)| grp.members.get(ChannelId(ch)))
+                        .is_some_and(|seen| now.since(seen) > self.rules.expiry_ms);
+                    tracing::trace!(target: MODEL, seq, action = "ScanInactiveExpire", g, ch, expired);
+                }
+            }
+        });
         let Ok(mut entry) = shard.find_entry(hash, |(k, _)| &**k == group) else {
             return false;
         };
@@ -957,6 +1055,17 @@ impl ClientRegistry {
             // section, which removes whatever the group holds by then.
             drop(shard);
             let mut shard = table.lock(hash);
+            self.model_step(|seq| match step {
+                LeaveStep::Unregister => {
+                    tracing::trace!(target: MODEL, seq, action = "UnregisterFinish", ch = ch.0);
+                }
+                LeaveStep::CloseStart | LeaveStep::CloseLeave => {
+                    tracing::trace!(target: MODEL, seq, action = "ChannelClosedLeaveFinish", ch = ch.0);
+                }
+                LeaveStep::Expire(_) => {
+                    tracing::trace!(target: MODEL, seq, action = "ScanInactiveExpireFinish");
+                }
+            });
             if let Ok(entry) = shard.find_entry(hash, |(k, _)| &**k == group) {
                 entry.remove();
             }
@@ -1015,6 +1124,64 @@ impl ClientRegistry {
             }
         }
     }
+}
+
+/// Which model action a `leave` critical section is (models/ClientRegistry.tla).
+#[derive(Debug, Clone, Copy)]
+enum LeaveStep {
+    Unregister,
+    /// The first group a close leaves.
+    CloseStart,
+    CloseLeave,
+    /// An expiry at this scan time.
+    Expire(Millis),
+}
+
+/// A heartbeat's joins as model actions: the first is `HeartbeatStart` (with every group the
+/// heartbeat names), the rest `HeartbeatJoin`.
+struct JoinStep {
+    /// The heartbeat's group keys as JSON, once recording (see [`model_trace`]).
+    all: Option<String>,
+    first: bool,
+}
+
+impl JoinStep {
+    fn new(data: &HeartbeatData) -> Self {
+        let all = model_trace::enabled().then(|| {
+            let mut keys: Vec<String> = Vec::new();
+            let named = data
+                .producer_data_set
+                .iter()
+                .map(|p| model_trace::group_key(GroupKind::Producer, &p.group_name))
+                .chain(
+                    data.consumer_data_set
+                        .iter()
+                        .map(|c| model_trace::group_key(GroupKind::Consumer, &c.group_name)),
+                );
+            for key in named {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            json(&keys)
+        });
+        JoinStep { all, first: true }
+    }
+
+    fn record(&mut self, seq: u64, ch: ChannelId, kind: GroupKind, group: &str) {
+        let g = model_trace::group_key(kind, group);
+        if std::mem::replace(&mut self.first, false) {
+            let all = self.all.as_deref().unwrap_or("[]");
+            tracing::trace!(target: MODEL, seq, action = "HeartbeatStart", ch = ch.0, G = all, g);
+        } else {
+            tracing::trace!(target: MODEL, seq, action = "HeartbeatJoin", ch = ch.0, g);
+        }
+    }
+}
+
+/// JSON text of a trace event's list field.
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn joined_event(kind: GroupKind, group: &str, ch: ChannelId, st: &ChannelState) -> ClientEvent {

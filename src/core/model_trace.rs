@@ -1,0 +1,78 @@
+//! Model trace events: the lifecycle transitions the TLA+ models in `models/` name, as `tracing`
+//! events, so that a run of the shipped code can be checked against its model (trace
+//! validation, models/README.md).
+//!
+//! Each event is emitted at `TRACE` under [`TARGET`] from inside the critical section that makes
+//! the transition take effect, with a sequence number (`seq`) taken there: two transitions that
+//! share a lock are numbered in the order they took it, and transitions that share none commute
+//! in the model, so sorting by `seq` gives an order of effect the model can follow. Off unless a
+//! subscriber enables the target; the code then pays one `enabled` check per transition.
+//!
+//! What this is not: a log for operators (the default level never shows it), nor the model.
+
+/// The `tracing` target of model events.
+pub const TARGET: &str = "rmq_lifecycle::model";
+
+/// Whether model events are being recorded (a subscriber enabled [`TARGET`] at `TRACE`).
+#[inline]
+pub fn enabled() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::TRACE)
+}
+
+/// A group's key in traces: `P:<name>` for a producer group, `C:<name>` for a consumer group
+/// (the model treats the two tables alike, so each key is one of its groups).
+pub fn group_key(kind: super::GroupKind, name: &str) -> String {
+    match kind {
+        super::GroupKind::Producer => format!("P:{name}"),
+        super::GroupKind::Consumer => format!("C:{name}"),
+    }
+}
+
+/// Fields whose value is JSON text (a list), embedded as JSON in the trace line.
+const JSON_FIELDS: [&str; 3] = ["G", "groups", "cands"];
+
+/// A recorded model event as its trace line: `seq`, `action` and the event's other fields, with
+/// [`JSON_FIELDS`] embedded as JSON and an empty `g` as `null`. `None` for events of other
+/// targets, or without `seq` and `action`.
+pub fn to_json(event: &tracing::Event<'_>) -> Option<serde_json::Value> {
+    if event.metadata().target() != TARGET {
+        return None;
+    }
+    let mut line = Line(serde_json::Map::new());
+    event.record(&mut line);
+    let fields = line.0;
+    (fields.contains_key("seq") && fields.contains_key("action"))
+        .then_some(serde_json::Value::Object(fields))
+}
+
+struct Line(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for Line {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        let name = field.name();
+        let value = if JSON_FIELDS.contains(&name) {
+            serde_json::from_str(value).unwrap_or_else(|_| value.into())
+        } else if name == "g" && value.is_empty() {
+            serde_json::Value::Null
+        } else {
+            value.into()
+        };
+        self.0.insert(name.into(), value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Records the shipped code's model trace events (`rmq_lifecycle::core::model_trace`) and writes
+//! them as trace files, JSON lines ordered by `seq`, for `models/trace/validate.py`.
+//!
+//! The recorder is the calling thread's default subscriber while a closure runs; shuttle runs
+//! every thread of a schedule on the thread that called it, so one recorder sees them all.
+
+#![allow(dead_code)]
+
+use rmq_lifecycle::core::model_trace;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The events recorded so far (cleared by [`Recorder::take`]).
+#[derive(Clone, Default)]
+pub(crate) struct Recorder(Arc<Mutex<Vec<serde_json::Value>>>);
+
+struct Collect(Recorder);
+
+impl<S: tracing::Subscriber> Layer<S> for Collect {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(line) = model_trace::to_json(event) {
+            self.0.0.lock().unwrap().push(line);
+        }
+    }
+}
+
+impl Recorder {
+    /// Runs `f` with this recorder as the thread's subscriber (model events only).
+    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let filter = Targets::new().with_target(model_trace::TARGET, tracing::Level::TRACE);
+        let subscriber =
+            tracing_subscriber::registry().with(Collect(self.clone()).with_filter(filter));
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    /// The events recorded since the last call, ordered by `seq`.
+    pub(crate) fn take(&self) -> Vec<serde_json::Value> {
+        let mut lines = std::mem::take(&mut *self.0.lock().unwrap());
+        lines.sort_by_key(|l| l["seq"].as_u64());
+        lines
+    }
+}
+
+/// Where traces go: `$MODEL_TRACES_DIR`, or `target/model-traces` of this package.
+pub(crate) fn dir(sub: &str) -> PathBuf {
+    let root = std::env::var_os("MODEL_TRACES_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/model-traces"),
+        PathBuf::from,
+    );
+    root.join(sub)
+}
+
+/// Writes `lines` as `dir/name.jsonl`; returns the path.
+pub(crate) fn write(dir: &Path, name: &str, lines: &[serde_json::Value]) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create the trace directory");
+    let path = dir.join(format!("{name}.jsonl"));
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write a trace");
+    path
+}
+
+/// Empties a trace directory (a run writes it afresh).
+pub(crate) fn clear(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
