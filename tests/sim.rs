@@ -18,6 +18,8 @@ mod failover;
 mod ha_master_514;
 #[path = "sim/links.rs"]
 mod links;
+#[path = "support/model_trace.rs"]
+mod model_trace;
 #[path = "sim/rng.rs"]
 mod rng;
 #[path = "sim/world.rs"]
@@ -647,4 +649,45 @@ fn failover_replays_exactly() {
             "seed {seed} did no work"
         );
     }
+}
+
+/// Seeds of the main world whose model traces CI validates.
+const TRACE_SEEDS: u64 = 6;
+
+/// Model traces of the master's client registry in seeds of the main world (clients joining,
+/// churning and closing over the simulated network, with its faults: crashes, restarts,
+/// partitions), one trace per registry the master ran, for trace validation against
+/// `models/ClientRegistry.tla` (`.ci/run`; models/README.md, "Trace validation").
+#[test]
+fn model_traces() {
+    let dir = model_trace::dir("client/sim");
+    model_trace::clear(&dir);
+    let count = env_u64("SIM_TRACE_SEEDS").unwrap_or(TRACE_SEEDS);
+    let (written, _) = run_parallel(
+        count,
+        None,
+        |seed| {
+            let recorder = model_trace::Recorder::default();
+            let outcome = recorder.run(|| world::run(seed, world::Variant::default(), &[], false));
+            assert!(
+                outcome.violations.is_empty(),
+                "seed {seed}: {:?}",
+                outcome.violations
+            );
+            let traces = recorder.take_each();
+            for (k, trace) in traces.iter().enumerate() {
+                model_trace::write(&dir, &format!("seed-{seed:03}-{k}"), trace);
+            }
+            (seed, traces.iter().map(Vec::len).collect::<Vec<_>>())
+        },
+        |_| false,
+        |o| o.0,
+    );
+    let events: usize = written.iter().flat_map(|o| o.1.iter()).sum();
+    let traces: usize = written.iter().map(|o| o.1.len()).sum();
+    eprintln!(
+        "model_traces: {traces} traces, {events} events from {count} seeds in {}",
+        dir.display()
+    );
+    assert!(events > 0, "no model event recorded");
 }

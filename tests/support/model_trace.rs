@@ -36,6 +36,24 @@ impl Recorder {
         tracing::subscriber::with_default(subscriber, f)
     }
 
+    /// The events recorded since the last call, one trace per registry in the order they ran
+    /// (a registry's first event has `seq` 0), each ordered by `seq`. For a run whose registries
+    /// live one after the other, as a restarted server's do.
+    pub(crate) fn take_each(&self) -> Vec<Vec<serde_json::Value>> {
+        let lines = std::mem::take(&mut *self.0.lock().unwrap());
+        let mut traces: Vec<Vec<serde_json::Value>> = Vec::new();
+        for line in lines {
+            match traces.last_mut() {
+                Some(trace) if line["seq"] != 0 => trace.push(line),
+                _ => traces.push(vec![line]),
+            }
+        }
+        for trace in &mut traces {
+            trace.sort_by_key(|l| l["seq"].as_u64());
+        }
+        traces
+    }
+
     /// The events recorded since the last call, ordered by `seq`.
     pub(crate) fn take(&self) -> Vec<serde_json::Value> {
         let mut lines = std::mem::take(&mut *self.0.lock().unwrap());
