@@ -54,7 +54,7 @@
 
 #![cfg(feature = "shuttle")]
 
-#[path = "support/model_trace.rs"]
+#[path = "../cli/src/cli/model_trace.rs"]
 mod model_trace;
 #[path = "support/shuttle_runner.rs"]
 mod runner;

@@ -18,7 +18,7 @@ mod failover;
 mod ha_master_514;
 #[path = "sim/links.rs"]
 mod links;
-#[path = "support/model_trace.rs"]
+#[path = "../cli/src/cli/model_trace.rs"]
 mod model_trace;
 #[path = "sim/rng.rs"]
 mod rng;

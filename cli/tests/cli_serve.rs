@@ -545,3 +545,116 @@ fn demote_to_needs_auto_switch() {
         "{stderr}"
     );
 }
+
+/// Sends `request` and reads its response.
+fn exchange(stream: &mut TcpStream, request: &RemotingCommand) -> RemotingCommand {
+    stream.write_all(&request.to_bytes().unwrap()).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = FrameDecoder::default();
+    loop {
+        if let Some(r) = decoder.decode(&mut buf).unwrap() {
+            return r;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `serve --model-trace`: client churn (producers in `IotRuleEngine-<n>` groups that unregister
+/// or just go, consumers sharing a group, one left to expire) beside HA port probes; the trace
+/// lands in `target/model-traces/client/serve/` for `.ci/run`'s trace validation.
+#[test]
+fn serve_records_a_model_trace_under_client_churn_and_probes() {
+    let store = tempfile::tempdir().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/model-traces/client/serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("serve.jsonl");
+    let mut serve = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+        "--channel-expiry-secs",
+        "1",
+        "--scan-interval-ms",
+        "200",
+        "--model-trace",
+        trace.to_str().unwrap(),
+    ]);
+    let line = serve.line("serving");
+    let (listen, ha) = (field(&line, "listen"), field(&line, "ha_listen"));
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            std::thread::spawn(move || {
+                for round in 0..5 {
+                    let client = format!("client-{w}-{round}");
+                    let mut s = TcpStream::connect(listen).unwrap();
+                    let group = format!("IotRuleEngine-{}", w * 100 + round);
+                    let mut data = HeartbeatData::producers(client.clone(), [group.as_str()]);
+                    data.consumer_data_set = vec![rmq_lifecycle::core::heartbeat::ConsumerData {
+                        group_name: "cg".into(),
+                        ..Default::default()
+                    }];
+                    let hb = RemotingCommand {
+                        body: Some(data.to_json().into()),
+                        ..RemotingCommand::request(code::HEART_BEAT)
+                    };
+                    assert_eq!(exchange(&mut s, &hb).code, code::SUCCESS);
+                    assert_eq!(exchange(&mut s, &hb).code, code::SUCCESS);
+                    if round % 2 == 0 {
+                        let mut unregister = RemotingCommand::request(code::UNREGISTER_CLIENT);
+                        unregister
+                            .ext_fields
+                            .insert("clientID".into(), client.clone());
+                        unregister
+                            .ext_fields
+                            .insert("producerGroup".into(), group.clone());
+                        assert_eq!(exchange(&mut s, &unregister).code, code::SUCCESS);
+                    }
+                    if w == 0 && round == 4 {
+                        // Left idle past the expiry: the scan expires its memberships.
+                        std::thread::sleep(Duration::from_millis(2_500));
+                    }
+                    drop(s);
+                }
+            })
+        })
+        .collect();
+    for round in 0..30 {
+        let mut probe = TcpStream::connect(ha).unwrap();
+        match round % 3 {
+            0 => {}
+            1 => probe.write_all(b"2024-10-30 16:42:30").unwrap(),
+            _ => probe.write_all(&[0, 0, 0]).unwrap(),
+        }
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    let (code, mut serve) = serve.terminate();
+    assert_eq!(code, 0);
+    let done = serve.line("model trace:");
+    assert!(!done.contains(" 0 events"), "{done}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    for action in [
+        "HeartbeatStart",
+        "Unregister",
+        "ChannelClosedStart",
+        "ScanInactiveExpire",
+    ] {
+        assert!(
+            text.contains(&format!("\"{action}\"")),
+            "no {action} in {}",
+            trace.display()
+        );
+    }
+}

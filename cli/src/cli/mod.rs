@@ -5,6 +5,7 @@
 mod alloc;
 mod bench;
 mod chart;
+mod model_trace;
 mod replay;
 mod serve;
 mod store;
@@ -54,16 +55,44 @@ pub(crate) fn main() -> ExitCode {
         Command::Serve(_) | Command::Slave(_) => "info",
         Command::Replay(_) | Command::Bench { .. } | Command::Store { .. } => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.into()),
-        )
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        );
+    let recorder = match &cli.command {
+        Command::Serve(args) => args
+            .model_trace
+            .as_ref()
+            .map(|_| model_trace::Recorder::default()),
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(log)
+        .with(recorder.as_ref().map(|r| r.layer()))
         .init();
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => {
+            let path = args.model_trace.clone();
+            let code = serve::run(args);
+            match (recorder, path) {
+                (Some(recorder), Some(path)) => {
+                    let lines = recorder.take();
+                    if let Err(error) = model_trace::write_file(&path, &lines) {
+                        eprintln!("error: writing the model trace {}: {error}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                    eprintln!("model trace: {} events in {}", lines.len(), path.display());
+                    code
+                }
+                _ => code,
+            }
+        }
         Command::Slave(args) => serve::run_slave(args),
         Command::Replay(args) => replay::run(args),
         Command::Store { which } => store::run(which),

@@ -101,6 +101,11 @@ pub(crate) struct ServeArgs {
     /// Groups one channel may join, at least 1; a heartbeat past it is answered SYSTEM_ERROR.
     #[arg(long, default_value_t = ClientRules::default().max_groups_per_channel, value_parser = at_least_one)]
     max_groups_per_channel: usize,
+    /// Record the client registry's model trace (the transitions of models/ClientRegistry.tla)
+    /// and write it to FILE at exit, for `models/trace/validate.py`. For testing: it keeps
+    /// every event in memory.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) model_trace: Option<PathBuf>,
 }
 
 /// The commit log's options, shared by `serve` (master) and `slave`.

@@ -1,10 +1,12 @@
 //! Records the shipped code's model trace events (`rmq_lifecycle::core::model_trace`) and writes
-//! them as trace files, JSON lines ordered by `seq`, for `models/trace/validate.py`.
+//! them as trace files, JSON lines ordered by `seq`, for `models/trace/validate.py`: for
+//! `serve --model-trace FILE`, and (included by path) for the test harnesses that record traces.
 //!
-//! The recorder is the calling thread's default subscriber while a closure runs; shuttle runs
-//! every thread of a schedule on the thread that called it, so one recorder sees them all.
+//! In a test the recorder is the calling thread's default subscriber while a closure runs
+//! ([`Recorder::run`]); shuttle and the simulation run every thread of a run on the thread that
+//! called them, so one recorder sees them all. `serve` adds [`Recorder::layer`] to its subscriber.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // each includer uses part of it
 
 use rmq_lifecycle::core::model_trace;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,15 @@ impl<S: tracing::Subscriber> Layer<S> for Collect {
 }
 
 impl Recorder {
+    /// A layer recording model events into this recorder (the others are not its business).
+    pub(crate) fn layer<S>(&self) -> impl Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        Collect(self.clone())
+            .with_filter(Targets::new().with_target(model_trace::TARGET, tracing::Level::TRACE))
+    }
+
     /// Runs `f` with this recorder as the thread's subscriber (model events only).
     pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         let filter = Targets::new().with_target(model_trace::TARGET, tracing::Level::TRACE);
@@ -62,12 +73,11 @@ impl Recorder {
     }
 }
 
-/// Where traces go: `$MODEL_TRACES_DIR`, or `target/model-traces` of this package.
+/// Where a test's traces go: `$MODEL_TRACES_DIR`, or `target/model-traces` (tests run in their
+/// package's directory).
 pub(crate) fn dir(sub: &str) -> PathBuf {
-    let root = std::env::var_os("MODEL_TRACES_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/model-traces"),
-        PathBuf::from,
-    );
+    let root = std::env::var_os("MODEL_TRACES_DIR")
+        .map_or_else(|| PathBuf::from("target/model-traces"), PathBuf::from);
     root.join(sub)
 }
 
@@ -75,13 +85,18 @@ pub(crate) fn dir(sub: &str) -> PathBuf {
 pub(crate) fn write(dir: &Path, name: &str, lines: &[serde_json::Value]) -> PathBuf {
     std::fs::create_dir_all(dir).expect("create the trace directory");
     let path = dir.join(format!("{name}.jsonl"));
+    write_file(&path, lines).expect("write a trace");
+    path
+}
+
+/// Writes `lines` to `path`, one JSON object per line.
+pub(crate) fn write_file(path: &Path, lines: &[serde_json::Value]) -> std::io::Result<()> {
     let mut text = String::new();
     for line in lines {
         text.push_str(&line.to_string());
         text.push('\n');
     }
-    std::fs::write(&path, text).expect("write a trace");
-    path
+    std::fs::write(path, text)
 }
 
 /// Empties a trace directory (a run writes it afresh).
