@@ -552,6 +552,7 @@ impl ClientRegistry {
     /// does both).
     pub fn scan_inactive(&self, now: Millis) -> ScanReport {
         let expiry = self.rules.expiry_ms;
+        self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "ScanInactiveStart"));
         let mut candidates: Vec<(GroupKind, SharedStr, ChannelId)> = Vec::new();
         for kind in [GroupKind::Producer, GroupKind::Consumer] {
             self.table(kind).for_each_shard(|shard| {
@@ -620,6 +621,7 @@ impl ClientRegistry {
             drop(st);
             self.emit(events);
         }
+        self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "ScanInactiveEnd"));
         report.orphaned.sort_unstable();
         report
     }
@@ -1138,11 +1140,13 @@ enum LeaveStep {
 }
 
 /// A heartbeat's joins as model actions: the first is `HeartbeatStart` (with every group the
-/// heartbeat names), the rest `HeartbeatJoin`.
+/// heartbeat names), each further group `HeartbeatJoin`. A group the heartbeat names twice is
+/// recorded once: its second join only refreshes the membership the first made.
 struct JoinStep {
     /// The heartbeat's group keys as JSON, once recording (see [`model_trace`]).
     all: Option<String>,
-    first: bool,
+    /// The keys recorded so far.
+    done: Vec<String>,
 }
 
 impl JoinStep {
@@ -1165,17 +1169,24 @@ impl JoinStep {
             }
             json(&keys)
         });
-        JoinStep { all, first: true }
+        JoinStep {
+            all,
+            done: Vec::new(),
+        }
     }
 
     fn record(&mut self, seq: u64, ch: ChannelId, kind: GroupKind, group: &str) {
         let g = model_trace::group_key(kind, group);
-        if std::mem::replace(&mut self.first, false) {
+        if self.done.contains(&g) {
+            return;
+        }
+        if self.done.is_empty() {
             let all = self.all.as_deref().unwrap_or("[]");
             tracing::trace!(target: MODEL, seq, action = "HeartbeatStart", ch = ch.0, G = all, g);
         } else {
             tracing::trace!(target: MODEL, seq, action = "HeartbeatJoin", ch = ch.0, g);
         }
+        self.done.push(g);
     }
 }
 
