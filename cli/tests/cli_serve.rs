@@ -175,19 +175,7 @@ fn serve_and_slave_run_and_exit_cleanly() {
         body: Some(HeartbeatData::producers("c1", ["PG"]).to_json().into()),
         ..RemotingCommand::request(code::HEART_BEAT)
     };
-    client.write_all(&hb.to_bytes().unwrap()).unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let mut decoder = FrameDecoder::default();
-    let response = loop {
-        if let Some(r) = decoder.decode(&mut buf).unwrap() {
-            break r;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = client.read(&mut chunk).unwrap();
-        assert!(n > 0, "server closed");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    assert_eq!(response.code, code::SUCCESS);
+    assert_eq!(exchange(&mut client, &hb).code, code::SUCCESS);
     wait_metric(metrics, "rmq_producer_groups", 1.0);
     wait_metric(metrics, "rmq_client_channels", 1.0);
     drop(client);
@@ -395,83 +383,9 @@ fn host_names_resolve_and_a_lost_slave_says_so() {
     assert_eq!(code, 0);
 }
 
-/// Auto-switch failover from the command line: a slave promoted by SIGUSR1 stops replicating
-/// and serves its store as master in the epoch it was given; the old master, restarted as a
-/// slave on its own store, replicates from it.
-#[test]
-fn sigusr1_promotes_an_auto_switch_slave() {
-    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let seg = "65536";
-    let mut master = Proc::start_default_level(&[
-        "serve",
-        "--ha-mode",
-        "auto-switch",
-        "--listen",
-        "127.0.0.1:0",
-        "--ha-listen",
-        "127.0.0.1:0",
-        "--store",
-        mdir.path().to_str().unwrap(),
-        "--segment-size",
-        seg,
-    ]);
-    let serving = master.line("serving");
-    let ha = serving
-        .split("ha_listen=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no ha_listen in {serving}"))
-        .to_owned();
-    let promoted_ha = format!("127.0.0.1:{}", free_port());
-    let mut slave = Proc::start_default_level(&[
-        "slave",
-        "--ha-mode",
-        "auto-switch",
-        "--broker-id",
-        "2",
-        "--master",
-        &ha,
-        "--listen",
-        "127.0.0.1:0",
-        "--ha-listen",
-        &promoted_ha,
-        "--epoch",
-        "2",
-        "--store",
-        sdir.path().to_str().unwrap(),
-        "--segment-size",
-        seg,
-    ]);
-    master.line("HA slave reported");
-    let (code, _) = master.terminate();
-    assert_eq!(code, 0);
-    signal(&slave.child, "-USR1");
-    slave.line("promoting this slave to master");
-    let began = slave.line("HA master began an epoch");
-    assert!(began.contains("epoch=2"), "{began}");
-    slave.line("serving");
-    let old = Proc::start_default_level(&[
-        "slave",
-        "--ha-mode",
-        "auto-switch",
-        "--broker-id",
-        "1",
-        "--master",
-        &promoted_ha,
-        "--store",
-        mdir.path().to_str().unwrap(),
-        "--segment-size",
-        seg,
-    ]);
-    slave.line("HA slave reported");
-    let (code, _) = old.terminate();
-    assert_eq!(code, 0);
-    let (code, _) = slave.terminate();
-    assert_eq!(code, 0);
-}
-
-/// `serve --demote-to`: SIGUSR2 turns the master into an auto-switch slave of the new master
-/// on the same store; SIGUSR1 on the old slave promotes it; the old master then reports to it.
+/// Failover by signal: `serve --demote-to` turns into an auto-switch slave of the new master on
+/// its own store on SIGUSR2; SIGUSR1 promotes the old slave, beginning `--epoch`; the old master
+/// then reports to it. Restarted as a `slave` process on its store, it reports again.
 #[test]
 fn sigusr2_demotes_a_master_and_sigusr1_promotes_its_slave() {
     let (adir, bdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -522,6 +436,22 @@ fn sigusr2_demotes_a_master_and_sigusr1_promotes_its_slave() {
     b.line("promoting this slave to master");
     let began = b.line("HA master began an epoch");
     assert!(began.contains("epoch=2"), "{began}");
+    b.line("HA slave reported");
+    let (code, _) = a.terminate();
+    assert_eq!(code, 0);
+    let a = Proc::start_default_level(&[
+        "slave",
+        "--ha-mode",
+        "auto-switch",
+        "--broker-id",
+        "1",
+        "--master",
+        &b_promoted_ha,
+        "--store",
+        adir.path().to_str().unwrap(),
+        "--segment-size",
+        seg,
+    ]);
     b.line("HA slave reported");
     let (code, _) = a.terminate();
     assert_eq!(code, 0);

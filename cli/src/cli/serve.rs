@@ -303,41 +303,50 @@ async fn run_roles(
     }
 }
 
-/// A signal this process reacts to only when `enabled`.
-fn user_signal(
-    enabled: bool,
-    kind: tokio::signal::unix::SignalKind,
-    name: &str,
-) -> Result<Option<tokio::signal::unix::Signal>, String> {
-    enabled
-        .then(|| tokio::signal::unix::signal(kind))
+/// Runs one role, `role(stop)`, until SIGINT or SIGTERM or, if given, the `switch` signal (with
+/// the line it logs); returns the role's output and whether the switch signal ended it, or the
+/// exit code of a second SIGINT or SIGTERM.
+async fn run_role<F: std::future::Future>(
+    switch: Option<(tokio::signal::unix::SignalKind, &'static str)>,
+    role: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+) -> Result<Result<(F::Output, bool), ExitCode>, String> {
+    let mut signal = switch
+        .map(|(kind, _)| tokio::signal::unix::signal(kind))
         .transpose()
-        .map_err(|e| format!("cannot listen for {name}: {e}"))
+        .map_err(|e| format!("cannot listen for the role switch signal: {e}"))?;
+    let says = switch.map_or("", |(_, says)| says);
+    let switched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = switched.clone();
+    let ended = until_signalled(|stop| {
+        role(Box::pin(async move {
+            tokio::select! {
+                () = stop => {}
+                Some(()) = async { signal.as_mut()?.recv().await } => {
+                    tracing::info!("{says}");
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+        }))
+    })
+    .await;
+    Ok(match ended {
+        Signalled::Ended(out) => Ok((out, switched.load(std::sync::atomic::Ordering::Acquire))),
+        Signalled::Again(code) => Err(code),
+    })
 }
 
 /// Serves `config` until SIGINT or SIGTERM, or SIGUSR2 if `demote`.
 async fn run_serve(config: ServeConfig, demote: bool) -> Result<Ended, String> {
-    use tokio::signal::unix::SignalKind;
-    let mut usr2 = user_signal(demote, SignalKind::user_defined2(), "SIGUSR2")?;
-    let switched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = switched.clone();
-    let report = match until_signalled(|signal| {
-        let stop = async move {
-            tokio::select! {
-                () = signal => {}
-                Some(()) = async { usr2.as_mut()?.recv().await } => {
-                    tracing::info!("SIGUSR2: demoting this master to a slave");
-                    flag.store(true, std::sync::atomic::Ordering::Release);
-                }
-            }
+    let switch = demote.then_some((
+        tokio::signal::unix::SignalKind::user_defined2(),
+        "SIGUSR2: demoting this master to a slave",
+    ));
+    let (report, switched) =
+        match run_role(switch, |stop| server::serve(config, stop, |_| {})).await? {
+            Ok(ended) => ended,
+            Err(code) => return Ok(Ended::Stopped(code)),
         };
-        server::serve(config, stop, |_| {})
-    })
-    .await
-    {
-        Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
-        Signalled::Again(code) => return Ok(Ended::Stopped(code)),
-    };
+    let report = report.map_err(|e| e.to_string())?;
     if !report.is_clean() {
         return Err(format!(
             "unclean shutdown: {} tasks, {} client channels and {} HA connections left{}",
@@ -350,35 +359,25 @@ async fn run_serve(config: ServeConfig, demote: bool) -> Result<Ended, String> {
                 .unwrap_or_default()
         ));
     }
-    if switched.load(std::sync::atomic::Ordering::Acquire) {
-        return Ok(Ended::Switch);
-    }
-    Ok(Ended::Stopped(ExitCode::SUCCESS))
+    Ok(if switched {
+        Ended::Switch
+    } else {
+        Ended::Stopped(ExitCode::SUCCESS)
+    })
 }
 
 /// Replicates per `config` until SIGINT or SIGTERM, or SIGUSR1 if `promote`.
 async fn run_replica(config: ReplicaConfig, promote: bool) -> Result<Ended, String> {
-    use tokio::signal::unix::SignalKind;
-    let mut usr1 = user_signal(promote, SignalKind::user_defined1(), "SIGUSR1")?;
-    let switched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = switched.clone();
-    let report = match until_signalled(|signal| {
-        let stop = async move {
-            tokio::select! {
-                () = signal => {}
-                Some(()) = async { usr1.as_mut()?.recv().await } => {
-                    tracing::info!("SIGUSR1: promoting this slave to master");
-                    flag.store(true, std::sync::atomic::Ordering::Release);
-                }
-            }
+    let switch = promote.then_some((
+        tokio::signal::unix::SignalKind::user_defined1(),
+        "SIGUSR1: promoting this slave to master",
+    ));
+    let (report, switched) =
+        match run_role(switch, |stop| server::replicate(config, stop, |_| {})).await? {
+            Ok(ended) => ended,
+            Err(code) => return Ok(Ended::Stopped(code)),
         };
-        server::replicate(config, stop, |_| {})
-    })
-    .await
-    {
-        Signalled::Ended(report) => report.map_err(|e| e.to_string())?,
-        Signalled::Again(code) => return Ok(Ended::Stopped(code)),
-    };
+    let report = report.map_err(|e| e.to_string())?;
     if let Some(error) = report.flush_error {
         return Err(format!("final flush: {error}"));
     }
@@ -388,10 +387,11 @@ async fn run_replica(config: ReplicaConfig, promote: bool) -> Result<Ended, Stri
             report.tasks_left
         ));
     }
-    if switched.load(std::sync::atomic::Ordering::Acquire) {
-        return Ok(Ended::Switch);
-    }
-    Ok(Ended::Stopped(ExitCode::SUCCESS))
+    Ok(if switched {
+        Ended::Switch
+    } else {
+        Ended::Stopped(ExitCode::SUCCESS)
+    })
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Trace validation (models/README.md, "Trace validation"): the model traces the shipped code
+# recorded earlier in this run are checked against models/ClientRegistry.tla with TLC.
+#
+#   target/model-traces/client/ok/      shuttle schedules of the registry        must be accepted
+#   target/model-traces/client/sim/     simulation seeds (the master's registry)  must be accepted
+#   target/model-traces/client/serve/   `serve --model-trace` under client churn  must be accepted
+#   target/model-traces/client/fault-*  the planted faults split_remove_if_empty
+#                                       and register_after_close                  must be rejected
+#
+# They are written by `cargo test` (cli_serve), the shuttle step and the sim step; this step
+# fails if any set is missing. It first runs the validator's self-test: hand-made traces in
+# models/traces/client/, among them two events swapped and one dropped, each with its verdict.
+# Needs TLC in target/tla/ (the models step installs it) and java.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+T=target/model-traces/client
+for set in ok sim serve fault-split fault-resurrect; do
+  compgen -G "$T/$set/*.jsonl" > /dev/null || { echo "no traces in $T/$set: the recording tests did not run" >&2; exit 1; }
+done
+[[ -f target/tla/tla2tools.jar ]] || bash .ci/models.sh ClientRegistry_consumer > /dev/null
+
+t0=$SECONDS
+python3 models/trace/validate.py --self-test
+python3 models/trace/validate.py --jobs 2 --expect accept "$T"/ok/*.jsonl "$T"/sim/*.jsonl "$T"/serve/*.jsonl
+python3 models/trace/validate.py --jobs 2 --expect reject "$T"/fault-split/*.jsonl "$T"/fault-resurrect/*.jsonl
+python3 models/trace/validate.py --fault SplitRemoveIfEmpty --expect accept "$T"/fault-split/*.jsonl
+python3 models/trace/validate.py --fault RegisterAfterClose --expect accept "$T"/fault-resurrect/*.jsonl
+echo "traces: validated in $((SECONDS - t0)) s"
