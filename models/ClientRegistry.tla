@@ -22,10 +22,12 @@
 (*    operation can be separated by another thread.                        *)
 (*                                                                         *)
 (* Time is abstract: a membership is "fresh" or "stale" (older than the    *)
-(* expiry); Tick makes every membership stale, and may happen any number  *)
-(* of times, but not during a scan (a scan compares with the `now` it was *)
-(* called with, so memberships refreshed during it are never expired by   *)
-(* it, which is what holding time still gives).                          *)
+(* expiry of the next scan). Each ages on its own (Age), and so does the  *)
+(* `now` of each heartbeat in flight (AgeRequest), as with a real clock:  *)
+(* each scan compares with its own `now`, so memberships written at       *)
+(* different times expire at different scans. Neither happens during a   *)
+(* scan: a scan's threshold is fixed when it starts, and a heartbeat that *)
+(* reads its `now` during a scan is fresh for it.                         *)
 (*                                                                         *)
 (* Faults (`Faults` in src/registry/client.rs):                            *)
 (*   SplitRemoveIfEmpty  emptiness decided in one shard critical section,  *)
@@ -138,8 +140,11 @@ EmptyIn(s, g)    == \A c \in Channels : s[g][c] = "none"
 LeaveGroups(g, s) ==
     IF EmptyIn(s, g) /\ ~KeepEmptyGroups /\ ~SplitRemoveIfEmpty THEN groups \ {g} ELSE groups
 
+\* Only a leave that removed a membership (s /= seen) goes on to the second critical section:
+\* the Rust's `leave` returns early when the channel is not in the group (its registration
+\* was lost to the split fault), and records no *Finish.
 LeavePend(g, s) ==
-    IF EmptyIn(s, g) /\ ~KeepEmptyGroups /\ SplitRemoveIfEmpty THEN g ELSE NoGroup
+    IF EmptyIn(s, g) /\ s /= seen /\ ~KeepEmptyGroups /\ SplitRemoveIfEmpty THEN g ELSE NoGroup
 
 \* The split fault's later critical section: `if let Ok(entry) = find_entry(..) { remove() }`
 \* removes the key with whatever members it holds by then.
@@ -341,19 +346,25 @@ ScanInactiveExpireFinish ==
 
 -----------------------------------------------------------------------------
 
-\* Time passes beyond the expiry: every membership is now stale, and so is the `now` of every
-\* heartbeat in flight. Not during a scan (see the header).
-Tick ==
-    /\ scanPc = "idle"
-    /\ seen' = [g \in Groups |-> [ch \in Channels |->
-                   IF seen[g][ch] = "none" THEN "none" ELSE "stale"]]
-    /\ reqStale' = [ch \in Channels |-> reqOp[ch] = "hb"]
-    /\ UNCHANGED <<groups, clients, live, tomb, index, hasCid, lock, reqOp, reqTodo, reqPend,
-                   closePc, closeTodo, closePend, scanPc, scanTodo, cands, scanCur,
+\* Time passes: one membership becomes older than the expiry. Not during a scan (see the header).
+Age(g, ch) ==
+    /\ scanPc = "idle" /\ seen[g][ch] = "fresh"
+    /\ seen' = [seen EXCEPT ![g][ch] = "stale"]
+    /\ UNCHANGED <<groups, clients, live, tomb, index, hasCid, lock, reqOp, reqTodo, reqStale,
+                   reqPend, closePc, closeTodo, closePend, scanPc, scanTodo, cands, scanCur,
+                   registered>>
+
+\* Time passes: the `now` a heartbeat in flight read is now older than the expiry, so its further
+\* joins write stale memberships. Not during a scan.
+AgeRequest(ch) ==
+    /\ scanPc = "idle" /\ reqOp[ch] = "hb" /\ ~reqStale[ch]
+    /\ reqStale' = [reqStale EXCEPT ![ch] = TRUE]
+    /\ UNCHANGED <<groups, seen, clients, live, tomb, index, hasCid, lock, reqOp, reqTodo,
+                   reqPend, closePc, closeTodo, closePend, scanPc, scanTodo, cands, scanCur,
                    registered>>
 
 Next ==
-    \/ Tick \/ ScanInactiveExpireFinish
+    \/ ScanInactiveExpireFinish
     \/ \E g \in Groups : ScanInactiveCollect(g)
     \/ \E g \in Groups, ch \in Channels : ScanInactiveExpire(g, ch)
     \/ \E ch \in Channels :
@@ -361,7 +372,8 @@ Next ==
          \/ \E g \in Groups : HeartbeatJoin(ch, g) \/ Unregister(ch, g)
                               \/ ChannelClosedLeave(ch, g)
          \/ UnregisterFinish(ch) \/ ChannelClosedStart(ch) \/ ChannelClosedLeaveFinish(ch)
-         \/ ChannelClosedFinish(ch)
+         \/ ChannelClosedFinish(ch) \/ AgeRequest(ch)
+         \/ \E g \in Groups : Age(g, ch)
 
 Spec == Init /\ [][Next]_vars
 
