@@ -125,8 +125,9 @@ struct MasterShared {
     isr: Mutex<InSyncSet>,
     /// Auto-switch: where this master's epoch began (a slave joins the set only past it).
     epoch_start: u64,
-    /// Slaves that left with bytes unacknowledged, by broker id (auto-switch) or address.
-    stalls: Mutex<HashMap<String, StalledSlave>>,
+    /// Slaves that left with bytes unacknowledged: by broker id (auto-switch) or IP address, the
+    /// offset they left at and how many connections in a row did.
+    stalls: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 /// A slave that keeps closing its connection at one offset without acknowledging the bytes sent
@@ -139,7 +140,7 @@ pub struct StalledSlave {
     pub offset: u64,
     /// Connections in a row that ended there.
     pub times: u32,
-    /// What lies at `offset` in this log, and what that suggests.
+    /// What to suspect: this master's segment size and where its next segment ends.
     pub hint: String,
 }
 
@@ -341,8 +342,16 @@ impl MasterHandle {
     /// acknowledging the bytes sent after it: they refuse those bytes (see each `hint`).
     pub fn stalled_slaves(&self) -> Vec<StalledSlave> {
         let stalls = self.shared.stalls.lock();
-        let mut out: Vec<StalledSlave> =
-            stalls.values().filter(|s| s.times >= 2).cloned().collect();
+        let mut out: Vec<StalledSlave> = stalls
+            .iter()
+            .filter(|(_, (_, times))| *times >= 2)
+            .map(|(slave, &(offset, times))| StalledSlave {
+                slave: slave.clone(),
+                offset,
+                times,
+                hint: self.shared.hint_at(offset),
+            })
+            .collect();
         out.sort_by(|a, b| a.slave.cmp(&b.slave));
         out
     }
@@ -514,26 +523,17 @@ impl MasterShared {
         if stalls.len() >= STALLS_MAX && !stalls.contains_key(&slave) {
             stalls.clear();
         }
-        let stall = stalls.entry(slave.clone()).or_insert(StalledSlave {
-            slave,
-            offset: ack,
-            times: 0,
-            hint: String::new(),
-        });
-        if stall.offset != ack {
-            stall.offset = ack;
-            stall.times = 0;
+        let stall = stalls.entry(slave.clone()).or_insert((ack, 0));
+        if stall.0 != ack {
+            *stall = (ack, 0);
         }
-        stall.times += 1;
-        if stall.times == 2 {
-            stall.hint = self.hint_at(ack);
-        }
-        if stall.times >= 2 {
+        stall.1 += 1;
+        if stall.1 >= 2 {
             tracing::warn!(
-                slave = %stall.slave,
+                %slave,
                 offset = ack,
-                times = stall.times,
-                hint = %stall.hint,
+                times = stall.1,
+                hint = %self.hint_at(ack),
                 "HA slave keeps leaving at one offset without acknowledging what follows: it refuses those bytes"
             );
         }
