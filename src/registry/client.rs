@@ -551,7 +551,6 @@ impl ClientRegistry {
     /// lifecycle. Closing the orphaned channels is their owner's job (`ClientAcceptor::scan`
     /// does both).
     pub fn scan_inactive(&self, now: Millis) -> ScanReport {
-        let expiry = self.rules.expiry_ms;
         self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "ScanInactiveStart"));
         let mut candidates: Vec<(GroupKind, SharedStr, ChannelId)> = Vec::new();
         for kind in [GroupKind::Producer, GroupKind::Consumer] {
@@ -559,7 +558,7 @@ impl ClientRegistry {
                 let before = candidates.len();
                 for (name, group) in shard.iter() {
                     for (ch, seen) in group.members.iter() {
-                        if now.since(seen) > expiry {
+                        if self.expired(seen, now) {
                             candidates.push((kind, name.clone(), ch));
                         }
                     }
@@ -817,6 +816,12 @@ impl ClientRegistry {
         Ok(())
     }
 
+    /// Whether a membership last seen at `seen` has expired at `now`: the one expiry rule of the
+    /// scan's collect and of its re-check under the shard lock.
+    fn expired(&self, seen: Millis, now: Millis) -> bool {
+        now.since(seen) > self.rules.expiry_ms
+    }
+
     /// Records a model action (see [`model_trace`]) with the next sequence number: call it
     /// inside the critical section that makes the action take effect.
     fn model_step(&self, record: impl FnOnce(u64)) {
@@ -1008,7 +1013,7 @@ impl ClientRegistry {
                     let expired = shard
                         .find(hash, |(k, _)| &**k == group)
                         .and_then(|(_, grp)| grp.members.get(ChannelId(ch)))
-                        .is_some_and(|seen| now.since(seen) > self.rules.expiry_ms);
+                        .is_some_and(|seen| self.expired(seen, now));
                     tracing::trace!(target: MODEL, seq, action = "ScanInactiveExpire", g, ch, expired);
                 }
             }
@@ -1019,7 +1024,7 @@ impl ClientRegistry {
         let g = &mut entry.get_mut().1;
         if let Some(now) = expired_at {
             match g.members.get(ch) {
-                Some(seen) if now.since(seen) > self.rules.expiry_ms => {}
+                Some(seen) if self.expired(seen, now) => {}
                 _ => return false,
             }
         }
