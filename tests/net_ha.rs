@@ -100,6 +100,16 @@ async fn caught_up(master: &CommitLog, slave: &CommitLog) {
     );
 }
 
+/// Why the slave stopped replicating, once it says (callers bound the wait with a timeout).
+async fn refusal(slave: &HaSlave) -> String {
+    loop {
+        if let Some(why) = slave.status().refusal() {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn count_is(master: &HaMaster, n: usize) {
     for _ in 0..500 {
         if master.registry().count() == n {
@@ -399,12 +409,7 @@ async fn a_classic_slave_ahead_names_both_offsets_and_appends_nothing() {
         let slave_end = slog.max_offset();
         assert!(slave_end > master_end);
         let digest = slog.digest(0, slave_end).unwrap();
-        let why = loop {
-            if let Some(why) = s.status().refusal() {
-                break why;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let why = refusal(&s).await;
         assert!(
             why.contains(&master_end.to_string()) && why.contains(&slave_end.to_string()),
             "{why}"
@@ -446,12 +451,7 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
             };
             config.backoff_max = Duration::from_millis(200);
             let s = HaSlave::start(config, slog.clone(), Clock::start(), TaskGauge::new());
-            let why = loop {
-                if let Some(why) = s.status().refusal() {
-                    break why;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            };
+            let why = refusal(&s).await;
             let expected = if slave_segment > SEGMENT {
                 format!("The master's segment ends at {SEGMENT}")
             } else {
