@@ -827,12 +827,16 @@ fn record_traces(
         let (recorder, seen, dir) = (recorder.clone(), seen.clone(), dir.clone());
         let program = trace_program(faults);
         move || {
-            recorder.take();
+            recorder.begin();
             program();
             let lines = recorder.take();
             let mut seen = seen.lock().unwrap();
             let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-            if seen.len() < want && keep(&lines) && seen.insert(text) {
+            if seen.len() < want
+                && model_trace::complete(&lines)
+                && keep(&lines)
+                && seen.insert(text)
+            {
                 model_trace::write(&dir, &format!("{:04}", seen.len()), &lines);
             }
         }

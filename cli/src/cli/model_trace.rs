@@ -5,6 +5,14 @@
 //! In a test the recorder is the calling thread's default subscriber while a closure runs
 //! ([`Recorder::run`]); shuttle and the simulation run every thread of a run on the thread that
 //! called them, so one recorder sees them all. `serve` adds [`Recorder::layer`] to its subscriber.
+//!
+//! A scoped subscriber can miss events: `tracing` caches each call site's interest, and a call
+//! site first reached by another thread while the recorder was being installed can keep the
+//! interest computed without it (the cache is rebuilt when a subscriber is installed, but a call
+//! site still being registered then is not in it yet). [`Recorder::run`] and [`Recorder::begin`]
+//! rebuild the cache, which repairs such a call site for every later run, and [`complete`] tells
+//! a caller whether a trace lost events (its `seq` numbers are not 0, 1, 2, ...), so a harness
+//! discards or reruns it instead of validating a trace with a hole.
 
 #![allow(dead_code)] // each includer uses part of it
 
@@ -44,7 +52,17 @@ impl Recorder {
         let filter = Targets::new().with_target(model_trace::TARGET, tracing::Level::TRACE);
         let subscriber =
             tracing_subscriber::registry().with(Collect(self.clone()).with_filter(filter));
-        tracing::subscriber::with_default(subscriber, f)
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
+            f()
+        })
+    }
+
+    /// Starts a new recording inside [`Recorder::run`]: drops what was recorded and rebuilds
+    /// `tracing`'s interest cache (see the module doc).
+    pub(crate) fn begin(&self) {
+        self.0.lock().unwrap().clear();
+        tracing::callsite::rebuild_interest_cache();
     }
 
     /// The events recorded since the last call, one trace per registry in the order they ran
@@ -71,6 +89,16 @@ impl Recorder {
         lines.sort_by_key(|l| l["seq"].as_u64());
         lines
     }
+}
+
+/// Whether `trace` is a whole recording of one registry: not empty, and its `seq` numbers are
+/// 0, 1, 2, ... (a missing number is an event the recorder did not see).
+pub(crate) fn complete(trace: &[serde_json::Value]) -> bool {
+    !trace.is_empty()
+        && trace
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l["seq"].as_u64() == Some(i as u64))
 }
 
 /// Where a test's traces go: `$MODEL_TRACES_DIR`, or `target/model-traces` (tests run in their
