@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop test: the npm RocketMQ client `ali-ons` (pinned in interop/ali-ons/package.json) sends
-# HEART_BEAT and UNREGISTER_CLIENT to `rmq-lifecycle serve`; the test checks /metrics and that
+# HEART_BEAT, UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP to `rmq-lifecycle serve`, and two of
+# its push consumers hear NOTIFY_CONSUMER_IDS_CHANGED; the test checks /metrics and that
 # SIGTERM exits 0. Needs Node >= 20 with npm, and the npm registry.
 #
 #   bash .ci/interop.sh                          # builds target/release/rmq-lifecycle first

@@ -6,11 +6,12 @@
 use bytes::{BufMut, BytesMut};
 use rmq_lifecycle::core::heartbeat::{ConsumerData, SubscriptionData};
 use rmq_lifecycle::core::remoting::{
-    FLAG_ONEWAY, FrameDecoder, RemotingCommand, SerializeType, code,
+    FLAG_ONEWAY, FrameDecoder, LanguageCode, RemotingCommand, SerializeType, code,
 };
 use rmq_lifecycle::core::{HeartbeatData, Millis};
 use rmq_lifecycle::lifecycle::TaskGauge;
 use rmq_lifecycle::net::Clock;
+use rmq_lifecycle::net::notify::{ConsumerNotifier, NotifyConfig};
 use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
 use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
 use std::net::SocketAddr;
@@ -27,15 +28,29 @@ struct Server {
 }
 
 async fn start(config: RemotingConfig) -> Server {
-    let registry = Arc::new(ClientRegistry::new(RegistryConfig::default()));
+    start_with(config, None).await
+}
+
+/// A server whose registry's listener is `notifier`, which pushes NOTIFY_CONSUMER_IDS_CHANGED.
+async fn start_with(config: RemotingConfig, notifier: Option<ConsumerNotifier>) -> Server {
+    let registry = Arc::new(match &notifier {
+        Some(n) => ClientRegistry::with_listener(RegistryConfig::default(), n.clone()),
+        None => ClientRegistry::new(RegistryConfig::default()),
+    });
     let tasks = TaskGauge::new();
     let config = RemotingConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..config
     };
-    let server = RemotingServer::bind(config, registry.clone(), Clock::start(), tasks.clone())
-        .await
-        .unwrap();
+    let server = RemotingServer::bind_notifying(
+        config,
+        registry.clone(),
+        notifier,
+        Clock::start(),
+        tasks.clone(),
+    )
+    .await
+    .unwrap();
     let baseline_tasks = tasks.alive();
     Server {
         server,
@@ -116,6 +131,32 @@ impl Client {
         assert_eq!(resp.opaque, opaque);
         assert!(resp.is_response());
         resp
+    }
+
+    /// Like `call`, but the broker's own requests (NOTIFY_CONSUMER_IDS_CHANGED) that arrive before
+    /// the response are kept in `pushed`.
+    async fn call_among(
+        &mut self,
+        cmd: RemotingCommand,
+        pushed: &mut Vec<RemotingCommand>,
+    ) -> RemotingCommand {
+        let opaque = self.send(cmd).await;
+        loop {
+            let frame = self.recv().await.expect("a response");
+            if !frame.is_response() {
+                pushed.push(frame);
+                continue;
+            }
+            assert_eq!(frame.opaque, opaque);
+            return frame;
+        }
+    }
+
+    /// The next request the broker pushes (within `recv`'s 10 s).
+    async fn pushed(&mut self) -> RemotingCommand {
+        let frame = self.recv().await.expect("a pushed request");
+        assert!(!frame.is_response(), "{frame:?}");
+        frame
     }
 
     /// Reads until the server closes the connection.
@@ -547,4 +588,170 @@ async fn unregister_is_not_overtaken_by_a_queued_heartbeat() {
     );
     drop(c);
     s.quiescent().await;
+}
+
+fn with_group(code: i32, key: &str, group: &str) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(code);
+    cmd.ext_fields.insert(key.into(), group.into());
+    cmd
+}
+
+fn json(resp: &RemotingCommand) -> serde_json::Value {
+    serde_json::from_slice(resp.body.as_deref().expect("a body")).expect("a JSON body")
+}
+
+fn notified_group(frame: &RemotingCommand) -> &str {
+    assert_eq!(frame.code, code::NOTIFY_CONSUMER_IDS_CHANGED);
+    assert!(frame.is_oneway(), "NOTIFY_CONSUMER_IDS_CHANGED is oneway");
+    frame.ext("consumerGroup").expect("consumerGroup")
+}
+
+/// What a push consumer needs from the broker side, over the wire: GET_CONSUMER_LIST_BY_GROUP
+/// (38) right after its heartbeat, NOTIFY_CONSUMER_IDS_CHANGED (40) when another consumer joins
+/// or leaves (never for a quiet group), the admin queries 203, 204 and 328 with each channel's
+/// language, version and address, and CHECK_CLIENT_CONFIG (46) refusing SQL92.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_are_listed_and_notified() {
+    let notifier = ConsumerNotifier::new(NotifyConfig {
+        quiet_groups: ["QUIET".to_owned()].into(),
+        ..NotifyConfig::default()
+    });
+    let s = start_with(RemotingConfig::default(), Some(notifier.clone())).await;
+    let mut a = Client::connect(s.addr()).await;
+    let a_addr = a.stream.local_addr().unwrap().to_string();
+    let mut pushed_a = Vec::new();
+    let hb = RemotingCommand {
+        language: LanguageCode::from_name("NODE_JS").unwrap(),
+        version: 317,
+        ..heartbeat(&consumer_heartbeat("a@1", ["CG".to_string()]))
+    };
+    assert_eq!(a.call_among(hb, &mut pushed_a).await.code, code::SUCCESS);
+    let list = a
+        .call_among(with_group(38, "consumerGroup", "CG"), &mut pushed_a)
+        .await;
+    assert_eq!(list.code, code::SUCCESS);
+    assert_eq!(json(&list), serde_json::json!({"consumerIdList": ["a@1"]}));
+
+    // A second consumer joins: both members are told, each once.
+    let mut b = Client::connect(s.addr()).await;
+    let mut pushed_b = Vec::new();
+    let hb = heartbeat(&consumer_heartbeat("b@2", ["CG".to_string()]));
+    assert_eq!(b.call_among(hb, &mut pushed_b).await.code, code::SUCCESS);
+    let notice = match pushed_a.pop() {
+        Some(frame) => frame,
+        None => a.pushed().await,
+    };
+    assert_eq!(notified_group(&notice), "CG");
+    let list = a
+        .call_among(with_group(38, "consumerGroup", "CG"), &mut pushed_a)
+        .await;
+    assert_eq!(
+        json(&list),
+        serde_json::json!({"consumerIdList": ["a@1", "b@2"]})
+    );
+
+    // 203: connections with what each heartbeat's header said, and the group's metadata.
+    let conns = a
+        .call_among(with_group(203, "consumerGroup", "CG"), &mut pushed_a)
+        .await;
+    assert_eq!(conns.code, code::SUCCESS);
+    let body = json(&conns);
+    assert_eq!(body["connectionSet"][0]["clientId"], "a@1");
+    assert_eq!(body["connectionSet"][0]["language"], "NODE_JS");
+    assert_eq!(body["connectionSet"][0]["version"], 317);
+    assert_eq!(body["connectionSet"][0]["clientAddr"], a_addr.as_str());
+    assert_eq!(body["connectionSet"][1]["clientId"], "b@2");
+    assert_eq!(body["messageModel"], "CLUSTERING");
+    assert_eq!(body["subscriptionTable"]["T"]["subString"], "*");
+    let none = a
+        .call_among(with_group(203, "consumerGroup", "NOPE"), &mut pushed_a)
+        .await;
+    assert_eq!(none.code, code::CONSUMER_NOT_ONLINE);
+    let none = a
+        .call_among(with_group(38, "consumerGroup", "NOPE"), &mut pushed_a)
+        .await;
+    assert_eq!(
+        (none.code, none.remark.as_deref()),
+        (code::SYSTEM_ERROR, Some("no consumer for this group, NOPE"))
+    );
+
+    // 204 and 328 for a producer group.
+    let hb = heartbeat(&HeartbeatData::producers("a@1", ["PG"]));
+    assert_eq!(a.call_among(hb, &mut pushed_a).await.code, code::SUCCESS);
+    let producers = a
+        .call_among(with_group(204, "producerGroup", "PG"), &mut pushed_a)
+        .await;
+    assert_eq!(
+        json(&producers),
+        serde_json::json!({"connectionSet": [{"clientId": "a@1", "clientAddr": a_addr,
+            "language": "JAVA", "version": rmq_lifecycle::core::remoting::SERVER_VERSION}]})
+    );
+    let none = a
+        .call_among(with_group(204, "producerGroup", "NOPE"), &mut pushed_a)
+        .await;
+    assert_eq!(none.code, code::SYSTEM_ERROR);
+    let all = a
+        .call_among(RemotingCommand::request(328), &mut pushed_a)
+        .await;
+    let info = &json(&all)["data"]["PG"][0];
+    assert_eq!(info["remoteIP"], format!("/{a_addr}").as_str());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stamp = info["lastUpdateTimestamp"].as_i64().unwrap();
+    assert!((now_ms - stamp).abs() < 60_000, "{stamp} vs {now_ms}");
+
+    // 46: TAG passes, SQL92 is refused (no property filtering here).
+    let check = |expression: &str| {
+        RemotingCommand {
+        body: Some(
+            format!(r#"{{"clientId":"a@1","group":"CG","subscriptionData":{{"topic":"T","subString":"a > 1","expressionType":"{expression}"}}}}"#)
+                .into_bytes()
+                .into(),
+        ),
+        ..RemotingCommand::request(code::CHECK_CLIENT_CONFIG)
+    }
+    };
+    assert_eq!(
+        a.call_among(check("TAG"), &mut pushed_a).await.code,
+        code::SUCCESS
+    );
+    let refused = a.call_among(check("SQL92"), &mut pushed_a).await;
+    assert_eq!(
+        (refused.code, refused.remark.as_deref()),
+        (
+            code::SYSTEM_ERROR,
+            Some("The broker does not support consumer to filter message by SQL92")
+        )
+    );
+
+    // A quiet group's changes are not pushed: the next notice a sees is CG's, when b closes.
+    for (c, id, pushed) in [
+        (&mut a, "a@1", &mut pushed_a),
+        (&mut b, "b@2", &mut pushed_b),
+    ] {
+        let hb = heartbeat(&consumer_heartbeat(
+            id,
+            ["CG".to_string(), "QUIET".to_string()],
+        ));
+        assert_eq!(c.call_among(hb, pushed).await.code, code::SUCCESS);
+    }
+    assert!(pushed_a.iter().all(|f| notified_group(f) != "QUIET"));
+    assert!(pushed_b.iter().all(|f| notified_group(f) != "QUIET"));
+    pushed_a.clear();
+    drop(b);
+    let notice = a.pushed().await;
+    assert_eq!(notified_group(&notice), "CG");
+    let list = a
+        .call_among(with_group(38, "consumerGroup", "CG"), &mut pushed_a)
+        .await;
+    assert_eq!(json(&list), serde_json::json!({"consumerIdList": ["a@1"]}));
+    assert!(pushed_a.is_empty(), "one notice per change: {pushed_a:?}");
+    assert_eq!(notifier.dropped_total(), 0);
+
+    drop(a);
+    s.quiescent().await;
+    let report = s.server.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.tasks_left, 0);
 }

@@ -18,6 +18,7 @@ fn serve_config(dir: &std::path::Path, ha_segment: u64) -> ServeConfig {
             ..RemotingConfig::default()
         },
         registry: RegistryConfig::default(),
+        notify: Some(Default::default()),
         master: MasterConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             ha: HaConfig {

@@ -767,6 +767,91 @@ fn shuttle_events_finds_emit_after_unlock() {
     );
 }
 
+/// A consumer joins C1 while another member closes: each change is announced once, to the
+/// members of that moment (what `NOTIFY_CONSUMER_IDS_CHANGED` is sent to), and the last
+/// announcement lists exactly the members left. c0 stays throughout, so it hears both changes.
+fn join_vs_close_notifications(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
+    move || {
+        let (reg, model) = listened(RegistryConfig {
+            shards: 4,
+            faults,
+            ..RegistryConfig::default()
+        });
+        let open = |i: usize| {
+            ClientChannel::new((), format!("c{i}"))
+                .register(&reg)
+                .unwrap()
+        };
+        let [c0, c1, c2] = [0, 1, 2].map(open);
+        let ids = [c0.id(), c1.id(), c2.id()];
+        let now = Millis(WORK);
+        for (c, client) in [(&c0, "client-0"), (&c1, "client-1")] {
+            c.handle()
+                .heartbeat(&heartbeat(client, &[], &[C1]), now)
+                .unwrap();
+        }
+        model.lock().unwrap().changes.clear();
+        let joiner = {
+            let c = c2.handle();
+            thread::spawn(move || {
+                c.heartbeat(&heartbeat("client-2", &[], &[C1]), now)
+                    .unwrap();
+            })
+        };
+        let closer = thread::spawn(move || assert!(close(c1, CloseReason::PeerClosed)));
+        joiner.join().unwrap();
+        closer.join().unwrap();
+        let model = model.lock().unwrap();
+        model.check(&reg);
+        let [id0, _, id2] = ids;
+        assert_eq!(
+            model.changes.len(),
+            2,
+            "one announcement per change: {:?}",
+            model.changes
+        );
+        assert_eq!(
+            model.changes.last().map(|(_, chans)| chans.clone()),
+            Some(vec![id0, id2]),
+            "the last announcement lists the members left"
+        );
+        let heard = |id| {
+            model
+                .changes
+                .iter()
+                .filter(|(_, c)| c.contains(&id))
+                .count()
+        };
+        assert_eq!(heard(id0), 2, "c0 hears each change once");
+        // The listener takes the model's lock: release it before the closes below emit.
+        drop(model);
+        drop((c0, c2));
+    }
+}
+
+#[test]
+fn shuttle_notifications_join_vs_close_random() {
+    check(
+        "shuttle_notifications_join_vs_close_random",
+        Sched::Random,
+        join_vs_close_notifications(Faults::default()),
+    );
+}
+
+#[test]
+fn shuttle_notifications_finds_emit_after_unlock() {
+    let faults = Faults {
+        emit_after_unlock: true,
+        ..Faults::default()
+    };
+    check_finds(
+        "shuttle_notifications_finds_emit_after_unlock",
+        Sched::Random,
+        "EventsInTableOrder",
+        join_vs_close_notifications(faults),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Model traces (models/README.md, "Trace validation")
 // ---------------------------------------------------------------------------------------------

@@ -250,6 +250,9 @@ mod remoting_wire {
         MAX_FRAME, RemotingCommand, SerializeType, code, mark_protocol_type,
     };
 
+    use rmq_lifecycle::core::Millis;
+    use rmq_lifecycle::core::admin::{self, ClientConnection};
+
     pub(super) const FILE: &str = "wire/remoting.json";
 
     /// (name, description, request frame, response code, remark, ext fields).
@@ -553,6 +556,29 @@ mod remoting_wire {
             "the header seen on the wire from a Java broker (docs/SPEC.md section 5), byte for byte",
             one(json_frame(fastjson, b"")),
         ));
+        let mut list_request = RemotingCommand {
+            opaque: 12,
+            ..cmd(code::GET_CONSUMER_LIST_BY_GROUP)
+        };
+        list_request
+            .ext_fields
+            .insert("consumerGroup".into(), "CG_ORDER".into());
+        decode.push((
+            "json_request_get_consumer_list_by_group",
+            "GET_CONSUMER_LIST_BY_GROUP (38): header consumerGroup, no body",
+            one(bytes_of(&list_request)),
+        ));
+        decode.push((
+            "json_request_check_client_config",
+            "CHECK_CLIENT_CONFIG (46): no header, a CheckClientRequestBody",
+            one(bytes_of(&RemotingCommand {
+                opaque: 13,
+                body: Some(Bytes::from_static(
+                    br#"{"clientId":"c@1","group":"CG","subscriptionData":{"expressionType":"SQL92","subString":"a > 1","topic":"T"}}"#,
+                )),
+                ..cmd(code::CHECK_CLIENT_CONFIG)
+            })),
+        ));
         decode.push((
             "json_oneway_request",
             "flag bit 1: a oneway request (no response is written)",
@@ -850,6 +876,11 @@ mod remoting_wire {
                 },
             ),
             (
+                "encode_json_notify_consumer_ids_changed",
+                "the broker's NOTIFY_CONSUMER_IDS_CHANGED (40): oneway (flag 2), header consumerGroup",
+                rmq_lifecycle::core::admin::notify_consumer_ids_changed("CG_ORDER", 7),
+            ),
+            (
                 "encode_frame_over_cap",
                 "a body of 16 MiB: the frame would exceed the cap",
                 RemotingCommand {
@@ -922,6 +953,8 @@ mod remoting_wire {
             }));
         }
 
+        items.extend(admin_bodies());
+
         for (header_len, ty) in [
             (261u32, SerializeType::Json),
             (16_777_215, SerializeType::RocketMq),
@@ -947,10 +980,145 @@ mod remoting_wire {
         )
     }
 
+    /// The connections of the admin body vectors, as JSON (the input of each vector).
+    fn connections_json() -> Value {
+        json!([
+            {"channel": 3, "client_id": "10.0.0.3@4711", "peer": "10.0.0.3:51000",
+             "language": "JAVA", "version": 493, "last_update": 1_500},
+            {"channel": 5, "client_id": "10.0.0.3@4711", "peer": "10.0.0.5:51002",
+             "language": "NODE_JS", "version": 317, "last_update": 2_500},
+        ])
+    }
+
+    fn connections_from(v: &Value) -> Result<Vec<ClientConnection>, String> {
+        let list = v.as_array().ok_or("connections is not a list")?;
+        list.iter()
+            .map(|c| {
+                let language = str_field(c, "language")?;
+                Ok(ClientConnection {
+                    channel: serde_json::from_value(field(c, "channel")?.clone())
+                        .map_err(|e| e.to_string())?,
+                    client_id: str_field(c, "client_id")?.to_owned(),
+                    peer: str_field(c, "peer")?.to_owned(),
+                    language: LanguageCode::from_name(language)
+                        .ok_or_else(|| format!("language {language}"))?,
+                    version: field(c, "version")?.as_i64().ok_or("version")? as i32,
+                    last_update: Millis(field(c, "last_update")?.as_u64().ok_or("last_update")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs one admin body vector's function on its input.
+    fn admin_answer(v: &Value) -> Result<Value, String> {
+        let body = |b: Vec<u8>| json!({ "body": String::from_utf8_lossy(&b) });
+        Ok(match str_field(v, "query")? {
+            "consumer_list" => body(admin::consumer_list_body(&connections_from(field(
+                v,
+                "connections",
+            )?)?)),
+            "producer_connection" => body(admin::producer_connection_body(&connections_from(
+                field(v, "connections")?,
+            )?)),
+            "consumer_connection" => {
+                let meta =
+                    serde_json::from_value(field(v, "meta")?.clone()).map_err(|e| e.to_string())?;
+                body(admin::consumer_connection_body(
+                    &connections_from(field(v, "connections")?)?,
+                    &meta,
+                ))
+            }
+            "producer_table" => {
+                let groups: BTreeMap<String, Vec<ClientConnection>> = field(v, "groups")?
+                    .as_object()
+                    .ok_or("groups is not an object")?
+                    .iter()
+                    .map(|(g, c)| Ok((g.clone(), connections_from(c)?)))
+                    .collect::<Result<_, String>>()?;
+                let base = field(v, "wall_base")?.as_i64().ok_or("wall_base")?;
+                body(admin::producer_table_body(&groups, |m| base + m.0 as i64))
+            }
+            "check_client_config" => {
+                let input = field(v, "body")?.as_str().map(str::as_bytes);
+                match admin::check_client_config(input) {
+                    Ok(()) => json!({ "code": code::SUCCESS, "remark": null }),
+                    Err((c, remark)) => json!({ "code": c, "remark": remark }),
+                }
+            }
+            other => return Err(format!("unknown admin query {other:?}")),
+        })
+    }
+
+    /// The bodies of 38, 203, 204 and 328 and the answers of 46, from `core::admin`.
+    fn admin_bodies() -> Vec<Value> {
+        let conns = connections_json();
+        let mut meta = rmq_lifecycle::core::consumer::ConsumerMeta::default();
+        meta.subscriptions.insert(
+            "TopicOrder".into(),
+            SubscriptionData {
+                topic: "TopicOrder".into(),
+                sub_string: "TagA || TagB".into(),
+                tags_set: vec!["TagA".into(), "TagB".into()],
+                code_set: vec![2_598_919, 2_598_920],
+                sub_version: 1_700_000_000_000,
+                ..SubscriptionData::default()
+            },
+        );
+        let meta = serde_json::to_value(&meta).expect("ConsumerMeta serializes");
+        let mut cases = vec![
+            json!({"name": "body_consumer_list_by_group", "query": "consumer_list",
+                "description": "38's body: one client id per channel, duplicates kept, channel order",
+                "connections": conns}),
+            json!({"name": "body_consumer_connection_list", "query": "consumer_connection",
+                "description": "203's ConsumerConnection: connections with language names, the subscription table, the group's enums by name",
+                "connections": conns, "meta": meta}),
+            json!({"name": "body_producer_connection_list", "query": "producer_connection",
+                "description": "204's ProducerConnection",
+                "connections": conns}),
+            json!({"name": "body_all_producer_info", "query": "producer_table",
+                "description": "328's ProducerTableInfo: remoteIP with Java's leading slash, lastUpdateTimestamp as wall time",
+                "groups": {"PID_ORDER": conns, "PID_GONE": []}, "wall_base": 1_700_000_000_000i64}),
+        ];
+        for (name, description, body) in [
+            (
+                "check_client_config_no_body",
+                "46 without a body: SUCCESS",
+                None,
+            ),
+            (
+                "check_client_config_tag",
+                "46 with a TAG subscription: SUCCESS",
+                Some(
+                    r#"{"clientId":"c@1","group":"CG","subscriptionData":{"expressionType":"TAG","subString":"*","topic":"T"}}"#,
+                ),
+            ),
+            (
+                "check_client_config_sql92",
+                "46 with SQL92: refused, as upstream with enablePropertyFilter=false",
+                Some(
+                    r#"{"clientId":"c@1","group":"CG","subscriptionData":{"expressionType":"SQL92","subString":"a > 1","topic":"T"}}"#,
+                ),
+            ),
+        ] {
+            cases.push(json!({"name": name, "query": "check_client_config",
+                "description": description, "body": body}));
+        }
+        cases
+            .into_iter()
+            .map(|mut case| {
+                let expect = admin_answer(&case).expect("the generator's own vectors replay");
+                case["kind"] = json!("admin_body");
+                case["expect"] = expect;
+                case
+            })
+            .collect()
+    }
+
     /// Replays one vector; `Err` names the first field that differs.
     pub(super) fn replay(v: &Value) -> Result<(), String> {
         let expect = field(v, "expect")?;
         match str_field(v, "kind")? {
+            "admin_body" => same("answer", expect, &admin_answer(v)?),
             "decode" => {
                 let input = field(v, "input")?;
                 let chunks = match (input.get("hex"), input.get("chunks")) {

@@ -17,7 +17,7 @@
 
 use rmq_lifecycle::core::heartbeat::{ConsumerData, MessageModel, ProducerData, SubscriptionData};
 use rmq_lifecycle::core::tables::{ClientModel, ClientOp, OpResult};
-use rmq_lifecycle::core::{ClientEvent, ClientRules, HeartbeatData, Millis};
+use rmq_lifecycle::core::{ClientEvent, ClientRules, GroupKind, HeartbeatData, Millis};
 use rmq_lifecycle::lifecycle::{ChannelHandle, ClientChannel, CloseReason};
 use rmq_lifecycle::phase::Registered;
 use rmq_lifecycle::registry::{ClientRegistry, Faults, RegistryConfig};
@@ -231,6 +231,31 @@ pub(crate) fn run(steps: &[Step], faults: Faults) -> Result<(), String> {
             return Err(at(format!(
                 "tables\n{snapshot:#?}\noracle\n{:#?}",
                 model.tables
+            )));
+        }
+        for kind in [GroupKind::Producer, GroupKind::Consumer] {
+            let names = model.tables.groups(kind).keys().map(String::as_str);
+            for group in names.chain(["no-such-group"]) {
+                let found = registry.connections(kind, group).map(|conns| {
+                    conns
+                        .into_iter()
+                        .map(|c| (c.channel, c.client_id, c.last_update))
+                        .collect::<Vec<_>>()
+                });
+                let expected = model.connections(kind, group);
+                if found != expected {
+                    return Err(at(format!(
+                        "connections({kind:?}, {group}) = {found:?}, oracle {expected:?}"
+                    )));
+                }
+            }
+        }
+        let producers = registry.producer_connections();
+        if !producers.keys().eq(model.tables.producers.keys()) {
+            return Err(at(format!(
+                "producer_connections lists {:?}, oracle {:?}",
+                producers.keys().collect::<Vec<_>>(),
+                model.tables.producers.keys().collect::<Vec<_>>()
             )));
         }
         if let Some(id) = model.tables.clients.keys().next() {

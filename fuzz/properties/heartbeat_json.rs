@@ -3,12 +3,20 @@
 //! only the public API, so the library needs no fuzz entry point of its own.
 
 use rmq_lifecycle::core::HeartbeatData;
+use rmq_lifecycle::core::admin::check_client_config;
+use rmq_lifecycle::core::remoting::code;
 
 /// Any bytes as a `HEART_BEAT` body:
 /// - parsing never panics (an error is a fine answer);
 /// - whatever parses serializes with `to_json()` as compact JSON with sorted keys (fastjson's
-///   layout), and that parses back to an equal value which serializes to the same bytes.
+///   layout), and that parses back to an equal value which serializes to the same bytes;
+/// - the same bytes as a `CHECK_CLIENT_CONFIG` body (the same JSON family) never panic, and a
+///   refusal is a `SYSTEM_ERROR` that says why.
 pub(crate) fn check(data: &[u8]) {
+    if let Err((answer, remark)) = check_client_config(Some(data)) {
+        assert_eq!(answer, code::SYSTEM_ERROR, "{remark}");
+        assert!(!remark.is_empty(), "a refusal without a reason");
+    }
     let Ok(hb) = HeartbeatData::from_json(data) else {
         return;
     };

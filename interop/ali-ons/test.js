@@ -1,7 +1,8 @@
 'use strict';
 // Interop: the `ali-ons` RocketMQ client (pure JavaScript, written by others) against
-// `rmq-lifecycle serve`. Every HEART_BEAT and UNREGISTER_CLIENT frame below is built and written
-// by ali-ons's own code; this file only starts the server, reads /metrics, and (for the
+// `rmq-lifecycle serve`. Every HEART_BEAT, UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP frame
+// below is built and written by ali-ons's own code, and its own channel decodes the broker's
+// NOTIFY_CONSUMER_IDS_CHANGED; this file only starts the server, reads /metrics, and (for the
 // Producer/Consumer test) plays the name server, which `serve` is not.
 //
 // Run: RMQ_LIFECYCLE_BIN=/abs/path/to/rmq-lifecycle node --test test.js   (or bash .ci/interop.sh)
@@ -279,7 +280,7 @@ after(() => {
 // ---------------------------------------------------------------------------------------------
 // the tests
 
-test('MQClientAPI: HEART_BEAT and UNREGISTER_CLIENT straight to the broker address', async t => {
+test('MQClientAPI: HEART_BEAT, GET_CONSUMER_LIST_BY_GROUP, NOTIFY_CONSUMER_IDS_CHANGED and UNREGISTER_CLIENT straight to the broker', async t => {
   // nameSrv is required by the constructor but never contacted by these calls.
   const api = new MQClientAPI({ nameSrv: '127.0.0.1:1', httpclient: {}, logger: quietLogger, responseTimeout: 5000 });
   await api.ready();
@@ -299,13 +300,38 @@ test('MQClientAPI: HEART_BEAT and UNREGISTER_CLIENT straight to the broker addre
     await api.sendHearbeat(server.addr, hb, 5000);
     assertAnswered(exchanges[1], RequestCode.HEART_BEAT, ResponseCode.SUCCESS);
 
-    // A code the listener does not serve: ali-ons surfaces it as an MQClientException.
-    await assert.rejects(api.getConsumerIdListByGroup(server.addr, 'ALI_ONS_CG', 5000), err => {
-      assert.equal(err.name, 'MQClientException');
-      assert.equal(err.code, 3); // REQUEST_CODE_NOT_SUPPORTED
-      assert.match(err.message, /request type 38 not supported/);
-      return true;
-    });
+    // GET_CONSUMER_LIST_BY_GROUP (38), as a push consumer's rebalance calls it.
+    assert.deepEqual(await api.getConsumerIdListByGroup(server.addr, 'ALI_ONS_CG', 5000), [ clientId ]);
+
+    // A second client joins the group: the first hears NOTIFY_CONSUMER_IDS_CHANGED (40), a
+    // oneway request its own channel decodes and emits; then 38 lists both. Its close is
+    // announced too.
+    const notices = [];
+    api.on('request', request => notices.push(request.data || request));
+    const noticeFor = async (n, what) => {
+      const deadline = Date.now() + WAIT_MS;
+      while (notices.length < n) {
+        assert.ok(Date.now() < deadline, `no NOTIFY_CONSUMER_IDS_CHANGED for ${what} within ${WAIT_MS} ms`);
+        await sleep(20);
+      }
+      const notice = notices[n - 1];
+      assert.equal(notice.code, RequestCode.NOTIFY_CONSUMER_IDS_CHANGED);
+      assert.equal(notice.extFields.consumerGroup, 'ALI_ONS_CG');
+    };
+    const other = new MQClientAPI({ nameSrv: '127.0.0.1:1', httpclient: {}, logger: quietLogger, responseTimeout: 5000 });
+    await other.ready();
+    const otherId = '127.0.0.1@ali-ons-api-2';
+    try {
+      await other.sendHearbeat(server.addr, aliOnsHeartbeat(otherId, 'ALI_ONS_PG2', 'ALI_ONS_CG', 'ALI_ONS_TOPIC', '*'), 5000);
+      await noticeFor(1, 'the join');
+      const ids = await api.getConsumerIdListByGroup(server.addr, 'ALI_ONS_CG', 5000);
+      assert.deepEqual([ ...ids ].sort(), [ clientId, otherId ].sort());
+    } finally {
+      await other.close();
+    }
+    await noticeFor(2, 'the close');
+    assert.deepEqual(await api.getConsumerIdListByGroup(server.addr, 'ALI_ONS_CG', 5000), [ clientId ]);
+    t.diagnostic(`NOTIFY_CONSUMER_IDS_CHANGED received: ${notices.length}`);
 
     await api.unregisterClient(server.addr, clientId, 'ALI_ONS_PG', null, 5000); // throws unless SUCCESS
     assertAnswered(exchanges.at(-1), RequestCode.UNREGISTER_CLIENT, ResponseCode.SUCCESS);
@@ -349,9 +375,19 @@ test('MQClientAPI wire format through a tap: what ali-ons sends and what it acce
   assert.equal(up.rest.length, 0, 'no partial request frame');
   assert.equal(down.rest.length, 0, 'no partial response frame');
   assert.equal(up.frames.length, 2);
-  assert.equal(down.frames.length, 2);
+  // Down: the two responses, and the broker's own NOTIFY_CONSUMER_IDS_CHANGED for the join.
+  const responses = down.frames.filter(f => (f.header.flag & 1) === 1);
+  const notices = down.frames.filter(f => (f.header.flag & 1) === 0);
+  assert.equal(responses.length, 2);
+  assert.equal(notices.length, 1, 'one notice: the join (the unregister empties the group)');
   const [ hbReq, unregReq ] = up.frames;
-  const [ hbResp, unregResp ] = down.frames;
+  const [ hbResp, unregResp ] = responses;
+  const [ notice ] = notices;
+  t.diagnostic(`NOTIFY_CONSUMER_IDS_CHANGED header: ${notice.rawHeader}`);
+  assert.equal(notice.header.code, 40);
+  assert.equal(notice.header.flag, 2, 'oneway');
+  assert.deepEqual(notice.header.extFields, { consumerGroup: 'WIRE_CG' });
+  assert.equal(notice.body.length, 0);
   t.diagnostic(`HEART_BEAT request head (hex): ${hbReq.raw.subarray(0, 8).toString('hex')} header: ${hbReq.rawHeader}`);
   t.diagnostic(`HEART_BEAT body: ${hbReq.body.toString('utf8')}`);
   t.diagnostic(`HEART_BEAT response head (hex): ${hbResp.raw.subarray(0, 8).toString('hex')} header: ${hbResp.rawHeader}`);
@@ -414,6 +450,32 @@ test('Producer and push Consumer: ali-ons builds the heartbeat and unregisters o
       m.rmq_producer_groups === 1 && m.rmq_consumer_groups === 1 && m.rmq_client_channels >= 1);
     t.diagnostic(`after ready + subscribe: ${show(m)}; name server asked for ${JSON.stringify([ ...new Set(ns.topics) ])}`);
     assert.ok(ns.topics.includes('ALI_ONS_LIFECYCLE_TOPIC'));
+
+    // A second push consumer of the group (its own client id, so its own connection): the first
+    // is told (NOTIFY_CONSUMER_IDS_CHANGED) and GET_CONSUMER_LIST_BY_GROUP lists both.
+    const notices = [];
+    const secondErrors = [];
+    consumer._mqClient.on('request', request => notices.push(request.data || request));
+    const second = new MQPushConsumer({ ...common, consumerGroup: 'ALI_ONS_LIFECYCLE_CG', instanceName: 'interop-second' });
+    // Its own name-server poll may be cut short by its close; that is between it and the stub.
+    second.on('error', err => secondErrors.push(err.message));
+    second.subscribe('ALI_ONS_LIFECYCLE_TOPIC', '*', async () => {});
+    try {
+      await second.ready();
+      assert.notEqual(second._mqClient, consumer._mqClient);
+      const deadline = Date.now() + WAIT_MS;
+      while (!notices.some(r => r.code === RequestCode.NOTIFY_CONSUMER_IDS_CHANGED &&
+                                r.extFields.consumerGroup === 'ALI_ONS_LIFECYCLE_CG')) {
+        assert.ok(Date.now() < deadline, `the first consumer was not notified within ${WAIT_MS} ms: ${JSON.stringify(notices.map(r => [ r.code, r.extFields ]))}`);
+        await sleep(20);
+      }
+      const ids = await consumer._mqClient.getConsumerIdListByGroup(server.addr, 'ALI_ONS_LIFECYCLE_CG', 5000);
+      assert.deepEqual([ ...ids ].sort(), [ consumer._mqClient.clientId, second._mqClient.clientId ].sort());
+      t.diagnostic(`second consumer: notices ${notices.length}, consumer ids ${JSON.stringify(ids)}`);
+    } finally {
+      await second.close();
+    }
+    assert.deepEqual(secondErrors.filter(e => e.includes(server.addr)), [], 'no error from the broker');
 
     await producer.close(); // UNREGISTER_CLIENT(producerGroup); the client stays up for the consumer
     m = await waitMetrics('the producer group gone', m =>

@@ -5,6 +5,7 @@
 //! the body of the fuzz targets and the reference a port to another language follows.
 
 pub mod activity;
+pub mod admin;
 pub mod autoswitch;
 pub mod client;
 pub mod consumer;

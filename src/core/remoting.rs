@@ -36,6 +36,16 @@ pub mod code {
     pub const UNREGISTER_CLIENT: i32 = 35;
     /// `CHECK_CLIENT_CONFIG`.
     pub const CHECK_CLIENT_CONFIG: i32 = 46;
+    /// `GET_CONSUMER_LIST_BY_GROUP`.
+    pub const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    /// `NOTIFY_CONSUMER_IDS_CHANGED` (broker to client, oneway).
+    pub const NOTIFY_CONSUMER_IDS_CHANGED: i32 = 40;
+    /// `GET_CONSUMER_CONNECTION_LIST`.
+    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    /// `GET_PRODUCER_CONNECTION_LIST`.
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
+    /// `GET_ALL_PRODUCER_INFO`.
+    pub const GET_ALL_PRODUCER_INFO: i32 = 328;
     /// `SUCCESS`.
     pub const SUCCESS: i32 = 0;
     /// `SYSTEM_ERROR`.
@@ -44,6 +54,10 @@ pub mod code {
     pub const SYSTEM_BUSY: i32 = 2;
     /// `REQUEST_CODE_NOT_SUPPORTED`.
     pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
+    /// `SUBSCRIPTION_PARSE_FAILED`.
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
+    /// `CONSUMER_NOT_ONLINE`.
+    pub const CONSUMER_NOT_ONLINE: i32 = 206;
 }
 
 /// How the header is serialized (the frame's high byte of the second word).

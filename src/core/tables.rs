@@ -335,6 +335,27 @@ impl ClientModel {
         }
     }
 
+    /// The admin queries' view of a group (`ClientRegistry::connections`): each member channel,
+    /// ascending, with its client id and the membership's last refresh; `None` if the group does
+    /// not exist.
+    pub fn connections(
+        &self,
+        kind: GroupKind,
+        group: &str,
+    ) -> Option<Vec<(ChannelId, String, Millis)>> {
+        let entry = self.tables.groups(kind).get(group)?;
+        Some(
+            entry
+                .members
+                .iter()
+                .map(|(ch, seen)| {
+                    let client_id = self.tables.channels[ch].client_id.clone();
+                    (*ch, client_id.unwrap_or_default(), *seen)
+                })
+                .collect(),
+        )
+    }
+
     /// Structural invariants plus `NoResurrection`.
     pub fn check_invariants(&self) -> Result<(), Violation> {
         self.tables.check_invariants()?;

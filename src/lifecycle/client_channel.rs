@@ -25,6 +25,7 @@
 
 use super::registration::{Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
+use crate::core::remoting::LanguageCode;
 use crate::core::{ChannelId, ClientError, HeartbeatData, HeartbeatOutcome, Millis};
 use crate::phase::{Closed, Init, Phase, Registered, Running};
 use crate::registry::{ChannelRef, ClientRegistry};
@@ -145,7 +146,7 @@ impl<T: Send + 'static> ClientChannel<Init, T> {
         self,
         registry: &Arc<ClientRegistry>,
     ) -> Result<ClientChannel<Registered, T>, RegisterError<T>> {
-        match registry.register_channel() {
+        match registry.register_channel(&self.state.peer) {
             Ok(slot) => {
                 let registration = Registration::new(registry.clone(), slot);
                 let state::Init { peer, transport } = self.state;
@@ -371,7 +372,20 @@ impl ChannelHandle {
         data: &HeartbeatData,
         now: Millis,
     ) -> Result<HeartbeatOutcome, ClientError> {
-        self.registry.heartbeat(&self.slot, data, now)
+        self.registry.heartbeat(&self.slot, data, None, now)
+    }
+
+    /// `HEART_BEAT` on this channel, also recording the language and version of the request's
+    /// header (what the admin queries show for the channel, as upstream keeps them).
+    pub fn heartbeat_from(
+        &self,
+        language: LanguageCode,
+        version: i32,
+        data: &HeartbeatData,
+        now: Millis,
+    ) -> Result<HeartbeatOutcome, ClientError> {
+        self.registry
+            .heartbeat(&self.slot, data, Some((language, version)), now)
     }
 
     /// `UNREGISTER_CLIENT` on this channel.

@@ -110,6 +110,20 @@ impl Collector for Tables {
                 "Heartbeats answered SYSTEM_BUSY",
                 stats.busy_total(),
             )?;
+            if let Some((queued, dropped)) = stats.notifications_total() {
+                counter(
+                    &mut e,
+                    "rmq_consumer_notifications",
+                    "NOTIFY_CONSUMER_IDS_CHANGED requests queued for a connection",
+                    queued,
+                )?;
+                counter(
+                    &mut e,
+                    "rmq_consumer_notifications_dropped",
+                    "NOTIFY_CONSUMER_IDS_CHANGED requests dropped: the connection's queue was full",
+                    dropped,
+                )?;
+            }
         }
         if let Some((ha, log)) = &s.ha {
             gauge(

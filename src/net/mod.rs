@@ -11,6 +11,7 @@
 
 pub mod ha;
 pub mod metrics;
+pub mod notify;
 mod pulse;
 pub mod remoting;
 pub mod server;
@@ -25,14 +26,26 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     base: Instant,
+    /// The wall clock at `base`, in milliseconds since the epoch.
+    wall_base: i64,
 }
 
 impl Clock {
     /// A clock whose zero is now.
     pub fn start() -> Self {
+        let wall_base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         Clock {
             base: Instant::now(),
+            wall_base,
         }
+    }
+
+    /// A `Millis` of this clock as wall time, milliseconds since the epoch (what upstream's
+    /// timestamps on the wire are).
+    pub fn wall_ms(&self, at: Millis) -> i64 {
+        self.wall_base.saturating_add(at.0 as i64)
     }
 
     /// Now, on this clock.

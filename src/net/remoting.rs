@@ -8,7 +8,9 @@
 //! stall included), or a peer that does not read its responses. Protocol decisions (framing,
 //! liveness) live in `core`; table changes go through the lifecycle handle.
 
+use super::notify::{Attached, ConsumerNotifier};
 use super::{Clock, TokioSpawner};
+use crate::core::GroupKind;
 use crate::core::activity::{ChannelActivity, Liveness};
 use crate::core::remoting::{DecodeError, FrameDecoder, RemotingCommand, code};
 use crate::core::{ClientError, HeartbeatData};
@@ -76,6 +78,7 @@ type Acceptor = ClientAcceptor<TcpStream, Counted<TokioSpawner>>;
 pub struct RemotingStats {
     acceptor: Arc<Acceptor>,
     busy: AtomicU64,
+    notifier: Option<ConsumerNotifier>,
 }
 
 impl RemotingStats {
@@ -93,6 +96,14 @@ impl RemotingStats {
     /// Heartbeats answered `SYSTEM_BUSY` because the worker queue was full.
     pub fn busy_total(&self) -> u64 {
         self.busy.load(Ordering::Relaxed)
+    }
+
+    /// `NOTIFY_CONSUMER_IDS_CHANGED` requests queued for connections, and dropped because a
+    /// connection's queue was full; `None` without a notifier.
+    pub fn notifications_total(&self) -> Option<(u64, u64)> {
+        self.notifier
+            .as_ref()
+            .map(|n| (n.queued_total(), n.dropped_total()))
     }
 }
 
@@ -130,14 +141,32 @@ struct Ctx {
     clock: Clock,
     pool: HeartbeatPool,
     stats: Arc<RemotingStats>,
+    /// The registry, for the read-only queries (38, 203, 204, 328).
+    registry: Arc<ClientRegistry>,
+    /// Pushes `NOTIFY_CONSUMER_IDS_CHANGED` when the registry's listener is this notifier.
+    notifier: Option<ConsumerNotifier>,
 }
 
 impl RemotingServer {
     /// Binds and starts the accept loop, the heartbeat workers and the expiry scan; every task is
-    /// counted in `tasks`.
+    /// counted in `tasks`. No consumer is notified of membership changes (see
+    /// [`bind_notifying`](Self::bind_notifying)).
     pub async fn bind(
         config: RemotingConfig,
         registry: Arc<ClientRegistry>,
+        clock: Clock,
+        tasks: TaskGauge,
+    ) -> io::Result<RemotingServer> {
+        Self::bind_notifying(config, registry, None, clock, tasks).await
+    }
+
+    /// [`bind`](Self::bind), and each connection takes the `NOTIFY_CONSUMER_IDS_CHANGED` requests
+    /// `notifier` queues for it: give the same notifier to the registry as its listener
+    /// (`ClientRegistry::with_listener`).
+    pub async fn bind_notifying(
+        config: RemotingConfig,
+        registry: Arc<ClientRegistry>,
+        notifier: Option<ConsumerNotifier>,
         clock: Clock,
         tasks: TaskGauge,
     ) -> io::Result<RemotingServer> {
@@ -146,22 +175,25 @@ impl RemotingServer {
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         let cancel = CancellationToken::new();
         #[cfg(not(feature = "harness"))]
-        let acceptor = Arc::new(ClientAcceptor::new(registry, spawner.clone()));
+        let acceptor = Arc::new(ClientAcceptor::new(registry.clone(), spawner.clone()));
         #[cfg(feature = "harness")]
         let acceptor = Arc::new(ClientAcceptor::with_faults(
-            registry,
+            registry.clone(),
             spawner.clone(),
             config.faults,
         ));
         let stats = Arc::new(RemotingStats {
             acceptor: acceptor.clone(),
             busy: AtomicU64::new(0),
+            notifier: notifier.clone(),
         });
         let ctx = Arc::new(Ctx {
             pool: HeartbeatPool::new(config.heartbeat_workers, config.heartbeat_queue),
             config,
             clock,
             stats: stats.clone(),
+            registry,
+            notifier,
         });
         spawner.spawn(Box::pin(scan_loop(
             acceptor.clone(),
@@ -290,6 +322,7 @@ async fn serve_connection(
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut outbuf = BytesMut::new();
     let mut last = LastHeartbeat::default();
+    let mut push: Option<Attached> = ctx.notifier.as_ref().map(|n| n.attach(handle.id()));
     // One timer for the connection's life, re-armed only when it fires: a frame moves the
     // deadline forward without touching the timer wheel, and the tick re-reads it.
     let Some(first) = activity.poll_timeout() else {
@@ -322,6 +355,15 @@ async fn serve_connection(
                 }
                 continue;
             }
+            group = next_push(&mut push) => {
+                if let Some(attached) = &push {
+                    encode_response(&attached.notifier().request(&group), &mut outbuf);
+                }
+                if let Err(reason) = flush(&mut stream, &mut outbuf, config.write_timeout).await {
+                    return reason;
+                }
+                continue;
+            }
         }
         let mut ended = None;
         loop {
@@ -350,6 +392,14 @@ async fn serve_connection(
         if let Some(reason) = ended {
             return reason;
         }
+    }
+}
+
+/// The next consumer group to notify this connection of; never, without a notifier.
+async fn next_push(push: &mut Option<Attached>) -> Arc<str> {
+    match push {
+        Some(attached) => attached.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -476,9 +526,11 @@ async fn answer(
             Admission::Cancelled => return Err(CloseReason::Shutdown),
         },
         code::UNREGISTER_CLIENT => Some(unregister_client(&request, handle)),
-        code::CHECK_CLIENT_CONFIG => {
-            Some(RemotingCommand::response_to(&request, code::SUCCESS, None))
-        }
+        code::CHECK_CLIENT_CONFIG => Some(check_client_config(&request)),
+        code::GET_CONSUMER_LIST_BY_GROUP => Some(consumer_list(&request, ctx)),
+        code::GET_CONSUMER_CONNECTION_LIST => Some(consumer_connections(&request, ctx)),
+        code::GET_PRODUCER_CONNECTION_LIST => Some(producer_connections(&request, ctx)),
+        code::GET_ALL_PRODUCER_INFO => Some(all_producers(&request, ctx)),
         other => Some(RemotingCommand::response_to(
             &request,
             code::REQUEST_CODE_NOT_SUPPORTED,
@@ -486,6 +538,99 @@ async fn answer(
         )),
     };
     Ok(response.filter(|_| !request.is_oneway()))
+}
+
+/// A response with a JSON body.
+fn success_with(request: &RemotingCommand, body: Vec<u8>) -> RemotingCommand {
+    let mut response = RemotingCommand::response_to(request, code::SUCCESS, None);
+    response.body = Some(body.into());
+    response
+}
+
+/// A required header field, or the `SYSTEM_ERROR` upstream's missing field ends in.
+fn required<'a>(request: &'a RemotingCommand, key: &str) -> Result<&'a str, RemotingCommand> {
+    request.ext(key).ok_or_else(|| {
+        RemotingCommand::response_to(
+            request,
+            code::SYSTEM_ERROR,
+            Some(format!("the custom field <{key}> is null")),
+        )
+    })
+}
+
+/// `CHECK_CLIENT_CONFIG` (46): body `CheckClientRequestBody`; refuses filters this broker cannot
+/// apply (`core::admin::check_client_config`).
+fn check_client_config(request: &RemotingCommand) -> RemotingCommand {
+    match crate::core::admin::check_client_config(request.body.as_deref()) {
+        Ok(()) => RemotingCommand::response_to(request, code::SUCCESS, None),
+        Err((code, remark)) => RemotingCommand::response_to(request, code, Some(remark)),
+    }
+}
+
+/// `GET_CONSUMER_LIST_BY_GROUP` (38): header `consumerGroup`; the client id of each channel of the
+/// group. A push consumer calls it right after its first heartbeat to rebalance.
+fn consumer_list(request: &RemotingCommand, ctx: &Ctx) -> RemotingCommand {
+    let group = match required(request, "consumerGroup") {
+        Ok(group) => group,
+        Err(response) => return response,
+    };
+    match ctx.registry.connections(GroupKind::Consumer, group) {
+        Some(conns) if !conns.is_empty() => {
+            success_with(request, crate::core::admin::consumer_list_body(&conns))
+        }
+        _ => RemotingCommand::response_to(
+            request,
+            code::SYSTEM_ERROR,
+            Some(format!("no consumer for this group, {group}")),
+        ),
+    }
+}
+
+/// `GET_CONSUMER_CONNECTION_LIST` (203): header `consumerGroup`; the group's connections and
+/// metadata, or `CONSUMER_NOT_ONLINE`.
+fn consumer_connections(request: &RemotingCommand, ctx: &Ctx) -> RemotingCommand {
+    let group = match required(request, "consumerGroup") {
+        Ok(group) => group,
+        Err(response) => return response,
+    };
+    let conns = ctx.registry.connections(GroupKind::Consumer, group);
+    match (conns, ctx.registry.consumer_meta(group)) {
+        (Some(conns), Some(meta)) => success_with(
+            request,
+            crate::core::admin::consumer_connection_body(&conns, &meta),
+        ),
+        _ => RemotingCommand::response_to(
+            request,
+            code::CONSUMER_NOT_ONLINE,
+            Some(format!("the consumer group[{group}] not online")),
+        ),
+    }
+}
+
+/// `GET_PRODUCER_CONNECTION_LIST` (204): header `producerGroup`; the group's connections.
+fn producer_connections(request: &RemotingCommand, ctx: &Ctx) -> RemotingCommand {
+    let group = match required(request, "producerGroup") {
+        Ok(group) => group,
+        Err(response) => return response,
+    };
+    match ctx.registry.connections(GroupKind::Producer, group) {
+        Some(conns) => success_with(
+            request,
+            crate::core::admin::producer_connection_body(&conns),
+        ),
+        None => RemotingCommand::response_to(
+            request,
+            code::SYSTEM_ERROR,
+            Some(format!("the producer group[{group}] not exist")),
+        ),
+    }
+}
+
+/// `GET_ALL_PRODUCER_INFO` (328): every producer group with its channels.
+fn all_producers(request: &RemotingCommand, ctx: &Ctx) -> RemotingCommand {
+    let groups = ctx.registry.producer_connections();
+    let body = crate::core::admin::producer_table_body(&groups, |at| ctx.clock.wall_ms(at));
+    success_with(request, body)
 }
 
 /// `UNREGISTER_CLIENT`: header `clientID` (required), `producerGroup`, `consumerGroup`.
@@ -553,7 +698,7 @@ fn heartbeat(
             )));
         }
     };
-    match handle.heartbeat(&data, now) {
+    match handle.heartbeat_from(request.language, request.version, &data, now) {
         Ok(outcome) => {
             let mut response = RemotingCommand::response_to(request, code::SUCCESS, None);
             response

@@ -7,6 +7,7 @@
 //! This module wires components together and reports; it holds no protocol decision.
 
 use super::ha::{HaMaster, HaSlave, MasterConfig, MasterHandle, SlaveConfig, SlaveStatus};
+use super::notify::{ConsumerNotifier, NotifyConfig};
 use super::remoting::{RemotingConfig, RemotingServer, RemotingStats};
 use super::{Clock, metrics};
 use crate::io::net::TcpListener;
@@ -27,6 +28,9 @@ pub struct ServeConfig {
     pub remoting: RemotingConfig,
     /// The client registry's rules and caps.
     pub registry: RegistryConfig,
+    /// Push `NOTIFY_CONSUMER_IDS_CHANGED` to consumer groups whose membership changes (upstream's
+    /// `notifyConsumerIdsChangedEnable`, on by default); `None` turns it off.
+    pub notify: Option<NotifyConfig>,
     /// The HA master.
     pub master: MasterConfig,
     /// The commit log the master serves.
@@ -111,13 +115,18 @@ impl Broker {
     /// Binds the client listener, opens the commit log, binds the HA master and the metrics
     /// endpoint.
     pub async fn start(config: ServeConfig) -> Result<Broker, StartError> {
-        let registry = Arc::new(ClientRegistry::new(config.registry));
+        let notifier = config.notify.map(ConsumerNotifier::new);
+        let registry = Arc::new(match &notifier {
+            Some(notifier) => ClientRegistry::with_listener(config.registry, notifier.clone()),
+            None => ClientRegistry::new(config.registry),
+        });
         let client_tasks = TaskGauge::new();
         let ha_tasks = TaskGauge::new();
         let listen = config.remoting.listen;
-        let remoting = RemotingServer::bind(
+        let remoting = RemotingServer::bind_notifying(
             config.remoting,
             registry.clone(),
+            notifier,
             Clock::start(),
             client_tasks.clone(),
         )

@@ -31,9 +31,11 @@
 //!
 //! This module does not read clocks (every time is a parameter), own sockets or spawn tasks.
 
+use crate::core::admin::ClientConnection;
 use crate::core::consumer::ConsumerMeta;
 use crate::core::heartbeat::{ConsumerData, HeartbeatData};
 use crate::core::model_trace::{self, TARGET as MODEL};
+use crate::core::remoting::LanguageCode;
 use crate::core::tables::{ChannelEntry, ClientTables, GroupEntry, Violation};
 use crate::core::{
     ChannelId, ClientError, ClientEvent, ClientRules, GroupKind, HeartbeatOutcome, Millis,
@@ -51,6 +53,8 @@ use std::collections::BTreeMap;
 /// one, paired with the registry that made it, so a slot cannot act on another registry.
 pub(crate) struct ChannelSlot {
     id: ChannelId,
+    /// The peer address, for the admin queries.
+    peer: SharedStr,
     state: Mutex<ChannelState>,
 }
 
@@ -87,6 +91,9 @@ struct ChannelState {
     /// An expiry scan found it not started once already (see `scan_inactive`).
     seen_unstarted: bool,
     client_id: Option<SharedStr>,
+    /// The language and version of its last heartbeat's header (the admin queries show them).
+    language: LanguageCode,
+    version: i32,
     producer_groups: NameSet,
     consumer_groups: NameSet,
 }
@@ -343,7 +350,7 @@ impl ClientRegistry {
     }
 
     /// Adds a live channel (a connection was accepted), or refuses past `max_channels`.
-    pub(crate) fn register_channel(&self) -> Result<ChannelRef, ClientError> {
+    pub(crate) fn register_channel(&self, peer: &str) -> Result<ChannelRef, ClientError> {
         let max = self.rules.max_channels;
         self.live_channels
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -353,6 +360,7 @@ impl ClientRegistry {
         let id = ChannelId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let slot = Arc::new(ChannelSlot {
             id,
+            peer: peer.into(),
             state: Mutex::new(ChannelState::default()),
         });
         let hash = self.channels.hash(&id);
@@ -376,10 +384,13 @@ impl ClientRegistry {
     /// Refused whole, changing nothing, if the channel is closed or the heartbeat would put it in
     /// more than `max_groups_per_channel` groups. A refresh of existing memberships takes the
     /// channel's mutex and one shard lock per group, and allocates nothing.
+    ///
+    /// `sender` is the request header's language and version, kept for the admin queries.
     pub(crate) fn heartbeat(
         &self,
         ch: &ChannelSlot,
         data: &HeartbeatData,
+        sender: Option<(LanguageCode, i32)>,
         now: Millis,
     ) -> Result<HeartbeatOutcome, ClientError> {
         let mut events = self.events();
@@ -403,6 +414,10 @@ impl ClientRegistry {
             }
         }
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if let Some((language, version)) = sender {
+            st.language = language;
+            st.version = version;
+        }
         if st.client_id.as_deref().unwrap_or("") != data.client_id {
             self.set_client_id(ch.id, &mut st, &data.client_id);
         }
@@ -705,6 +720,56 @@ impl ClientRegistry {
             .find(hash, |(k, _)| &**k == group)
             .map(|(_, g)| g.members.channels().collect())
             .unwrap_or_default()
+    }
+
+    /// The channels of a group, ascending, each with what its last heartbeat said and when the
+    /// membership was last refreshed (`GET_CONSUMER_LIST_BY_GROUP`, `GET_CONSUMER_CONNECTION_LIST`,
+    /// `GET_PRODUCER_CONNECTION_LIST`); `None` if the group does not exist.
+    ///
+    /// Costs the size of the answer: one shard lock for the member list, then one channel
+    /// mutex per member, never two locks at once. A channel that closes meanwhile is left out.
+    pub fn connections(&self, kind: GroupKind, group: &str) -> Option<Vec<ClientConnection>> {
+        let table = self.table(kind);
+        let hash = table.hash(group);
+        let members: Vec<(ChannelId, Millis)> = table
+            .lock(hash)
+            .find(hash, |(k, _)| &**k == group)
+            .map(|(_, g)| g.members.iter().collect())?;
+        Some(self.describe(members))
+    }
+
+    /// Every producer group with its channels, as [`connections`](Self::connections) gives them
+    /// (`GET_ALL_PRODUCER_INFO`). Visits every producer group: an admin query.
+    pub fn producer_connections(&self) -> BTreeMap<String, Vec<ClientConnection>> {
+        let mut groups: Vec<(String, Vec<(ChannelId, Millis)>)> = Vec::new();
+        self.producers.for_each_shard(|shard| {
+            for (name, group) in shard.iter() {
+                groups.push((name.to_string(), group.members.iter().collect()));
+            }
+        });
+        groups
+            .into_iter()
+            .map(|(name, members)| (name, self.describe(members)))
+            .collect()
+    }
+
+    fn describe(&self, mut members: Vec<(ChannelId, Millis)>) -> Vec<ClientConnection> {
+        members.sort_unstable();
+        members
+            .into_iter()
+            .filter_map(|(ch, seen)| {
+                let slot = self.channel(ch)?;
+                let st = slot.state.lock();
+                (!st.closed).then(|| ClientConnection {
+                    channel: ch,
+                    client_id: st.client_id.as_deref().unwrap_or("").to_owned(),
+                    peer: slot.peer.to_string(),
+                    language: st.language,
+                    version: st.version,
+                    last_update: seen,
+                })
+            })
+            .collect()
     }
 
     /// A consumer group's metadata (subscriptions, model, fingerprint).

@@ -276,6 +276,7 @@ async fn run_master(env: &Rc<Env>, name: &'static str, epoch: u32, changed: impl
             ..RemotingConfig::default()
         },
         registry: Default::default(),
+        notify: Some(Default::default()),
         master: MasterConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], HA_PORT)),
             ha: ha_config(),

@@ -307,6 +307,7 @@ fn serve_config(variant: &Variant) -> ServeConfig {
             shards: 8,
             faults: variant.registry,
         },
+        notify: Some(Default::default()),
         master: MasterConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], HA_PORT)),
             ha: ha_config(variant),

@@ -207,6 +207,8 @@ pub(crate) fn check(reg: &ClientRegistry, expect: &Expect) {
 pub(crate) struct EventModel {
     pub(crate) groups: BTreeMap<Key, BTreeSet<ChannelId>>,
     pub(crate) violations: Vec<String>,
+    /// Every `ConsumerIdsChanged` in delivery order: the notifications a broker sends.
+    pub(crate) changes: Vec<(String, Vec<ChannelId>)>,
 }
 
 impl EventModel {
@@ -229,7 +231,8 @@ impl EventModel {
                 Some(members) => Some(format!("the group still has members {members:?}")),
                 None => Some("the group does not exist".to_owned()),
             },
-            ClientEvent::ConsumerIdsChanged { channels, .. } => {
+            ClientEvent::ConsumerIdsChanged { channels, group } => {
+                self.changes.push((group.clone(), channels.clone()));
                 let have: Option<Vec<ChannelId>> =
                     self.groups.get(&key).map(|m| m.iter().copied().collect());
                 (have.as_ref() != Some(channels))

@@ -5,6 +5,7 @@ use rmq_lifecycle::core::ClientRules;
 use rmq_lifecycle::core::autoswitch::SlaveHello;
 use rmq_lifecycle::core::ha::{HaConfig, HaMode};
 use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
+use rmq_lifecycle::net::notify::NotifyConfig;
 use rmq_lifecycle::net::remoting::RemotingConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
 use rmq_lifecycle::registry::RegistryConfig;
@@ -101,6 +102,15 @@ pub(crate) struct ServeArgs {
     /// Groups one channel may join, at least 1; a heartbeat past it is answered SYSTEM_ERROR.
     #[arg(long, default_value_t = ClientRules::default().max_groups_per_channel, value_parser = at_least_one)]
     max_groups_per_channel: usize,
+    /// Do not push NOTIFY_CONSUMER_IDS_CHANGED (40) when a consumer group's membership changes
+    /// (upstream's broker switch notifyConsumerIdsChangedEnable=false): clients then rebalance
+    /// on their own 20 s timer.
+    #[arg(long)]
+    no_consumer_notify: bool,
+    /// A consumer group not to notify of membership changes (upstream's per-group switch);
+    /// repeatable.
+    #[arg(long, value_name = "GROUP")]
+    quiet_consumer_group: Vec<String>,
     /// Record the client registry's model trace (the transitions of models/ClientRegistry.tla)
     /// and write it to FILE at exit, for `models/trace/validate.py`. For testing: it keeps
     /// every event in memory.
@@ -200,6 +210,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         max_channels: args.max_channels,
         max_groups_per_channel: args.max_groups_per_channel,
     };
+    let notify = (!args.no_consumer_notify).then(|| NotifyConfig {
+        quiet_groups: args.quiet_consumer_group.iter().cloned().collect(),
+        ..NotifyConfig::default()
+    });
     let mut remoting = RemotingConfig {
         listen: args.listen,
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
@@ -229,6 +243,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
                 rules,
                 ..RegistryConfig::default()
             },
+            notify: notify.clone(),
             master: MasterConfig {
                 listen: args.ha_listen,
                 ha,
@@ -449,6 +464,7 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
                     ..RemotingConfig::default()
                 },
                 registry: RegistryConfig::default(),
+                notify: Some(NotifyConfig::default()),
                 master: MasterConfig {
                     listen: args.ha_listen,
                     ha,
