@@ -954,6 +954,7 @@ mod remoting_wire {
         }
 
         items.extend(admin_bodies());
+        items.extend(heartbeat_bodies());
 
         for (header_len, ty) in [
             (261u32, SerializeType::Json),
@@ -1114,10 +1115,108 @@ mod remoting_wire {
             .collect()
     }
 
+    /// A `HEART_BEAT` body as the lenient decoder reads it: the canonical re-encoding
+    /// (`HeartbeatData::to_json`), or `"rejected"`.
+    fn heartbeat_answer(body: &str) -> Value {
+        match HeartbeatData::from_json(body.as_bytes()) {
+            Ok(hb) => json!({ "parsed": String::from_utf8_lossy(&hb.to_json()), "error": null }),
+            Err(_) => json!({ "parsed": null, "error": "rejected" }),
+        }
+    }
+
+    /// The lenient `HeartbeatData` decoding of docs/SPEC.md 5.6, one rule per vector.
+    fn heartbeat_bodies() -> Vec<Value> {
+        let cases: [(&str, &str, &str); 15] = [
+            (
+                "hb_numbers_as_strings",
+                "clientID a number, heartbeatFingerprint, subVersion and codeSet items numeric strings",
+                r#"{"clientID":7,"heartbeatFingerprint":"-12","consumerDataSet":[{"groupName":"G","subscriptionDataSet":[{"topic":"T","subVersion":"5","codeSet":["1",2]}]}]}"#,
+            ),
+            (
+                "hb_bool_string_one",
+                "withoutSub \"1\" is true",
+                r#"{"clientID":"c","heartbeatFingerprint":1,"withoutSub":"1"}"#,
+            ),
+            (
+                "hb_bool_number_zero",
+                "withoutSub 0 is false",
+                r#"{"clientID":"c","withoutSub":0}"#,
+            ),
+            (
+                "hb_bool_empty_string",
+                "withoutSub \"\" is false",
+                r#"{"clientID":"c","withoutSub":""}"#,
+            ),
+            (
+                "hb_is_without_sub_alias",
+                "isWithoutSub is withoutSub",
+                r#"{"clientID":"c","heartbeatFingerprint":1,"isWithoutSub":true}"#,
+            ),
+            (
+                "hb_enum_ordinals",
+                "consumeType 0, messageModel 0, consumeFromWhere 4: the Java declaration order",
+                r#"{"clientID":"c","consumerDataSet":[{"groupName":"G","consumeType":0,"messageModel":0,"consumeFromWhere":4}]}"#,
+            ),
+            (
+                "hb_nulls_are_defaults",
+                "null fields, lists and enums take their defaults",
+                r#"{"clientID":null,"producerDataSet":null,"consumerDataSet":[{"groupName":"G","consumeType":null,"messageModel":null,"subscriptionDataSet":null}]}"#,
+            ),
+            (
+                "hb_expression_type_null_or_empty",
+                "expressionType null and \"\" are TAG",
+                r#"{"clientID":"c","consumerDataSet":[{"groupName":"G","subscriptionDataSet":[{"topic":"A","expressionType":null},{"topic":"B","expressionType":""}]}]}"#,
+            ),
+            (
+                "hb_unknown_keys_ignored",
+                "unknown keys at every level are ignored",
+                r#"{"clientID":"c","extra":1,"producerDataSet":[{"groupName":"P","x":[]}]}"#,
+            ),
+            (
+                "hb_topic_listed_twice",
+                "a topic listed twice is kept as sent (the registry applies the entries in order, 2.5)",
+                r#"{"clientID":"c","consumerDataSet":[{"groupName":"G","subscriptionDataSet":[{"topic":"T","subVersion":2},{"topic":"T","subVersion":1}]}]}"#,
+            ),
+            (
+                "hb_rejected_not_an_object",
+                "a list is not a HeartbeatData",
+                r#"[1]"#,
+            ),
+            (
+                "hb_rejected_entry_not_an_object",
+                "a list is not a ProducerData either",
+                r#"{"producerDataSet":[["P"]]}"#,
+            ),
+            (
+                "hb_rejected_unknown_enum",
+                "an unknown enum name",
+                r#"{"consumerDataSet":[{"groupName":"G","consumeType":"PULL"}]}"#,
+            ),
+            (
+                "hb_rejected_fingerprint",
+                "a non-numeric fingerprint",
+                r#"{"heartbeatFingerprint":"abc"}"#,
+            ),
+            (
+                "hb_rejected_bool",
+                "\"maybe\" is not a boolean",
+                r#"{"withoutSub":"maybe"}"#,
+            ),
+        ];
+        cases
+            .into_iter()
+            .map(|(name, description, body)| {
+                json!({"name": name, "kind": "heartbeat_body", "description": description,
+                    "body": body, "expect": heartbeat_answer(body)})
+            })
+            .collect()
+    }
+
     /// Replays one vector; `Err` names the first field that differs.
     pub(super) fn replay(v: &Value) -> Result<(), String> {
         let expect = field(v, "expect")?;
         match str_field(v, "kind")? {
+            "heartbeat_body" => same("decoding", expect, &heartbeat_answer(str_field(v, "body")?)),
             "admin_body" => same("answer", expect, &admin_answer(v)?),
             "decode" => {
                 let input = field(v, "input")?;

@@ -173,7 +173,7 @@ fn json(value: &impl Serialize) -> Vec<u8> {
 #[serde(rename_all = "camelCase")]
 struct CheckClientRequest {
     #[serde(default)]
-    subscription_data: Option<SubscriptionData>,
+    subscription_data: Option<super::lenient::Object<SubscriptionData>>,
 }
 
 /// `CHECK_CLIENT_CONFIG` (46): `Ok` for `SUCCESS`, else the response code and remark. A consumer
@@ -193,7 +193,7 @@ pub fn check_client_config(body: Option<&[u8]>) -> Result<(), (i32, String)> {
             format!("invalid CheckClientRequestBody: {error}"),
         )
     })?;
-    let Some(sub) = request.subscription_data else {
+    let Some(super::lenient::Object(sub)) = request.subscription_data else {
         return Ok(());
     };
     // `ExpressionType.isTagType`: absent (decoded as "TAG"), empty or exactly "TAG".

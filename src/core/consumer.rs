@@ -126,6 +126,32 @@ mod tests {
         assert!(!d.fingerprint_differs);
     }
 
+    /// A topic listed twice in one heartbeat: its entries apply in order (docs/SPEC.md 2.5).
+    #[test]
+    fn a_topic_listed_twice_applies_in_order() {
+        let mut m = ConsumerMeta::default();
+        assert!(
+            m.apply(&data(&[("T", 2), ("T", 1)]), 0, false)
+                .subscriptions_changed
+        );
+        assert_eq!(
+            m.subscriptions["T"].sub_version, 2,
+            "the lower second entry loses"
+        );
+        let mut m = ConsumerMeta::default();
+        m.apply(&data(&[("T", 1), ("T", 2)]), 0, false);
+        assert_eq!(
+            m.subscriptions["T"].sub_version, 2,
+            "the higher second entry wins"
+        );
+        let again = m.apply(&data(&[("T", 3), ("T", 3)]), 0, false);
+        assert_eq!(m.subscriptions["T"].sub_version, 3);
+        assert!(
+            !again.subscriptions_changed,
+            "a replacement is not a change"
+        );
+    }
+
     #[test]
     fn higher_sub_version_replaces_without_a_change() {
         let mut m = ConsumerMeta::default();

@@ -17,13 +17,13 @@ pub struct HeartbeatData {
     #[serde(rename = "clientID", deserialize_with = "lenient::string")]
     pub client_id: String,
     /// The consumer groups this client runs.
-    #[serde(deserialize_with = "lenient::list")]
+    #[serde(deserialize_with = "lenient::object_list")]
     pub consumer_data_set: Vec<ConsumerData>,
     /// Heartbeat v2 (RIP-64): a hash of the subscriptions; 0 means v1 semantics.
     #[serde(deserialize_with = "lenient::i64")]
     pub heartbeat_fingerprint: i64,
     /// The producer groups this client runs.
-    #[serde(deserialize_with = "lenient::list")]
+    #[serde(deserialize_with = "lenient::object_list")]
     pub producer_data_set: Vec<ProducerData>,
     /// Heartbeat v2: the subscription sets were left out because the fingerprint is unchanged.
     #[serde(alias = "isWithoutSub", deserialize_with = "lenient::bool")]
@@ -31,9 +31,9 @@ pub struct HeartbeatData {
 }
 
 impl HeartbeatData {
-    /// Parses a `HEART_BEAT` body.
+    /// Parses a `HEART_BEAT` body: a JSON object (docs/SPEC.md 5.6 says how leniently).
     pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+        serde_json::from_slice::<lenient::Object<Self>>(body).map(|o| o.0)
     }
 
     /// Serializes as the Java client does (sorted keys).
@@ -88,7 +88,7 @@ pub struct ConsumerData {
     /// Clustering (rebalanced) or broadcasting.
     pub message_model: MessageModel,
     /// One entry per subscribed topic.
-    #[serde(deserialize_with = "lenient::list")]
+    #[serde(deserialize_with = "lenient::object_list")]
     pub subscription_data_set: Vec<SubscriptionData>,
     /// Unit mode (a deprecated multi-tenant flag, kept for round trips).
     #[serde(deserialize_with = "lenient::bool")]

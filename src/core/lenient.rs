@@ -128,6 +128,36 @@ where
 
 use serde::Deserialize as _;
 
+/// A value that must be a JSON object. serde's derive also reads a struct from an array of its
+/// fields (`[1]` as a `HeartbeatData` with client id "1"); Java's decoders do not, and neither
+/// does this.
+pub(crate) struct Object<T>(pub(crate) T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> de::Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData)).map(Object)
+    }
+}
+
+/// `null` -> an empty list; otherwise a list of JSON objects.
+pub(crate) fn object_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(list::<D, Object<T>>(d)?.into_iter().map(|o| o.0).collect())
+}
+
 /// `null` -> an empty list; otherwise a list whose items are integers, possibly as strings.
 pub(crate) fn i32_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i32>, D::Error> {
     #[derive(serde::Deserialize)]
