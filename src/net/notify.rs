@@ -163,9 +163,9 @@ impl Attached {
         }
     }
 
-    /// The notifier, for building the request.
-    pub(crate) fn notifier(&self) -> &ConsumerNotifier {
-        &self.notifier
+    /// The oneway request for `group`, with the notifier's next opaque.
+    pub(crate) fn request(&self, group: &str) -> RemotingCommand {
+        self.notifier.request(group)
     }
 }
 
@@ -207,7 +207,7 @@ mod tests {
         drop(b);
         notifier.on_event(&changed("K", &[2]));
         assert_eq!((notifier.queued_total(), notifier.dropped_total()), (3, 1));
-        let request = a.notifier().request("G");
+        let request = a.request("G");
         assert_eq!(
             request.code,
             crate::core::remoting::code::NOTIFY_CONSUMER_IDS_CHANGED

@@ -357,7 +357,7 @@ async fn serve_connection(
             }
             group = next_push(&mut push) => {
                 if let Some(attached) = &push {
-                    encode_response(&attached.notifier().request(&group), &mut outbuf);
+                    encode_response(&attached.request(&group), &mut outbuf);
                 }
                 if let Err(reason) = flush(&mut stream, &mut outbuf, config.write_timeout).await {
                     return reason;
@@ -635,12 +635,9 @@ fn all_producers(request: &RemotingCommand, ctx: &Ctx) -> RemotingCommand {
 
 /// `UNREGISTER_CLIENT`: header `clientID` (required), `producerGroup`, `consumerGroup`.
 fn unregister_client(request: &RemotingCommand, handle: &ChannelHandle) -> RemotingCommand {
-    let Some(client_id) = request.ext("clientID") else {
-        return RemotingCommand::response_to(
-            request,
-            code::SYSTEM_ERROR,
-            Some("the custom field <clientID> is null".into()),
-        );
+    let client_id = match required(request, "clientID") {
+        Ok(client_id) => client_id,
+        Err(response) => return response,
     };
     let producer = request.ext("producerGroup").filter(|g| !g.is_empty());
     let consumer = request.ext("consumerGroup").filter(|g| !g.is_empty());
