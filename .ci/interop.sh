@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Interop test: the npm RocketMQ client `ali-ons` (pinned in interop/ali-ons/package.json) sends
-# HEART_BEAT, UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP to `rmq-lifecycle serve`, and two of
-# its push consumers hear NOTIFY_CONSUMER_IDS_CHANGED; the test checks /metrics and that
-# SIGTERM exits 0. Needs Node >= 20 with npm, and the npm registry.
+# Interop tests against `rmq-lifecycle serve`, with two client libraries written by others:
+# * the npm client `ali-ons` (pinned in interop/ali-ons/package.json) sends HEART_BEAT,
+#   UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP, and its push consumers hear
+#   NOTIFY_CONSUMER_IDS_CHANGED (interop/ali-ons/test.js);
+# * the PyPI client `rocketmq` 0.4.4 (Python over the RocketMQ C++ client, bundled in its wheel)
+#   starts two push consumers that rebalance with GET_CONSUMER_LIST_BY_GROUP and hear
+#   NOTIFY_CONSUMER_IDS_CHANGED (interop/python-rocketmq/test.py).
+# Each checks /metrics and that SIGTERM exits 0. Needs Node >= 20 with npm and the npm registry,
+# python3 with pip and PyPI (the wheel is for x86_64 Linux).
 #
 #   bash .ci/interop.sh                          # builds target/release/rmq-lifecycle first
 #   RMQ_LIFECYCLE_BIN=path bash .ci/interop.sh   # uses that binary, no cargo build
@@ -36,5 +41,18 @@ echo "::: interop: node --test test.js (server ${RMQ_LIFECYCLE_BIN})"
 # The tap reporter ends with '# pass N' / '# fail N' whether or not stdout is a terminal.
 status=0
 node --test --test-reporter=tap test.js || status=$?
-echo "::: interop: exit ${status} in $((SECONDS - started)) s"
+echo "::: interop: ali-ons exit ${status} in $((SECONDS - started)) s"
+
+cd "$root"
+py_dir=${CARGO_TARGET_DIR:-target}/interop-python
+if [[ ! -d $py_dir/rocketmq ]]; then
+  echo "::: interop: pip install rocketmq==0.4.4 into ${py_dir}"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$py_dir" \
+    rocketmq==0.4.4
+fi
+echo "::: interop: python3 interop/python-rocketmq/test.py"
+py_status=0
+PYTHONPATH=$py_dir timeout 180 python3 interop/python-rocketmq/test.py || py_status=$?
+echo "::: interop: python rocketmq exit ${py_status} in $((SECONDS - started)) s"
+(( status == 0 )) && status=$py_status
 exit "$status"
