@@ -19,7 +19,7 @@ mod tests;
 use clap::{Args, ValueEnum};
 use ha_probes::{HaProbesConfig, HaProbesReport};
 use harness::{Progress, Stop};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use stale_groups::{StaleGroupsConfig, StaleGroupsReport};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,29 @@ struct Report {
 /// A progress bar on a terminal, a line every few seconds otherwise.
 struct Reporter {
     bar: Option<ProgressBar>,
-    plain: Mutex<(String, u64, u64, Instant)>,
+    plain: Mutex<Plain>,
+}
+
+/// The line-per-few-seconds form, for logs and pipes.
+struct Plain {
+    name: String,
+    total: u64,
+    done: u64,
+    /// The count of the last line written (a phase's last count is always written).
+    shown: Option<u64>,
+    last: Instant,
+    out: Box<dyn FnMut(&str) + Send>,
+}
+
+impl Plain {
+    fn show(&mut self) {
+        if self.shown != Some(self.done) && !self.name.is_empty() {
+            let line = format!("{}: {}/{}", self.name, self.done, self.total);
+            (self.out)(&line);
+            self.shown = Some(self.done);
+            self.last = Instant::now();
+        }
+    }
 }
 
 impl Reporter {
@@ -79,21 +101,39 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+                ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} ({rate}, {eta})")
                     .expect("a valid template")
+                    .with_key(
+                        "rate",
+                        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.0}/s", state.per_sec());
+                        },
+                    )
                     .progress_chars("=> "),
             );
             bar
         });
+        Self::with(bar, Box::new(|line| eprintln!("{line}")))
+    }
+
+    fn with(bar: Option<ProgressBar>, out: Box<dyn FnMut(&str) + Send>) -> Reporter {
         Reporter {
             bar,
-            plain: Mutex::new((String::new(), 0, 0, Instant::now())),
+            plain: Mutex::new(Plain {
+                name: String::new(),
+                total: 0,
+                done: 0,
+                shown: None,
+                last: Instant::now(),
+                out,
+            }),
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        match &self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None => self.plain.lock().expect("progress lock").show(),
         }
     }
 }
@@ -102,14 +142,17 @@ impl Progress for Reporter {
     fn phase(&self, name: &str, total: u64) {
         match &self.bar {
             Some(bar) => {
-                bar.set_message(name.to_owned());
+                // Position first: the bar redraws on each change and must never show the last
+                // phase's count against this one's length.
+                bar.reset();
                 bar.set_length(total);
-                bar.set_position(0);
+                bar.set_message(name.to_owned());
             }
             None => {
-                *self.plain.lock().expect("progress lock") =
-                    (name.to_owned(), total, 0, Instant::now());
-                eprintln!("{name}: 0/{total}");
+                let mut p = self.plain.lock().expect("progress lock");
+                p.show();
+                (p.name, p.total, p.done, p.shown) = (name.to_owned(), total, 0, None);
+                p.show();
             }
         }
     }
@@ -119,10 +162,9 @@ impl Progress for Reporter {
             Some(bar) => bar.inc(n),
             None => {
                 let mut p = self.plain.lock().expect("progress lock");
-                p.2 += n;
-                if p.3.elapsed() > Duration::from_secs(5) {
-                    eprintln!("{}: {}/{}", p.0, p.2, p.1);
-                    p.3 = Instant::now();
+                p.done += n;
+                if p.done >= p.total || p.last.elapsed() > Duration::from_secs(5) {
+                    p.show();
                 }
             }
         }
@@ -414,4 +456,35 @@ fn write_out(dir: &Path, report: &Report) -> std::io::Result<()> {
         report.stale_groups.as_ref(),
     )
     .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    /// The plain form writes each phase's start and its last count (not only the counts that
+    /// happened to fall on a 5 s tick), and a new phase starts at 0.
+    #[test]
+    fn plain_progress_shows_each_phase_from_zero_to_its_end() {
+        let lines = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let reporter = Reporter::with(None, Box::new(move |l| sink.lock().unwrap().push(l.into())));
+        reporter.phase("a", 100_000);
+        for _ in 0..10 {
+            reporter.advance(9_999);
+        }
+        reporter.phase("b", 3_000);
+        reporter.advance(1_000);
+        reporter.finish();
+        reporter.finish();
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                "a: 0/100000",
+                "a: 99990/100000",
+                "b: 0/3000",
+                "b: 1000/3000"
+            ]
+        );
+    }
 }
