@@ -170,12 +170,12 @@ fn serve_and_slave_run_and_exit_cleanly() {
     let (listen, ha) = (field(&line, "listen"), field(&line, "ha_listen"));
 
     // A client heartbeats: its group shows up in /metrics; it closes: the group goes.
-    let mut client = TcpStream::connect(listen).unwrap();
+    let mut client = Client::connect(listen);
     let hb = RemotingCommand {
         body: Some(HeartbeatData::producers("c1", ["PG"]).to_json().into()),
         ..RemotingCommand::request(code::HEART_BEAT)
     };
-    assert_eq!(exchange(&mut client, &hb).code, code::SUCCESS);
+    assert_eq!(client.call(&hb).code, code::SUCCESS);
     wait_metric(metrics, "rmq_producer_groups", 1.0);
     wait_metric(metrics, "rmq_client_channels", 1.0);
     drop(client);
@@ -477,18 +477,46 @@ fn demote_to_needs_auto_switch() {
 }
 
 /// Sends `request` and reads its response.
-fn exchange(stream: &mut TcpStream, request: &RemotingCommand) -> RemotingCommand {
-    stream.write_all(&request.to_bytes().unwrap()).unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let mut decoder = FrameDecoder::default();
-    loop {
-        if let Some(r) = decoder.decode(&mut buf).unwrap() {
-            return r;
+/// A client connection: requests answered in order, the broker's own requests (a consumer's
+/// NOTIFY_CONSUMER_IDS_CHANGED) read past, bytes after a frame kept for the next, and every read
+/// bounded by a timeout.
+struct Client {
+    stream: TcpStream,
+    buf: bytes::BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            buf: bytes::BytesMut::new(),
+            decoder: FrameDecoder::default(),
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "server closed");
-        buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Sends `request` and returns its response.
+    fn call(&mut self, request: &RemotingCommand) -> RemotingCommand {
+        self.stream.write_all(&request.to_bytes().unwrap()).unwrap();
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                if frame.is_response() {
+                    return frame;
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("a response within 10 s");
+            assert!(n > 0, "server closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
     }
 }
 
@@ -527,7 +555,7 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
             std::thread::spawn(move || {
                 for round in 0..5 {
                     let client = format!("client-{w}-{round}");
-                    let mut s = TcpStream::connect(listen).unwrap();
+                    let mut s = Client::connect(listen);
                     let group = format!("IotRuleEngine-{}", w * 100 + round);
                     let mut data = HeartbeatData::producers(client.clone(), [group.as_str()]);
                     data.consumer_data_set = vec![rmq_lifecycle::core::heartbeat::ConsumerData {
@@ -538,8 +566,8 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
                         body: Some(data.to_json().into()),
                         ..RemotingCommand::request(code::HEART_BEAT)
                     };
-                    assert_eq!(exchange(&mut s, &hb).code, code::SUCCESS);
-                    assert_eq!(exchange(&mut s, &hb).code, code::SUCCESS);
+                    assert_eq!(s.call(&hb).code, code::SUCCESS);
+                    assert_eq!(s.call(&hb).code, code::SUCCESS);
                     if round % 2 == 0 {
                         let mut unregister = RemotingCommand::request(code::UNREGISTER_CLIENT);
                         unregister
@@ -548,7 +576,7 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
                         unregister
                             .ext_fields
                             .insert("producerGroup".into(), group.clone());
-                        assert_eq!(exchange(&mut s, &unregister).code, code::SUCCESS);
+                        assert_eq!(s.call(&unregister).code, code::SUCCESS);
                     }
                     if w == 0 && round == 4 {
                         // Left idle past the expiry: the scan expires its memberships.
