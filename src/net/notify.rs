@@ -15,7 +15,7 @@ use crate::core::ChannelId;
 use crate::core::ClientEvent;
 use crate::core::remoting::RemotingCommand;
 use crate::registry::ClientListener;
-use crate::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex};
 use std::collections::{BTreeSet, HashMap};
 use tokio::sync::mpsc;
@@ -56,7 +56,7 @@ struct Inner {
 struct Outlet {
     tx: mpsc::Sender<Arc<str>>,
     /// A drop on this connection was logged already.
-    warned: AtomicBool,
+    warned: bool,
 }
 
 impl std::fmt::Debug for ConsumerNotifier {
@@ -94,10 +94,7 @@ impl ConsumerNotifier {
     /// dropped.
     pub(crate) fn attach(&self, channel: ChannelId) -> Attached {
         let (tx, rx) = mpsc::channel(self.0.config.queue.max(1));
-        let outlet = Outlet {
-            tx,
-            warned: AtomicBool::new(false),
-        };
+        let outlet = Outlet { tx, warned: false };
         self.0.connections.lock().insert(channel, outlet);
         Attached {
             notifier: self.clone(),
@@ -122,9 +119,9 @@ impl ClientListener for ConsumerNotifier {
             return;
         }
         let name: Arc<str> = group.as_str().into();
-        let connections = self.0.connections.lock();
+        let mut connections = self.0.connections.lock();
         for channel in channels {
-            let Some(outlet) = connections.get(channel) else {
+            let Some(outlet) = connections.get_mut(channel) else {
                 continue;
             };
             match outlet.tx.try_send(name.clone()) {
@@ -133,7 +130,7 @@ impl ClientListener for ConsumerNotifier {
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.0.dropped.fetch_add(1, Ordering::Relaxed);
-                    if !outlet.warned.swap(true, Ordering::Relaxed) {
+                    if !std::mem::replace(&mut outlet.warned, true) {
                         tracing::warn!(
                             channel = channel.get(),
                             group = %group,
