@@ -1410,3 +1410,157 @@ fn an_upstream_record_with_a_bad_body_crc_ends_the_recovered_log() {
     assert_eq!(quarantined(dir.path()), 300);
     assert!(read_all(&log, 0, 300) == a);
 }
+
+mod messages {
+    use super::*;
+    use bytes::Bytes;
+    use rmq_lifecycle::core::message::{self, AUTO_CREATE_TOPIC, SendHeader, SendRules};
+    use rmq_lifecycle::core::remoting::code;
+    use rmq_lifecycle::store::messages::MessageLog;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    fn header(topic: &str, queue_id: i32, sys_flag: i32) -> SendHeader {
+        SendHeader {
+            producer_group: "pg".into(),
+            topic: topic.into(),
+            default_topic: AUTO_CREATE_TOPIC.into(),
+            default_topic_queue_nums: 4,
+            queue_id,
+            sys_flag,
+            born_timestamp: 1,
+            flag: 0,
+            properties: None,
+            reconsume_times: 0,
+            unit_mode: false,
+            max_reconsume_times: None,
+            batch: false,
+        }
+    }
+
+    const BORN: &str = "10.0.0.9:40000";
+    const STORE: &str = "127.0.0.1:10911";
+
+    fn send(log: &MessageLog, h: &SendHeader, body: &[u8]) -> rmq_lifecycle::store::messages::Sent {
+        let body = Bytes::copy_from_slice(body);
+        log.send(
+            h,
+            Some(&body),
+            BORN.parse().unwrap(),
+            STORE.parse().unwrap(),
+            || 7,
+        )
+        .expect("stored")
+    }
+
+    #[test]
+    fn queue_offsets_count_per_queue_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(0x5eed);
+        {
+            let log = Arc::new(open(dir.path()));
+            let (messages, found) =
+                MessageLog::open(log.clone(), SendRules::default(), 1, 2).unwrap();
+            assert_eq!(found.messages, 0);
+            for i in 0..200 {
+                let queue = (i % 3) as i32;
+                let sent = send(
+                    &messages,
+                    &header("T", queue, 0),
+                    &rng.payload(300).into_iter().chain([1]).collect::<Vec<_>>(),
+                );
+                assert_eq!(sent.result.queue_offset, (i / 3) as i64, "message {i}");
+                assert_eq!(sent.result.queue_id, queue);
+                let store: SocketAddr = STORE.parse().unwrap();
+                assert_eq!(
+                    sent.result.msg_id,
+                    message::msg_id(store, sent.appended.start)
+                );
+            }
+            // A prepared transaction record takes no offset.
+            let prepared = send(&messages, &header("T", 0, 0x4), b"half");
+            assert_eq!(prepared.result.queue_offset, 0);
+            assert_eq!(messages.next_queue_offset("T", 0), 67);
+            log.flush().unwrap();
+            assert!(log.max_offset() > SEG, "the messages cross segments");
+        }
+        let log = Arc::new(open(dir.path()));
+        let (messages, found) = MessageLog::open(log, SendRules::default(), 1, 2).unwrap();
+        assert_eq!(found.messages, 201);
+        assert_eq!(found.queues, 3);
+        assert_eq!(messages.next_queue_offset("T", 0), 67);
+        assert_eq!(messages.next_queue_offset("T", 2), 66);
+        assert_eq!(
+            send(&messages, &header("T", 1, 0), b"x")
+                .result
+                .queue_offset,
+            67
+        );
+    }
+
+    #[test]
+    fn a_refused_send_writes_nothing_and_takes_no_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(open(dir.path()));
+        let (messages, _) = MessageLog::open(log.clone(), SendRules::default(), 1, 2).unwrap();
+        let body = Bytes::from(vec![7u8; SEG as usize]); // longer than a segment
+        let r = messages
+            .send(
+                &header("T", 0, 0),
+                Some(&body),
+                BORN.parse().unwrap(),
+                STORE.parse().unwrap(),
+                || 0,
+            )
+            .unwrap_err();
+        assert_eq!(r.code, code::SERVICE_NOT_AVAILABLE, "{}", r.remark);
+        assert_eq!(log.max_offset(), 0);
+        assert_eq!(messages.next_queue_offset("T", 0), 0);
+        assert_eq!(
+            send(&messages, &header("T", 0, 0), b"ok")
+                .result
+                .queue_offset,
+            0
+        );
+    }
+
+    #[test]
+    fn a_slave_accepts_the_records_and_recovery_keeps_them() {
+        let (m, s) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let master = Arc::new(open(m.path()));
+        let (messages, _) = MessageLog::open(master.clone(), SendRules::default(), 1, 2).unwrap();
+        for i in 0..40 {
+            send(&messages, &header("Topic", -1, 0), &vec![i as u8; 100 + i]);
+        }
+        let slave = open(s.path());
+        let mut at = 0;
+        while at < master.max_offset() {
+            let mut buf = Vec::new();
+            master.read(at, 1000, &mut buf).unwrap();
+            at = slave.append_raw(at, &buf).unwrap();
+        }
+        assert_eq!(slave.digest(0, at).unwrap(), master.digest(0, at).unwrap());
+        drop(slave);
+        let slave = open(s.path());
+        assert_eq!(slave.max_offset(), master.max_offset());
+    }
+}
+
+/// `append_message` writes only bytes that frame as an upstream message whose body CRC holds.
+#[test]
+fn append_message_refuses_bytes_recovery_would_not_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let bad_magic = log.append_message(100, |_, dst| {
+        dst[..4].copy_from_slice(&100u32.to_be_bytes());
+        dst[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    });
+    assert!(bad_magic.is_err());
+    let bad_len = log.append_message(100, |_, dst| {
+        dst[..4].copy_from_slice(&90u32.to_be_bytes());
+        dst[4..8].copy_from_slice(&MESSAGE_MAGIC.to_be_bytes());
+    });
+    assert!(bad_len.is_err());
+    assert_eq!(log.max_offset(), 0, "nothing written");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count() > 0, true);
+}

@@ -15,6 +15,7 @@ pub mod ha_model;
 pub mod heartbeat;
 pub mod isr;
 mod lenient;
+pub mod message;
 pub mod model_trace;
 pub mod remoting;
 pub mod tables;

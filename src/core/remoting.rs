@@ -46,6 +46,10 @@ pub mod code {
     pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     /// `GET_ALL_PRODUCER_INFO`.
     pub const GET_ALL_PRODUCER_INFO: i32 = 328;
+    /// `SEND_MESSAGE` (header with long keys).
+    pub const SEND_MESSAGE: i32 = 10;
+    /// `SEND_MESSAGE_V2` (the same header with one-letter keys).
+    pub const SEND_MESSAGE_V2: i32 = 310;
     /// `SUCCESS`.
     pub const SUCCESS: i32 = 0;
     /// `SYSTEM_ERROR`.
@@ -58,6 +62,18 @@ pub mod code {
     pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
     /// `CONSUMER_NOT_ONLINE`.
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    /// `FLUSH_SLAVE_TIMEOUT`: stored, but slaves did not acknowledge it within the timeout.
+    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
+    /// `MESSAGE_ILLEGAL`: body or properties too long.
+    pub const MESSAGE_ILLEGAL: i32 = 13;
+    /// `SERVICE_NOT_AVAILABLE`: the store cannot take messages now.
+    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
+    /// `NO_PERMISSION`: the topic may not be written.
+    pub const NO_PERMISSION: i32 = 16;
+    /// `TOPIC_NOT_EXIST`: unknown and not creatable.
+    pub const TOPIC_NOT_EXIST: i32 = 17;
+    /// `INVALID_PARAMETER`: a header value is not acceptable.
+    pub const INVALID_PARAMETER: i32 = 29;
 }
 
 /// How the header is serialized (the frame's high byte of the second word).

@@ -1,11 +1,12 @@
 //! The replicated commit log: the byte stream that HA replication reads on the master
 //! ([`CommitLog::read`]) and writes on the slave ([`CommitLog::append_raw`]).
 //!
-//! It is the file IO layer only: append-only segment files named like upstream's (the 20-digit
+//! It is the file IO layer: append-only segment files named like upstream's (the 20-digit
 //! base offset), positional reads and (vectored) writes, recovery of a torn tail on open.
-//! It is not an index (no consume queue), not a message codec (it knows only the record
-//! envelope, see [`record`]), and has no retention, mmap, runtime or clock: flushing follows a
-//! [`FlushPolicy`] or an explicit [`CommitLog::flush`].
+//! [`CommitLog`] knows only the record envelope ([`record`]); [`messages`] puts producers'
+//! messages in it (encoded by `core::message`) and keeps their queue offsets. There is no
+//! consume queue, retention, mmap, runtime or clock: flushing follows a [`FlushPolicy`] or an
+//! explicit [`CommitLog::flush`].
 //!
 //! # Invariants
 //!
@@ -45,6 +46,7 @@
 
 mod check;
 mod dir;
+pub mod messages;
 pub mod record;
 mod seal;
 mod segment;
@@ -463,6 +465,52 @@ impl CommitLog {
     /// (reopen to recover first).
     pub fn append(&self, payload: &[u8]) -> io::Result<Appended> {
         let len = HEADER_LEN + payload.len() as u64;
+        self.append_at_tail(len, |seg, at| {
+            seg.file.write_all_at(&record::header(payload), at)?;
+            seg.file.write_all_at(payload, at + HEADER_LEN)
+        })
+    }
+
+    /// The master path for a record that names its own offset (an upstream message record
+    /// carries its PHYSICALOFFSET): `encode` is called under the append lock with the record's
+    /// offset and exactly `len` bytes to fill. The bytes must frame as an upstream message
+    /// whose body CRC holds (what recovery keeps); otherwise nothing is written. Placement and
+    /// refusals are [`append`](Self::append)'s.
+    pub fn append_message(
+        &self,
+        len: usize,
+        encode: impl FnOnce(u64, &mut [u8]),
+    ) -> io::Result<Appended> {
+        let mut buf = vec![0; len];
+        self.append_at_tail(len as u64, |seg, at| {
+            encode(seg.base + at, &mut buf);
+            let head: [u8; MIN_BLANK_LEN as usize] = buf
+                .get(..MIN_BLANK_LEN as usize)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| invalid_input(format!("a record of {len} bytes has no header")))?;
+            let room = self.segment_size - at;
+            match record::check(head, room) {
+                Ok((record::Frame::Upstream, n)) if n == len as u64 => {}
+                Ok((frame, n)) => {
+                    return Err(invalid_input(format!(
+                        "append_message: the encoded bytes frame as {frame:?} of {n} bytes, not a \
+                         message of {len}"
+                    )));
+                }
+                Err(why) => return Err(invalid_input(format!("append_message: {why}"))),
+            }
+            record::check_upstream(&buf).map_err(invalid_input)?;
+            seg.file.write_all_at(&buf, at)
+        })
+    }
+
+    /// Appends a record of `len` bytes at the tail: after a BLANK filling the current segment if
+    /// it does not fit there, `write` gets the segment and the position in it.
+    fn append_at_tail(
+        &self,
+        len: u64,
+        write: impl FnOnce(&Segment, u64) -> io::Result<()>,
+    ) -> io::Result<Appended> {
         if !record::fits(len, self.segment_size) {
             return Err(invalid_input(format!(
                 "record of {len} bytes does not fit in a segment of {} (a record fills a segment \
@@ -488,10 +536,7 @@ impl CommitLog {
                 start += room;
             }
             let seg = log.segment_for(tail, start)?;
-            seg.file
-                .write_all_at(&record::header(payload), start - seg.base)?;
-            seg.file
-                .write_all_at(payload, start - seg.base + HEADER_LEN)?;
+            write(&seg, start - seg.base)?;
             Ok(start + len)
         })?;
         tail.next_record = end;

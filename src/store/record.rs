@@ -16,10 +16,10 @@ pub const MAGIC: u32 = 0x524D_5131;
 pub const BLANK_MAGIC: u32 = 0xCBD4_3194;
 
 /// Upstream's `MESSAGE_MAGIC_CODE` (-626843481).
-pub const MESSAGE_MAGIC: u32 = 0xDAA3_20A7;
+pub const MESSAGE_MAGIC: u32 = crate::core::message::MAGIC_V1;
 
 /// Upstream's `MESSAGE_MAGIC_CODE_V2` (-626843477), used for topics longer than 127 bytes.
-pub const MESSAGE_MAGIC_V2: u32 = 0xDAA3_20AB;
+pub const MESSAGE_MAGIC_V2: u32 = crate::core::message::MAGIC_V2;
 
 /// The shortest BLANK: TOTALSIZE and MAGIC. Upstream writes only these 8 bytes and places a
 /// message only if it leaves at least them (`END_FILE_MIN_BLANK_LENGTH`), so a Java master's
