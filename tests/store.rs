@@ -1562,5 +1562,4 @@ fn append_message_refuses_bytes_recovery_would_not_keep() {
     });
     assert!(bad_len.is_err());
     assert_eq!(log.max_offset(), 0, "nothing written");
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count() > 0, true);
 }

@@ -334,8 +334,14 @@ impl MasterHandle {
     /// Appends one record and wakes the connections' writers.
     pub fn append(&self, payload: &[u8]) -> io::Result<Appended> {
         let appended = self.shared.log.append(payload)?;
-        self.shared.grown.bump();
+        self.published();
         Ok(appended)
+    }
+
+    /// Wakes the connections' writers: something appended to the log through another path (the
+    /// send path's `MessageLog`).
+    pub(crate) fn published(&self) {
+        self.shared.grown.bump();
     }
 
     /// Slaves that closed their connection at the same offset more than once in a row without

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notify;
 mod pulse;
 pub mod remoting;
+pub mod send;
 pub mod server;
 
 use crate::core::Millis;

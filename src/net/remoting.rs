@@ -9,6 +9,7 @@
 //! liveness) live in `core`; table changes go through the lifecycle handle.
 
 use super::notify::{Attached, ConsumerNotifier};
+use super::send::Sender;
 use super::{Clock, TokioSpawner};
 use crate::core::GroupKind;
 use crate::core::activity::{ChannelActivity, Liveness};
@@ -145,6 +146,8 @@ struct Ctx {
     registry: Arc<ClientRegistry>,
     /// Pushes `NOTIFY_CONSUMER_IDS_CHANGED` when the registry's listener is this notifier.
     notifier: Option<ConsumerNotifier>,
+    /// Stores `SEND_MESSAGE`s; without it they are not supported.
+    sender: Option<Arc<Sender>>,
 }
 
 impl RemotingServer {
@@ -171,6 +174,20 @@ impl RemotingServer {
         tasks: TaskGauge,
     ) -> io::Result<RemotingServer> {
         let listener = TcpListener::bind(config.listen).await?;
+        Self::start(listener, config, registry, notifier, None, clock, tasks)
+    }
+
+    /// [`bind_notifying`](Self::bind_notifying) on a bound listener, storing sends with
+    /// `sender` (the broker binds every port before it opens the store the sender writes).
+    pub(crate) fn start(
+        listener: TcpListener,
+        config: RemotingConfig,
+        registry: Arc<ClientRegistry>,
+        notifier: Option<ConsumerNotifier>,
+        sender: Option<Arc<Sender>>,
+        clock: Clock,
+        tasks: TaskGauge,
+    ) -> io::Result<RemotingServer> {
         let local_addr = listener.local_addr()?;
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         let cancel = CancellationToken::new();
@@ -194,6 +211,7 @@ impl RemotingServer {
             stats: stats.clone(),
             registry,
             notifier,
+            sender,
         });
         spawner.spawn(Box::pin(scan_loop(
             acceptor.clone(),
@@ -293,7 +311,7 @@ async fn accept_loop(
         let accepted =
             acceptor.accept(stream, peer.to_string(), move |stream, handle| async move {
                 let id = handle.id();
-                let reason = serve_connection(stream, handle, &ctx, conn_cancel).await;
+                let reason = serve_connection(stream, peer, handle, &ctx, conn_cancel).await;
                 tracing::debug!(channel = id.get(), %peer, ?reason, "client connection ended");
                 reason
             });
@@ -311,11 +329,17 @@ async fn accept_loop(
 /// stops reading stalls only its own task, until `write_timeout` closes it.
 async fn serve_connection(
     mut stream: TcpStream,
+    peer: SocketAddr,
     handle: ChannelHandle,
     ctx: &Ctx,
     cancel: CancellationToken,
 ) -> CloseReason {
     let config = &ctx.config;
+    let ends = Ends {
+        peer,
+        // The address the peer reached: the store host of the messages it sends.
+        local: stream.local_addr().unwrap_or(config.listen),
+    };
     let mut decoder = FrameDecoder::with_max_frame(config.max_frame);
     let idle_ms = config.idle_timeout.as_millis() as u64;
     let mut activity = ChannelActivity::new(ctx.clock.now(), idle_ms, idle_ms);
@@ -370,7 +394,7 @@ async fn serve_connection(
             match decoder.decode(&mut inbuf) {
                 Ok(Some(request)) => {
                     activity.handle_heard(ctx.clock.now());
-                    match answer(request, &handle, ctx, &cancel, &mut last).await {
+                    match answer(request, &handle, ends, ctx, &cancel, &mut last).await {
                         Ok(Some(response)) => encode_response(&response, &mut outbuf),
                         Ok(None) => {}
                         Err(reason) => return reason,
@@ -401,6 +425,13 @@ async fn next_push(push: &mut Option<Attached>) -> Arc<str> {
         Some(attached) => attached.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// A connection's two addresses.
+#[derive(Clone, Copy)]
+struct Ends {
+    peer: SocketAddr,
+    local: SocketAddr,
 }
 
 /// Bytes a read may fill at once; also what the buffer grows by.
@@ -503,6 +534,7 @@ impl Drop for Waiting<'_> {
 async fn answer(
     request: RemotingCommand,
     handle: &ChannelHandle,
+    ends: Ends,
     ctx: &Ctx,
     cancel: &CancellationToken,
     last: &mut LastHeartbeat,
@@ -531,6 +563,10 @@ async fn answer(
         code::GET_CONSUMER_CONNECTION_LIST => Some(consumer_connections(&request, ctx)),
         code::GET_PRODUCER_CONNECTION_LIST => Some(producer_connections(&request, ctx)),
         code::GET_ALL_PRODUCER_INFO => Some(all_producers(&request, ctx)),
+        code::SEND_MESSAGE | code::SEND_MESSAGE_V2 if ctx.sender.is_some() => {
+            let sender = ctx.sender.as_ref().expect("checked");
+            Some(sender.answer(&request, ends.peer, ends.local).await)
+        }
         other => Some(RemotingCommand::response_to(
             &request,
             code::REQUEST_CODE_NOT_SUPPORTED,

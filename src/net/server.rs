@@ -9,10 +9,12 @@
 use super::ha::{HaMaster, HaSlave, MasterConfig, MasterHandle, SlaveConfig, SlaveStatus};
 use super::notify::{ConsumerNotifier, NotifyConfig};
 use super::remoting::{RemotingConfig, RemotingServer, RemotingStats};
+use super::send::{SendConfig, Sender};
 use super::{Clock, metrics};
 use crate::io::net::TcpListener;
 use crate::lifecycle::TaskGauge;
 use crate::registry::{ClientRegistry, HaRegistry, RegistryConfig};
+use crate::store::messages::MessageLog;
 use crate::store::{CommitLog, StoreConfig};
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
@@ -33,6 +35,8 @@ pub struct ServeConfig {
     pub notify: Option<NotifyConfig>,
     /// The HA master.
     pub master: MasterConfig,
+    /// Producers' sends (`SEND_MESSAGE`, `SEND_MESSAGE_V2`).
+    pub send: SendConfig,
     /// The commit log the master serves.
     pub store: StoreConfig,
     /// Serve Prometheus text at `http://ADDR/metrics`.
@@ -123,19 +127,14 @@ impl Broker {
         let client_tasks = TaskGauge::new();
         let ha_tasks = TaskGauge::new();
         let listen = config.remoting.listen;
-        let remoting = RemotingServer::bind_notifying(
-            config.remoting,
-            registry.clone(),
-            notifier,
-            Clock::start(),
-            client_tasks.clone(),
-        )
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "client listener, --listen",
-            addr: listen,
-            source,
-        })?;
+        let client_listener =
+            TcpListener::bind(listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "client listener, --listen",
+                    addr: listen,
+                    source,
+                })?;
         check_segment_size(&config.store, config.master.ha.segment_size)?;
         // Every port is bound before the store is opened: a port in use leaves no store behind.
         let ha_listen = config.master.listen;
@@ -177,6 +176,37 @@ impl Broker {
                 addr: ha_listen,
                 source,
             },
+        })?;
+        let (messages, recovered) = MessageLog::open(
+            log.clone(),
+            config.send.rules.clone(),
+            std::process::id(),
+            salt(),
+        )
+        .map_err(|source| StartError::Store {
+            dir: config.store.dir.display().to_string(),
+            source,
+        })?;
+        tracing::info!(
+            messages = recovered.messages,
+            queues = recovered.queues,
+            "queue offsets rebuilt from the commit log"
+        );
+        let clock = Clock::start();
+        let sender = Sender::new(messages, master.handle().clone(), config.send, clock);
+        let remoting = RemotingServer::start(
+            client_listener,
+            config.remoting,
+            registry.clone(),
+            notifier,
+            Some(Arc::new(sender)),
+            clock,
+            client_tasks.clone(),
+        )
+        .map_err(|source| StartError::Bind {
+            what: "client listener, --listen",
+            addr: listen,
+            source,
         })?;
         let metrics_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {
@@ -421,6 +451,14 @@ pub async fn replicate(
 
 /// The log's segment size is set in two places (the store's files, the HA transfer's segment
 /// ends); they must be one value.
+/// A per-process value for the ids the broker gives messages that came without one.
+fn salt() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
+}
+
 fn check_segment_size(store: &StoreConfig, ha: u64) -> Result<(), StartError> {
     if store.segment_size == ha {
         return Ok(());

@@ -285,6 +285,7 @@ async fn run_master(env: &Rc<Env>, name: &'static str, epoch: u32, changed: impl
             ..MasterConfig::default()
         },
         store: store(),
+        send: Default::default(),
         metrics: None,
         grace: Duration::from_secs(2),
     };

@@ -322,6 +322,7 @@ fn serve_config(variant: &Variant) -> ServeConfig {
             // shutdown; a crash loses the rest.
             flush: FlushPolicy::Manual,
         },
+        send: Default::default(),
         metrics: None,
         grace: Duration::from_secs(2),
     }

@@ -4,9 +4,11 @@ use clap::Args;
 use rmq_lifecycle::core::ClientRules;
 use rmq_lifecycle::core::autoswitch::SlaveHello;
 use rmq_lifecycle::core::ha::{HaConfig, HaMode};
+use rmq_lifecycle::core::message::{DEFAULT_MAX_MESSAGE_SIZE, SendRules};
 use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
 use rmq_lifecycle::net::notify::NotifyConfig;
 use rmq_lifecycle::net::remoting::RemotingConfig;
+use rmq_lifecycle::net::send::SendConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
 use rmq_lifecycle::registry::RegistryConfig;
 use rmq_lifecycle::store::{
@@ -111,6 +113,18 @@ pub(crate) struct ServeArgs {
     /// repeatable.
     #[arg(long, value_name = "GROUP")]
     quiet_consumer_group: Vec<String>,
+    /// Copies a send waits for, this master's included (upstream inSyncReplicas): 1 answers at
+    /// once; 2 waits for one slave (upstream 4's SYNC_MASTER) and answers FLUSH_SLAVE_TIMEOUT
+    /// after --slave-timeout-ms. The message is stored either way.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    in_sync_replicas: u64,
+    /// How long a send waits for slaves (upstream slaveTimeout).
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    slave_timeout_ms: u64,
+    /// Longest message body accepted, in bytes (upstream maxMessageSize); longer sends are
+    /// answered MESSAGE_ILLEGAL.
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..=(15 << 20)))]
+    max_message_size: u64,
     /// Record the client registry's model trace (the transitions of models/ClientRegistry.tla)
     /// and write it to FILE at exit, for `models/trace/validate.py`. For testing: it keeps
     /// every event in memory.
@@ -250,6 +264,14 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
                 mode: args.ha_mode.0,
                 epoch: epoch.take(),
                 ..MasterConfig::default()
+            },
+            send: SendConfig {
+                in_sync_replicas: args.in_sync_replicas as usize,
+                slave_timeout: Duration::from_millis(args.slave_timeout_ms),
+                rules: SendRules {
+                    max_message_size: args.max_message_size as usize,
+                    ..SendRules::default()
+                },
             },
             store,
             metrics: args.metrics,
@@ -472,6 +494,7 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
                     epoch: epoch.take(),
                     ..MasterConfig::default()
                 },
+                send: SendConfig::default(),
                 store,
                 metrics: None,
                 grace: GRACE,
