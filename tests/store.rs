@@ -1463,7 +1463,7 @@ mod messages {
                 MessageLog::open(log.clone(), SendRules::default(), 1, 2).unwrap();
             assert_eq!(found.messages, 0);
             for i in 0..200 {
-                let queue = (i % 3) as i32;
+                let queue = i % 3;
                 let sent = send(
                     &messages,
                     &header("T", queue, 0),
