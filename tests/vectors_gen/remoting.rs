@@ -10,6 +10,7 @@ use rmq_lifecycle::core::remoting::{
 
 use rmq_lifecycle::core::Millis;
 use rmq_lifecycle::core::admin::{self, ClientConnection};
+use rmq_lifecycle::core::message::{self, SendHeader, SendRules, Topics};
 
 pub(super) const FILE: &str = "wire/remoting.json";
 
@@ -713,6 +714,7 @@ pub(super) fn generate() -> String {
 
     items.extend(admin_bodies());
     items.extend(heartbeat_bodies());
+    items.extend(send_vectors());
 
     for (header_len, ty) in [
         (261u32, SerializeType::Json),
@@ -874,6 +876,254 @@ fn admin_bodies() -> Vec<Value> {
         .collect()
 }
 
+/// What the send path makes of one `SEND_MESSAGE`/`SEND_MESSAGE_V2` on a fresh broker (only the
+/// template topic exists): the refusal, or the record stored at the vector's physical and queue
+/// offsets with the response's fields. A message without `UNIQ_KEY` gets `uniq_key`.
+fn send_answer(v: &Value) -> Result<Value, String> {
+    let request = command_from_json(field(v, "request")?)?;
+    let addr = |k: &str| -> Result<std::net::SocketAddr, String> {
+        str_field(v, k)?.parse().map_err(|e| format!("{k}: {e}"))
+    };
+    let num = |k: &str| {
+        field(v, k)?
+            .as_i64()
+            .ok_or_else(|| format!("{k} is not an int"))
+    };
+    let (born, store) = (addr("born_host")?, addr("store_host")?);
+    let uniq = str_field(v, "uniq_key")?.to_owned();
+    let spread = num("spread")? as u32;
+    let admitted = SendHeader::decode(&request).and_then(|header| {
+        message::admit(
+            &header,
+            request.body.as_ref(),
+            &mut Topics::default(),
+            born,
+            &SendRules::default(),
+            spread,
+            || uniq,
+        )
+    });
+    Ok(match admitted {
+        Err(refusal) => json!({ "refused": { "code": refusal.code, "remark": refusal.remark } }),
+        Ok(a) => {
+            let m = &a.message;
+            let phys = num("phys_offset")? as u64;
+            let queue_offset = if m.takes_queue_offset() {
+                num("queue_offset")?
+            } else {
+                0
+            };
+            let mut record = vec![0; m.record_len(store)];
+            m.encode(
+                &mut record,
+                phys,
+                queue_offset,
+                num("store_timestamp")?,
+                store,
+            );
+            json!({
+                "record_hex": hex(&record),
+                "topic": m.topic,
+                "queue_id": a.queue_id,
+                "queue_offset": queue_offset,
+                "msg_id": message::msg_id(store, phys),
+                "transaction_id": a.uniq_key,
+                "wait_for_slaves": !a.no_wait,
+            })
+        }
+    })
+}
+
+/// The send path's vectors: both codes, the broker's choices (queue, UNIQ_KEY, CLUSTER,
+/// rerouting) and every refusal before the store, in upstream's order.
+fn send_vectors() -> Vec<Value> {
+    let base = SendHeader {
+        producer_group: "PID_ORDER".into(),
+        topic: "TopicOrder".into(),
+        default_topic: message::AUTO_CREATE_TOPIC.into(),
+        default_topic_queue_nums: 4,
+        queue_id: 2,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: Some("KEYS\u{1}order-1\u{2}TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}0A0000010000000000000000000000AA\u{2}".into()),
+        reconsume_times: 0,
+        unit_mode: false,
+        max_reconsume_times: None,
+        batch: false,
+    };
+    let with = |f: &dyn Fn(&mut SendHeader)| {
+        let mut h = base.clone();
+        f(&mut h);
+        h
+    };
+    let body = Bytes::from_static(b"order 1 paid");
+    let v2 = |h: &SendHeader| h.to_request(code::SEND_MESSAGE_V2, body.clone());
+    let mut missing_queue = v2(&base);
+    missing_queue.ext_fields.remove("e");
+    let mut no_body = v2(&base);
+    no_body.body = None;
+    let cases: Vec<(&str, &str, RemotingCommand, &str)> = vec![
+        (
+            "send_v1_long_keys",
+            "SEND_MESSAGE (10): long header keys; stored with the client's UNIQ_KEY, CLUSTER added",
+            base.to_request(code::SEND_MESSAGE, body.clone()),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_v2_short_keys",
+            "SEND_MESSAGE_V2 (310): keys a..m, the same record as code 10",
+            v2(&base),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_broker_picks_queue",
+            "queueId -1: the broker picks spread % writeQueueNums of the auto-created topic (min(4, 8) queues); no UNIQ_KEY: the broker's",
+            v2(&with(&|h| {
+                h.queue_id = -1;
+                h.properties = None;
+            })),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_ipv6_born_host",
+            "an IPv6 producer: born host is 16+4 bytes and SYSFLAG 0x10",
+            v2(&base),
+            "[2001:db8::7]:53000",
+        ),
+        (
+            "send_pop_ck_removed",
+            "POP_CK is removed, other properties kept",
+            v2(&with(&|h| {
+                h.properties = Some("POP_CK\u{1}x\u{2}KEYS\u{1}k\u{2}".into())
+            })),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_wait_false",
+            "WAIT=false: the producer does not wait for slaves",
+            v2(&with(&|h| {
+                h.properties = Some("WAIT\u{1}false\u{2}".into())
+            })),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_delay_level",
+            "DELAY=3: stored in SCHEDULE_TOPIC_XXXX queue 2 with REAL_TOPIC/REAL_QID; the response names the queue asked for",
+            v2(&with(&|h| h.properties = Some("DELAY\u{1}3\u{2}".into()))),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_transaction_half",
+            "TRAN_MSG=true with a PREPARED sysflag: stored in RMQ_SYS_TRANS_HALF_TOPIC queue 0 as a plain message (takes a queue offset)",
+            v2(&with(&|h| {
+                h.sys_flag = 4;
+                h.properties = Some("TRAN_MSG\u{1}true\u{2}".into());
+            })),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_prepared_no_offset",
+            "a PREPARED sysflag without TRAN_MSG: stored in its topic with queue offset 0",
+            v2(&with(&|h| h.sys_flag = 4)),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_retry_to_dlq",
+            "%RETRY%CG past 16 reconsumes: %DLQ%CG queue 0, DELAY=-1",
+            v2(&with(&|h| {
+                h.topic = "%RETRY%CG".into();
+                h.queue_id = 0;
+                h.reconsume_times = 17;
+            })),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_long_retry_topic_magic_v2",
+            "a %RETRY% topic over 127 bytes: MAGIC v2 and a 2-byte topic length",
+            v2(&with(&|h| {
+                h.topic = format!("%RETRY%{}", "g".repeat(130));
+                h.queue_id = 0;
+            })),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_blank_topic",
+            "INVALID_PARAMETER (29): blank topic",
+            v2(&with(&|h| h.topic = " ".into())),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_illegal_topic",
+            "INVALID_PARAMETER: a character outside ^[%|a-zA-Z0-9_-]+$",
+            v2(&with(&|h| h.topic = "Topic.Order".into())),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_long_topic",
+            "INVALID_PARAMETER: a topic over 127 bytes",
+            v2(&with(&|h| h.topic = "t".repeat(128))),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_system_topic",
+            "NO_PERMISSION (16): a system topic",
+            v2(&with(&|h| h.topic = "RMQ_SYS_TRANS_HALF_TOPIC".into())),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_no_template",
+            "TOPIC_NOT_EXIST (17): unknown topic, template without the inherit bit",
+            v2(&with(&|h| h.default_topic = "TopicOther".into())),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_queue_id",
+            "INVALID_PARAMETER: queueId at or past the topic's queues",
+            v2(&with(&|h| h.queue_id = 4)),
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_missing_field",
+            "SYSTEM_ERROR (1): a required header field is absent",
+            missing_queue,
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_no_body",
+            "SYSTEM_ERROR: no body",
+            no_body,
+            "10.0.0.7:53000",
+        ),
+        (
+            "send_refused_batch",
+            "REQUEST_CODE_NOT_SUPPORTED (3): batch=true",
+            v2(&with(&|h| h.batch = true)),
+            "10.0.0.7:53000",
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, description, request, born)| {
+            let mut case = json!({
+                "name": name,
+                "kind": "send",
+                "description": description,
+                "request": command_json(&request),
+                "born_host": born,
+                "store_host": "192.168.0.10:10911",
+                "phys_offset": 4096,
+                "queue_offset": 7,
+                "store_timestamp": 1_700_000_000_500i64,
+                "spread": 13,
+                "uniq_key": "C0A8000A00010000000000000000BEEF",
+            });
+            case["expect"] = send_answer(&case).expect("the generator's own vectors replay");
+            case
+        })
+        .collect()
+}
+
 /// A `HEART_BEAT` body as the lenient decoder reads it: the canonical re-encoding
 /// (`HeartbeatData::to_json`), or `"rejected"`.
 fn heartbeat_answer(body: &str) -> Value {
@@ -977,6 +1227,7 @@ pub(super) fn replay(v: &Value) -> Result<(), String> {
     match str_field(v, "kind")? {
         "heartbeat_body" => same("decoding", expect, &heartbeat_answer(str_field(v, "body")?)),
         "admin_body" => same("answer", expect, &admin_answer(v)?),
+        "send" => same("send", expect, &send_answer(v)?),
         "decode" => {
             let input = field(v, "input")?;
             let chunks = match (input.get("hex"), input.get("chunks")) {
