@@ -8,7 +8,7 @@
 #   FUZZ_SANITIZER=none  none: plain stable, fastest. address: ASan through RUSTC_BOOTSTRAP=1
 #                        (about 6x fewer exec/s; this crate's L1 has no unsafe code, so it adds
 #                        only memcmp hooks, which the dictionaries in fuzz/dicts/ stand in for).
-#   FUZZ_TARGETS="remoting_frame heartbeat_json ha_frame ha_autoswitch_frame client_ops ha_ops"
+#   FUZZ_TARGETS="remoting_frame heartbeat_json ha_frame ha_autoswitch_frame client_ops ha_ops send_message"
 #   FUZZ_JOBS=1          libFuzzer processes per target (-fork); the machine has 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
 sanitizer=${FUZZ_SANITIZER:-none}
 jobs=${FUZZ_JOBS:-1}
-read -r -a targets <<<"${FUZZ_TARGETS:-remoting_frame heartbeat_json ha_frame ha_autoswitch_frame client_ops ha_ops}"
+read -r -a targets <<<"${FUZZ_TARGETS:-remoting_frame heartbeat_json ha_frame ha_autoswitch_frame client_ops ha_ops send_message}"
 started=$SECONDS
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -342,7 +342,43 @@ def write(target: str, seeds: dict) -> None:
     print(f"{target}: {len(seeds)} seeds in {d}")
 
 
+SEND_BASE = {"a": "PID_ORDER", "b": "TopicOrder", "c": "TBW102", "d": "4", "e": "2", "f": "0",
+             "g": "1700000000000", "h": "0", "i": "KEYS\x01order-1\x02UNIQ_KEY\x01AB\x02",
+             "j": "0", "k": "false", "m": "false"}
+SEND_V1_KEYS = dict(zip("abcdefghijklm", ["producerGroup", "topic", "defaultTopic",
+                        "defaultTopicQueueNums", "queueId", "sysFlag", "bornTimestamp", "flag",
+                        "properties", "reconsumeTimes", "unitMode", "maxReconsumeTimes", "batch"]))
+
+
+def send(ext, body=b"order 1 paid", code=310, binary=False):
+    if code == 10:
+        ext = {SEND_V1_KEYS[k]: v for k, v in ext.items()}
+    if binary:
+        return frame(binary_header(code, 1, ext=ext), body, ROCKETMQ_TYPE)
+    return frame(json_header(code, 1, ext=ext), body)
+
+
+# Each seed of `send_message` is one frame (the property answers it under both codes).
+SEND = {
+    "v2": send(SEND_BASE),
+    "v1": send(SEND_BASE, code=10),
+    "v2_binary_header": send(SEND_BASE, binary=True),
+    "broker_picks_queue": send({**SEND_BASE, "e": "-1", "i": ""}),
+    "delay": send({**SEND_BASE, "i": "DELAY\x013\x02"}),
+    "transaction_half": send({**SEND_BASE, "f": "4", "i": "TRAN_MSG\x01true\x02"}),
+    "retry_to_dlq": send({**SEND_BASE, "b": "%RETRY%CG", "e": "0", "j": "17"}),
+    "long_retry_topic": send({**SEND_BASE, "b": "%RETRY%" + "g" * 130, "e": "0"}),
+    "bad_topic": send({**SEND_BASE, "b": "Topic.Order"}),
+    "system_topic": send({**SEND_BASE, "b": "SCHEDULE_TOPIC_XXXX"}),
+    "queue_id_too_big": send({**SEND_BASE, "e": "4"}),
+    "missing_field": send({k: v for k, v in SEND_BASE.items() if k != "e"}),
+    "no_body": send(SEND_BASE, body=b""),
+    "batch": send({**SEND_BASE, "m": "true"}),
+}
+
+
 if __name__ == "__main__":
+    write("send_message", SEND)
     write("remoting_frame", REMOTING)
     write("heartbeat_json", HEARTBEAT)
     write("ha_autoswitch_frame", AUTOSWITCH)

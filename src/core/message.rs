@@ -917,6 +917,64 @@ pub fn refused_response(request: &RemotingCommand, refusal: Refusal) -> Remoting
     response
 }
 
+/// The fuzz property of the send path: `data` is one remoting frame; it is answered as a
+/// `SEND_MESSAGE` and as a `SEND_MESSAGE_V2` by a fresh broker. Never panics; a refusal has a
+/// remark; an admitted message's record is exactly `record_len` bytes and reads back (topic,
+/// queue, offsets, body, properties) as written, and its properties survive a parse.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let mut buf = bytes::BytesMut::from(data);
+    let Ok(Some(mut request)) = super::remoting::FrameDecoder::default().decode(&mut buf) else {
+        return;
+    };
+    let born: SocketAddr = "10.0.0.7:53000".parse().expect("an address");
+    let store: SocketAddr = "[2001:db8::1]:10911".parse().expect("an address");
+    for c in [code::SEND_MESSAGE, code::SEND_MESSAGE_V2] {
+        request.code = c;
+        let admitted = SendHeader::decode(&request).and_then(|header| {
+            admit(
+                &header,
+                request.body.as_ref(),
+                &mut Topics::default(),
+                born,
+                &SendRules::default(),
+                data.len() as u32,
+                || "FUZZ".into(),
+            )
+        });
+        let a = match admitted {
+            Ok(a) => a,
+            Err(refusal) => {
+                assert!(!refusal.remark.is_empty(), "a refusal says why");
+                assert_ne!(refusal.code, code::SUCCESS);
+                continue;
+            }
+        };
+        let m = &a.message;
+        assert!(m.properties.len() <= MAX_PROPERTIES_LEN);
+        assert!(!m.body.is_empty() && m.body.len() <= DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(Properties::parse(&m.properties).format(), m.properties);
+        let mut rec = vec![0; m.record_len(store)];
+        m.encode(&mut rec, 1 << 40, 3, 5, store);
+        let v = view(&rec).expect("an encoded record reads back");
+        assert_eq!(
+            u32::from_be_bytes(rec[..4].try_into().expect("4")) as usize,
+            rec.len()
+        );
+        assert_eq!(
+            (v.topic, v.queue_id, v.queue_offset, v.body, v.properties),
+            (
+                m.topic.as_str(),
+                m.queue_id,
+                3,
+                &m.body[..],
+                m.properties.as_str()
+            )
+        );
+        assert_eq!(&rec[28..36], &(1u64 << 40).to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
