@@ -1,9 +1,28 @@
 'use strict';
 // Interop: the `ali-ons` RocketMQ client (pure JavaScript, written by others) against
-// `rmq-lifecycle serve`. Every HEART_BEAT, UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP frame
-// below is built and written by ali-ons's own code, and its own channel decodes the broker's
-// NOTIFY_CONSUMER_IDS_CHANGED; this file only starts the server, reads /metrics, and (for the
-// Producer/Consumer test) plays the name server, which `serve` is not.
+// `rmq-lifecycle serve`, which runs with `--in-sync-replicas 2` and one `rmq-lifecycle slave`
+// replicating its commit log. Every HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP and
+// SEND_MESSAGE_V2 frame below is built and written by ali-ons's own code, and its own channel
+// decodes the broker's NOTIFY_CONSUMER_IDS_CHANGED and the send responses; this file only starts
+// the two processes, reads /metrics, plays the name server (which `serve` is not) for the
+// Producer/Consumer tests, and reads the stores once both processes stopped. Checked:
+// * MQClientAPI straight to the broker: heartbeats, the consumer list, the notification on a
+//   join and a close, unregistering by group, the gauges after each; and through a tap, the
+//   exact frames ali-ons writes and what serve answers;
+// * a Producer and two push Consumers (their topic write-only, perm 2): one heartbeat for both
+//   groups, the first consumer notified of the second, both listed, the groups gone on close;
+// * a Producer sending 24 Messages (distinct bodies, keys, tags and a property) to a topic the
+//   stub routes read|write (perm 6, 4 write queues) to the broker alone: every result SEND_OK with
+//   a 32-hex msgId (ali-ons's msgId is the offset message id), the queue offsets 0, 1, 2, ... per
+//   queue in send order, and /metrics showing the slave acknowledged the log's end when the send
+//   is answered;
+// * once /metrics shows the slave acknowledged the whole log, SIGTERM ends the slave and then
+//   serve, both with exit 0;
+// * the slave's segment files equal the master's byte for byte (up to the master's length), and
+//   the master's commit log, parsed as upstream's message records (other MAGICs skipped), holds
+//   every sent body exactly once under the sent topic, at the physical offset it is at, with the
+//   body's CRC, the msgId naming its store host and offset, the send's queue and queue offset,
+//   and the client-set KEYS, TAGS and property in its properties.
 //
 // Run: RMQ_LIFECYCLE_BIN=/abs/path/to/rmq-lifecycle node --test test.js   (or bash .ci/interop.sh)
 
@@ -13,13 +32,16 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
+const os = require('node:os');
 const path = require('node:path');
 const util = require('node:util');
 
 const MQClientAPI = require('ali-ons/lib/mq_client_api');
 const MQClient = require('ali-ons/lib/mq_client');
 const MQPushConsumer = require('ali-ons/lib/consumer/mq_push_consumer');
-const MQProducer = require('ali-ons/lib/producer/mq_producer');
+const MQProducer = require('ali-ons/lib/producer/mq_producer'); // ali-ons's exported Producer
+const Message = require('ali-ons/lib/message/message'); // ali-ons's exported Message
+const SendStatus = require('ali-ons/lib/producer/send_status');
 const ConsumeType = require('ali-ons/lib/protocol/consume_type');
 const MessageModel = require('ali-ons/lib/protocol/message_model');
 const ConsumeFromWhere = require('ali-ons/lib/consumer/consume_from_where');
@@ -29,6 +51,9 @@ const ResponseCode = require('ali-ons/lib/protocol/response_code');
 const BIN = process.env.RMQ_LIFECYCLE_BIN ||
   path.resolve(__dirname, '..', '..', 'target', 'release', 'rmq-lifecycle');
 const WAIT_MS = 10_000;
+const SEND_TOPIC = 'ALI_ONS_SEND_TOPIC';
+const SENDS = 24;
+const MESSAGE_MAGIC = 0xDAA320A7;
 
 // ali-ons logs warnings and errors to the console by default; keep them, but tagged and counted.
 const clientLog = [];
@@ -39,7 +64,11 @@ const quietLogger = {
   error(...args) { clientLog.push([ 'error', util.format(...args) ]); },
 };
 
-let server; // { child, stderr(), exit: Promise<{code, signal}>, addr, metricsUrl }
+let server; // { child, stderr(), exit: Promise<{code, signal}>, addr, port, metricsUrl, store }
+let slave; // { child, stderr(), exit, store }
+// What the producer test sent and was told, in send order, for the store checks at the end:
+// { body, keys, tags, seq, result }.
+const sent = [];
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -58,6 +87,15 @@ function freePort() {
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
+/** `promise`, or a failure naming `what` if it has not settled within WAIT_MS. */
+function within(what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${WAIT_MS} ms`)), WAIT_MS);
+  });
+  return Promise.race([ promise, timeout ]).finally(() => clearTimeout(timer));
+}
+
 function httpGet(url) {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { timeout: 2000 }, res => {
@@ -71,17 +109,21 @@ function httpGet(url) {
   });
 }
 
-/** Unlabelled samples of the Prometheus text, name -> number. */
+/** Samples of the Prometheus text, name (with its labels, if any) -> number. */
 async function scrape() {
   const { status, body } = await httpGet(server.metricsUrl);
   assert.equal(status, 200, `GET /metrics answered ${status}`);
   const out = {};
   for (const line of body.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\s+(\S+)$/.exec(line.trim());
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)$/.exec(line.trim());
     if (m) out[m[1]] = Number(m[2]);
   }
   return out;
 }
+
+/** The highest offset a slave acknowledged, from a scrape (-1: no slave). */
+const slaveAcked = m => Math.max(-1, ...Object.keys(m)
+  .filter(k => k.startsWith('rmq_ha_slave_acked_offset{')).map(k => m[k]));
 
 const GAUGES = [ 'rmq_producer_groups', 'rmq_consumer_groups', 'rmq_client_channels' ];
 const show = m => GAUGES.map(g => `${g}=${m[g]}`).join(' ');
@@ -181,9 +223,11 @@ function responseFrame(opaque, code, body) {
 }
 
 /** The minimal name server ali-ons needs: GET_ROUTEINTO_BY_TOPIC answers a route whose only
- *  broker is `brokerAddr`. Queues are write-only (perm 2) so a consumer finds nothing to
- *  rebalance or pull, and talks to the broker only through HEART_BEAT and UNREGISTER_CLIENT. */
-function startStubNameServer(brokerAddr) {
+ *  broker is `brokerAddr`. The topics in `writable` get 4 read|write queues (perm 6) for a
+ *  producer to send to; any other topic's queues are write-only (perm 2) so a consumer finds
+ *  nothing to rebalance or pull, and talks to the broker only through HEART_BEAT and
+ *  UNREGISTER_CLIENT. */
+function startStubNameServer(brokerAddr, writable = new Set()) {
   const topics = [];
   const sockets = new Set();
   const srv = net.createServer(sock => {
@@ -201,7 +245,10 @@ function startStubNameServer(brokerAddr) {
           const route = {
             brokerDatas: [{ brokerName: 'interop-broker', brokerAddrs: { 0: brokerAddr } }],
             filterServerTable: {},
-            queueDatas: [{ brokerName: 'interop-broker', perm: 2, readQueueNums: 4, writeQueueNums: 4, topicSynFlag: 0 }],
+            queueDatas: [{
+              brokerName: 'interop-broker', perm: writable.has(topic) ? 6 : 2,
+              readQueueNums: 4, writeQueueNums: 4, topicSynFlag: 0,
+            }],
           };
           sock.write(responseFrame(f.header.opaque, ResponseCode.SUCCESS, JSON.stringify(route)));
         } else {
@@ -242,40 +289,152 @@ function startTap(targetPort) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// the server
+// the commit log
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+/** CRC-32 (zlib's), as upstream stores a body's: with the sign bit cleared. */
+function bodyCrc(buf) {
+  let c = 0xFFFFFFFF;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >>> 8);
+  return ((c ^ 0xFFFFFFFF) >>> 0) & 0x7FFFFFFF;
+}
+
+/** The segment files of a store (named by their 20-digit start offset), in order. */
+const segments = dir => fs.readdirSync(dir).filter(f => /^\d{20}$/.test(f)).sort();
+
+/** Upstream's message records in the commit log of `dir`, in log order. A record of any other
+ *  MAGIC (a BLANK, or this store's own) is skipped by its TOTALSIZE. */
+function readMessages(dir) {
+  const out = [];
+  for (const name of segments(dir)) {
+    const base = Number(name);
+    const data = fs.readFileSync(path.join(dir, name));
+    let pos = 0;
+    while (pos + 8 <= data.length) {
+      const total = data.readInt32BE(pos);
+      assert.ok(total >= 8 && total <= data.length - pos,
+        `segment ${name}: record at ${pos} has TOTALSIZE ${total}, ${data.length - pos} bytes left`);
+      if (data.readUInt32BE(pos + 4) === MESSAGE_MAGIC) {
+        out.push(parseMessage(data.subarray(pos, pos + total), base + pos));
+      }
+      pos += total;
+    }
+    assert.equal(pos, data.length, `segment ${name}: ${data.length - pos} trailing bytes`);
+  }
+  return out;
+}
+
+/** One message record (upstream's layout, big-endian) found at log offset `at`. */
+function parseMessage(rec, at) {
+  let i = 8;
+  const take = n => rec.subarray((i += n) - n, i);
+  const bodyCrc = take(4).readInt32BE();
+  const queueId = take(4).readInt32BE();
+  take(4); // FLAG
+  const queueOffset = Number(take(8).readBigInt64BE());
+  const phys = Number(take(8).readBigInt64BE());
+  const sysFlag = take(4).readInt32BE();
+  take(8); // BORNTIMESTAMP
+  take(sysFlag & 0x10 ? 20 : 8); // BORNHOST
+  take(8); // STORETIMESTAMP
+  const storeHost = take(sysFlag & 0x20 ? 20 : 8);
+  take(4 + 8); // RECONSUMETIMES, PREPARED TX OFFSET
+  const body = take(take(4).readInt32BE());
+  const topic = take(take(1)[0]).toString('utf8');
+  const rawProps = take(take(2).readUInt16BE()).toString('utf8');
+  assert.equal(i, rec.length, `record at ${at}: fields end at ${i} of TOTALSIZE ${rec.length}`);
+  const props = Object.fromEntries(rawProps.split('\x02').filter(p => p).map(p => {
+    const cut = p.indexOf('\x01');
+    return [ p.slice(0, cut), p.slice(cut + 1) ];
+  }));
+  return { at, phys, queueId, queueOffset, bodyCrc, body, topic, storeHost, rawProps, props };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the server and its slave
+
+/** Starts `rmq-lifecycle ARGS` and resolves once its stderr matches `ready`. */
+async function startProcess(name, args, ready) {
+  const child = spawn(BIN, args, {
+    env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' }, stdio: [ 'ignore', 'ignore', 'pipe' ],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  const started = new Promise((resolve, reject) => {
+    child.stderr.on('data', d => {
+      stderr += d;
+      if (ready.test(stderr)) resolve();
+    });
+    child.once('exit', (code, signal) => reject(new Error(`${name} exited early (code ${code}, signal ${signal}):\n${stderr}`)));
+    setTimeout(() => reject(new Error(`${name} did not log ${ready} in ${WAIT_MS} ms:\n${stderr}`)), WAIT_MS).unref();
+  });
+  const exit = new Promise(resolve => child.once('exit', (code, signal) => resolve({ code, signal })));
+  await started;
+  return { child, exit, stderr: () => stderr };
+}
+
+/** SIGTERM, then exit 0 within 15 s. */
+async function stopProcess(name, proc) {
+  assert.ok(proc.child.kill('SIGTERM'));
+  const timeout = new Promise(r => setTimeout(r, 15_000, { timeout: true }).unref());
+  const result = await Promise.race([ proc.exit, timeout ]);
+  assert.ok(!result.timeout, `${name} did not exit within 15 s of SIGTERM:\n${proc.stderr()}`);
+  assert.deepEqual(result, { code: 0, signal: null }, `${name} exited ${JSON.stringify(result)}:\n${proc.stderr()}`);
+}
 
 before(async () => {
   assert.ok(fs.existsSync(BIN), `no server binary at ${BIN} (set RMQ_LIFECYCLE_BIN)`);
-  const [ port, mport ] = [ await freePort(), await freePort() ];
-  const child = spawn(BIN, [
-    'serve', '--listen', `127.0.0.1:${port}`, '--metrics', `127.0.0.1:${mport}`,
-  ], { env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' }, stdio: [ 'ignore', 'ignore', 'pipe' ] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  const serving = new Promise((resolve, reject) => {
-    child.stderr.on('data', d => {
-      stderr += d;
-      if (/serving/.test(stderr)) resolve();
-    });
-    child.once('exit', (code, signal) => reject(new Error(`serve exited early (code ${code}, signal ${signal}):\n${stderr}`)));
-    setTimeout(() => reject(new Error(`serve did not log "serving" in ${WAIT_MS} ms:\n${stderr}`)), WAIT_MS).unref();
-  });
-  const exit = new Promise(resolve => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-interop-ali-ons-'));
+  const [ port, haPort, mport ] = [ await freePort(), await freePort(), await freePort() ];
+  // Every send waits for one slave (--in-sync-replicas 2).
+  const store = path.join(work, 'store');
   server = {
-    child, exit, stderr: () => stderr,
-    addr: `127.0.0.1:${port}`, port, metricsUrl: `http://127.0.0.1:${mport}/metrics`,
+    ...await startProcess('serve', [
+      'serve', '--listen', `127.0.0.1:${port}`, '--ha-listen', `127.0.0.1:${haPort}`,
+      '--metrics', `127.0.0.1:${mport}`, '--store', store, '--in-sync-replicas', '2',
+    ], /serving/),
+    addr: `127.0.0.1:${port}`, port, metricsUrl: `http://127.0.0.1:${mport}/metrics`, store,
   };
-  await serving;
   await waitMetrics('the first sample', m =>
     m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels === 0);
+  // --listen and --ha-listen are used only if the slave is promoted; free ports all the same.
+  const slaveStore = path.join(work, 'slave-store');
+  slave = {
+    ...await startProcess('slave', [
+      'slave', '--master', `127.0.0.1:${haPort}`, '--store', slaveStore,
+      '--listen', `127.0.0.1:${await freePort()}`, '--ha-listen', `127.0.0.1:${await freePort()}`,
+    ], /replicating/),
+    store: slaveStore,
+  };
+  await waitMetrics('the slave connected', m => m.rmq_ha_connections === 1 && slaveAcked(m) >= 0);
 });
 
 after(() => {
-  // Only if the SIGTERM test did not get to run or the server ignored it.
-  if (server && server.child.exitCode === null && server.child.signalCode === null) {
-    server.child.kill('SIGKILL');
+  // Only if the SIGTERM test did not get to run or a process ignored it.
+  for (const proc of [ slave, server ]) {
+    if (proc && proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
   }
 });
+
+/** Options of an ali-ons Producer or Consumer that asks the stub name server at `nameSrv`. */
+function clientOptions(nameSrv) {
+  return {
+    nameSrv,
+    httpclient: {}, // required by the constructor, unused with nameSrv
+    logger: quietLogger,
+    // Short periods so that ali-ons's scheduled tasks (which sleep between runs) end soon after
+    // close and let the process exit; the periodic heartbeats they send are harmless.
+    heartbeatBrokerInterval: 1000,
+    pollNameServerInteval: 1000,
+    rebalanceInterval: 1000,
+    persistConsumerOffsetInterval: 1000,
+  };
+}
 
 // ---------------------------------------------------------------------------------------------
 // the tests
@@ -424,17 +583,7 @@ test('MQClientAPI wire format through a tap: what ali-ons sends and what it acce
 test('Producer and push Consumer: ali-ons builds the heartbeat and unregisters on close', async t => {
   const ns = await startStubNameServer(server.addr);
   const errors = [];
-  const common = {
-    nameSrv: ns.addr,
-    httpclient: {}, // required by the constructor, unused with nameSrv
-    logger: quietLogger,
-    // Short periods so that ali-ons's scheduled tasks (which sleep between runs) end soon after
-    // close and let the process exit; the periodic heartbeats they send are harmless.
-    heartbeatBrokerInterval: 1000,
-    pollNameServerInteval: 1000,
-    rebalanceInterval: 1000,
-    persistConsumerOffsetInterval: 1000,
-  };
+  const common = clientOptions(ns.addr);
   const producer = new MQProducer({ ...common, producerGroup: 'ALI_ONS_LIFECYCLE_PG' });
   producer.on('error', err => errors.push(err));
   await producer.ready();
@@ -494,17 +643,108 @@ test('Producer and push Consumer: ali-ons builds the heartbeat and unregisters o
   assert.deepEqual(errors.map(e => e.message), [], 'no client errors');
 });
 
-test('SIGTERM: serve exits 0', async t => {
-  const m = await waitMetrics('an idle server', m =>
+test(`Producer: ${SENDS} sends, each SEND_OK once the slave has it, queue offsets counting per queue`, async t => {
+  const ns = await startStubNameServer(server.addr, new Set([ SEND_TOPIC ]));
+  const errors = [];
+  const hadDefault = MQProducer.defaultProducer;
+  const producer = new MQProducer({ ...clientOptions(ns.addr), producerGroup: 'ALI_ONS_SEND_PG', instanceName: 'interop-send' });
+  producer.on('error', err => errors.push(err));
+  try {
+    await within('producer.ready()', producer.ready());
+    const nextOffset = new Map(); // queue id -> the queue offset its next send must get
+    for (let seq = 0; seq < SENDS; seq++) {
+      const body = `ali-ons-interop-body-${seq}`;
+      const keys = `ali-ons-key-${seq}`;
+      const tags = seq % 2 ? 'TagB' : 'TagA';
+      const msg = new Message(SEND_TOPIC, tags, body);
+      msg.keys = [ keys ];
+      msg.properties['interop-seq'] = String(seq);
+      // ali-ons itself gives up on a send after sendMsgTimeout (3 s) plus a second for retries.
+      const result = await within(`send ${seq}`, producer.send(msg));
+      const seen = JSON.stringify(result);
+      assert.equal(result.sendStatus, SendStatus.SEND_OK, `send ${seq}: ${seen}`);
+      // ali-ons's msgId is the response header's msgId: the offset message id (store host, offset).
+      assert.match(result.msgId, /^[0-9A-F]{32}$/, `send ${seq}: ${seen}`);
+      assert.equal(result.messageQueue.topic, SEND_TOPIC, `send ${seq}: ${seen}`);
+      const queueId = Number(result.messageQueue.queueId); // a header field: a string on the wire
+      assert.ok(Number.isInteger(queueId) && queueId >= 0 && queueId < 4, `send ${seq}: ${seen}`);
+      const expected = nextOffset.get(queueId) || 0;
+      assert.equal(result.queueOffset, expected, `send ${seq}: queue ${queueId} should be at ${expected}: ${seen}`);
+      nextOffset.set(queueId, expected + 1);
+      // In sync: the answer came after the slave acknowledged the log's new end.
+      const m = await scrape();
+      assert.ok(slaveAcked(m) >= m.rmq_commitlog_max_offset,
+        `send ${seq} answered with the slave at ${slaveAcked(m)} of ${m.rmq_commitlog_max_offset}`);
+      sent.push({ body: Buffer.from(body), keys, tags, seq, result });
+    }
+    assert.equal(new Set(sent.map(s => s.result.msgId)).size, SENDS, `msgIds repeat: ${sent.map(s => s.result.msgId)}`);
+    t.diagnostic(`first result: ${JSON.stringify(sent[0].result)}`);
+    t.diagnostic(`sends per queue: ${JSON.stringify(Object.fromEntries([ ...nextOffset ].sort()))}`);
+  } finally {
+    await within('producer.close()', producer.close());
+    // ali-ons's inner producer, if this test started it (it did not when an earlier test had).
+    if (MQProducer.defaultProducer && MQProducer.defaultProducer !== hadDefault) {
+      await within('the inner producer\'s close()', MQProducer.defaultProducer.close());
+    }
+    await ns.close();
+  }
+  const m = await waitMetrics('the producer gone', m =>
+    m.rmq_producer_groups === 0 && m.rmq_client_channels === 0);
+  t.diagnostic(`after producer.close(): ${show(m)}`);
+  assert.deepEqual(errors.map(e => e.message), [], 'no client errors');
+});
+
+test('SIGTERM: once the slave caught up, the slave and then serve exit 0', async t => {
+  let m = await waitMetrics('an idle server', m =>
     m.rmq_producer_groups === 0 && m.rmq_consumer_groups === 0 && m.rmq_client_channels === 0);
   t.diagnostic(`before SIGTERM: ${show(m)}`);
-  assert.ok(server.child.kill('SIGTERM'));
-  const timeout = new Promise(r => setTimeout(r, 15_000, { timeout: true }).unref());
-  const result = await Promise.race([ server.exit, timeout ]);
-  assert.ok(!result.timeout, `serve did not exit within 15 s of SIGTERM:\n${server.stderr()}`);
-  assert.deepEqual(result, { code: 0, signal: null }, `serve exited ${JSON.stringify(result)}:\n${server.stderr()}`);
+  m = await waitMetrics('the slave to acknowledge the whole log', m =>
+    m.rmq_ha_connections === 1 && slaveAcked(m) >= m.rmq_commitlog_max_offset);
+  t.diagnostic(`commit log ${m.rmq_commitlog_max_offset} bytes, slave acknowledged ${slaveAcked(m)}`);
+  // The slave first: the master then has nothing left to send it.
+  await stopProcess('slave', slave);
+  await stopProcess('serve', server);
   assert.match(server.stderr(), /shutdown complete/);
   for (const [ level, text ] of [ ...new Set(clientLog.map(e => JSON.stringify(e))) ].map(e => JSON.parse(e))) {
     t.diagnostic(`ali-ons ${level}: ${text.split('\n')[0]}`);
   }
+});
+
+test('the stores: the slave\'s copy is the master\'s, and the master\'s log holds every send once', async t => {
+  assert.ok(server.child.exitCode !== null && slave.child.exitCode !== null, 'both processes stopped first');
+  const names = segments(server.store);
+  assert.ok(names.length > 0, `no segment file in ${server.store}`);
+  assert.deepEqual(segments(slave.store), names, 'the slave has the master\'s segment files');
+  for (const name of names) {
+    const m = fs.readFileSync(path.join(server.store, name));
+    const s = fs.readFileSync(path.join(slave.store, name));
+    assert.ok(s.length >= m.length, `segment ${name}: slave has ${s.length} bytes, master ${m.length}`);
+    if (!s.subarray(0, m.length).equals(m)) {
+      let first = 0;
+      while (s[first] === m[first]) first++;
+      assert.fail(`segment ${name}: slave differs from master at byte ${first} of ${m.length}`);
+    }
+    t.diagnostic(`segment ${name}: ${m.length} bytes, the slave's equal`);
+  }
+
+  assert.equal(sent.length, SENDS, 'the producer test recorded every send');
+  const mine = readMessages(server.store).filter(r => r.topic === SEND_TOPIC);
+  for (const { body, keys, tags, seq, result } of sent) {
+    const found = mine.filter(r => r.body.equals(body));
+    assert.equal(found.length, 1, `body ${body} stored ${found.length} times under ${SEND_TOPIC} (records under it: ${mine.length})`);
+    const [ r ] = found;
+    const what = `body ${body} (record at ${r.at})`;
+    assert.equal(r.phys, r.at, `${what}: PHYSICALOFFSET`);
+    assert.equal(r.bodyCrc, bodyCrc(body), `${what}: BODYCRC`);
+    // The offset message id: STOREHOST's address and port, then the physical offset.
+    const offset = Buffer.alloc(8);
+    offset.writeBigInt64BE(BigInt(r.phys));
+    assert.equal(result.msgId, Buffer.concat([ r.storeHost, offset ]).toString('hex').toUpperCase(), `${what}: msgId`);
+    assert.deepEqual([ r.queueId, r.queueOffset ], [ Number(result.messageQueue.queueId), result.queueOffset ], `${what}: queue and offset`);
+    const props = { KEYS: r.props.KEYS, TAGS: r.props.TAGS, 'interop-seq': r.props['interop-seq'] };
+    assert.deepEqual(props, { KEYS: keys, TAGS: tags, 'interop-seq': String(seq) },
+      `${what}: properties ${JSON.stringify(r.rawProps)}`);
+  }
+  assert.equal(mine.length, sent.length, `records under ${SEND_TOPIC}: ${mine.map(r => r.body.toString()).join(', ')}`);
+  t.diagnostic(`${mine.length} records under ${SEND_TOPIC}, e.g. properties ${JSON.stringify(mine[0].rawProps)}`);
 });
