@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Interop tests against `rmq-lifecycle serve`, with two client libraries written by others:
+# Interop tests against `rmq-lifecycle serve`, with two client libraries written by others. Each
+# suite runs serve with --in-sync-replicas 2 and one `rmq-lifecycle slave` replicating from it:
 # * the npm client `ali-ons` (pinned in interop/ali-ons/package.json) sends HEART_BEAT,
-#   UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP, and its push consumers hear
-#   NOTIFY_CONSUMER_IDS_CHANGED (interop/ali-ons/test.js);
+#   UNREGISTER_CLIENT and GET_CONSUMER_LIST_BY_GROUP, its push consumers hear
+#   NOTIFY_CONSUMER_IDS_CHANGED, and its Producer sends 24 messages (interop/ali-ons/test.js);
 # * the PyPI client `rocketmq` 0.4.4 (Python over the RocketMQ C++ client, bundled in its wheel)
 #   starts two push consumers that rebalance with GET_CONSUMER_LIST_BY_GROUP and hear
-#   NOTIFY_CONSUMER_IDS_CHANGED (interop/python-rocketmq/test.py).
-# Each checks /metrics and that SIGTERM exits 0. Needs Node >= 20 with npm and the npm registry,
-# python3 with pip and PyPI (the wheel is for x86_64 Linux).
+#   NOTIFY_CONSUMER_IDS_CHANGED, then its Producer's send_sync sends 24 messages
+#   (interop/python-rocketmq/test.py).
+# The sends must all be SEND_OK, answered only once the slave has them, with an id and queue
+# offsets counting per queue; after both processes exit 0 on SIGTERM, the slave's segment files
+# must equal the master's and the master's commit log (read as upstream's message records) must
+# hold every sent body once under its topic with the client's properties (KEYS, TAGS, ...). Each
+# also checks /metrics. Needs Node >= 20 with npm and the npm registry, python3 with pip and PyPI
+# (the wheel is for x86_64 Linux).
 #
 #   bash .ci/interop.sh                          # builds target/release/rmq-lifecycle first
 #   RMQ_LIFECYCLE_BIN=path bash .ci/interop.sh   # uses that binary, no cargo build

@@ -14,7 +14,7 @@ both processes stopped, the two stores. Checked:
   shutdown;
 * the C++ client's rebalance asked GET_CONSUMER_LIST_BY_GROUP (38) and was told both client ids;
 * the first consumer heard NOTIFY_CONSUMER_IDS_CHANGED (40) for the group;
-* a Producer's send_sync of SENDS messages (distinct bodies, keys and a property): every result
+* a Producer's send_sync of 24 messages (distinct bodies, keys and a property): every result
   is SendStatus.OK with a message id (the wrapper exposes msg_id, the client's UNIQ_KEY, not the
   offset id), and when it is answered /metrics shows the slave acknowledged the log's end;
 * /metrics shows the slave acknowledged the master's whole log; SIGTERM ends the slave and then
