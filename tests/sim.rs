@@ -187,13 +187,15 @@ fn seeds() {
     let faults: usize = outcomes.iter().map(|o| o.schedule.len()).sum();
     let bytes: u64 = outcomes.iter().map(|o| o.master_bytes).sum();
     let heartbeats: u64 = outcomes.iter().map(|o| o.heartbeats).sum();
+    let sends: usize = outcomes.iter().map(|o| o.acked_sends).sum();
     let failed: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| !o.violations.is_empty())
         .collect();
     eprintln!(
         "sim: {} seeds in {:.1} s: {:.2} seeds/s, {:.1} simulated s per wall s; {} faults \
-         injected, {} log bytes replicated, {} heartbeats; {} seed(s) failed",
+         injected, {} log bytes replicated, {} heartbeats, {} sends acked by a slave; {} seed(s) \
+         failed",
         outcomes.len(),
         wall.as_secs_f64(),
         outcomes.len() as f64 / wall.as_secs_f64(),
@@ -201,6 +203,7 @@ fn seeds() {
         faults,
         bytes,
         heartbeats,
+        sends,
         failed.len()
     );
     for outcome in &failed {
@@ -219,8 +222,10 @@ fn seeds() {
 /// the drop order of a crashed host's tasks did) fails here.
 #[test]
 fn a_seed_replays_exactly() {
+    let mut sends = 0;
     for seed in 0..20 {
         let a = world::run(seed, Variant::default(), &[], true);
+        sends += a.acked_sends;
         let b = world::run(seed, Variant::default(), &[], true);
         assert_eq!(a.trace, b.trace, "seed {seed}: traces differ");
         assert_eq!(a.fingerprint, b.fingerprint, "seed {seed}");
@@ -229,6 +234,7 @@ fn a_seed_replays_exactly() {
             "seed {seed} did no work"
         );
     }
+    assert!(sends > 0, "no send was acked in 20 seeds");
 }
 
 /// The first seed of the CI set on which `variant` violates `invariant`, or a panic. `test` is
@@ -339,7 +345,8 @@ fn a_master_crash_loses_no_byte_a_slave_holds() {
 }
 
 /// The same crash with the planted `send_unsynced` (upstream's classic order): slaves end up
-/// holding bytes the restarted master lost, and `SlaveIsPrefix` catches it.
+/// holding bytes the restarted master lost, and `SlaveIsPrefix` catches it; a producer's send
+/// that a slave acknowledged is lost with them, and `AckedSendDurable` catches that.
 #[test]
 fn catches_send_unsynced() {
     let faults = MasterFaults {
@@ -354,6 +361,16 @@ fn catches_send_unsynced() {
             .any(|v| v.starts_with("SlaveIsPrefix")),
         "seed {}: the planted divergence was not caught: {:?}",
         outcome.seed,
+        outcome.violations
+    );
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.starts_with("AckedSendDurable")),
+        "seed {}: the lost acked send was not caught ({} acked): {:?}",
+        outcome.seed,
+        outcome.acked_sends,
         outcome.violations
     );
 }

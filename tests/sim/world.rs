@@ -12,11 +12,13 @@ use super::rng::Rng;
 use bytes::BytesMut;
 use rmq_lifecycle::core::ha::HaConfig;
 use rmq_lifecycle::core::heartbeat::{ConsumerData, SubscriptionData};
+use rmq_lifecycle::core::message::{self, SendHeader};
 use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
 use rmq_lifecycle::core::{ClientRules, HeartbeatData};
 use rmq_lifecycle::lifecycle::TaskGauge;
 use rmq_lifecycle::net::ha::{MasterConfig, MasterFaults, SlaveConfig, SlaveStatus};
 use rmq_lifecycle::net::remoting::RemotingConfig;
+use rmq_lifecycle::net::send::SendConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
 use rmq_lifecycle::registry::{ClientRegistry, Faults, HaRegistry, RegistryConfig};
 use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
@@ -221,6 +223,8 @@ struct Env {
     claims: RefCell<BTreeMap<&'static str, Option<Claim>>>,
     /// `(offset, needed)` pairs `wait_for_replication` confirmed.
     replicated: RefCell<Vec<(u64, usize)>>,
+    /// Sends answered SUCCESS: the offset their `msgId` names and the body sent.
+    acked_sends: RefCell<Vec<(u64, Vec<u8>)>>,
     sockets: RefCell<BTreeMap<&'static str, usize>>,
     violations: RefCell<Vec<(String, u32)>>,
     trace: RefCell<Vec<String>>,
@@ -268,6 +272,8 @@ pub(crate) struct Outcome {
     pub(crate) master_bytes: u64,
     /// Client heartbeats the registry counted at the settled check.
     pub(crate) heartbeats: u64,
+    /// Sends answered SUCCESS (each checked to be in the master's log at the end).
+    pub(crate) acked_sends: usize,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -322,7 +328,12 @@ fn serve_config(variant: &Variant) -> ServeConfig {
             // shutdown; a crash loses the rest.
             flush: FlushPolicy::Manual,
         },
-        send: Default::default(),
+        // A send is answered SUCCESS only once a slave holds it, so it must survive any crash.
+        send: SendConfig {
+            in_sync_replicas: 2,
+            slave_timeout: Duration::from_millis(800),
+            ..SendConfig::default()
+        },
         metrics: None,
         grace: Duration::from_secs(2),
     }
@@ -508,14 +519,20 @@ impl Conn {
         Some(self.opaque)
     }
 
-    /// Sends and waits (3 s at most) for the response; `None` if the connection is unusable.
+    /// Sends and waits (3 s at most) for the response code; `None` if the connection is
+    /// unusable.
     async fn call(&mut self, cmd: RemotingCommand) -> Option<i32> {
+        self.response(cmd).await.map(|r| r.code)
+    }
+
+    /// Sends and waits (3 s at most) for the response.
+    async fn response(&mut self, cmd: RemotingCommand) -> Option<RemotingCommand> {
         let opaque = self.send(cmd).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
             if let Some(resp) = self.decoder.decode(&mut self.buf).ok()? {
                 if resp.opaque == opaque && resp.is_response() {
-                    return Some(resp.code);
+                    return Some(resp);
                 }
                 continue;
             }
@@ -557,9 +574,30 @@ fn unregister_cmd(client: &str, producer_group: &str) -> RemotingCommand {
     cmd
 }
 
+/// A `SEND_MESSAGE_V2` of `body` to a queue the broker picks, with its own `UNIQ_KEY`.
+fn send_cmd(producer_group: &str, body: &[u8], uniq: &str) -> RemotingCommand {
+    SendHeader {
+        producer_group: producer_group.into(),
+        topic: "SimTopic".into(),
+        default_topic: message::AUTO_CREATE_TOPIC.into(),
+        default_topic_queue_nums: 4,
+        queue_id: -1,
+        sys_flag: 0,
+        born_timestamp: 0,
+        flag: 0,
+        properties: Some(format!("UNIQ_KEY\u{1}{uniq}\u{2}")),
+        reconsume_times: 0,
+        unit_mode: false,
+        max_reconsume_times: None,
+        batch: false,
+    }
+    .to_request(code::SEND_MESSAGE_V2, body.to_vec().into())
+}
+
 /// A client host: a producer creating an `IotRuleEngine-<ms>` group every period and abandoning
-/// old ones (silently, by UNREGISTER_CLIENT, or by closing), or a consumer heartbeating two
-/// groups; both sometimes close, or send a heartbeat and close without waiting for it.
+/// old ones (silently, by UNREGISTER_CLIENT, or by closing) and sending messages, or a consumer
+/// heartbeating two groups; both sometimes close, or send a heartbeat and close without waiting
+/// for it.
 async fn client_host(env: Rc<Env>, name: &'static str, producer: bool) -> turmoil::Result {
     let inc = env.start(name);
     let name_hash = name.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
@@ -575,6 +613,7 @@ async fn client_host(env: Rc<Env>, name: &'static str, producer: bool) -> turmoi
         want.consumers = ["CG-shared".to_string(), format!("CG-{name}")].into();
     }
     let mut conn: Option<Conn> = None;
+    let mut sent = 0u64;
     let set_claim = |c: Option<Claim>| env.claims.borrow_mut().insert(name, c);
     set_claim(None);
     loop {
@@ -634,6 +673,35 @@ async fn client_host(env: Rc<Env>, name: &'static str, producer: bool) -> turmoi
                 set_claim(None);
                 if producer {
                     want.producers.clear();
+                }
+                continue;
+            }
+            30..45 if producer => {
+                // A send: answered SUCCESS only once a slave holds it.
+                sent += 1;
+                let body = format!("{name}#{inc}#{sent}").into_bytes();
+                let uniq = format!("{name}-{inc}-{sent}");
+                let group = want.producers.iter().next().cloned().unwrap_or_default();
+                match c.response(send_cmd(&group, &body, &uniq)).await {
+                    Some(resp) if resp.code == code::SUCCESS => {
+                        let offset = resp
+                            .ext("msgId")
+                            .and_then(|id| id.get(id.len().saturating_sub(16)..))
+                            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+                        match offset {
+                            Some(offset) => env.acked_sends.borrow_mut().push((offset, body)),
+                            None => env.violate("SendAnswered", format!("{resp:?}")),
+                        }
+                    }
+                    Some(resp) if resp.code == code::FLUSH_SLAVE_TIMEOUT => {}
+                    Some(resp) => env.violate(
+                        "SendAnswered",
+                        format!("send {uniq} answered {} {:?}", resp.code, resp.remark),
+                    ),
+                    None => {
+                        conn = None;
+                        set_claim(None);
+                    }
                 }
                 continue;
             }
@@ -824,6 +892,7 @@ pub(crate) fn run(
     std::hash::Hash::hash(&trace, &mut hasher);
     std::hash::Hash::hash(&violations, &mut hasher);
     std::hash::Hash::hash(&checker.history, &mut hasher);
+    std::hash::Hash::hash(&*env.acked_sends.borrow(), &mut hasher);
     Outcome {
         seed,
         schedule,
@@ -833,6 +902,7 @@ pub(crate) fn run(
         simulated: sim.elapsed(),
         master_bytes: checker.master_bytes,
         heartbeats: checker.heartbeats,
+        acked_sends: env.acked_sends.borrow().len(),
     }
 }
 
@@ -1069,6 +1139,29 @@ impl Checker {
                     "ReplicationConfirmed",
                     format!("offset {offset} confirmed for {needed} slaves, {have} hold it"),
                 );
+            }
+        }
+        // Every send answered SUCCESS is in the master's log where its msgId says, whatever
+        // crashed since: a slave held it, and a master sends slaves only synced bytes.
+        {
+            let _fs = m.fs.enter();
+            for (offset, body) in env.acked_sends.borrow().iter() {
+                let mut rec = Vec::new();
+                let read = log.read(*offset, 4096, &mut rec);
+                let stored = read.ok().and_then(|_| {
+                    let len = u32::from_be_bytes(rec.get(..4)?.try_into().ok()?) as usize;
+                    message::view(rec.get(..len)?).map(|v| v.body == &body[..])
+                });
+                if stored != Some(true) {
+                    env.violate(
+                        "AckedSendDurable",
+                        format!(
+                            "the send of {:?} acked at offset {offset} is not there (log ends at {})",
+                            String::from_utf8_lossy(body),
+                            log.max_offset()
+                        ),
+                    );
+                }
             }
         }
         // The registry against what the clients last heard it accept.
