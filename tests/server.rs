@@ -156,8 +156,9 @@ mod send {
     }
 
     /// Sends through both codes are stored as upstream records, answered with upstream's header,
-    /// and a slave holds them byte for byte; with `in_sync_replicas = 2` and no slave, a send is
-    /// stored and answered FLUSH_SLAVE_TIMEOUT unless it says WAIT=false.
+    /// and a slave holds them byte for byte. With `in_sync_replicas = 2` a send is stored
+    /// whatever happens: with no slave it is answered SLAVE_NOT_AVAILABLE at once, with a slave
+    /// that does not acknowledge FLUSH_SLAVE_TIMEOUT, and with WAIT=false SUCCESS at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sends_are_stored_replicated_and_answered_like_upstream() {
         let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -171,7 +172,7 @@ mod send {
         let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
         let local = stream.peer_addr().unwrap();
 
-        // No slave yet: stored, but not replicated in time.
+        // No slave yet: stored, and answered at once that no slave can take it.
         let h = header("Orders", 1, "UNIQ_KEY\u{1}K0\u{2}");
         let resp = call(
             &mut stream,
@@ -179,7 +180,7 @@ mod send {
             h.to_request(code::SEND_MESSAGE_V2, Bytes::from_static(b"m0")),
         )
         .await;
-        assert_eq!(resp.code, code::FLUSH_SLAVE_TIMEOUT, "{resp:?}");
+        assert_eq!(resp.code, code::SLAVE_NOT_AVAILABLE, "{resp:?}");
         assert_eq!(resp.ext("queueOffset"), Some("0"));
         let h = header("Orders", 1, "WAIT\u{1}false\u{2}");
         let resp = call(
@@ -198,6 +199,29 @@ mod send {
             Some(32),
             "a broker-made UNIQ_KEY"
         );
+        // A slave that reported once and went silent counts, but never acknowledges: the send
+        // waits out the slave timeout.
+        let mut silent = TcpStream::connect(broker.ha_local_addr()).await.unwrap();
+        silent.write_all(&0u64.to_be_bytes()).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            broker
+                .master()
+                .wait_for_replication(0, 1, Duration::from_secs(10)),
+        )
+        .await
+        .expect("the report within 10 s")
+        .expect("the silent slave reported 0");
+        let h = header("Orders", 1, "");
+        let resp = call(
+            &mut stream,
+            3,
+            h.to_request(code::SEND_MESSAGE, Bytes::from_static(b"m2")),
+        )
+        .await;
+        assert_eq!(resp.code, code::FLUSH_SLAVE_TIMEOUT, "{resp:?}");
+        assert_eq!(resp.ext("queueOffset"), Some("2"));
+        drop(silent);
 
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let replica = tokio::spawn(server::replicate(
@@ -220,8 +244,18 @@ mod send {
             },
             |_| {},
         ));
+        let end = broker.log().max_offset();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            broker
+                .master()
+                .wait_for_replication(end, 1, Duration::from_secs(10)),
+        )
+        .await
+        .expect("the slave caught up within 10 s")
+        .expect("the slave holds the first sends");
         let mut starts = Vec::new();
-        for i in 2..40i32 {
+        for i in 3..40i32 {
             let code = if i % 2 == 0 {
                 code::SEND_MESSAGE
             } else {
@@ -290,9 +324,9 @@ mod send {
             let view = message::view(&rec[..len]).expect("an upstream record");
             assert_eq!(
                 (view.topic, view.queue_id, view.queue_offset),
-                ("Orders", 1, i as i64 + 2)
+                ("Orders", 1, i as i64 + 3)
             );
-            assert_eq!(view.body.len(), 102 + i);
+            assert_eq!(view.body.len(), 103 + i);
         }
         tokio::time::timeout(
             Duration::from_secs(10),

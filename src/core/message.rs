@@ -893,8 +893,8 @@ fn add_region(response: &mut RemotingCommand) {
     ext.insert("TRACE_ON".into(), "true".into());
 }
 
-/// The response to a stored message: `code` is `SUCCESS`, or `FLUSH_SLAVE_TIMEOUT` when the
-/// slaves did not acknowledge it in time (the header is filled either way).
+/// The response to a stored message: `code` is `SUCCESS`, `SLAVE_NOT_AVAILABLE` or
+/// `FLUSH_SLAVE_TIMEOUT` (the header is filled either way).
 pub fn stored_response(
     request: &RemotingCommand,
     code: i32,

@@ -62,6 +62,8 @@ pub mod code {
     pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
     /// `CONSUMER_NOT_ONLINE`.
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    /// `SLAVE_NOT_AVAILABLE`: stored, but too few slaves can take it (upstream 4).
+    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
     /// `FLUSH_SLAVE_TIMEOUT`: stored, but slaves did not acknowledge it within the timeout.
     pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
     /// `MESSAGE_ILLEGAL`: body or properties too long.

@@ -370,6 +370,12 @@ impl MasterHandle {
         isr.members()
     }
 
+    /// How many slaves could acknowledge `offset` soon: those whose acknowledged offset is within
+    /// `gap` bytes of it (upstream 4's `isSlaveOK` with `haSlaveFallbehindMax`).
+    pub(crate) fn slaves_within(&self, offset: u64, gap: u64) -> usize {
+        self.acked_at_least(offset.saturating_sub(gap))
+    }
+
     /// How many slaves hold `offset`: in classic mode the connections whose last report reached
     /// it, in auto-switch mode the in-sync slaves (by broker id) whose report did.
     fn acked_at_least(&self, offset: u64) -> usize {

@@ -1,6 +1,8 @@
 //! `SEND_MESSAGE` (10) and `SEND_MESSAGE_V2` (310) on the client-management listener: a
 //! producer's message is checked and stored (`store::messages`), the HA master's writers are
-//! woken, and with `in_sync_replicas > 1` the answer waits for that many copies.
+//! woken, and with `in_sync_replicas > 1` the answer waits for that many copies: at once
+//! `SLAVE_NOT_AVAILABLE` if too few slaves are close enough to take it (upstream 4), else
+//! `SUCCESS` or, after the timeout, `FLUSH_SLAVE_TIMEOUT` (the message stays stored either way).
 //!
 //! This is wiring: the checks, codes and record layout are `core::message`'s, the offsets the
 //! store's. A send is answered in its connection's order; the wait for slaves holds only that
@@ -24,6 +26,10 @@ pub struct SendConfig {
     /// How long a send waits for slaves before it is answered `FLUSH_SLAVE_TIMEOUT` (upstream
     /// `slaveTimeout`). The message stays stored either way.
     pub slave_timeout: Duration,
+    /// A slave whose acknowledged offset is further than this behind a send does not count as
+    /// able to take it: with fewer such slaves than needed the send is answered
+    /// `SLAVE_NOT_AVAILABLE` at once instead of waiting (upstream 4's `haSlaveFallbehindMax`).
+    pub slave_fall_behind_max: u64,
     /// Body limit and cluster name.
     pub rules: SendRules,
 }
@@ -33,6 +39,7 @@ impl Default for SendConfig {
         SendConfig {
             in_sync_replicas: 1,
             slave_timeout: Duration::from_secs(3),
+            slave_fall_behind_max: 256 << 20,
             rules: SendRules::default(),
         }
     }
@@ -98,10 +105,18 @@ impl Sender {
         );
         let needed = self.config.in_sync_replicas.saturating_sub(1);
         let mut status = code::SUCCESS;
+        let end = sent.appended.end;
         if needed > 0 && !sent.no_wait {
-            if let Err(timeout) = self
+            if self
                 .master
-                .wait_for_replication(sent.appended.end, needed, self.config.slave_timeout)
+                .slaves_within(end, self.config.slave_fall_behind_max)
+                < needed
+            {
+                tracing::debug!(offset = end, needed, "no slave can take the send");
+                status = code::SLAVE_NOT_AVAILABLE;
+            } else if let Err(timeout) = self
+                .master
+                .wait_for_replication(end, needed, self.config.slave_timeout)
                 .await
             {
                 tracing::debug!(%timeout, "send not replicated in time");

@@ -272,6 +272,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
                     max_message_size: args.max_message_size as usize,
                     ..SendRules::default()
                 },
+                ..SendConfig::default()
             },
             store,
             metrics: args.metrics,
