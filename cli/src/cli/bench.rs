@@ -3,6 +3,7 @@
 mod ha;
 mod heartbeat;
 mod registry;
+mod send;
 
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -27,6 +28,13 @@ pub(crate) enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// SEND_MESSAGE_V2 over loopback to the whole broker, beside MessageLog::send in-process;
+    /// and with a slave, send-to-acknowledged latency.
+    Send {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(which: Which) -> ExitCode {
@@ -34,5 +42,6 @@ pub(crate) fn run(which: Which) -> ExitCode {
         Which::Registry { json } => registry::run(json),
         Which::Heartbeat { json } => heartbeat::run(json),
         Which::Ha { json } => ha::run(json),
+        Which::Send { json } => send::run(json),
     }
 }
