@@ -219,10 +219,8 @@ impl RemotingCommand {
         dst.put_bytes(0, 8);
         let header = match self.serialize_type {
             SerializeType::Json => {
-                let mut header = Vec::with_capacity(192);
-                self.write_json_header(&mut header);
-                dst.extend_from_slice(&header);
-                Ok(header.len())
+                self.write_json_header(dst);
+                Ok(dst.len() - start - 8)
             }
             SerializeType::RocketMq => self.binary_header().map(|header| {
                 dst.put_slice(&header);
@@ -264,17 +262,18 @@ impl RemotingCommand {
 
     /// fastjson's output: keys sorted, nulls omitted, `serializeTypeCurrentRPC` included.
     /// Written by hand (strings escaped by serde_json) because it is on every response's path.
-    fn write_json_header(&self, dst: &mut Vec<u8>) {
-        fn int(dst: &mut Vec<u8>, n: i32) {
+    fn write_json_header(&self, dst: &mut BytesMut) {
+        fn int(dst: &mut BytesMut, n: i32) {
             dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
-        fn string(dst: &mut Vec<u8>, s: &str) {
+        fn string(dst: &mut BytesMut, s: &str) {
             if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-                dst.push(b'"');
+                dst.put_u8(b'"');
                 dst.extend_from_slice(s.as_bytes());
-                dst.push(b'"');
+                dst.put_u8(b'"');
             } else {
-                serde_json::to_writer(&mut *dst, s).expect("writing to a Vec cannot fail");
+                serde_json::to_writer((&mut *dst).writer(), s)
+                    .expect("writing to a BytesMut cannot fail");
             }
         }
         dst.extend_from_slice(b"{\"code\":");
@@ -283,13 +282,13 @@ impl RemotingCommand {
             dst.extend_from_slice(b",\"extFields\":{");
             for (i, (key, value)) in self.ext_fields.iter().enumerate() {
                 if i > 0 {
-                    dst.push(b',');
+                    dst.put_u8(b',');
                 }
                 string(dst, key);
-                dst.push(b':');
+                dst.put_u8(b':');
                 string(dst, value);
             }
-            dst.push(b'}');
+            dst.put_u8(b'}');
         }
         dst.extend_from_slice(b",\"flag\":");
         int(dst, self.flag);
@@ -303,7 +302,7 @@ impl RemotingCommand {
         }
         dst.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
         int(dst, self.version);
-        dst.push(b'}');
+        dst.put_u8(b'}');
     }
 
     fn binary_header(&self) -> Result<Vec<u8>, EncodeError> {

@@ -390,14 +390,15 @@ async fn serve_connection(
             }
         }
         let mut ended = None;
+        // The frames of one read arrived together: one clock read serves them all.
+        let now = ctx.clock.now();
         loop {
             match decoder.decode(&mut inbuf) {
                 Ok(Some(request)) => {
-                    activity.handle_heard(ctx.clock.now());
-                    match answer(request, &handle, ends, ctx, &cancel, &mut last).await {
-                        Ok(Some(response)) => encode_response(&response, &mut outbuf),
-                        Ok(None) => {}
-                        Err(reason) => return reason,
+                    activity.handle_heard(now);
+                    let answered = answer(request, &handle, ends, now, ctx, &cancel, &mut last);
+                    if let Err(reason) = answered.await.map(|r| r.write(&mut outbuf)) {
+                        return reason;
                     }
                 }
                 Ok(None) => break,
@@ -529,51 +530,78 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// The answer to one request (`None` for a response from the peer, a oneway request, or a
-/// heartbeat whose channel closed meanwhile).
-async fn answer(
+/// What a request is answered with.
+enum Reply<'a> {
+    /// Nothing: a response from the peer, or a oneway request.
+    None,
+    /// A response built for this request.
+    Built(RemotingCommand),
+    /// The connection's reusable heartbeat response, filled in for this request.
+    Kept(&'a RemotingCommand),
+}
+
+impl Reply<'_> {
+    fn write(self, out: &mut BytesMut) {
+        match self {
+            Reply::None => {}
+            Reply::Built(response) => encode_response(&response, out),
+            Reply::Kept(response) => encode_response(response, out),
+        }
+    }
+}
+
+/// The answer to one request.
+async fn answer<'a>(
     request: RemotingCommand,
     handle: &ChannelHandle,
     ends: Ends,
+    now: crate::core::Millis,
     ctx: &Ctx,
     cancel: &CancellationToken,
-    last: &mut LastHeartbeat,
-) -> Result<Option<RemotingCommand>, CloseReason> {
+    last: &'a mut LastHeartbeat,
+) -> Result<Reply<'a>, CloseReason> {
     if request.is_response() {
         // A client's answer to a broker-initiated request; this listener sends none.
-        return Ok(None);
+        return Ok(Reply::None);
     }
     let response = match request.code {
         code::HEART_BEAT => match ctx.pool.admit(cancel).await {
-            Admission::Run(_permit) => heartbeat(&request, handle, ctx.clock.now(), last)?,
+            Admission::Run(_permit) => {
+                let reply = heartbeat(&request, handle, now, last)?;
+                return Ok(if request.is_oneway() {
+                    Reply::None
+                } else {
+                    reply
+                });
+            }
             Admission::Busy => {
                 ctx.stats.busy.fetch_add(1, Ordering::Relaxed);
                 let remark = "[OVERLOAD]system busy, start flow control for a while";
-                Some(RemotingCommand::response_to(
-                    &request,
-                    code::SYSTEM_BUSY,
-                    Some(remark.into()),
-                ))
+                RemotingCommand::response_to(&request, code::SYSTEM_BUSY, Some(remark.into()))
             }
             Admission::Cancelled => return Err(CloseReason::Shutdown),
         },
-        code::UNREGISTER_CLIENT => Some(unregister_client(&request, handle)),
-        code::CHECK_CLIENT_CONFIG => Some(check_client_config(&request)),
-        code::GET_CONSUMER_LIST_BY_GROUP => Some(consumer_list(&request, ctx)),
-        code::GET_CONSUMER_CONNECTION_LIST => Some(consumer_connections(&request, ctx)),
-        code::GET_PRODUCER_CONNECTION_LIST => Some(producer_connections(&request, ctx)),
-        code::GET_ALL_PRODUCER_INFO => Some(all_producers(&request, ctx)),
+        code::UNREGISTER_CLIENT => unregister_client(&request, handle),
+        code::CHECK_CLIENT_CONFIG => check_client_config(&request),
+        code::GET_CONSUMER_LIST_BY_GROUP => consumer_list(&request, ctx),
+        code::GET_CONSUMER_CONNECTION_LIST => consumer_connections(&request, ctx),
+        code::GET_PRODUCER_CONNECTION_LIST => producer_connections(&request, ctx),
+        code::GET_ALL_PRODUCER_INFO => all_producers(&request, ctx),
         code::SEND_MESSAGE | code::SEND_MESSAGE_V2 if ctx.sender.is_some() => {
             let sender = ctx.sender.as_ref().expect("checked");
-            Some(sender.answer(&request, ends.peer, ends.local).await)
+            sender.answer(&request, ends.peer, ends.local).await
         }
-        other => Some(RemotingCommand::response_to(
+        other => RemotingCommand::response_to(
             &request,
             code::REQUEST_CODE_NOT_SUPPORTED,
             Some(format!(" request type {other} not supported")),
-        )),
+        ),
     };
-    Ok(response.filter(|_| !request.is_oneway()))
+    Ok(if request.is_oneway() {
+        Reply::None
+    } else {
+        Reply::Built(response)
+    })
 }
 
 /// A response with a JSON body.
@@ -691,11 +719,33 @@ fn unregister_client(request: &RemotingCommand, handle: &ChannelHandle) -> Remot
 struct LastHeartbeat {
     body: Vec<u8>,
     data: Option<HeartbeatData>,
+    /// The `SUCCESS` response, kept so that answering a heartbeat allocates nothing.
+    response: Option<RemotingCommand>,
 }
 
 impl LastHeartbeat {
     /// Bodies above this are parsed every time rather than kept per connection.
     const MAX_BODY: usize = 64 * 1024;
+
+    /// The `SUCCESS` response to `request` (heartbeat v2 fields included).
+    fn success(&mut self, request: &RemotingCommand, sub_changed: bool) -> &RemotingCommand {
+        let response = self.response.get_or_insert_with(|| {
+            let mut r = RemotingCommand::response_to(request, code::SUCCESS, None);
+            r.ext_fields
+                .insert("IS_SUPPORT_HEART_BEAT_V2".into(), "true".into());
+            r.ext_fields.insert("IS_SUB_CHANGE".into(), String::new());
+            r
+        });
+        response.opaque = request.opaque;
+        response.serialize_type = request.serialize_type;
+        let changed = response
+            .ext_fields
+            .get_mut("IS_SUB_CHANGE")
+            .expect("inserted with the response");
+        changed.clear();
+        changed.push_str(if sub_changed { "true" } else { "false" });
+        response
+    }
 
     fn parse(&mut self, body: &[u8]) -> Result<Cow<'_, HeartbeatData>, serde_json::Error> {
         if body.len() > Self::MAX_BODY {
@@ -713,18 +763,18 @@ impl LastHeartbeat {
 }
 
 /// `HEART_BEAT`. A channel closed meanwhile ends the connection: its owner is closing it.
-fn heartbeat(
+fn heartbeat<'a>(
     request: &RemotingCommand,
     handle: &ChannelHandle,
     now: crate::core::Millis,
-    last: &mut LastHeartbeat,
-) -> Result<Option<RemotingCommand>, CloseReason> {
+    last: &'a mut LastHeartbeat,
+) -> Result<Reply<'a>, CloseReason> {
     let body = request.body.as_deref().unwrap_or(b"");
     let data = match last.parse(body) {
         Ok(data) => data,
         Err(error) => {
             let remark = format!("invalid HeartbeatData body: {error}");
-            return Ok(Some(RemotingCommand::response_to(
+            return Ok(Reply::Built(RemotingCommand::response_to(
                 request,
                 code::SYSTEM_ERROR,
                 Some(remark),
@@ -732,18 +782,9 @@ fn heartbeat(
         }
     };
     match handle.heartbeat_from(request.language, request.version, &data, now) {
-        Ok(outcome) => {
-            let mut response = RemotingCommand::response_to(request, code::SUCCESS, None);
-            response
-                .ext_fields
-                .insert("IS_SUPPORT_HEART_BEAT_V2".into(), "true".into());
-            response
-                .ext_fields
-                .insert("IS_SUB_CHANGE".into(), outcome.sub_changed.to_string());
-            Ok(Some(response))
-        }
+        Ok(outcome) => Ok(Reply::Kept(last.success(request, outcome.sub_changed))),
         Err(ClientError::ChannelClosed(_)) => Err(CloseReason::Local),
-        Err(error) => Ok(Some(RemotingCommand::response_to(
+        Err(error) => Ok(Reply::Built(RemotingCommand::response_to(
             request,
             code::SYSTEM_ERROR,
             Some(error.to_string()),
