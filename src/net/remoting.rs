@@ -390,13 +390,25 @@ async fn serve_connection(
             }
         }
         let mut ended = None;
-        // The frames of one read arrived together: one clock read serves them all.
+        // The frames of one read arrived together: one clock read serves them all, and the
+        // heartbeats among them run on one worker permit, in order, as one worker would run
+        // them (taken at the first, given back before anything else waits).
         let now = ctx.clock.now();
+        let mut worker = None;
         loop {
             match decoder.decode(&mut inbuf) {
                 Ok(Some(request)) => {
                     activity.handle_heard(now);
-                    let answered = answer(request, &handle, ends, now, ctx, &cancel, &mut last);
+                    let answered = answer(
+                        request,
+                        &handle,
+                        ends,
+                        now,
+                        ctx,
+                        &cancel,
+                        &mut worker,
+                        &mut last,
+                    );
                     if let Err(reason) = answered.await.map(|r| r.write(&mut outbuf)) {
                         return reason;
                     }
@@ -409,6 +421,7 @@ async fn serve_connection(
                 }
             }
         }
+        drop(worker);
         if !outbuf.is_empty() {
             if let Err(reason) = flush(&mut stream, &mut outbuf, config.write_timeout).await {
                 return reason;
@@ -486,6 +499,8 @@ pub(crate) struct HeartbeatPool {
 /// Whether a heartbeat may run.
 enum Admission<'a> {
     Run(SemaphorePermit<'a>),
+    /// Runs on the permit the read already holds.
+    Held,
     Busy,
     Cancelled,
 }
@@ -551,22 +566,37 @@ impl Reply<'_> {
 }
 
 /// The answer to one request.
-async fn answer<'a>(
+///
+/// `worker` is the heartbeat worker permit this read's heartbeats hold, taken by the first.
+#[allow(clippy::too_many_arguments)]
+async fn answer<'a, 'p>(
     request: RemotingCommand,
     handle: &ChannelHandle,
     ends: Ends,
     now: crate::core::Millis,
-    ctx: &Ctx,
+    ctx: &'p Ctx,
     cancel: &CancellationToken,
+    worker: &mut Option<SemaphorePermit<'p>>,
     last: &'a mut LastHeartbeat,
 ) -> Result<Reply<'a>, CloseReason> {
     if request.is_response() {
         // A client's answer to a broker-initiated request; this listener sends none.
         return Ok(Reply::None);
     }
+    if request.code != code::HEART_BEAT {
+        // Nothing else runs on a heartbeat worker, and a send may wait for slaves.
+        *worker = None;
+    }
+    let admitted = match worker {
+        None if request.code == code::HEART_BEAT => ctx.pool.admit(cancel).await,
+        _ => Admission::Held,
+    };
     let response = match request.code {
-        code::HEART_BEAT => match ctx.pool.admit(cancel).await {
-            Admission::Run(_permit) => {
+        code::HEART_BEAT => match admitted {
+            Admission::Run(_) | Admission::Held => {
+                if let Admission::Run(permit) = admitted {
+                    *worker = Some(permit);
+                }
                 let reply = heartbeat(&request, handle, now, last)?;
                 return Ok(if request.is_oneway() {
                     Reply::None
