@@ -151,10 +151,24 @@ impl SendHeader {
     /// request. A missing required field or a malformed number is the `SYSTEM_ERROR` upstream's
     /// decoding ends in, naming the field.
     pub fn decode(request: &RemotingCommand) -> Result<SendHeader, Refusal> {
-        let v2 = request.code != code::SEND_MESSAGE;
-        let get = |i: usize| {
+        Self::from_fields(request.code, |key| request.ext(key).map(str::to_owned))
+    }
+
+    /// [`decode`](Self::decode), moving the fields out of `request` instead of copying them
+    /// (the broker's path: the request is not needed after its header is read).
+    pub fn take(request: &mut RemotingCommand) -> Result<SendHeader, Refusal> {
+        let fields = &mut request.ext_fields;
+        Self::from_fields(request.code, |key| fields.remove(key))
+    }
+
+    fn from_fields(
+        request_code: i32,
+        mut field: impl FnMut(&str) -> Option<String>,
+    ) -> Result<SendHeader, Refusal> {
+        let v2 = request_code != code::SEND_MESSAGE;
+        let mut get = |i: usize| {
             let (long, short) = KEYS[i];
-            request.ext(if v2 { short } else { long })
+            field(if v2 { short } else { long })
         };
         let missing = |i: usize| {
             Refusal::new(
@@ -162,7 +176,6 @@ impl SendHeader {
                 format!("the custom field <{}> is null", KEYS[i].0),
             )
         };
-        let text = |i: usize| get(i).map(str::to_owned).ok_or_else(|| missing(i));
         fn number<T: core::str::FromStr>(i: usize, v: &str) -> Result<T, Refusal> {
             v.trim().parse().map_err(|_| {
                 Refusal::new(
@@ -171,22 +184,29 @@ impl SendHeader {
                 )
             })
         }
+        fn required<T: core::str::FromStr>(
+            i: usize,
+            v: Option<String>,
+            missing: impl Fn(usize) -> Refusal,
+        ) -> Result<T, Refusal> {
+            number(i, &v.ok_or_else(|| missing(i))?)
+        }
         // Java's Boolean.parseBoolean: "true" in any case, anything else false.
-        let boolean = |i: usize| get(i).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let boolean = |v: Option<String>| v.is_some_and(|v| v.eq_ignore_ascii_case("true"));
         Ok(SendHeader {
-            producer_group: text(0)?,
-            topic: text(1)?,
-            default_topic: text(2)?,
-            default_topic_queue_nums: number(3, get(3).ok_or_else(|| missing(3))?)?,
-            queue_id: number(4, get(4).ok_or_else(|| missing(4))?)?,
-            sys_flag: number(5, get(5).ok_or_else(|| missing(5))?)?,
-            born_timestamp: number(6, get(6).ok_or_else(|| missing(6))?)?,
-            flag: number(7, get(7).ok_or_else(|| missing(7))?)?,
-            properties: get(8).map(str::to_owned),
-            reconsume_times: get(9).map_or(Ok(0), |v| number(9, v))?,
-            unit_mode: boolean(10),
-            max_reconsume_times: get(11).map(|v| number(11, v)).transpose()?,
-            batch: boolean(12),
+            producer_group: get(0).ok_or_else(|| missing(0))?,
+            topic: get(1).ok_or_else(|| missing(1))?,
+            default_topic: get(2).ok_or_else(|| missing(2))?,
+            default_topic_queue_nums: required(3, get(3), missing)?,
+            queue_id: required(4, get(4), missing)?,
+            sys_flag: required(5, get(5), missing)?,
+            born_timestamp: required(6, get(6), missing)?,
+            flag: required(7, get(7), missing)?,
+            properties: get(8),
+            reconsume_times: get(9).map_or(Ok(0), |v| number(9, &v))?,
+            unit_mode: boolean(get(10)),
+            max_reconsume_times: get(11).map(|v| number(11, &v)).transpose()?,
+            batch: boolean(get(12)),
         })
     }
 
@@ -1018,8 +1038,10 @@ mod tests {
     fn both_codes_decode_to_the_same_header() {
         let h = header("T");
         for c in [code::SEND_MESSAGE, code::SEND_MESSAGE_V2] {
-            let req = h.to_request(c, Bytes::from_static(b"x"));
+            let mut req = h.to_request(c, Bytes::from_static(b"x"));
             assert_eq!(SendHeader::decode(&req).unwrap(), h);
+            assert_eq!(SendHeader::take(&mut req).unwrap(), h);
+            assert!(req.ext_fields.is_empty(), "take moves every field out");
         }
         let v2 = h.to_request(code::SEND_MESSAGE_V2, Bytes::new());
         assert_eq!(v2.ext("b"), Some("T"));

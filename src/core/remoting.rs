@@ -524,16 +524,82 @@ fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
     })
 }
 
+/// `extFields`: each value kept as text (a string as is, anything else as its JSON), a `null`
+/// value dropped (a later key replaces an earlier one, as in a map). Read straight into the
+/// map: every request's header has these, so no intermediate `Value` is built for them.
 fn ext_fields<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let map = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?.unwrap_or_default();
-    Ok(map
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some((k, s)),
-            other => Some((k, other.to_string())),
-        })
-        .collect())
+    struct Fields;
+    impl<'de> de::Visitor<'de> for Fields {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of header fields")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                match map.next_value::<FieldText>()?.0 {
+                    Some(value) => out.insert(key, value),
+                    None => out.remove(&key),
+                };
+            }
+            Ok(out)
+        }
+    }
+    /// One value as text; `None` for `null`.
+    struct FieldText(Option<String>);
+    impl<'de> Deserialize<'de> for FieldText {
+        fn deserialize<D2: Deserializer<'de>>(d: D2) -> Result<Self, D2::Error> {
+            struct Text;
+            impl<'de> de::Visitor<'de> for Text {
+                type Value = FieldText;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a header field value")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldText, E> {
+                    Ok(FieldText(Some(v.to_owned())))
+                }
+                fn visit_string<E: de::Error>(self, v: String) -> Result<FieldText, E> {
+                    Ok(FieldText(Some(v)))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<FieldText, E> {
+                    Ok(FieldText(None))
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<FieldText, E> {
+                    Ok(FieldText(Some(v.to_string())))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldText, E> {
+                    Ok(FieldText(Some(v.to_string())))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldText, E> {
+                    Ok(FieldText(Some(v.to_string())))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldText, E> {
+                    Ok(FieldText(Some(serde_json::Value::from(v).to_string())))
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<FieldText, A::Error> {
+                    let v =
+                        serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                    Ok(FieldText(Some(v.to_string())))
+                }
+                fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<FieldText, A::Error> {
+                    let v =
+                        serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                    Ok(FieldText(Some(v.to_string())))
+                }
+            }
+            d.deserialize_any(Text)
+        }
+    }
+    d.deserialize_option(Fields)
 }
 
 fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, DecodeError> {
@@ -644,6 +710,30 @@ mod tests {
 
     fn frame_of(cmd: &RemotingCommand) -> BytesMut {
         BytesMut::from(&cmd.to_bytes().unwrap()[..])
+    }
+
+    #[test]
+    fn ext_field_values_are_kept_as_text() {
+        let header = br#"{"code":10,"extFields":{"a":"x","b":12,"c":1.5,"d":true,"e":null,"f":{"k":[1,"v"]},"a":"y","g":"z","g":null},"flag":0}"#;
+        let cmd = decode_json_header(header).unwrap();
+        let got: Vec<(&str, &str)> = cmd
+            .ext_fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "y"),
+                ("b", "12"),
+                ("c", "1.5"),
+                ("d", "true"),
+                ("f", r#"{"k":[1,"v"]}"#)
+            ]
+        );
+        let none = decode_json_header(br#"{"code":1,"extFields":null}"#).unwrap();
+        assert!(none.ext_fields.is_empty());
+        assert!(decode_json_header(br#"{"code":1,"extFields":[1]}"#).is_err());
     }
 
     /// RemotingCommandTest.testMarkProtocolType_*.

@@ -587,6 +587,7 @@ async fn answer<'a, 'p>(
         // Nothing else runs on a heartbeat worker, and a send may wait for slaves.
         *worker = None;
     }
+    let oneway = request.is_oneway();
     let admitted = match worker {
         None if request.code == code::HEART_BEAT => ctx.pool.admit(cancel).await,
         _ => Admission::Held,
@@ -619,7 +620,7 @@ async fn answer<'a, 'p>(
         code::GET_ALL_PRODUCER_INFO => all_producers(&request, ctx),
         code::SEND_MESSAGE | code::SEND_MESSAGE_V2 if ctx.sender.is_some() => {
             let sender = ctx.sender.as_ref().expect("checked");
-            sender.answer(&request, ends.peer, ends.local).await
+            sender.answer(request, ends.peer, ends.local).await
         }
         other => RemotingCommand::response_to(
             &request,
@@ -627,7 +628,7 @@ async fn answer<'a, 'p>(
             Some(format!(" request type {other} not supported")),
         ),
     };
-    Ok(if request.is_oneway() {
+    Ok(if oneway {
         Reply::None
     } else {
         Reply::Built(response)

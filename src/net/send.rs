@@ -72,14 +72,15 @@ impl Sender {
     /// The answer to a send from `peer` received at `local` (the store host of its record).
     pub(crate) async fn answer(
         &self,
-        request: &RemotingCommand,
+        mut request: RemotingCommand,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> RemotingCommand {
-        let header = match SendHeader::decode(request) {
+        let header = match SendHeader::take(&mut request) {
             Ok(header) => header,
-            Err(refusal) => return message::refused_response(request, refusal),
+            Err(refusal) => return message::refused_response(&request, refusal),
         };
+        let request = &request;
         let clock = &self.clock;
         let sent = match self
             .messages
