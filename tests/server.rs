@@ -359,4 +359,72 @@ mod send {
             "the slave's log is the master's"
         );
     }
+
+    /// Pipelined frames in one write: the sends among them are one group commit, and every
+    /// answer comes back in request order (a refused send and a heartbeat in between keep
+    /// their places; a oneway send gets none).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_sends_are_answered_in_order() {
+        use rmq_lifecycle::core::HeartbeatData;
+        use rmq_lifecycle::core::remoting::FLAG_ONEWAY;
+        let dir = tempfile::tempdir().unwrap();
+        let broker = server::Broker::start(serve_config(dir.path(), SEGMENT))
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
+        let mut frames = BytesMut::new();
+        let mut expected = Vec::new();
+        for i in 0..12i32 {
+            let mut cmd = match i {
+                4 => header("bad topic", 0, "")
+                    .to_request(code::SEND_MESSAGE_V2, Bytes::from_static(b"x")),
+                7 => {
+                    let mut hb = RemotingCommand::request(code::HEART_BEAT);
+                    hb.body = Some(HeartbeatData::producers("c@1", ["PG"]).to_json().into());
+                    hb
+                }
+                _ => header("Orders", 0, "")
+                    .to_request(code::SEND_MESSAGE_V2, Bytes::from(vec![i as u8; 50])),
+            };
+            cmd.opaque = 100 + i;
+            if i == 9 {
+                cmd.flag |= FLAG_ONEWAY;
+            } else {
+                expected.push((
+                    100 + i,
+                    match i {
+                        4 => code::INVALID_PARAMETER,
+                        _ => code::SUCCESS,
+                    },
+                ));
+            }
+            cmd.encode(&mut frames).unwrap();
+        }
+        stream.write_all(&frames).await.unwrap();
+        let (mut buf, mut decoder) = (BytesMut::new(), FrameDecoder::default());
+        let mut got = Vec::new();
+        let mut offsets = Vec::new();
+        while got.len() < expected.len() {
+            if let Some(resp) = decoder.decode(&mut buf).unwrap() {
+                if let Some(q) = resp.ext("queueOffset") {
+                    offsets.push(q.parse::<i64>().unwrap());
+                }
+                got.push((resp.opaque, resp.code));
+                continue;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
+                .await
+                .expect("responses within 10 s")
+                .unwrap();
+            assert!(n > 0, "the broker closed the connection");
+        }
+        assert_eq!(got, expected);
+        // Ten sends stored in order, the oneway one too (offset 7, unanswered).
+        assert_eq!(offsets, [0, 1, 2, 3, 4, 5, 6, 8, 9]);
+        drop(stream);
+        let report = tokio::time::timeout(Duration::from_secs(10), broker.shutdown())
+            .await
+            .expect("the broker stops within 10 s");
+        assert!(report.is_clean(), "{report:?}");
+    }
 }

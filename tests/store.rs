@@ -1498,6 +1498,55 @@ mod messages {
         );
     }
 
+    /// A group commit across segment ends: refusals in the middle take no offset, the others
+    /// get consecutive offsets per queue and land as sending them one by one would place them.
+    #[test]
+    fn a_group_commit_places_messages_as_one_by_one_sends_would() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (one, _) =
+            MessageLog::open(Arc::new(open(a.path())), SendRules::default(), 1, 2).unwrap();
+        let (all, _) =
+            MessageLog::open(Arc::new(open(b.path())), SendRules::default(), 1, 2).unwrap();
+        let mut rng = Rng(7);
+        let mut sends = Vec::new();
+        for i in 0..60 {
+            let topic = if i % 7 == 3 { "bad topic" } else { "T" };
+            let body = Bytes::from(rng.payload(400).into_iter().chain([1]).collect::<Vec<_>>());
+            sends.push((header(topic, i % 2, 0), Some(body)));
+        }
+        let (born, store) = (BORN.parse().unwrap(), STORE.parse().unwrap());
+        let batched = all.send_all(
+            sends.iter().map(|(h, b)| (h, b.as_ref())),
+            born,
+            store,
+            || 7,
+        );
+        for ((h, b), got) in sends.iter().zip(&batched) {
+            let alone = one.send(h, b.as_ref(), born, store, || 7);
+            assert_eq!(alone, *got);
+        }
+        assert_eq!(batched.iter().filter(|r| r.is_err()).count(), 9);
+        assert!(
+            all.log().max_offset() > 2 * SEG,
+            "the batch crosses segment ends"
+        );
+        let (ma, mb) = (one.log().max_offset(), all.log().max_offset());
+        assert_eq!(ma, mb);
+        assert_eq!(
+            one.log().digest(0, ma).unwrap(),
+            all.log().digest(0, mb).unwrap()
+        );
+        all.log().flush().unwrap();
+        drop(all);
+        let (again, found) =
+            MessageLog::open(Arc::new(open(b.path())), SendRules::default(), 1, 2).unwrap();
+        assert_eq!(found.messages, 51);
+        assert_eq!(
+            again.next_queue_offset("T", 0),
+            one.next_queue_offset("T", 0)
+        );
+    }
+
     #[test]
     fn a_refused_send_writes_nothing_and_takes_no_offset() {
         let dir = tempfile::tempdir().unwrap();

@@ -376,6 +376,24 @@ impl MasterHandle {
         self.acked_at_least(offset.saturating_sub(gap))
     }
 
+    /// The highest offset at least `needed` slaves hold (0 if fewer than `needed` reported).
+    pub(crate) fn replicated_to(&self, needed: usize) -> u64 {
+        // acked_at_least is monotonic in the offset: binary search the largest offset it keeps.
+        let (mut lo, mut hi) = (0u64, self.shared.log.max_offset());
+        if self.acked_at_least(lo) < needed {
+            return 0;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.acked_at_least(mid) >= needed {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
     /// How many slaves hold `offset`: in classic mode the connections whose last report reached
     /// it, in auto-switch mode the in-sync slaves (by broker id) whose report did.
     fn acked_at_least(&self, offset: u64) -> usize {

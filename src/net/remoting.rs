@@ -395,20 +395,22 @@ async fn serve_connection(
         // them (taken at the first, given back before anything else waits).
         let now = ctx.clock.now();
         let mut worker = None;
+        // Consecutive sends are stored as one group commit, answered in their place.
+        let mut sends: Vec<RemotingCommand> = Vec::new();
         loop {
             match decoder.decode(&mut inbuf) {
                 Ok(Some(request)) => {
                     activity.handle_heard(now);
-                    let answered = answer(
-                        request,
-                        &handle,
-                        ends,
-                        now,
-                        ctx,
-                        &cancel,
-                        &mut worker,
-                        &mut last,
-                    );
+                    if ctx.sender.is_some() && is_send(&request) {
+                        sends.push(request);
+                        continue;
+                    }
+                    if !sends.is_empty() {
+                        worker = None;
+                        store_sends(ctx, &mut sends, ends, &mut outbuf).await;
+                    }
+                    let answered =
+                        answer(request, &handle, now, ctx, &cancel, &mut worker, &mut last);
                     if let Err(reason) = answered.await.map(|r| r.write(&mut outbuf)) {
                         return reason;
                     }
@@ -422,6 +424,9 @@ async fn serve_connection(
             }
         }
         drop(worker);
+        if !sends.is_empty() {
+            store_sends(ctx, &mut sends, ends, &mut outbuf).await;
+        }
         if !outbuf.is_empty() {
             if let Err(reason) = flush(&mut stream, &mut outbuf, config.write_timeout).await {
                 return reason;
@@ -545,6 +550,25 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// A request the sender stores (not a response to a request of ours).
+fn is_send(request: &RemotingCommand) -> bool {
+    matches!(request.code, code::SEND_MESSAGE | code::SEND_MESSAGE_V2) && !request.is_response()
+}
+
+/// Stores `sends` (taking them) and writes their answers, in order; oneway sends get none.
+async fn store_sends(ctx: &Ctx, sends: &mut Vec<RemotingCommand>, ends: Ends, out: &mut BytesMut) {
+    let Some(sender) = &ctx.sender else { return };
+    let oneway: Vec<bool> = sends.iter().map(RemotingCommand::is_oneway).collect();
+    let answers = sender
+        .answer_all(std::mem::take(sends), ends.peer, ends.local)
+        .await;
+    for (response, oneway) in answers.iter().zip(oneway) {
+        if !oneway {
+            encode_response(response, out);
+        }
+    }
+}
+
 /// What a request is answered with.
 enum Reply<'a> {
     /// Nothing: a response from the peer, or a oneway request.
@@ -572,7 +596,6 @@ impl Reply<'_> {
 async fn answer<'a, 'p>(
     request: RemotingCommand,
     handle: &ChannelHandle,
-    ends: Ends,
     now: crate::core::Millis,
     ctx: &'p Ctx,
     cancel: &CancellationToken,
@@ -618,10 +641,6 @@ async fn answer<'a, 'p>(
         code::GET_CONSUMER_CONNECTION_LIST => consumer_connections(&request, ctx),
         code::GET_PRODUCER_CONNECTION_LIST => producer_connections(&request, ctx),
         code::GET_ALL_PRODUCER_INFO => all_producers(&request, ctx),
-        code::SEND_MESSAGE | code::SEND_MESSAGE_V2 if ctx.sender.is_some() => {
-            let sender = ctx.sender.as_ref().expect("checked");
-            sender.answer(request, ends.peer, ends.local).await
-        }
         other => RemotingCommand::response_to(
             &request,
             code::REQUEST_CODE_NOT_SUPPORTED,

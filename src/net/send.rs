@@ -13,7 +13,7 @@ use super::Clock;
 use super::ha::MasterHandle;
 use crate::core::message::{self, SendHeader, SendRules};
 use crate::core::remoting::{RemotingCommand, code};
-use crate::store::messages::MessageLog;
+use crate::store::messages::{MessageLog, Sent};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -69,61 +69,98 @@ impl Sender {
         }
     }
 
-    /// The answer to a send from `peer` received at `local` (the store host of its record).
-    pub(crate) async fn answer(
+    /// The answers to the sends one read of a connection from `peer` at `local` brought (the
+    /// store host of their records), in order: stored as one group commit, and with
+    /// `in_sync_replicas > 1` answered once as many copies hold them (one wait for the last).
+    pub(crate) async fn answer_all(
         &self,
-        mut request: RemotingCommand,
+        requests: Vec<RemotingCommand>,
         peer: SocketAddr,
         local: SocketAddr,
-    ) -> RemotingCommand {
-        let header = match SendHeader::take(&mut request) {
-            Ok(header) => header,
-            Err(refusal) => return message::refused_response(&request, refusal),
-        };
-        let request = &request;
+    ) -> Vec<RemotingCommand> {
+        let mut requests = requests;
+        let headers: Vec<Result<SendHeader, message::Refusal>> =
+            requests.iter_mut().map(SendHeader::take).collect();
         let clock = &self.clock;
-        let sent = match self
+        let mut stored = self
             .messages
-            .send(&header, request.body.as_ref(), peer, local, || {
-                clock.wall_ms(clock.now())
-            }) {
-            Ok(sent) => sent,
-            Err(refusal) => {
-                if refusal.code == code::SERVICE_NOT_AVAILABLE {
-                    tracing::warn!(topic = %header.topic, %peer, remark = %refusal.remark, "send not stored");
-                } else {
-                    tracing::debug!(topic = %header.topic, %peer, code = refusal.code, remark = %refusal.remark, "send refused");
-                }
-                return message::refused_response(request, refusal);
-            }
-        };
-        self.master.published();
-        tracing::trace!(
-            topic = %header.topic,
-            queue = sent.result.queue_id,
-            offset = sent.appended.start,
-            "message stored"
-        );
+            .send_all(
+                requests
+                    .iter()
+                    .zip(&headers)
+                    .filter_map(|(r, h)| Some((h.as_ref().ok()?, r.body.as_ref()))),
+                peer,
+                local,
+                || clock.wall_ms(clock.now()),
+            )
+            .into_iter();
+        let outcomes: Vec<Result<Sent, message::Refusal>> = headers
+            .iter()
+            .map(|h| match h {
+                Ok(_) => stored.next().expect("one answer per decoded send"),
+                Err(refusal) => Err(refusal.clone()),
+            })
+            .collect();
+        if outcomes.iter().any(Result::is_ok) {
+            self.master.published();
+        }
+        // The replication wait: one for the furthest end among the sends that wait.
         let needed = self.config.in_sync_replicas.saturating_sub(1);
-        let mut status = code::SUCCESS;
-        let end = sent.appended.end;
-        if needed > 0 && !sent.no_wait {
+        let last = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .filter(|s| needed > 0 && !s.no_wait)
+            .map(|s| s.appended.end)
+            .max();
+        let (mut replicated, mut unavailable) = (u64::MAX, false);
+        if let Some(end) = last {
             if self
                 .master
                 .slaves_within(end, self.config.slave_fall_behind_max)
                 < needed
             {
-                tracing::debug!(offset = end, needed, "no slave can take the send");
-                status = code::SLAVE_NOT_AVAILABLE;
+                tracing::debug!(offset = end, needed, "no slave can take the sends");
+                unavailable = true;
             } else if let Err(timeout) = self
                 .master
                 .wait_for_replication(end, needed, self.config.slave_timeout)
                 .await
             {
-                tracing::debug!(%timeout, "send not replicated in time");
-                status = code::FLUSH_SLAVE_TIMEOUT;
+                tracing::debug!(%timeout, "sends not replicated in time");
+                // Those below what enough slaves hold now are replicated all the same.
+                replicated = self.master.replicated_to(needed);
             }
         }
-        message::stored_response(request, status, &sent.result)
+        requests
+            .iter()
+            .zip(outcomes)
+            .zip(&headers)
+            .map(|((request, outcome), header)| {
+                let topic = header.as_ref().map_or("", |h| h.topic.as_str());
+                match outcome {
+                    Err(refusal) => {
+                        if refusal.code == code::SERVICE_NOT_AVAILABLE {
+                            tracing::warn!(%topic, %peer, remark = %refusal.remark, "send not stored");
+                        } else {
+                            tracing::debug!(%topic, %peer, code = refusal.code, remark = %refusal.remark, "send refused");
+                        }
+                        message::refused_response(request, refusal)
+                    }
+                    Ok(sent) => {
+                        tracing::trace!(%topic, queue = sent.result.queue_id, offset = sent.appended.start, "message stored");
+                        let status = if needed == 0 || sent.no_wait {
+                            code::SUCCESS
+                        } else if unavailable {
+                            code::SLAVE_NOT_AVAILABLE
+                        } else if sent.appended.end <= replicated {
+                            code::SUCCESS
+                        } else {
+                            code::FLUSH_SLAVE_TIMEOUT
+                        };
+                        message::stored_response(request, status, &sent.result)
+                    }
+                }
+            })
+            .collect()
     }
 }

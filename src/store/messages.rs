@@ -125,54 +125,101 @@ impl MessageLog {
         store_host: SocketAddr,
         now_ms: impl Fn() -> i64,
     ) -> Result<Sent, Refusal> {
+        self.send_all([(header, body)], born, store_host, now_ms)
+            .pop()
+            .expect("one answer per send")
+    }
+
+    /// [`send`](Self::send) for several messages from one producer connection, in order, as
+    /// one group commit: each is checked and given its queue offset as if sent alone, and the
+    /// admitted ones are written with one write per segment and published together (a store
+    /// error refuses them all). One answer per message, in order.
+    pub fn send_all<'a>(
+        &self,
+        sends: impl IntoIterator<Item = (&'a SendHeader, Option<&'a Bytes>)>,
+        born: SocketAddr,
+        store_host: SocketAddr,
+        now_ms: impl Fn() -> i64,
+    ) -> Vec<Result<Sent, Refusal>> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        state.spread = state.spread.wrapping_add(1);
-        let uniq = &mut state.uniq;
-        let admitted = message::admit(
-            header,
-            body,
-            &mut state.topics,
-            born,
-            &self.rules,
-            state.spread,
-            || uniq.next(store_host.ip(), now_ms()),
-        )?;
-        let m = &admitted.message;
-        let counted = m.takes_queue_offset();
-        let key = (m.topic.clone(), m.queue_id);
-        let queue_offset = if counted {
-            state.offsets.get(&key).copied().unwrap_or(0)
-        } else {
-            0
-        };
-        let len = m.record_len(store_host);
-        let appended = self
-            .log
-            .append_message(len, |phys, dst| {
-                m.encode(dst, phys, queue_offset, now_ms(), store_host);
-            })
-            .map_err(|error| Refusal {
-                code: code::SERVICE_NOT_AVAILABLE,
-                remark: format!(
-                    "service not available now. It may be caused by one of the following \
+        // Per send: its check's outcome; per admitted one, its queue offset.
+        let mut answers: Vec<Result<(message::Admitted, i64), Refusal>> = Vec::new();
+        // Queue offsets this batch takes, counted only once the batch is written.
+        let mut taken: HashMap<(String, i32), i64> = HashMap::new();
+        for (header, body) in sends {
+            state.spread = state.spread.wrapping_add(1);
+            let uniq = &mut state.uniq;
+            let admitted = message::admit(
+                header,
+                body,
+                &mut state.topics,
+                born,
+                &self.rules,
+                state.spread,
+                || uniq.next(store_host.ip(), now_ms()),
+            );
+            answers.push(admitted.map(|a| {
+                let m = &a.message;
+                let queue_offset = if m.takes_queue_offset() {
+                    let key = (m.topic.clone(), m.queue_id);
+                    let base = state.offsets.get(&key).copied().unwrap_or(0);
+                    let next = taken.entry(key).or_insert(base);
+                    *next += 1;
+                    *next - 1
+                } else {
+                    0
+                };
+                (a, queue_offset)
+            }));
+        }
+        let admitted: Vec<&(message::Admitted, i64)> =
+            answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+        let lens: Vec<usize> = admitted
+            .iter()
+            .map(|(a, _)| a.message.record_len(store_host))
+            .collect();
+        let now = now_ms();
+        let placed = self.log.append_messages(&lens, |i, phys, dst| {
+            let (a, queue_offset) = admitted[i];
+            a.message.encode(dst, phys, *queue_offset, now, store_host);
+        });
+        let placed = match placed {
+            Ok(placed) => placed,
+            Err(error) => {
+                let refusal = Refusal {
+                    code: code::SERVICE_NOT_AVAILABLE,
+                    remark: format!(
+                        "service not available now. It may be caused by one of the following \
                          reasons: the broker's disk is full, messages are put to the slave, \
                          message store has been shut down, etc. ({error})"
-                ),
-            })?;
-        if counted {
-            state.offsets.insert(key, queue_offset + 1);
-        }
-        Ok(Sent {
-            appended,
-            result: SendResult {
-                msg_id: message::msg_id(store_host, appended.start),
-                queue_id: admitted.queue_id,
-                queue_offset,
-                transaction_id: admitted.uniq_key,
-            },
-            no_wait: admitted.no_wait,
-        })
+                    ),
+                };
+                return answers
+                    .into_iter()
+                    .map(|a| a.and(Err(refusal.clone())))
+                    .collect();
+            }
+        };
+        state.offsets.extend(taken);
+        let mut placed = placed.into_iter();
+        answers
+            .into_iter()
+            .map(|answer| {
+                let (a, queue_offset) = answer?;
+                let appended = placed.next().expect("one place per admitted send");
+                Ok(Sent {
+                    appended,
+                    result: SendResult {
+                        msg_id: message::msg_id(store_host, appended.start),
+                        queue_id: a.queue_id,
+                        queue_offset,
+                        transaction_id: a.uniq_key,
+                    },
+                    no_wait: a.no_wait,
+                })
+            })
+            .collect()
     }
 }
 

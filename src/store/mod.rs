@@ -481,27 +481,86 @@ impl CommitLog {
         len: usize,
         encode: impl FnOnce(u64, &mut [u8]),
     ) -> io::Result<Appended> {
-        let mut buf = vec![0; len];
-        self.append_at_tail(len as u64, |seg, at| {
-            encode(seg.base + at, &mut buf);
-            let head: [u8; MIN_BLANK_LEN as usize] = buf
-                .get(..MIN_BLANK_LEN as usize)
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| invalid_input(format!("a record of {len} bytes has no header")))?;
-            let room = self.segment_size - at;
-            match record::check(head, room) {
-                Ok((record::Frame::Upstream, n)) if n == len as u64 => {}
-                Ok((frame, n)) => {
-                    return Err(invalid_input(format!(
-                        "append_message: the encoded bytes frame as {frame:?} of {n} bytes, not a \
-                         message of {len}"
-                    )));
-                }
-                Err(why) => return Err(invalid_input(format!("append_message: {why}"))),
+        let mut encode = Some(encode);
+        let placed = self.append_messages(&[len], |_, offset, dst| {
+            if let Some(encode) = encode.take() {
+                encode(offset, dst);
             }
-            record::check_upstream(&buf).map_err(invalid_input)?;
-            seg.file.write_all_at(&buf, at)
-        })
+        })?;
+        Ok(placed[0])
+    }
+
+    /// [`append_message`](Self::append_message) for several records at once (a group commit):
+    /// `encode(i, offset, dst)` fills record `i`; the records are placed one after another
+    /// (a BLANK where one does not fit the rest of a segment), written with one write per
+    /// segment, and published together. All are written or none.
+    pub fn append_messages(
+        &self,
+        lens: &[usize],
+        mut encode: impl FnMut(usize, u64, &mut [u8]),
+    ) -> io::Result<Vec<Appended>> {
+        for &len in lens {
+            if !record::fits(len as u64, self.segment_size) {
+                return Err(invalid_input(format!(
+                    "record of {len} bytes does not fit in a segment of {} (a record fills a \
+                     segment or leaves at least {HEADER_LEN} bytes)",
+                    self.segment_size
+                )));
+            }
+        }
+        let mut tail = self.tail.lock();
+        let max = self.max.load(Ordering::Relaxed);
+        if tail.next_record != max {
+            return Err(io::Error::other(format!(
+                "the log ends at {max}, inside a record received by append_raw: reopen it to recover"
+            )));
+        }
+        // Lay the records out from `max`: one contiguous run of bytes per segment, a run that
+        // ends in a BLANK header when the next record moves on to the next segment.
+        let mut runs: Vec<(u64, Vec<u8>, bool)> = vec![(max, Vec::new(), false)];
+        let mut placed = Vec::with_capacity(lens.len());
+        let mut pos = max;
+        for (i, &len) in lens.iter().enumerate() {
+            let len = len as u64;
+            let room = self.room(pos);
+            if !record::fits(len, room) {
+                let run = runs.last_mut().expect("one run at least");
+                run.1.extend_from_slice(&record::blank_header(room));
+                run.2 = true;
+                pos += room;
+                runs.push((pos, Vec::new(), false));
+            }
+            let run = &mut runs.last_mut().expect("one run at least").1;
+            let at = run.len();
+            run.resize(at + len as usize, 0);
+            let rec = &mut run[at..];
+            encode(i, pos, rec);
+            check_message(rec, self.room(pos))?;
+            placed.push(Appended {
+                start: pos,
+                end: pos + len,
+            });
+            pos += len;
+        }
+        if placed.is_empty() {
+            return Ok(placed);
+        }
+        let end = self.commit(&mut tail, max, |log, tail| {
+            for (start, bytes, blank_after) in &runs {
+                if bytes.is_empty() {
+                    continue;
+                }
+                let seg = log.segment_for(tail, *start)?;
+                seg.file.write_all_at(bytes, start - seg.base)?;
+                if *blank_after {
+                    seg.file.set_len(log.segment_size)?; // the blank's rest reads as zeros
+                }
+            }
+            Ok(pos)
+        })?;
+        tail.next_record = end;
+        tail.record_start = placed.last().expect("not empty").start;
+        Ok(placed)
     }
 
     /// Appends a record of `len` bytes at the tail: after a BLANK filling the current segment if
@@ -1044,6 +1103,27 @@ impl CommitLog {
         // Every segment below the one holding the synced end is full and synced.
         self.sealer.advance(self.segment_base(tail.synced))
     }
+}
+
+/// Checks that `rec` (one whole record, `room` bytes left in its segment at its start) frames
+/// as an upstream message whose body CRC holds, as recovery would keep it.
+fn check_message(rec: &[u8], room: u64) -> io::Result<()> {
+    let len = rec.len();
+    let head: [u8; MIN_BLANK_LEN as usize] = rec
+        .get(..MIN_BLANK_LEN as usize)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| invalid_input(format!("a record of {len} bytes has no header")))?;
+    match record::check(head, room) {
+        Ok((record::Frame::Upstream, n)) if n == len as u64 => {}
+        Ok((frame, n)) => {
+            return Err(invalid_input(format!(
+                "append_message: the encoded bytes frame as {frame:?} of {n} bytes, not a \
+                 message of {len}"
+            )));
+        }
+        Err(why) => return Err(invalid_input(format!("append_message: {why}"))),
+    }
+    record::check_upstream(rec).map_err(invalid_input)
 }
 
 /// Fills `dst` from the concatenation of `pieces`, starting `from` bytes into it (the caller
