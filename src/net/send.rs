@@ -5,9 +5,9 @@
 //! `SUCCESS` or, after the timeout, `FLUSH_SLAVE_TIMEOUT` (the message stays stored either way).
 //!
 //! This is wiring: the checks, codes and record layout are `core::message`'s, the offsets the
-//! store's. A send is answered in its connection's order; the wait for slaves holds only that
-//! connection (upstream answers asynchronously, so one producer connection may have several
-//! sends waiting at once).
+//! store's. The sends of one read are one group commit with one wait for slaves; each is
+//! answered in its place in the connection's order, so the wait holds only that connection
+//! (upstream answers asynchronously, so a producer's later requests are not held).
 
 use super::Clock;
 use super::ha::MasterHandle;
@@ -74,11 +74,10 @@ impl Sender {
     /// `in_sync_replicas > 1` answered once as many copies hold them (one wait for the last).
     pub(crate) async fn answer_all(
         &self,
-        requests: Vec<RemotingCommand>,
+        mut requests: Vec<RemotingCommand>,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Vec<RemotingCommand> {
-        let mut requests = requests;
         let headers: Vec<Result<SendHeader, message::Refusal>> =
             requests.iter_mut().map(SendHeader::take).collect();
         let clock = &self.clock;
