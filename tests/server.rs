@@ -37,6 +37,24 @@ fn serve_config(dir: &std::path::Path, ha_segment: u64) -> ServeConfig {
     }
 }
 
+/// A slave of the master at `ha`, with its store in `dir`.
+fn replica_config(ha: std::net::SocketAddr, dir: &std::path::Path) -> ReplicaConfig {
+    ReplicaConfig {
+        slave: SlaveConfig {
+            ha: HaConfig {
+                segment_size: SEGMENT,
+                ..HaConfig::default()
+            },
+            ..SlaveConfig::new(ha)
+        },
+        store: StoreConfig {
+            segment_size: SEGMENT,
+            ..StoreConfig::new(dir)
+        },
+        grace: Duration::from_secs(5),
+    }
+}
+
 /// A master and a slave in one process through the two functions; the slave catches up, and
 /// both shut down clean when their futures complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,20 +69,7 @@ async fn serve_and_replicate_run_until_their_futures_complete() {
     let master_end = broker.log().max_offset();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let replica = server::replicate(
-        ReplicaConfig {
-            slave: SlaveConfig {
-                ha: HaConfig {
-                    segment_size: SEGMENT,
-                    ..HaConfig::default()
-                },
-                ..SlaveConfig::new(broker.ha_local_addr())
-            },
-            store: StoreConfig {
-                segment_size: SEGMENT,
-                ..StoreConfig::new(sdir.path())
-            },
-            grace: Duration::from_secs(5),
-        },
+        replica_config(broker.ha_local_addr(), sdir.path()),
         async {
             let _ = stopped.await;
         },
@@ -225,20 +230,7 @@ mod send {
 
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let replica = tokio::spawn(server::replicate(
-            ReplicaConfig {
-                slave: SlaveConfig {
-                    ha: HaConfig {
-                        segment_size: SEGMENT,
-                        ..HaConfig::default()
-                    },
-                    ..SlaveConfig::new(broker.ha_local_addr())
-                },
-                store: StoreConfig {
-                    segment_size: SEGMENT,
-                    ..StoreConfig::new(sdir.path())
-                },
-                grace: Duration::from_secs(5),
-            },
+            replica_config(broker.ha_local_addr(), sdir.path()),
             async {
                 let _ = stopped.await;
             },

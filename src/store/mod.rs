@@ -71,7 +71,7 @@ use bytes::BytesMut;
 use crate::core::epoch::{self, EpochEntry};
 use crate::io::fs::{self, File};
 use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, MutexGuard};
 use record::{HEADER_LEN, MIN_BLANK_LEN};
 use segment::Segment;
 
@@ -499,22 +499,7 @@ impl CommitLog {
         lens: &[usize],
         mut encode: impl FnMut(usize, u64, &mut [u8]),
     ) -> io::Result<Vec<Appended>> {
-        for &len in lens {
-            if !record::fits(len as u64, self.segment_size) {
-                return Err(invalid_input(format!(
-                    "record of {len} bytes does not fit in a segment of {} (a record fills a \
-                     segment or leaves at least {HEADER_LEN} bytes)",
-                    self.segment_size
-                )));
-            }
-        }
-        let mut tail = self.tail.lock();
-        let max = self.max.load(Ordering::Relaxed);
-        if tail.next_record != max {
-            return Err(io::Error::other(format!(
-                "the log ends at {max}, inside a record received by append_raw: reopen it to recover"
-            )));
-        }
+        let (mut tail, max) = self.lock_for_append(lens.iter().map(|&len| len as u64))?;
         // Lay the records out from `max`: one contiguous run of bytes per segment, a run that
         // ends in a BLANK header when the next record moves on to the next segment.
         let mut runs: Vec<(u64, Vec<u8>, bool)> = vec![(max, Vec::new(), false)];
@@ -563,6 +548,32 @@ impl CommitLog {
         Ok(placed)
     }
 
+    /// Takes the append lock for records of `lens` bytes, and the max offset they go after; an
+    /// error if one cannot fit an empty segment (longer than it, or 1..=11 bytes shorter, which
+    /// would leave a gap too small to frame) or the log ends inside a record from `append_raw`.
+    fn lock_for_append(
+        &self,
+        lens: impl IntoIterator<Item = u64>,
+    ) -> io::Result<(MutexGuard<'_, Tail>, u64)> {
+        for len in lens {
+            if !record::fits(len, self.segment_size) {
+                return Err(invalid_input(format!(
+                    "record of {len} bytes does not fit in a segment of {} (a record fills a \
+                     segment or leaves at least {HEADER_LEN} bytes)",
+                    self.segment_size
+                )));
+            }
+        }
+        let tail = self.tail.lock();
+        let max = self.max.load(Ordering::Relaxed);
+        if tail.next_record != max {
+            return Err(io::Error::other(format!(
+                "the log ends at {max}, inside a record received by append_raw: reopen it to recover"
+            )));
+        }
+        Ok((tail, max))
+    }
+
     /// Appends a record of `len` bytes at the tail: after a BLANK filling the current segment if
     /// it does not fit there, `write` gets the segment and the position in it.
     fn append_at_tail(
@@ -570,20 +581,7 @@ impl CommitLog {
         len: u64,
         write: impl FnOnce(&Segment, u64) -> io::Result<()>,
     ) -> io::Result<Appended> {
-        if !record::fits(len, self.segment_size) {
-            return Err(invalid_input(format!(
-                "record of {len} bytes does not fit in a segment of {} (a record fills a segment \
-                 or leaves at least {HEADER_LEN} bytes)",
-                self.segment_size
-            )));
-        }
-        let mut tail = self.tail.lock();
-        let max = self.max.load(Ordering::Relaxed);
-        if tail.next_record != max {
-            return Err(io::Error::other(format!(
-                "the log ends at {max}, inside a record received by append_raw: reopen it to recover"
-            )));
-        }
+        let (mut tail, max) = self.lock_for_append([len])?;
         let mut start = max;
         let end = self.commit(&mut tail, max, |log, tail| {
             let room = log.room(start);

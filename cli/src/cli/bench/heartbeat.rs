@@ -27,9 +27,10 @@
 //! the clients share the machine's cores with the server, so the absolute figures are lower than
 //! with clients on other hosts. The ratio to the echo baseline is the figure that travels.
 
+use super::pipeline::client_connection;
 use bytes::{Bytes, BytesMut};
 use rmq_lifecycle::core::HeartbeatData;
-use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code, decode_frame};
+use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
 use rmq_lifecycle::lifecycle::TaskGauge;
 use rmq_lifecycle::net::Clock;
 use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
@@ -271,86 +272,6 @@ async fn echo_connection(mut stream: TcpStream, response: Bytes) {
     }
 }
 
-/// What one client connection saw inside the measured window.
-#[derive(Default)]
-struct ConnResult {
-    ok: u64,
-    errors: u64,
-    /// Round trips in ns (window 1 only).
-    latencies: Vec<u64>,
-}
-
-/// The start of a JSON response header with code 0, as `RemotingCommand::encode` writes it
-/// (fields sorted, `code` first): a cheap check that leaves the client's cost to the wire.
-const SUCCESS_PREFIX: &[u8] = b"{\"code\":0,";
-
-/// True if `frame` (length prefix included) is a `SUCCESS` response.
-fn is_success(frame: Bytes) -> bool {
-    if frame.get(8..8 + SUCCESS_PREFIX.len()) == Some(SUCCESS_PREFIX) {
-        return true;
-    }
-    decode_frame(frame.slice(4..)).is_ok_and(|r| r.is_response() && r.code == code::SUCCESS)
-}
-
-/// One client connection: keeps `window` requests in flight until `end`; counts the responses
-/// that arrive in `[measure_from, end)`.
-async fn client_connection(
-    mut stream: TcpStream,
-    frame: Bytes,
-    window: usize,
-    measure_from: Instant,
-    end: Instant,
-) -> io::Result<ConnResult> {
-    let burst: Vec<u8> = frame
-        .iter()
-        .copied()
-        .cycle()
-        .take(frame.len() * window)
-        .collect();
-    let mut out = ConnResult::default();
-    if window == 1 {
-        out.latencies.reserve(1 << 16);
-    }
-    let decoder = FrameDecoder::default();
-    let mut inbuf = BytesMut::with_capacity(64 * 1024);
-    let mut sent_at = Instant::now();
-    stream.write_all(&burst).await?;
-    let mut in_flight = window;
-    while in_flight > 0 {
-        if stream.read_buf(&mut inbuf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let now = Instant::now();
-        let measured = now >= measure_from && now < end;
-        let mut answered = 0;
-        while let Some(len) = decoder
-            .pending_frame_len(&inbuf)
-            .filter(|&l| inbuf.len() >= l)
-        {
-            let response = inbuf.split_to(len).freeze();
-            answered += 1;
-            if !measured {
-                continue;
-            }
-            if is_success(response) {
-                out.ok += 1;
-                if window == 1 {
-                    out.latencies.push((now - sent_at).as_nanos() as u64);
-                }
-            } else {
-                out.errors += 1;
-            }
-        }
-        in_flight -= answered;
-        if now < end && answered > 0 {
-            sent_at = Instant::now();
-            stream.write_all(&burst[..frame.len() * answered]).await?;
-            in_flight += answered;
-        }
-    }
-    Ok(out)
-}
-
 /// One side of a point: counts and latencies summed over its rounds.
 #[derive(Default)]
 struct Side {
@@ -380,12 +301,7 @@ impl Side {
     }
 
     fn quantile_us(&mut self, q: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        self.latencies.sort_unstable();
-        let rank = ((q * self.latencies.len() as f64).ceil() as usize).max(1);
-        self.latencies[rank - 1] as f64 / 1e3
+        super::pipeline::quantile_us(&mut self.latencies, q)
     }
 
     /// Runs `n` connections with `window` requests in flight each against `target` for one
@@ -427,6 +343,7 @@ impl Side {
                     window,
                     measure_from,
                     end,
+                    window == 1,
                 ))
             })
             .collect();

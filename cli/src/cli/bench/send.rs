@@ -34,10 +34,11 @@
 //! Clients, broker and slave share the machine's cores.
 
 use super::heartbeat::{CLIENT_THREADS, SERVER_THREADS, loadavg, round, runtime, thread_cpu};
-use bytes::{Bytes, BytesMut};
+use super::pipeline::client_connection;
+use bytes::Bytes;
 use rmq_lifecycle::core::ha::HaConfig;
 use rmq_lifecycle::core::message::{AUTO_CREATE_TOPIC, SendHeader, SendRules};
-use rmq_lifecycle::core::remoting::{FrameDecoder, code, decode_frame};
+use rmq_lifecycle::core::remoting::code;
 use rmq_lifecycle::net::Clock;
 use rmq_lifecycle::net::ha::{MasterConfig, SlaveConfig};
 use rmq_lifecycle::net::remoting::RemotingConfig;
@@ -47,14 +48,12 @@ use rmq_lifecycle::registry::RegistryConfig;
 use rmq_lifecycle::store::messages::MessageLog;
 use rmq_lifecycle::store::{CommitLog, StoreConfig};
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
@@ -314,112 +313,6 @@ fn direct_round(body: &Bytes) -> io::Result<Side> {
 // ---------------------------------------------------------------------------------------------
 // The client
 
-/// What one client connection saw.
-#[derive(Default)]
-struct ConnResult {
-    /// `SUCCESS` responses inside the measured window.
-    ok: u64,
-    /// Other responses inside the measured window.
-    errors: u64,
-    /// The first response that was not `SUCCESS`, anywhere: code and remark.
-    first_error: Option<String>,
-    /// `SUCCESS` responses over the connection's life (warm-up and drain included): what the
-    /// broker acknowledged, to compare with what it stored.
-    ok_total: u64,
-    /// Send to response, ns, of the responses counted in `ok`.
-    latencies: Vec<u64>,
-}
-
-/// The start of a JSON response header with code 0, as `RemotingCommand::encode` writes it
-/// (fields sorted, `code` first): a cheap check that leaves the client's cost to the wire.
-const SUCCESS_PREFIX: &[u8] = b"{\"code\":0,";
-
-/// `Ok` if `frame` (length prefix included) is a `SUCCESS` response, else what it was.
-fn check_success(frame: Bytes) -> Result<(), String> {
-    if frame.get(8..8 + SUCCESS_PREFIX.len()) == Some(SUCCESS_PREFIX) {
-        return Ok(());
-    }
-    match decode_frame(frame.slice(4..)) {
-        Ok(r) if r.is_response() && r.code == code::SUCCESS => Ok(()),
-        Ok(r) => Err(format!(
-            "code {} ({})",
-            r.code,
-            r.remark.as_deref().unwrap_or("no remark")
-        )),
-        Err(error) => Err(format!("undecodable response: {error}")),
-    }
-}
-
-/// One client connection: keeps `window` sends in flight until `end`, then collects the
-/// answers still owed. Responses come in the order sent (one connection is answered in order),
-/// so each one's send time is the oldest outstanding.
-async fn client_connection(
-    mut stream: TcpStream,
-    frame: Bytes,
-    window: usize,
-    measure_from: Instant,
-    end: Instant,
-) -> io::Result<ConnResult> {
-    let burst: Vec<u8> = frame
-        .iter()
-        .copied()
-        .cycle()
-        .take(frame.len() * window)
-        .collect();
-    let mut out = ConnResult {
-        latencies: Vec::with_capacity(1 << 16),
-        ..ConnResult::default()
-    };
-    let decoder = FrameDecoder::default();
-    let mut inbuf = BytesMut::with_capacity(64 * 1024);
-    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(window);
-    let now = Instant::now();
-    sent_at.extend(std::iter::repeat_n(now, window));
-    stream.write_all(&burst).await?;
-    while !sent_at.is_empty() {
-        if inbuf.capacity() - inbuf.len() < 16 * 1024 {
-            inbuf.reserve(64 * 1024);
-        }
-        if stream.read_buf(&mut inbuf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let now = Instant::now();
-        let measured = now >= measure_from && now < end;
-        let mut answered = 0;
-        while let Some(len) = decoder
-            .pending_frame_len(&inbuf)
-            .filter(|&l| inbuf.len() >= l)
-        {
-            let response = inbuf.split_to(len).freeze();
-            answered += 1;
-            let sent = sent_at
-                .pop_front()
-                .ok_or_else(|| other("a response to no outstanding request"))?;
-            match check_success(response) {
-                Ok(()) => {
-                    out.ok_total += 1;
-                    if measured {
-                        out.ok += 1;
-                        out.latencies.push((now - sent).as_nanos() as u64);
-                    }
-                }
-                Err(what) => {
-                    out.first_error.get_or_insert(what);
-                    if measured {
-                        out.errors += 1;
-                    }
-                }
-            }
-        }
-        if now < end && answered > 0 {
-            let now = Instant::now();
-            sent_at.extend(std::iter::repeat_n(now, answered));
-            stream.write_all(&burst[..frame.len() * answered]).await?;
-        }
-    }
-    Ok(out)
-}
-
 /// One side of a point: counts, latencies and CPU summed over its rounds.
 #[derive(Default)]
 struct Side {
@@ -448,12 +341,7 @@ impl Side {
     }
 
     fn quantile_us(&mut self, q: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        self.latencies.sort_unstable();
-        let rank = ((q * self.latencies.len() as f64).ceil() as usize).max(1);
-        self.latencies[rank - 1] as f64 / 1e3
+        super::pipeline::quantile_us(&mut self.latencies, q)
     }
 
     fn add(&mut self, other: Side) {
@@ -503,6 +391,7 @@ impl Side {
                     window,
                     measure_from,
                     end,
+                    true,
                 ))
             })
             .collect();
