@@ -673,6 +673,34 @@ fn sleep_until(t: Instant) {
     }
 }
 
+/// CPU time of the server and client runtimes' threads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Cpu {
+    pub(super) server: Duration,
+    pub(super) client: Duration,
+}
+
+impl Cpu {
+    pub(super) fn now() -> Self {
+        Cpu {
+            server: thread_cpu(SERVER_THREADS),
+            client: thread_cpu(CLIENT_THREADS),
+        }
+    }
+
+    pub(super) fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            server: self.server.saturating_sub(earlier.server),
+            client: self.client.saturating_sub(earlier.client),
+        }
+    }
+
+    pub(super) fn add(&mut self, other: Cpu) {
+        self.server += other.server;
+        self.client += other.client;
+    }
+}
+
 /// CPU time used so far by this process's live threads named `name` (from
 /// `/proc/self/task/*/schedstat`, nanosecond resolution; zero where unavailable). Unlike
 /// wall-clock rates it does not depend on how much of the machine other work leaves us.

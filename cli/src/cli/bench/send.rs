@@ -33,7 +33,7 @@
 //! Not a disk benchmark: without a slave nothing is synced, everything stays in the page cache.
 //! Clients, broker and slave share the machine's cores.
 
-use super::heartbeat::{CLIENT_THREADS, SERVER_THREADS, loadavg, round, runtime, thread_cpu};
+use super::heartbeat::{CLIENT_THREADS, Cpu, SERVER_THREADS, loadavg, round, runtime};
 use super::pipeline::client_connection;
 use bytes::Bytes;
 use rmq_lifecycle::core::ha::HaConfig;
@@ -246,29 +246,6 @@ fn own_cpu() -> Duration {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .map_or(Duration::ZERO, Duration::from_nanos)
-}
-
-/// CPU time of the server and client runtimes' threads.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    server: Duration,
-    client: Duration,
-}
-
-impl Cpu {
-    fn now() -> Self {
-        Cpu {
-            server: thread_cpu(SERVER_THREADS),
-            client: thread_cpu(CLIENT_THREADS),
-        }
-    }
-
-    fn since(self, earlier: Cpu) -> Cpu {
-        Cpu {
-            server: self.server.saturating_sub(earlier.server),
-            client: self.client.saturating_sub(earlier.client),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@
 //! network: link bandwidth and latency are out of the picture.
 
 use super::heartbeat::{
-    CLIENT_THREADS, SERVER_THREADS, listen_overflows, loadavg, round, runtime, thread_cpu,
+    CLIENT_THREADS, Cpu, SERVER_THREADS, listen_overflows, loadavg, round, runtime,
 };
 use crate::cli::alloc::live_bytes;
 use rmq_lifecycle::core::ha::{HaConfig, HaMode, TransferChunk, TransferDecoder, encode_report};
@@ -165,34 +165,6 @@ fn sleep_until(t: Instant) {
 struct Runtimes {
     server: Runtime,
     client: Runtime,
-}
-
-/// CPU time of the server and client runtimes' threads.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    server: Duration,
-    client: Duration,
-}
-
-impl Cpu {
-    fn now() -> Self {
-        Cpu {
-            server: thread_cpu(SERVER_THREADS),
-            client: thread_cpu(CLIENT_THREADS),
-        }
-    }
-
-    fn since(self, earlier: Cpu) -> Cpu {
-        Cpu {
-            server: self.server.saturating_sub(earlier.server),
-            client: self.client.saturating_sub(earlier.client),
-        }
-    }
-
-    fn add(&mut self, other: Cpu) {
-        self.server += other.server;
-        self.client += other.client;
-    }
 }
 
 fn other(error: impl std::fmt::Display) -> io::Error {
