@@ -2,6 +2,7 @@
 
 mod ha;
 mod heartbeat;
+mod machine;
 mod pipeline;
 mod registry;
 mod send;

@@ -30,6 +30,7 @@
 //! time in blocked heartbeats) does not, and `heartbeat_lock_wait_time_pct` separates lock waits
 //! from the OS preempting the heartbeat thread, which on a shared 2-core machine is most of ours.
 
+use super::machine::round;
 use crate::cli::alloc::live_bytes;
 use crate::cli::upstream::producer_manager_4x::ProducerManager4x;
 use rmq_lifecycle::core::{HeartbeatData, Millis};
@@ -899,9 +900,4 @@ fn ns(v: u64) -> String {
     } else {
         format!("{v} ns")
     }
-}
-
-fn round(v: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
-    (v * scale).round() / scale
 }

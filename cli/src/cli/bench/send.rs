@@ -33,7 +33,7 @@
 //! Not a disk benchmark: without a slave nothing is synced, everything stays in the page cache.
 //! Clients, broker and slave share the machine's cores.
 
-use super::heartbeat::{CLIENT_THREADS, Cpu, SERVER_THREADS, loadavg, round, runtime};
+use super::machine::{CLIENT_THREADS, Cpu, SERVER_THREADS, loadavg, round, runtime, sleep_until};
 use super::pipeline::client_connection;
 use bytes::Bytes;
 use rmq_lifecycle::core::ha::HaConfig;
@@ -405,12 +405,6 @@ impl Side {
             }
         }
         side
-    }
-}
-
-fn sleep_until(t: Instant) {
-    if let Some(left) = t.checked_duration_since(Instant::now()) {
-        std::thread::sleep(left);
     }
 }
 

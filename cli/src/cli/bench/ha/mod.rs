@@ -30,8 +30,8 @@
 //! runs from the page cache. Master and slave share the machine's cores, and loopback is not a
 //! network: link bandwidth and latency are out of the picture.
 
-use super::heartbeat::{
-    CLIENT_THREADS, Cpu, SERVER_THREADS, listen_overflows, loadavg, round, runtime,
+use super::machine::{
+    CLIENT_THREADS, Cpu, SERVER_THREADS, listen_overflows, loadavg, round, runtime, sleep_until,
 };
 use crate::cli::alloc::live_bytes;
 use rmq_lifecycle::core::ha::{HaConfig, HaMode, TransferChunk, TransferDecoder, encode_report};
@@ -154,12 +154,6 @@ pub(super) fn run(json: bool) -> ExitCode {
 
 fn progress(what: &str) {
     eprintln!("bench ha: {what} ...");
-}
-
-fn sleep_until(t: Instant) {
-    if let Some(left) = t.checked_duration_since(Instant::now()) {
-        std::thread::sleep(left);
-    }
 }
 
 struct Runtimes {
