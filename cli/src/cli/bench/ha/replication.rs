@@ -166,10 +166,10 @@ pub(super) fn replication_and_sync(rts: &Runtimes) -> io::Result<(Replication, S
     Ok((r, sync))
 }
 
-/// `CommitLog::open` of a 4 MiB log and of a 4 GiB one (four sealed 1 GiB segments) with the
-/// same 4 MiB in its active segment: recovery reads the active segment only, so the two should
-/// take about as long. Warm (the page cache holds both), the median of [`OPEN_ROUNDS`] each,
-/// alternating.
+/// `CommitLog::open` of a 4 MiB log and of a large one (up to four sealed 1 GiB segments, as
+/// many as the temp directory has room for) with the same 4 MiB in its active segment: recovery
+/// reads the active segment only, so the two should take about as long. Warm (the page cache
+/// holds both), the median of [`OPEN_ROUNDS`] each, alternating.
 pub(super) struct OpenTimes {
     pub(super) small: Duration,
     pub(super) large: Duration,
@@ -181,8 +181,34 @@ pub(super) const OPEN_SEALED: u64 = 4;
 pub(super) const OPEN_ACTIVE: u64 = 4 << 20;
 pub(super) const OPEN_ROUNDS: usize = 7;
 
+/// Bytes left free beside the open-time logs, for the rest of the machine.
+const OPEN_SPARE: u64 = 1 << 30;
+
+/// How many sealed segments the large open-time log gets: [`OPEN_SEALED`] where the temp
+/// directory has room for them and [`OPEN_SPARE`] beside, fewer where it has not (a CI machine's
+/// temp directory may be a small tmpfs), and a clear error where not even one fits.
+fn sealed_segments_that_fit() -> io::Result<u64> {
+    let dir = std::env::temp_dir();
+    let st = rustix::fs::statvfs(&dir)?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let sealed =
+        (free.saturating_sub(2 * OPEN_ACTIVE + OPEN_SPARE) / OPEN_SEGMENT).min(OPEN_SEALED);
+    if sealed == 0 {
+        return Err(other(format!(
+            "the open times need {} MiB free in {} and it has {} MiB (set TMPDIR to a larger file system)",
+            (OPEN_SEGMENT + 2 * OPEN_ACTIVE + OPEN_SPARE) >> 20,
+            dir.display(),
+            free >> 20
+        )));
+    }
+    Ok(sealed)
+}
+
 pub(super) fn open_times() -> io::Result<OpenTimes> {
-    progress("writing a 4 MiB and a 4 GiB log for the open times");
+    let sealed = sealed_segments_that_fit()?;
+    progress(&format!(
+        "writing a 4 MiB and a {sealed} GiB log for the open times"
+    ));
     let payload = vec![0xA5u8; (RECORD - HEADER_LEN) as usize];
     let build = |sealed: u64| -> io::Result<tempfile::TempDir> {
         let dir = tempfile::tempdir()?;
@@ -193,7 +219,7 @@ pub(super) fn open_times() -> io::Result<OpenTimes> {
         log.flush()?;
         Ok(dir)
     };
-    let (small_dir, large_dir) = (build(0)?, build(OPEN_SEALED)?);
+    let (small_dir, large_dir) = (build(0)?, build(sealed)?);
     let time = |dir: &Path| -> io::Result<(Duration, u64)> {
         let t = Instant::now();
         let log = open_log(dir, OPEN_SEGMENT)?;
