@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Trace validation (models/README.md, "Trace validation"): the model traces the shipped code
-# recorded earlier in this run are checked against models/ClientRegistry.tla with TLC.
+# recorded earlier in this run are checked against models/ClientRegistry.tla and
+# models/HaConnection.tla with TLC.
 #
 #   target/model-traces/client/ok/      shuttle schedules of the registry        must be accepted
 #   target/model-traces/client/sim/     simulation seeds (the master's registry)  must be accepted
 #   target/model-traces/client/serve/   `serve --model-trace` under client churn  must be accepted
 #   target/model-traces/client/fault-*  the planted faults split_remove_if_empty
 #                                       and register_after_close                  must be rejected
+#
+#   target/model-traces/ha/ok-*/        shuttle schedules of the HA acceptor       must be accepted
+#   target/model-traces/ha/fault-*/     its planted faults: 5.1.4's order, a removal
+#                                       without stop, a store after shutdown, a
+#                                       lost reap                                 must be rejected
 #
 # They are written by `cargo test` (cli_serve), the shuttle step and the sim step; this step
 # fails if any set is missing. It first runs the validator's self-test: hand-made traces in
@@ -19,6 +25,10 @@ T=target/model-traces/client
 for set in ok sim serve fault-split fault-resurrect; do
   compgen -G "$T/$set/*.jsonl" > /dev/null || { echo "no traces in $T/$set: the recording tests did not run" >&2; exit 1; }
 done
+H=target/model-traces/ha
+for set in ok-storm ok-shutdown ok-shutdown-taken fault-514 fault-nostop fault-late-store fault-lost-reap; do
+  compgen -G "$H/$set/*.jsonl" > /dev/null || { echo "no traces in $H/$set: the recording tests did not run" >&2; exit 1; }
+done
 [[ -f target/tla/tla2tools.jar ]] || bash .ci/models.sh ClientRegistry_consumer > /dev/null
 
 t0=$SECONDS
@@ -27,4 +37,9 @@ python3 models/trace/validate.py --jobs 2 --expect accept "$T"/ok/*.jsonl "$T"/s
 python3 models/trace/validate.py --jobs 2 --expect reject "$T"/fault-split/*.jsonl "$T"/fault-resurrect/*.jsonl
 python3 models/trace/validate.py --fault SplitRemoveIfEmpty --expect accept "$T"/fault-split/*.jsonl
 python3 models/trace/validate.py --fault RegisterAfterClose --expect accept "$T"/fault-resurrect/*.jsonl
+
+python3 models/trace/validate.py --model ha --self-test
+python3 models/trace/validate.py --model ha --jobs 2 --expect accept "$H"/ok-*/*.jsonl
+python3 models/trace/validate.py --model ha --jobs 2 --expect reject "$H"/fault-*/*.jsonl
+python3 models/trace/validate.py --model ha --fault RemoveWithoutStop --expect accept "$H"/fault-nostop/*.jsonl
 echo "traces: validated in $((SECONDS - t0)) s"

@@ -47,6 +47,8 @@
 
 #[path = "support/ha.rs"]
 mod ha;
+#[path = "../cli/src/cli/model_trace.rs"]
+mod model_trace;
 #[path = "support/shuttle_runner.rs"]
 mod runner;
 mod support;
@@ -84,16 +86,26 @@ enum Peer {
 struct Plan {
     peers: &'static [Peer],
     shutdown: bool,
+    /// The shutdown thread first yields up to this many times (a random number).
+    shutdown_delay: u32,
 }
 
 const PROBE_STORM: Plan = Plan {
     peers: &[Peer::Probe, Peer::Crash, Peer::Probe, Peer::Slave],
     shutdown: false,
+    shutdown_delay: 0,
 };
 
 const SHUTDOWN: Plan = Plan {
     peers: &[Peer::Probe, Peer::Crash, Peer::Slave, Peer::Slave],
     shutdown: true,
+    shutdown_delay: 0,
+};
+
+/// [`SHUTDOWN`], the shutdown coming later: it then also takes stored handles and closes them.
+const SHUTDOWN_LATE: Plan = Plan {
+    shutdown_delay: 40,
+    ..SHUTDOWN
 };
 
 /// The transport: the peer's end of the socket (raised once the peer closed it).
@@ -272,15 +284,22 @@ fn peers(
     }
 }
 
-/// One run: the accept thread, the peers, and (if planned) a shutdown, all racing; then the
-/// checks described at the top.
-fn scenario(
-    plan: Plan,
-    faults: AcceptorFaults,
-    table_faults: HaFaults,
-    coverage: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> impl Fn() + Clone + Send + Sync {
-    move || {
+/// What a run leaves for the checks.
+struct Run {
+    gauge: TaskGauge,
+    registry: Arc<HaRegistry>,
+    acceptor: Arc<Acceptor>,
+    accepted: Vec<Result<ConnId, HaRegisterError>>,
+    /// Violations seen during the run (by the tasks, and right after a shutdown).
+    violations: Vec<String>,
+    /// How often a running task saw its row removed.
+    saw_removed: usize,
+}
+
+/// One run: the accept thread, the peers, and (if planned) a shutdown, all racing, until every
+/// thread and task ended.
+fn run(plan: Plan, faults: AcceptorFaults, table_faults: HaFaults) -> Run {
+    {
         let gauge = TaskGauge::new();
         let spawner = ShuttleSpawner::default();
         let registry = Arc::new(HaRegistry::with_faults(usize::MAX, table_faults));
@@ -324,6 +343,9 @@ fn scenario(
         let shutdown = plan.shutdown.then(|| {
             let (acceptor, registry) = (acceptor.clone(), registry.clone());
             thread::spawn(move || {
+                for _ in 0..thread_rng().gen_range(0..=plan.shutdown_delay) {
+                    thread::yield_now();
+                }
                 acceptor.shutdown();
                 ha::after_close_all(&registry)
             })
@@ -332,11 +354,37 @@ fn scenario(
         peer_thread.join().unwrap();
         let mut violations = shutdown.map(|t| t.join().unwrap()).unwrap_or_default();
         spawner.join_all();
-
-        // Quiescence: every peer closed or shut down, every task ended.
         let mut observed = std::mem::take(&mut *observed.lock().unwrap());
         violations.append(&mut observed.violations);
-        coverage.fetch_add(observed.saw_removed, std::sync::atomic::Ordering::Relaxed);
+        Run {
+            gauge,
+            registry,
+            acceptor,
+            accepted,
+            violations,
+            saw_removed: observed.saw_removed,
+        }
+    }
+}
+
+/// One run (see [`run`]), then the checks described at the top.
+fn scenario(
+    plan: Plan,
+    faults: AcceptorFaults,
+    table_faults: HaFaults,
+    coverage: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl Fn() + Clone + Send + Sync {
+    move || {
+        let Run {
+            gauge,
+            registry,
+            acceptor,
+            accepted,
+            mut violations,
+            saw_removed,
+        } = run(plan, faults, table_faults);
+        // Quiescence: every peer closed or shut down, every task ended.
+        coverage.fetch_add(saw_removed, std::sync::atomic::Ordering::Relaxed);
         let (held, in_total, out_total) = (
             acceptor.open(),
             acceptor.accepted_total(),
@@ -471,5 +519,162 @@ fn shuttle_ha_shutdown_finds_store_after_shutdown() {
             ..AcceptorFaults::default()
         },
         HaFaults::default(),
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Model traces (models/README.md, "Trace validation"): the shipped acceptor's `HaConnection.tla`
+// events under shuttle's schedules, for `.ci/traces.sh`.
+
+/// Explores `plan` with shuttle's random scheduler and writes the model traces of up to `want`
+/// schedules that `keep` selects (distinct, whole traces only) to
+/// `target/model-traces/ha/<sub>/`; returns how many were written.
+fn record_ha_traces(
+    sub: &str,
+    plan: Plan,
+    faults: AcceptorFaults,
+    table_faults: HaFaults,
+    want: usize,
+    keep: fn(&[serde_json::Value]) -> bool,
+) -> usize {
+    // HA_MODEL_TRACES=n keeps up to n traces per set (a soak: with SHUTTLE_ITERATIONS).
+    let want = std::env::var("HA_MODEL_TRACES").map_or(want, |v| v.parse().unwrap());
+    let dir = model_trace::dir(&format!("ha/{sub}"));
+    model_trace::clear(&dir);
+    let recorder = model_trace::Recorder::ha();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let body = {
+        let (recorder, seen, dir) = (recorder.clone(), seen.clone(), dir.clone());
+        move || {
+            recorder.begin();
+            drop(run(plan, faults, table_faults));
+            let lines = recorder.take();
+            let mut seen = seen.lock().unwrap();
+            let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            if seen.len() < want
+                && model_trace::complete(&lines)
+                && keep(&lines)
+                && seen.insert(text)
+            {
+                model_trace::write(&dir, &format!("{:04}", seen.len()), &lines);
+            }
+        }
+    };
+    let iterations = std::env::var("SHUTTLE_ITERATIONS").map_or(500, |v| v.parse().unwrap());
+    recorder.run(|| shuttle::check_random(body, iterations));
+    let written = seen.lock().unwrap().len();
+    eprintln!("ha/{sub}: {written} model traces in {}", dir.display());
+    written
+}
+
+fn action(line: &serde_json::Value) -> &str {
+    line["action"].as_str().unwrap_or_default()
+}
+
+/// Shutdown took a stored handle from the slots.
+fn drain_took(lines: &[serde_json::Value]) -> bool {
+    lines
+        .iter()
+        .any(|l| action(l) == "Drain" && l["taken"].as_array().is_some_and(|t| !t.is_empty()))
+}
+
+/// A row was removed without its stop signal raised (the fault `remove_without_stop` showed).
+fn removed_without_stop(lines: &[serde_json::Value]) -> bool {
+    lines
+        .iter()
+        .any(|l| l["removed"] == true && l["stopped"] == false)
+}
+
+/// A handle was stored after shutdown drained the slots (the fault `store_after_shutdown`).
+fn stored_after_drain(lines: &[serde_json::Value]) -> bool {
+    let drain = lines.iter().position(|l| action(l) == "Drain");
+    drain.is_some_and(|d| {
+        lines[d..]
+            .iter()
+            .any(|l| action(l) == "Store" && l["held"] == true)
+    })
+}
+
+/// A connection's slot was opened and never reaped (the fault `lost_reap_on_panic`).
+fn slot_never_reaped(lines: &[serde_json::Value]) -> bool {
+    let of = |a: &str| -> std::collections::BTreeSet<u64> {
+        lines
+            .iter()
+            .filter(|l| action(l) == a && (a != "Begin" || l["open"] == true))
+            .filter_map(|l| l["c"].as_u64())
+            .collect()
+    };
+    of("Begin") != of("Reap")
+}
+
+/// Model traces of the shipped HA acceptor under shuttle's schedules: the probe storm and the
+/// shutdown race (which `HaConnection.tla` must accept), and the planted faults where they show
+/// (which it must reject): RocketMQ 5.1.4's order (`upstream_514_order`), a removal without
+/// stop (`remove_without_stop`), a handle stored after shutdown (`store_after_shutdown`) and a
+/// reap lost to an unwinding task (`lost_reap_on_panic`).
+#[test]
+fn shuttle_ha_model_traces() {
+    let none = AcceptorFaults::default();
+    let table = HaFaults::default();
+    let storm = record_ha_traces("ok-storm", PROBE_STORM, none, table, 30, |_| true);
+    let shutdown = record_ha_traces("ok-shutdown", SHUTDOWN, none, table, 20, |_| true);
+    // Shutdown taking stored handles and closing them (most schedules shut down first).
+    let taken = record_ha_traces(
+        "ok-shutdown-taken",
+        SHUTDOWN_LATE,
+        none,
+        table,
+        20,
+        drain_took,
+    );
+    assert!(
+        storm >= 10 && shutdown >= 10 && taken >= 5,
+        "only {storm} + {shutdown} + {taken} distinct traces"
+    );
+    let order = AcceptorFaults {
+        upstream_514_order: true,
+        ..none
+    };
+    assert!(record_ha_traces("fault-514", PROBE_STORM, order, table, 5, |_| true) > 0);
+    let nostop = HaFaults {
+        remove_without_stop: true,
+        ..table
+    };
+    let nostop = record_ha_traces(
+        "fault-nostop",
+        PROBE_STORM,
+        none,
+        nostop,
+        5,
+        removed_without_stop,
+    );
+    assert!(nostop > 0);
+    let late = AcceptorFaults {
+        store_after_shutdown: true,
+        ..none
+    };
+    assert!(
+        record_ha_traces(
+            "fault-late-store",
+            SHUTDOWN,
+            late,
+            table,
+            5,
+            stored_after_drain
+        ) > 0
+    );
+    let lost = AcceptorFaults {
+        lost_reap_on_panic: true,
+        ..none
+    };
+    assert!(
+        record_ha_traces(
+            "fault-lost-reap",
+            PROBE_STORM,
+            lost,
+            table,
+            5,
+            slot_never_reaped
+        ) > 0
     );
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Trace validation of models/ClientRegistry.tla: is each recorded trace a behaviour of the model?
+"""Trace validation: is each recorded trace a behaviour of models/ClientRegistry.tla (--model
+client, the default) or of models/HaConnection.tla (--model ha)?
 
-    python3 models/trace/validate.py [options] TRACE.jsonl...
-    python3 models/trace/validate.py --self-test
+    python3 models/trace/validate.py [--model ha] [options] TRACE.jsonl...
+    python3 models/trace/validate.py [--model ha] --self-test
 
-Each trace is a JSON-lines file, one model event per line, sorted by "seq" (the schema is in
+Each trace is a JSON-lines file, one model event per line, sorted by "seq" (the schemas are in
 models/README.md, "Trace validation"). This generates a TLA+ module holding the traces, runs TLC
-on models/ClientRegistryTrace.tla with it, and prints one line per trace:
+on models/ClientRegistryTrace.tla (or HaConnectionTrace.tla) with it, and prints one line per
+trace:
 
     ACCEPTED <file> <n> events <ms> ms
     REJECTED <file> at event <k> of <n>: <event as JSON> (<ms> ms)
@@ -46,9 +48,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
+# The model's specs, hand-made examples and fault switches; --model ha replaces them (main()).
 SPECS = ("ClientRegistry.tla", "ClientRegistryTrace.tla")
 EXAMPLES = MODELS / "traces" / "client"
 FAULTS = ("SplitRemoveIfEmpty", "KeepEmptyGroups", "RegisterAfterClose")
+HA_FAULTS = ("RemoveWithoutStop",)
 
 # Splitting the traces over --jobs TLC runs pays only when there is enough to explore, about this
 # much per run (see Trace.cost; TLC's start-up is about 1.5 s).
@@ -71,6 +75,25 @@ SCHEMA = {
     "ScanInactiveStart": {},
     "ScanInactiveEnd": {},
 }
+
+# The HA lifecycle's events (models/HaConnectionTrace.tla).
+HA_SCHEMA = {
+    "Register": {"c": "c"},
+    "RegisterRefused": {"closed": "bool"},
+    "Begin": {"c": "c", "open": "bool"},
+    "SpawnReader": {"c": "c"},
+    "SpawnWriter": {"c": "c"},
+    "OpenGate": {"c": "c"},
+    "Store": {"c": "c", "held": "bool"},
+    "Ack": {"c": "c", "o": "offset"},
+    "End": {"c": "c", "t": "task", "why": "why", "removed": "bool", "stopped": "bool"},
+    "Close": {"c": "c", "removed": "bool", "stopped": "bool"},
+    "Reap": {"c": "c", "found": "bool", "held": "bool"},
+    "Drain": {"taken": "ids"},
+    "CloseAll": {},
+    "Reclaim": {"c": "c"},
+}
+WHYS = ("PeerClosed", "Protocol", "Idle", "Fail", "Stop", "Dropped")
 
 GROUP_KEY = re.compile(r"[PC]:.+", re.S)
 PROGRESS = re.compile(r'<<"progress", (\d+), (\d+)>>')
@@ -133,11 +156,28 @@ def check_field(kind, v, where):
     elif kind == "bool":
         if not isinstance(v, bool):
             bad("true or false")
+    elif kind == "c":
+        if not (is_int(v) and v > 0):
+            bad("a positive integer connection id")
+    elif kind == "offset":
+        if not (is_int(v) and v >= 0):
+            bad("an unsigned integer offset")
+    elif kind == "task":
+        if v not in ("reader", "writer"):
+            bad('"reader" or "writer"')
+    elif kind == "why":
+        if v not in WHYS:
+            bad("one of " + ", ".join(WHYS))
+    elif kind == "ids":
+        if not (isinstance(v, list) and all(is_int(x) and x > 0 for x in v)
+                and len(set(v)) == len(v)):
+            bad("a list of distinct positive connection ids")
 
 
-def read_trace(path):
+def read_trace(path, schema=None):
     """The events of a JSONL trace file, checked against the schema: [(line, event)]. Fields
-    the schema does not name are ignored."""
+    the schema (the client registry's unless given) does not name are ignored."""
+    schema = SCHEMA if schema is None else schema
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -161,9 +201,9 @@ def read_trace(path):
             raise TraceError(f"{where}: seq {seq} after {last_seq}: not strictly increasing")
         last_seq = seq
         action = ev.get("action")
-        if action not in SCHEMA:
+        if action not in schema:
             raise TraceError(f"{where}: unknown action {json.dumps(action)}")
-        for field, kind in SCHEMA[action].items():
+        for field, kind in schema[action].items():
             if field not in ev:
                 raise TraceError(f"{where}: {action} needs \"{field}\"")
             check_field(kind, ev[field], f"{where}, {action}.{field}")
@@ -256,20 +296,136 @@ class Trace:
         return "<<\n      " + ",\n      ".join(
             self.tla_event(ev, sc) for (_, ev), sc in zip(self.events, self.scans())) + "\n    >>"
 
+    def names(self):
+        """What the numbers in the generated module stand for."""
+        return ([f"channel {n} = {c}" for c, n in self.channels.items()]
+                + [f'group "g{n}" = {json.dumps(g)}' for g, n in self.groups.items()])
+
+    SPEC = "ClientRegistryTrace"
+    UNFINISHED = "a channel mutex held, or a scan with groups or candidates left"
+
+    @staticmethod
+    def constants(traces, faults):
+        nch = max((len(tr.channels) for tr in traces), default=0)
+        ngr = max((len(tr.groups) for tr in traces), default=0)
+        lines = ["    Channels = {" + ", ".join(str(n) for n in range(1, nch + 1)) + "}",
+                 "    Groups = {" + ", ".join(f'"g{n}"' for n in range(1, ngr + 1)) + "}",
+                 "    NoGroup = NoGroup"]
+        lines += [f"    {f} = {'TRUE' if f in faults else 'FALSE'}" for f in FAULTS]
+        lines += ["    Traces <- TrTraces",
+                  "    \\* unused here, and every permutation of Channels and of Groups, which TLC",
+                  "    \\* would compute at start-up (10 channels: 3.6 million functions, 4 s)",
+                  "    Symmetry <- NoSymmetry"]
+        return lines
+
+
+class HaTrace:
+    """An HA lifecycle trace file's events (HaConnectionTrace.tla), prepared for the model:
+    connections numbered 1, 2, ... in the order of their first events (the accept order; a
+    refused registration is a connection too), report offsets ranked 0, 1, ..., and the task
+    ends recorded after their connection's Reap moved to just before it: a Reap runs when both
+    task futures are gone, so both tasks have ended by then; what follows it is their
+    registrations letting go, of a row already removed or about to be, which nothing between can
+    tell apart (models/README.md)."""
+
+    SPEC = "HaConnectionTrace"
+    UNFINISHED = ("an accept half-way, a row, a task or a slot left, or a slot never reaped")
+
+    def __init__(self, path):
+        self.path = str(path)
+        raw = read_trace(path, HA_SCHEMA)
+        self.conns = {}
+        prepared = []
+        for line, ev in raw:
+            ev = dict(ev)
+            key = ("refused", len(prepared)) if ev["action"] == "RegisterRefused" else ev.get("c")
+            if key is not None:
+                ev["c"] = self.conns.setdefault(key, len(self.conns) + 1)
+            if ev["action"] == "Drain":
+                missing = [x for x in ev["taken"] if x not in self.conns]
+                if missing:
+                    raise TraceError(f"Drain takes connection(s) {missing} that no earlier "
+                                     "event names")
+                ev["taken"] = [self.conns[x] for x in ev["taken"]]
+            prepared.append((line, ev))
+        reap_at = {}
+        for k, (_, ev) in enumerate(prepared):
+            if ev["action"] == "Reap":
+                if ev["c"] in reap_at:
+                    raise TraceError(f"connection {ev['c']} reaped twice")
+                reap_at[ev["c"]] = k
+        late = lambda k, ev: ev["action"] == "End" and reap_at.get(ev["c"], k) < k
+        self.events = []
+        for k, (line, ev) in enumerate(prepared):
+            if ev["action"] == "Reap":
+                self.events += [(ln, e) for j, (ln, e) in enumerate(prepared) if late(j, e)
+                                and e["c"] == ev["c"]]
+            if not late(k, ev):
+                self.events.append((line, ev))
+        offsets = sorted({ev["o"] for _, ev in self.events if ev["action"] == "Ack"})
+        self.rank = {o: n for n, o in enumerate(offsets)}
+        self.max_offset = max(len(offsets) - 1, 0)
+
+    def cost(self):
+        """A rough measure of TLC's work (see Trace.cost)."""
+        return len(self.events) * max(1, len(self.conns) // 2)
+
+    def tla_event(self, ev):
+        b = lambda v: "TRUE" if v else "FALSE"
+        fields = [f'action |-> "{ev["action"]}"']
+        for field, kind in HA_SCHEMA[ev["action"]].items():
+            v = ev[field]
+            if kind in ("bool",):
+                fields.append(f"{field} |-> {b(v)}")
+            elif kind == "offset":
+                fields.append(f"{field} |-> {self.rank[v]}")
+            elif kind in ("task", "why"):
+                fields.append(f'{field} |-> "{v}"')
+            elif kind == "ids":
+                fields.append(f"{field} |-> {{{', '.join(map(str, v))}}}")
+            elif kind == "c":
+                fields.append(f"c |-> {v}")
+        if ev["action"] == "RegisterRefused":
+            fields.append(f"c |-> {ev['c']}")
+        return "[" + ", ".join(fields) + "]"
+
+    def tla(self, faults):
+        if not self.events:
+            return "<<>>"
+        return "<<\n      " + ",\n      ".join(self.tla_event(ev) for _, ev in self.events) \
+            + "\n    >>"
+
+    def names(self):
+        out = []
+        for key, n in self.conns.items():
+            what = "a refused registration" if isinstance(key, tuple) else f"code id {key}"
+            out.append(f"connection {n} = {what}")
+        out += [f"offset rank {n} = {o}" for o, n in self.rank.items()]
+        return out
+
+    @staticmethod
+    def constants(traces, faults):
+        n = max([len(tr.conns) for tr in traces] + [1])
+        m = max([tr.max_offset for tr in traces] + [0])
+        return [f"    N = {n}", f"    MaxOffset = {m}",
+                "    UpstreamOrder = FALSE", "    UpstreamAcks = FALSE",
+                f"    RemoveWithoutStop = {'TRUE' if 'RemoveWithoutStop' in faults else 'FALSE'}",
+                "    Traces <- TrTraces"]
+
 
 # ----------------------------------------------------------------------------------------------
 # Running TLC
 
 
 def module_text(traces, faults, witness=None):
+    spec = TRACE_CLASS.SPEC
     out = ["------------------------------ MODULE MCTrace ------------------------------",
-           "\\* Generated by models/trace/validate.py: the traces to check against ClientRegistry",
-           "\\* (see ClientRegistryTrace.tla). Channels and groups are renumbered per trace.",
-           "EXTENDS ClientRegistryTrace", ""]
+           f"\\* Generated by models/trace/validate.py: the traces to check (see {spec}.tla).",
+           "\\* Names are renumbered per trace.",
+           f"EXTENDS {spec}", ""]
     for k, tr in enumerate(traces, 1):
         out.append(f"\\* trace {k}: {tr.path} ({len(tr.events)} events)")
-        out += [f"\\*   channel {n} = {c}" for c, n in tr.channels.items()]
-        out += [f"\\*   group \"g{n}\" = {json.dumps(g)}" for g, n in tr.groups.items()]
+        out += [f"\\*   {name}" for name in tr.names()]
     out += ["", "TrTraces == <<", ",\n".join("    " + tr.tla(faults) for tr in traces), "  >>"]
     if witness:
         out += ["", "\\* Violated by the first state that gets as far as the trace goes.",
@@ -279,19 +435,9 @@ def module_text(traces, faults, witness=None):
 
 
 def config_text(traces, faults, witness=None):
-    nch = max((len(tr.channels) for tr in traces), default=0)
-    ngr = max((len(tr.groups) for tr in traces), default=0)
-    lines = ["\\* Generated by models/trace/validate.py.",
-             "CONSTANTS",
-             "    Channels = {" + ", ".join(str(n) for n in range(1, nch + 1)) + "}",
-             "    Groups = {" + ", ".join(f'"g{n}"' for n in range(1, ngr + 1)) + "}",
-             "    NoGroup = NoGroup"]
-    lines += [f"    {f} = {'TRUE' if f in faults else 'FALSE'}" for f in FAULTS]
-    lines += ["    Traces <- TrTraces",
-              "    \\* unused here, and every permutation of Channels and of Groups, which TLC",
-              "    \\* would compute at start-up (10 channels: 3.6 million functions, 4 s)",
-              "    Symmetry <- NoSymmetry",
-              "INIT TraceInit",
+    lines = ["\\* Generated by models/trace/validate.py.", "CONSTANTS"]
+    lines += TRACE_CLASS.constants(traces, faults)
+    lines += ["INIT TraceInit",
               "NEXT TraceNext",
               "INVARIANT " + ("Witness" if witness else "Progress")]
     return "\n".join(lines) + "\n"
@@ -354,8 +500,7 @@ class Result:
             return f"ACCEPTED {self.path} {n} events {self.ms:.0f} ms"
         if self.verdict == "reject":
             what = (tr.events[self.at - 1][0] if self.at <= n else
-                    "end of trace, with an operation unfinished (a channel mutex held, or a "
-                    "scan with groups or candidates left)")
+                    f"end of trace, with an operation unfinished ({TRACE_CLASS.UNFINISHED})")
             return f"REJECTED {self.path} at event {self.at} of {n}: {what} ({self.ms:.0f} ms)"
         return f"ERROR {self.path}: {self.error}"
 
@@ -423,7 +568,7 @@ def load(paths):
     traces, errors = {}, {}
     for p in map(str, paths):
         try:
-            traces[p] = Trace(p)
+            traces[p] = TRACE_CLASS(p)
         except TraceError as e:
             errors[p] = Result(p, error=str(e))
     return traces, errors
@@ -452,14 +597,13 @@ def write_witness(r, faults, args):
         out = run_tlc([r.trace], faults, args, witness=r.at)
     except RunError as e:
         return f"witness: {e}"
-    names = "\n".join([f"channel {n} = {c}" for c, n in r.trace.channels.items()]
-                      + [f'group "g{n}" = {json.dumps(g)}' for g, n in r.trace.groups.items()])
+    names = "\n".join(r.trace.names())
     start = out.find("Error: Invariant Witness is violated")
     n = len(r.trace.events)
     what = (f"matches events 1..{r.at - 1}; its last state is where event {r.at} fails (i is "
             "the next event)" if r.at <= n else
             f"matches all {n} events; its last state has an operation unfinished")
-    dest.write_text(f"{r.line()}\n\nOne behaviour of the model (ClientRegistryTrace.tla) that "
+    dest.write_text(f"{r.line()}\n\nOne behaviour of the model ({TRACE_CLASS.SPEC}.tla) that "
                     f"{what}. Names:\n{names}\n\n{out[start:]}")
     return f"witness: {dest}"
 
@@ -546,7 +690,7 @@ def main_self_test(args):
                 label = f" [{faults[0]}]" if faults else ""
                 print(f"{'ok  ' if ok else 'FAIL'} {r.line()}{label}"
                       + ("" if ok else f"   (expected {want})"))
-    missing = sorted(set(SCHEMA) - kinds)
+    missing = sorted(set(ACTIVE_SCHEMA) - kinds - UNEXAMPLED)
     if missing:
         print(f"FAIL no example has: {', '.join(missing)}")
         status = max(status, 1)
@@ -557,16 +701,26 @@ def main_self_test(args):
     return status
 
 
+# The model's trace class and schema, and the actions its examples need not show (set by main()).
+TRACE_CLASS = Trace
+ACTIVE_SCHEMA = SCHEMA
+UNEXAMPLED = set()
+
+
 def main():
+    global SPECS, EXAMPLES, FAULTS, TRACE_CLASS, ACTIVE_SCHEMA, UNEXAMPLED
     ap = argparse.ArgumentParser(
-        description="Validate ClientRegistry model traces (JSONL) against "
-                    "models/ClientRegistry.tla with TLC (see models/README.md).")
+        description="Validate model traces (JSONL) of the client registry or of the HA "
+                    "lifecycle against models/ClientRegistry.tla or models/HaConnection.tla "
+                    "with TLC (see models/README.md).")
     ap.add_argument("traces", nargs="*", metavar="TRACE.jsonl")
+    ap.add_argument("--model", choices=("client", "ha"), default="client",
+                    help="which model the traces are of (default client)")
     ap.add_argument("--expect", choices=("accept", "reject"),
                     help="exit 1 if some trace gets the other verdict")
     ap.add_argument("--prefix", action="store_true",
                     help="accept a trace that matches but ends with an operation unfinished")
-    ap.add_argument("--fault", action="append", choices=FAULTS,
+    ap.add_argument("--fault", action="append", choices=FAULTS + HA_FAULTS,
                     help="check against the model with this fault switched on (repeatable)")
     ap.add_argument("--jobs", type=int, default=2, help="TLC runs at once (default 2)")
     ap.add_argument("--batch", type=int, default=100,
@@ -582,8 +736,17 @@ def main():
     ap.add_argument("--keep", metavar="DIR",
                     help="keep each run's modules, .cfg and TLC output in a new directory in DIR")
     ap.add_argument("--self-test", action="store_true",
-                    help="check models/traces/client/*.jsonl against models/traces/client/EXPECT")
+                    help="check models/traces/<model>/*.jsonl against that directory's EXPECT")
     args = ap.parse_args()
+    if args.model == "ha":
+        SPECS = ("HaConnection.tla", "HaConnectionTrace.tla")
+        EXAMPLES = MODELS / "traces" / "ha"
+        FAULTS = HA_FAULTS
+        TRACE_CLASS, ACTIVE_SCHEMA = HaTrace, HA_SCHEMA
+        # No model action (the model has no housekeeping reclaim): a Reclaim is always rejected.
+        UNEXAMPLED = {"Reclaim"}
+    if any(f not in FAULTS for f in args.fault or []):
+        ap.error(f"--fault for --model {args.model}: one of {', '.join(FAULTS)}")
     if args.jobs < 1 or args.batch < 1 or args.timeout <= 0:
         ap.error("--jobs, --batch and --timeout must be positive")
     if args.self_test == bool(args.traces):

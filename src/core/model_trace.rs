@@ -10,13 +10,24 @@
 //!
 //! What this is not: a log for operators (the default level never shows it), nor the model.
 
-/// The `tracing` target of model events.
+/// The `tracing` target of the client registry's model events (`models/ClientRegistry.tla`).
 pub const TARGET: &str = "rmq_lifecycle::model";
 
-/// Whether model events are being recorded (a subscriber enabled [`TARGET`] at `TRACE`).
+/// The `tracing` target of the HA connection lifecycle's model events
+/// (`models/HaConnection.tla`). Not under [`TARGET`]'s path, so each recorder takes one model.
+pub const HA_TARGET: &str = "rmq_lifecycle_model::ha";
+
+/// Whether client registry model events are being recorded (a subscriber enabled [`TARGET`] at
+/// `TRACE`).
 #[inline]
 pub fn enabled() -> bool {
     tracing::enabled!(target: TARGET, tracing::Level::TRACE)
+}
+
+/// Whether HA model events are being recorded (a subscriber enabled [`HA_TARGET`] at `TRACE`).
+#[inline]
+pub fn ha_enabled() -> bool {
+    tracing::enabled!(target: HA_TARGET, tracing::Level::TRACE)
 }
 
 /// A group's key in traces: `P:<name>` for a producer group, `C:<name>` for a consumer group
@@ -29,13 +40,13 @@ pub fn group_key(kind: super::GroupKind, name: &str) -> String {
 }
 
 /// Fields whose value is JSON text (a list), embedded as JSON in the trace line.
-const JSON_FIELDS: [&str; 3] = ["G", "groups", "cands"];
+const JSON_FIELDS: [&str; 4] = ["G", "groups", "cands", "taken"];
 
-/// A recorded model event as its trace line: `seq`, `action` and the event's other fields, with
-/// [`JSON_FIELDS`] embedded as JSON and an empty `g` as `null`. `None` for events of other
-/// targets, or without `seq` and `action`.
-pub fn to_json(event: &tracing::Event<'_>) -> Option<serde_json::Value> {
-    if event.metadata().target() != TARGET {
+/// A recorded model event of `target` ([`TARGET`] or [`HA_TARGET`]) as its trace line: `seq`,
+/// `action` and the event's other fields, with [`JSON_FIELDS`] embedded as JSON and an empty `g`
+/// as `null`. `None` for events of other targets, or without `seq` and `action`.
+pub fn to_json(event: &tracing::Event<'_>, target: &str) -> Option<serde_json::Value> {
+    if event.metadata().target() != target {
         return None;
     }
     let mut line = Line(serde_json::Map::new());

@@ -19,7 +19,9 @@
 //! where it leaves (refused, taken by reap, expiry, an owner's close or shutdown), so
 //! `accepted_total() - closed_total()` is the number of connections held.
 
+use super::registration::Holder;
 use super::{ChannelHandle, ClientChannel, CloseReason, HaConnection, HaTaskContext, Spawn};
+use crate::core::model_trace::HA_TARGET as MODEL;
 use crate::core::{ChannelId, ClientError, Millis};
 use crate::phase::{Registered, Running};
 use crate::registry::{ClientRegistry, ConnId, HaRegisterError, HaRegistry, ScanReport};
@@ -56,7 +58,12 @@ struct Slots<Id, R> {
     accepted: AtomicU64,
     closed: AtomicU64,
     faults: AcceptorFaults,
+    /// Where the slots' model events are numbered, and an id's number in them (HA only: the
+    /// client registry's model has no slots).
+    model: Option<ModelTrace<Id>>,
 }
+
+type ModelTrace<Id> = (Arc<HaRegistry>, fn(Id) -> u64);
 
 struct SlotState<Id, R> {
     shut_down: bool,
@@ -64,7 +71,7 @@ struct SlotState<Id, R> {
 }
 
 impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
-    fn new(faults: AcceptorFaults) -> Self {
+    fn new(faults: AcceptorFaults, model: Option<ModelTrace<Id>>) -> Self {
         Slots {
             state: Mutex::new(SlotState {
                 shut_down: false,
@@ -73,6 +80,14 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
             accepted: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             faults,
+            model,
+        }
+    }
+
+    /// Records a model event about `id` (see `core::model_trace`): call it under the slots' lock.
+    fn model_step(&self, id: Id, record: impl FnOnce(u64, u64)) {
+        if let Some((table, number)) = &self.model {
+            table.model_step(|seq| record(seq, number(id)));
         }
     }
 
@@ -88,7 +103,12 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
     /// shutdown began, in which case the caller closes it.
     fn begin(&self, id: Id) -> bool {
         let mut st = self.state.lock();
-        if st.shut_down {
+        let open = !st.shut_down;
+        self.model_step(
+            id,
+            |seq, c| tracing::trace!(target: MODEL, seq, action = "Begin", c, open),
+        );
+        if !open {
             drop(st);
             self.count_closed(1);
             return false;
@@ -101,17 +121,24 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
     /// ended and reaped it, or shutdown took it): the caller closes it, nothing else will.
     fn store(&self, id: Id, running: R) -> Option<R> {
         let mut st = self.state.lock();
-        if self.faults.store_after_shutdown && st.shut_down {
+        let late = if self.faults.store_after_shutdown && st.shut_down {
             st.open.insert(id, Some(running));
-            return None;
-        }
-        match st.open.get_mut(&id) {
-            Some(slot @ None) => {
-                *slot = Some(running);
-                None
+            None
+        } else {
+            match st.open.get_mut(&id) {
+                Some(slot @ None) => {
+                    *slot = Some(running);
+                    None
+                }
+                _ => Some(running),
             }
-            _ => Some(running),
-        }
+        };
+        let held = late.is_none();
+        self.model_step(
+            id,
+            |seq, c| tracing::trace!(target: MODEL, seq, action = "Store", c, held),
+        );
+        late
     }
 
     /// Removes a slot (reap, expiry, an owner's close); the handle, if it was stored.
@@ -123,11 +150,35 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
         taken
     }
 
+    /// [`take`](Self::take) by the connection's [`Reaper`], its last task gone.
+    fn reap(&self, id: Id) -> Option<Option<R>> {
+        let mut st = self.state.lock();
+        let taken = st.open.remove(&id);
+        let (found, held) = (taken.is_some(), matches!(taken, Some(Some(_))));
+        self.model_step(
+            id,
+            |seq, c| tracing::trace!(target: MODEL, seq, action = "Reap", c, found, held),
+        );
+        drop(st);
+        if found {
+            self.count_closed(1);
+        }
+        taken
+    }
+
     /// Shutdown: no slot opens from now on, and every open one is taken.
     fn drain(&self) -> Vec<R> {
         let mut st = self.state.lock();
         st.shut_down = true;
         let open = std::mem::take(&mut st.open);
+        if let Some((table, number)) = &self.model {
+            table.model_step(|seq| {
+                let held = open.iter().filter(|(_, r)| r.is_some());
+                let taken: Vec<u64> = held.map(|(id, _)| number(*id)).collect();
+                let taken = format!("{taken:?}");
+                tracing::trace!(target: MODEL, seq, action = "Drain", taken);
+            });
+        }
         drop(st);
         self.count_closed(open.len());
         open.into_values().flatten().collect()
@@ -153,7 +204,7 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Drop for Reaper<Id, R>
         }
         // The handle is dropped outside the slots' lock: dropping it aborts tasks and removes
         // its row (already removed by the task's own guard; a no-op then).
-        if let Some(Some(shell)) = self.slots.take(self.id) {
+        if let Some(Some(shell)) = self.slots.reap(self.id) {
             drop(shell);
         }
     }
@@ -204,6 +255,8 @@ pub trait Kind: sealed::Sealed + Send + Sync + 'static {
     fn close<T: Send + 'static>(running: Self::Running<T>, reason: CloseReason);
     #[doc(hidden)]
     fn after_shutdown(table: &Self::Table);
+    #[doc(hidden)]
+    fn model(table: &Arc<Self::Table>) -> Option<ModelTrace<Self::Id>>;
 }
 
 mod sealed {
@@ -232,6 +285,10 @@ impl Kind for Ha {
     fn after_shutdown(table: &HaRegistry) {
         table.close_all();
     }
+
+    fn model(table: &Arc<HaRegistry>) -> Option<ModelTrace<ConnId>> {
+        Some((table.clone(), ConnId::get))
+    }
 }
 
 impl Kind for Client {
@@ -244,6 +301,10 @@ impl Kind for Client {
     }
 
     fn after_shutdown(_table: &ClientRegistry) {}
+
+    fn model(_table: &Arc<ClientRegistry>) -> Option<ModelTrace<ChannelId>> {
+        None
+    }
 }
 
 /// The accept/reap/shutdown of one listener: owns the `Running` handles of its connections.
@@ -281,10 +342,11 @@ impl<K: Kind, T: Send + 'static, S: Spawn> Acceptor<K, T, S> {
     }
 
     fn build(table: Arc<K::Table>, spawner: S, faults: AcceptorFaults) -> Self {
+        let model = K::model(&table);
         Acceptor {
             table,
             spawner,
-            slots: Arc::new(Slots::new(faults)),
+            slots: Arc::new(Slots::new(faults, model)),
         }
     }
 
@@ -455,15 +517,22 @@ impl<T: Send + 'static, S: Spawn> Acceptor<Ha, T, S> {
         };
         let (reader, writer) = start(transport, context(), context());
         type Task = std::pin::Pin<Box<dyn Future<Output = CloseReason> + Send>>;
-        for fut in [Box::pin(reader) as Task, Box::pin(writer)] {
+        // The model trace names the connection by the id its row will get.
+        let c = self.table.next_id().get();
+        for (fut, task, action) in [
+            (Box::pin(reader) as Task, Holder::Reader, "SpawnReader"),
+            (Box::pin(writer), Holder::Writer, "SpawnWriter"),
+        ] {
             let (registry, stop, row) = (self.table.clone(), stop.clone(), row.clone());
+            self.table
+                .model_step(|seq| tracing::trace!(target: MODEL, seq, action, c));
             // `removeConnection(this)` on the way out: finds the row only if the add happened.
             let _detached = self.spawner.spawn(Box::pin(async move {
-                fut.await;
+                let reason = fut.await;
                 stop.stop();
                 let added = *row.lock();
                 if let Some(id) = added {
-                    registry.deregister(id);
+                    registry.deregister(id, task, &reason);
                 }
             }));
         }

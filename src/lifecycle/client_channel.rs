@@ -23,7 +23,7 @@
 //! socket does, but not its slot: `ClientAcceptor::scan` reclaims channels whose task never
 //! started, two scans in a row.
 
-use super::registration::{Membership, Registration};
+use super::registration::{Holder, Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
 use crate::core::remoting::LanguageCode;
 use crate::core::{ChannelId, ClientError, HeartbeatData, HeartbeatOutcome, Millis};
@@ -217,7 +217,7 @@ impl<T: Send + 'static> ClientChannel<Registered, T> {
             registration,
             transport,
         } = self.state;
-        let mut task_guard = registration.duplicate();
+        let mut task_guard = registration.duplicate(Holder::Task);
         let fut = task(transport, handle_of(&registration));
         let live = registration.table().mark_started(registration.key());
         let task = spawner.spawn(Box::pin(async move {
@@ -322,7 +322,7 @@ impl Membership for ClientRegistry {
     type Key = ChannelRef;
     const KIND: &'static str = "client channel";
 
-    fn remove(&self, key: &ChannelRef) -> bool {
+    fn remove(&self, key: &ChannelRef, _: Holder, _: &CloseReason) -> bool {
         self.channel_closed(key)
     }
 

@@ -20,10 +20,11 @@
 //! socket does, but not its row: `HaRegistry` housekeeping reclaims rows whose tasks never
 //! started (see `HaAcceptor::housekeeping`).
 
-use super::registration::{Membership, Registration};
+use super::registration::{Holder, Membership, Registration};
 use super::{CloseReason, Spawn, TaskHandle};
 use crate::core::Millis;
 use crate::core::ha::{HaClose, MasterEvent, MasterLink, Transmit};
+use crate::core::model_trace::HA_TARGET as MODEL;
 use crate::phase::{Closed, Init, Phase, Registered, Running};
 use crate::registry::{ConnId, HaRegisterError, HaRegistry, StopSignal, Stopped};
 use crate::sync::Arc;
@@ -99,8 +100,8 @@ impl Membership for HaRegistry {
     type Key = ConnId;
     const KIND: &'static str = "HA connection";
 
-    fn remove(&self, key: &ConnId) -> bool {
-        self.deregister(*key)
+    fn remove(&self, key: &ConnId, holder: Holder, reason: &CloseReason) -> bool {
+        self.deregister(*key, holder, reason)
     }
 
     fn trace_id(key: &ConnId) -> u64 {
@@ -342,13 +343,20 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
             tracing::debug!(id = id.0, "HA connection gone before its tasks started");
         }
         let go = StopSignal::new();
-        armed
-            .tasks
-            .push(spawner.spawn(gated(&go, &registration, &stop, reader)));
-        armed
-            .tasks
-            .push(spawner.spawn(gated(&go, &registration, &stop, writer)));
+        // Model events (SpawnReader, SpawnWriter, OpenGate) are numbered before the step: a task
+        // spawned behind the gate can end (its stop raised) before `spawn` returns to us.
+        let table = registration.table();
+        let model = |action: &'static str| {
+            table.model_step(|seq| tracing::trace!(target: MODEL, seq, action, c = id.0));
+        };
+        model("SpawnReader");
+        let reader = gated(&go, &registration, Holder::Reader, &stop, reader);
+        armed.tasks.push(spawner.spawn(reader));
+        model("SpawnWriter");
+        let writer = gated(&go, &registration, Holder::Writer, &stop, writer);
+        armed.tasks.push(spawner.spawn(writer));
         let tasks = armed.disarm();
+        model("OpenGate");
         go.stop();
         tracing::debug!(id = id.0, %peer, "HA connection running");
         HaConnection {
@@ -419,16 +427,26 @@ impl Drop for Armed {
 fn gated<F>(
     go: &StopSignal,
     registration: &Registration<HaRegistry>,
+    task: Holder,
     stop: &StopSignal,
     fut: F,
 ) -> super::BoxTask
 where
     F: Future<Output = CloseReason> + Send + 'static,
 {
-    let mut exit = registration.duplicate();
+    let exit = registration.duplicate(task);
     let (go, stop) = (go.clone(), stop.clone());
     Box::pin(async move {
+        // However the task ends (its gate refuses, its future returns, or it is aborted), its
+        // future goes before its registration: the acceptor's reaper, which the future holds,
+        // reaps the slot before the row is removed, so no accept can store into the slot of a
+        // connection whose tasks have all ended (`HaConnection.tla`'s task end; the trace
+        // validation of a refused gate found the window). Declared in this order, the two are
+        // dropped in the reverse one on an abort.
+        let mut exit = exit;
+        let fut = fut;
         if !Gate::new(&go, &stop).await {
+            drop(fut);
             exit.close(&CloseReason::Shutdown);
             return;
         }

@@ -10,7 +10,7 @@
 pub mod acceptor;
 pub mod client_channel;
 pub mod ha_connection;
-mod registration;
+pub(crate) mod registration;
 
 pub use crate::registry::{StopSignal, Stopped};
 #[cfg(feature = "harness")]

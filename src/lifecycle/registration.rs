@@ -11,10 +11,24 @@ pub(crate) trait Membership: Send + Sync + 'static {
     type Key: Clone + Debug + Send + Sync + 'static;
     /// The member's kind, for traces ("client channel", "HA connection").
     const KIND: &'static str;
-    /// Removes the member; false if another path already did. Must be idempotent.
-    fn remove(&self, key: &Self::Key) -> bool;
+    /// Removes the member; false if another path already did. Must be idempotent. `holder` and
+    /// `reason` say who let go and why, for the model trace (models/README.md).
+    fn remove(&self, key: &Self::Key, holder: Holder, reason: &CloseReason) -> bool;
     /// The member's id as a number, for the trace's `id` field.
     fn trace_id(key: &Self::Key) -> u64;
+}
+
+/// Who holds a [`Registration`]: the lifecycle handle, or one of its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// The `Registered` or `Running` handle.
+    Handle,
+    /// An HA connection's reader task.
+    Reader,
+    /// An HA connection's writer task.
+    Writer,
+    /// A client channel's task.
+    Task,
 }
 
 /// Membership of one key in one table; removes it when closed or dropped.
@@ -25,6 +39,7 @@ pub(crate) trait Membership: Send + Sync + 'static {
 pub(crate) struct Registration<T: Membership> {
     table: Arc<T>,
     key: T::Key,
+    holder: Holder,
     done: bool,
 }
 
@@ -35,6 +50,7 @@ impl<T: Membership> Registration<T> {
         Registration {
             table,
             key,
+            holder: Holder::Handle,
             done: false,
         }
     }
@@ -50,10 +66,11 @@ impl<T: Membership> Registration<T> {
     }
 
     /// A second guard on the same membership, for a task.
-    pub(crate) fn duplicate(&self) -> Self {
+    pub(crate) fn duplicate(&self, holder: Holder) -> Self {
         Registration {
             table: self.table.clone(),
             key: self.key.clone(),
+            holder,
             done: false,
         }
     }
@@ -63,7 +80,7 @@ impl<T: Membership> Registration<T> {
         if std::mem::replace(&mut self.done, true) {
             return false;
         }
-        let removed = self.table.remove(&self.key);
+        let removed = self.table.remove(&self.key, self.holder, reason);
         if removed {
             tracing::debug!(id = T::trace_id(&self.key), ?reason, "{} closed", T::KIND);
         }

@@ -18,6 +18,9 @@
 //! how many connections have acknowledged an offset.
 
 use super::stop::StopSignal;
+use crate::core::model_trace::{self, HA_TARGET as MODEL};
+use crate::lifecycle::CloseReason;
+use crate::lifecycle::registration::Holder;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use rustc_hash::FxBuildHasher;
@@ -105,6 +108,8 @@ pub struct HaRegistry {
     accepted: AtomicU64,
     removed: AtomicU64,
     max_connections: usize,
+    /// The next model trace sequence number (see [`model_trace`]).
+    model_seq: AtomicU64,
     #[cfg(feature = "harness")]
     faults: HaFaults,
 }
@@ -132,6 +137,7 @@ impl HaRegistry {
             accepted: AtomicU64::new(0),
             removed: AtomicU64::new(0),
             max_connections,
+            model_seq: AtomicU64::new(0),
             #[cfg(feature = "harness")]
             faults: HaFaults::default(),
         }
@@ -159,15 +165,21 @@ impl HaRegistry {
     /// Adds a connection (before any of its tasks start); `stop` is raised when the row goes.
     pub(crate) fn register(&self, peer: &str, stop: StopSignal) -> Result<ConnId, HaRegisterError> {
         let mut table = self.table.lock();
-        if table.closed {
-            return Err(HaRegisterError::ShuttingDown);
-        }
-        if table.rows.len() >= self.max_connections {
-            return Err(HaRegisterError::TooManyConnections {
-                max: self.max_connections,
+        if table.closed || table.rows.len() >= self.max_connections {
+            let closed = table.closed;
+            self.model_step(
+                |seq| tracing::trace!(target: MODEL, seq, action = "RegisterRefused", closed),
+            );
+            return Err(if closed {
+                HaRegisterError::ShuttingDown
+            } else {
+                HaRegisterError::TooManyConnections {
+                    max: self.max_connections,
+                }
             });
         }
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "Register", c = id.0));
         table.rows.insert(
             id,
             Row {
@@ -195,18 +207,62 @@ impl HaRegistry {
     }
 
     /// Raises the row's stop signal, then removes it; false if it was not there (already removed
-    /// by another path).
-    pub(crate) fn deregister(&self, id: ConnId) -> bool {
+    /// by another path). `by` and `reason` (who let go, and why) are for the model trace.
+    pub(crate) fn deregister(&self, id: ConnId, by: Holder, reason: &CloseReason) -> bool {
         let mut table = self.table.lock();
-        let Some(row) = table.rows.remove(&id) else {
-            return false;
-        };
-        if !self.faults().remove_without_stop {
+        // Numbered before the signal is raised: a task that sees it acts after this step.
+        let seq = self.model_seq();
+        let row = table.rows.remove(&id);
+        if let Some(row) = &row
+            && !self.faults().remove_without_stop
+        {
             row.stop.stop();
         }
+        let removed = row.is_some();
+        if let Some(seq) = seq {
+            // Whether the removed row's signal is raised now (StopBeforeRemove).
+            let stopped = row.as_ref().is_some_and(|r| r.stop.is_stopped());
+            let c = id.0;
+            match by {
+                Holder::Handle | Holder::Task => {
+                    tracing::trace!(target: MODEL, seq, action = "Close", c, removed, stopped)
+                }
+                Holder::Reader | Holder::Writer => {
+                    let t = if by == Holder::Reader {
+                        "reader"
+                    } else {
+                        "writer"
+                    };
+                    let why = model_why(reason);
+                    tracing::trace!(target: MODEL, seq, action = "End", c, t, why, removed, stopped);
+                }
+            }
+        }
         drop(table);
-        self.removed.fetch_add(1, Ordering::Relaxed);
-        true
+        if removed {
+            self.removed.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Records a model action (see [`model_trace`]) with the next sequence number: call it inside
+    /// the critical section that makes the action take effect.
+    pub(crate) fn model_step(&self, record: impl FnOnce(u64)) {
+        if let Some(seq) = self.model_seq() {
+            record(seq);
+        }
+    }
+
+    /// The next model trace sequence number, if recording: for a step whose event is written
+    /// after its effects, numbered before any of them can be seen.
+    fn model_seq(&self) -> Option<u64> {
+        model_trace::ha_enabled().then(|| self.model_seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id the next registration gets (for the model trace of the planted 5.1.4 order, whose
+    /// tasks start before their row exists).
+    pub(crate) fn next_id(&self) -> ConnId {
+        ConnId(self.next_id.load(Ordering::Relaxed) + 1)
     }
 
     /// Shutdown: refuses new registrations and removes every connection, raising each one's stop
@@ -221,6 +277,7 @@ impl HaRegistry {
             self.table.lock().closed = true;
             return ids;
         }
+        self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "CloseAll"));
         table.closed = true;
         let ids = Self::stop_and_drain(&mut table);
         self.removed.fetch_add(ids.len() as u64, Ordering::Relaxed);
@@ -255,6 +312,7 @@ impl HaRegistry {
             }
             tracing::warn!(id = id.0, peer = %row.peer, "HA row reclaimed: registered but never started (a leaked handle)");
             row.stop.stop();
+            self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "Reclaim", c = id.0));
             reclaimed += 1;
             false
         });
@@ -272,7 +330,11 @@ impl HaRegistry {
     pub(crate) fn record_ack(&self, id: ConnId, offset: u64) -> bool {
         match self.table.lock().rows.get_mut(&id) {
             Some(row) => {
-                row.ack = Some(row.ack.map_or(offset, |a| a.max(offset)));
+                let ack = row.ack.map_or(offset, |a| a.max(offset));
+                if row.ack != Some(ack) {
+                    self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "Ack", c = id.0, o = ack));
+                }
+                row.ack = Some(ack);
                 true
             }
             None => false,
@@ -336,6 +398,18 @@ impl HaRegistry {
     }
 }
 
+/// A task's close reason as the model's way for a task to end (models/README.md).
+fn model_why(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::PeerClosed => "PeerClosed",
+        CloseReason::ProtocolError(_) => "Protocol",
+        CloseReason::IdleTimeout => "Idle",
+        CloseReason::Shutdown => "Stop",
+        CloseReason::TaskDropped => "Dropped",
+        CloseReason::Io(_) | CloseReason::Rejected(_) | CloseReason::Local => "Fail",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,12 +449,12 @@ mod tests {
             r.register("c", StopSignal::new()),
             Err(HaRegisterError::TooManyConnections { max: 2 })
         );
-        assert!(r.deregister(a));
+        assert!(r.deregister(a, Holder::Handle, &CloseReason::Local));
         assert!(
             sa.is_stopped(),
             "StopBeforeRemove: deregister raised the row's stop"
         );
-        assert!(!r.deregister(a));
+        assert!(!r.deregister(a, Holder::Handle, &CloseReason::Local));
         assert!(!r.record_ack(a, 1));
         assert!(!sb.is_stopped());
         assert_eq!(r.close_all().len(), 1);

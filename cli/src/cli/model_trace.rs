@@ -23,33 +23,55 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// The events recorded so far (cleared by [`Recorder::take`]).
-#[derive(Clone, Default)]
-pub(crate) struct Recorder(Arc<Mutex<Vec<serde_json::Value>>>);
+/// The events of one model recorded so far (cleared by [`Recorder::take`]).
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    lines: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// The model's event target: `model_trace::TARGET` or `model_trace::HA_TARGET`.
+    target: &'static str,
+}
+
+/// Records the client registry's events.
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            lines: Arc::default(),
+            target: model_trace::TARGET,
+        }
+    }
+}
 
 struct Collect(Recorder);
 
 impl<S: tracing::Subscriber> Layer<S> for Collect {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if let Some(line) = model_trace::to_json(event) {
-            self.0.0.lock().unwrap().push(line);
+        if let Some(line) = model_trace::to_json(event, self.0.target) {
+            self.0.lines.lock().unwrap().push(line);
         }
     }
 }
 
 impl Recorder {
+    /// A recorder of the HA connection lifecycle's events (`models/HaConnection.tla`).
+    pub(crate) fn ha() -> Self {
+        Recorder {
+            lines: Arc::default(),
+            target: model_trace::HA_TARGET,
+        }
+    }
+
     /// A layer recording model events into this recorder (the others are not its business).
     pub(crate) fn layer<S>(&self) -> impl Layer<S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         Collect(self.clone())
-            .with_filter(Targets::new().with_target(model_trace::TARGET, tracing::Level::TRACE))
+            .with_filter(Targets::new().with_target(self.target, tracing::Level::TRACE))
     }
 
     /// Runs `f` with this recorder as the thread's subscriber (model events only).
     pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        let filter = Targets::new().with_target(model_trace::TARGET, tracing::Level::TRACE);
+        let filter = Targets::new().with_target(self.target, tracing::Level::TRACE);
         let subscriber =
             tracing_subscriber::registry().with(Collect(self.clone()).with_filter(filter));
         tracing::subscriber::with_default(subscriber, || {
@@ -61,7 +83,7 @@ impl Recorder {
     /// Starts a new recording inside [`Recorder::run`]: drops what was recorded and rebuilds
     /// `tracing`'s interest cache (see the module doc).
     pub(crate) fn begin(&self) {
-        self.0.lock().unwrap().clear();
+        self.lines.lock().unwrap().clear();
         tracing::callsite::rebuild_interest_cache();
     }
 
@@ -69,7 +91,7 @@ impl Recorder {
     /// (a registry's first event has `seq` 0), each ordered by `seq`. For a run whose registries
     /// live one after the other, as a restarted server's do.
     pub(crate) fn take_each(&self) -> Vec<Vec<serde_json::Value>> {
-        let lines = std::mem::take(&mut *self.0.lock().unwrap());
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
         let mut traces: Vec<Vec<serde_json::Value>> = Vec::new();
         for line in lines {
             match traces.last_mut() {
@@ -85,7 +107,7 @@ impl Recorder {
 
     /// The events recorded since the last call, ordered by `seq`.
     pub(crate) fn take(&self) -> Vec<serde_json::Value> {
-        let mut lines = std::mem::take(&mut *self.0.lock().unwrap());
+        let mut lines = std::mem::take(&mut *self.lines.lock().unwrap());
         lines.sort_by_key(|l| l["seq"].as_u64());
         lines
     }
