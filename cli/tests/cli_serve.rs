@@ -520,17 +520,23 @@ impl Client {
     }
 }
 
-/// `serve --model-trace`: client churn (producers in `IotRuleEngine-<n>` groups that unregister
-/// or just go, consumers sharing a group, one left to expire) beside HA port probes; the trace
-/// lands in `target/model-traces/client/serve/` for `.ci/run`'s trace validation.
+/// `serve --model-trace --ha-model-trace`: client churn (producers in `IotRuleEngine-<n>` groups
+/// that unregister or just go, consumers sharing a group, one left to expire) beside a slave and
+/// a storm of HA port probes (closing at once, timestamp text, part of a report, an offset beyond
+/// the log); the traces land in `target/model-traces/{client,ha}/serve/` for `.ci/run`'s trace
+/// validation.
 #[test]
 fn serve_records_a_model_trace_under_client_churn_and_probes() {
     let store = tempfile::tempdir().unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/model-traces/client/serve");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let slave_store = tempfile::tempdir().unwrap();
+    let traces = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/model-traces");
+    let (dir, ha_dir) = (traces.join("client/serve"), traces.join("ha/serve"));
+    for d in [&dir, &ha_dir] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d).unwrap();
+    }
     let trace = dir.join("serve.jsonl");
+    let ha_trace = ha_dir.join("serve.jsonl");
     let mut serve = Proc::start(&[
         "serve",
         "--listen",
@@ -547,9 +553,22 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
         "200",
         "--model-trace",
         trace.to_str().unwrap(),
+        "--ha-model-trace",
+        ha_trace.to_str().unwrap(),
     ]);
     let line = serve.line("serving");
     let (listen, ha) = (field(&line, "listen"), field(&line, "ha_listen"));
+    // A slave replicating, until the master shuts down under it.
+    let slave = Proc::start(&[
+        "slave",
+        "--master",
+        &ha.to_string(),
+        "--store",
+        slave_store.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    serve.line("HA slave reported");
     let workers: Vec<_> = (0..6)
         .map(|w| {
             std::thread::spawn(move || {
@@ -587,12 +606,13 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
             })
         })
         .collect();
-    for round in 0..30 {
+    for round in 0..40 {
         let mut probe = TcpStream::connect(ha).unwrap();
-        match round % 3 {
+        match round % 4 {
             0 => {}
             1 => probe.write_all(b"2024-10-30 16:42:30").unwrap(),
-            _ => probe.write_all(&[0, 0, 0]).unwrap(),
+            2 => probe.write_all(&[0, 0, 0]).unwrap(),
+            _ => probe.write_all(&i64::MAX.to_be_bytes()).unwrap(),
         }
     }
     for w in workers {
@@ -600,8 +620,27 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
     }
     let (code, mut serve) = serve.terminate();
     assert_eq!(code, 0);
-    let done = serve.line("model trace:");
-    assert!(!done.contains(" 0 events"), "{done}");
+    let (code, _) = slave.terminate();
+    assert_eq!(code, 0, "slave exit code");
+    for _ in 0..2 {
+        let done = serve.line("model trace:");
+        assert!(!done.contains(" 0 events"), "{done}");
+    }
+    let ha_text = std::fs::read_to_string(&ha_trace).unwrap();
+    for needle in [
+        "\"Ack\"",
+        "\"Protocol\"",
+        "\"PeerClosed\"",
+        "\"Drain\"",
+        "\"CloseAll\"",
+        "\"Close\"",
+    ] {
+        assert!(
+            ha_text.contains(needle),
+            "no {needle} in {}",
+            ha_trace.display()
+        );
+    }
     let text = std::fs::read_to_string(&trace).unwrap();
     for action in [
         "HeartbeatStart",

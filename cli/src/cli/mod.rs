@@ -6,6 +6,8 @@ mod alloc;
 mod bench;
 mod chart;
 mod model_trace;
+
+use std::path::PathBuf;
 mod replay;
 mod serve;
 mod store;
@@ -65,33 +67,31 @@ pub(crate) fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),
         );
-    let recorder = match &cli.command {
-        Command::Serve(args) => args
-            .model_trace
-            .as_ref()
-            .map(|_| model_trace::Recorder::default()),
-        _ => None,
+    // `serve --model-trace` / `--ha-model-trace`: a recorder per model, written at exit.
+    let recorders: Vec<(model_trace::Recorder, PathBuf)> = match &cli.command {
+        Command::Serve(args) => [
+            (model_trace::Recorder::default(), &args.model_trace),
+            (model_trace::Recorder::ha(), &args.ha_model_trace),
+        ]
+        .into_iter()
+        .filter_map(|(r, path)| Some((r, path.clone()?)))
+        .collect(),
+        _ => Vec::new(),
     };
-    tracing_subscriber::registry()
-        .with(log)
-        .with(recorder.as_ref().map(|r| r.layer()))
-        .init();
+    let layers: Vec<_> = recorders.iter().map(|(r, _)| r.layer()).collect();
+    tracing_subscriber::registry().with(log).with(layers).init();
     match cli.command {
         Command::Serve(args) => {
-            let path = args.model_trace.clone();
             let code = serve::run(args);
-            match (recorder, path) {
-                (Some(recorder), Some(path)) => {
-                    let lines = recorder.take();
-                    if let Err(error) = model_trace::write_file(&path, &lines) {
-                        eprintln!("error: writing the model trace {}: {error}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                    eprintln!("model trace: {} events in {}", lines.len(), path.display());
-                    code
+            for (recorder, path) in recorders {
+                let lines = recorder.take();
+                if let Err(error) = model_trace::write_file(&path, &lines) {
+                    eprintln!("error: writing the model trace {}: {error}", path.display());
+                    return ExitCode::FAILURE;
                 }
-                _ => code,
+                eprintln!("model trace: {} events in {}", lines.len(), path.display());
             }
+            code
         }
         Command::Slave(args) => serve::run_slave(args),
         Command::Replay(args) => replay::run(args),

@@ -130,6 +130,10 @@ pub(crate) struct ServeArgs {
     /// every event in memory.
     #[arg(long, value_name = "FILE")]
     pub(crate) model_trace: Option<PathBuf>,
+    /// Record the HA master's model trace (the transitions of models/HaConnection.tla) and
+    /// write it to FILE at exit, like --model-trace.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ha_model_trace: Option<PathBuf>,
 }
 
 /// The commit log's options, shared by `serve` (master) and `slave`.
