@@ -12,6 +12,9 @@
 #   target/model-traces/ha/ok-*/        shuttle schedules of the HA acceptor       must be accepted
 #   target/model-traces/ha/serve/       `serve --ha-model-trace` under a slave and
 #                                       a probe storm                              must be accepted
+#   target/model-traces/ha/sim/         simulation seeds (the master's HA side)    must be accepted
+#   target/model-traces/ha/sim-cut/     the same, a master incarnation cut where
+#                                       it crashed                      must be accepted as a prefix
 #   target/model-traces/ha/fault-*/     its planted faults: 5.1.4's order, a removal
 #                                       without stop, a store after shutdown, a
 #                                       lost reap                                 must be rejected
@@ -28,7 +31,7 @@ for set in ok sim serve fault-split fault-resurrect; do
   compgen -G "$T/$set/*.jsonl" > /dev/null || { echo "no traces in $T/$set: the recording tests did not run" >&2; exit 1; }
 done
 H=target/model-traces/ha
-for set in ok-storm ok-shutdown ok-shutdown-taken serve fault-514 fault-nostop fault-late-store fault-lost-reap; do
+for set in ok-storm ok-shutdown ok-shutdown-taken serve sim sim-cut fault-514 fault-nostop fault-late-store fault-lost-reap; do
   compgen -G "$H/$set/*.jsonl" > /dev/null || { echo "no traces in $H/$set: the recording tests did not run" >&2; exit 1; }
 done
 [[ -f target/tla/tla2tools.jar ]] || bash .ci/models.sh ClientRegistry_consumer > /dev/null
@@ -41,7 +44,9 @@ python3 models/trace/validate.py --fault SplitRemoveIfEmpty --expect accept "$T"
 python3 models/trace/validate.py --fault RegisterAfterClose --expect accept "$T"/fault-resurrect/*.jsonl
 
 python3 models/trace/validate.py --model ha --self-test
-python3 models/trace/validate.py --model ha --jobs 2 --expect accept "$H"/ok-*/*.jsonl "$H"/serve/*.jsonl
+python3 models/trace/validate.py --model ha --jobs 2 --expect accept "$H"/ok-*/*.jsonl "$H"/serve/*.jsonl \
+  "$H"/sim/*.jsonl
+python3 models/trace/validate.py --model ha --prefix --expect accept "$H"/sim-cut/*.jsonl
 python3 models/trace/validate.py --model ha --jobs 2 --expect reject "$H"/fault-*/*.jsonl
 python3 models/trace/validate.py --model ha --fault RemoveWithoutStop --expect accept "$H"/fault-nostop/*.jsonl
 echo "traces: validated in $((SECONDS - t0)) s"

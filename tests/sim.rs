@@ -668,6 +668,75 @@ fn failover_replays_exactly() {
     }
 }
 
+/// HA model traces of the master in seeds of the main world (slaves replicating, the prober's
+/// four kinds of probe, with the faults: partitions, held links, loss, crashes and restarts of
+/// every host, shutdown), one trace per master incarnation, for trace validation against
+/// `models/HaConnection.tla` (`.ci/run`). An incarnation that crashed is cut where the crash
+/// began (its teardown is no step of the model) and written to `ha/sim-cut/`, validated as a
+/// prefix; the others to `ha/sim/`, validated whole.
+#[test]
+fn model_traces_ha() {
+    let dirs = [model_trace::dir("ha/sim"), model_trace::dir("ha/sim-cut")];
+    for d in &dirs {
+        model_trace::clear(d);
+    }
+    let count = env_u64("SIM_TRACE_SEEDS").unwrap_or(HA_TRACE_SEEDS);
+    let (written, _) = run_parallel(
+        count,
+        None,
+        |seed| {
+            let record = || {
+                let recorder = model_trace::Recorder::ha();
+                let hook = recorder.clone();
+                world::ON_MASTER_CRASH
+                    .with(|h| *h.borrow_mut() = Some(Box::new(move || hook.cut())));
+                let outcome =
+                    recorder.run(|| world::run(seed, world::Variant::default(), &[], false));
+                world::ON_MASTER_CRASH.with(|h| *h.borrow_mut() = None);
+                assert!(
+                    outcome.violations.is_empty(),
+                    "seed {seed}: {:?}",
+                    outcome.violations
+                );
+                recorder.take_each_cut()
+            };
+            let whole = |traces: &Vec<(Vec<serde_json::Value>, bool)>| {
+                !traces.is_empty() && traces.iter().all(|(t, _)| model_trace::complete(t))
+            };
+            let traces = Some(record()).filter(whole).unwrap_or_else(record);
+            assert!(whole(&traces), "seed {seed}: model events lost twice");
+            for (k, (trace, cut)) in traces.iter().enumerate() {
+                model_trace::write(
+                    &dirs[usize::from(*cut)],
+                    &format!("seed-{seed:03}-{k}"),
+                    trace,
+                );
+            }
+            (
+                seed,
+                traces
+                    .iter()
+                    .map(|(t, c)| (t.len(), *c))
+                    .collect::<Vec<_>>(),
+            )
+        },
+        |_| false,
+        |o| o.0,
+    );
+    let all: Vec<(usize, bool)> = written.iter().flat_map(|o| o.1.iter().copied()).collect();
+    let cut = all.iter().filter(|(_, c)| *c).count();
+    let events: usize = all.iter().map(|(n, _)| n).sum();
+    eprintln!(
+        "model_traces_ha: {} traces ({cut} cut at a master crash), {events} events from {count} seeds",
+        all.len()
+    );
+    assert!(all.len() > cut, "no master incarnation ran to its end");
+    assert!(cut > 0 || count < HA_TRACE_SEEDS, "no master crashed");
+}
+
+/// Seeds of the main world whose HA model traces CI validates: seed 12 crashes the master.
+const HA_TRACE_SEEDS: u64 = 13;
+
 /// Seeds of the main world whose model traces CI validates.
 const TRACE_SEEDS: u64 = 6;
 

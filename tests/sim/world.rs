@@ -925,6 +925,12 @@ pub(crate) fn new_sim<'a>(seed: u64, end: Duration) -> turmoil::Sim<'a> {
     builder.build()
 }
 
+thread_local! {
+    /// Called just before the master host crashes (the HA model trace cuts the crashed
+    /// incarnation's trace there: its teardown is no step of the model).
+    pub(crate) static ON_MASTER_CRASH: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
 fn apply(sim: &mut turmoil::Sim<'_>, links: &mut Links, env: &Env, fault: &Fault) {
     match *fault {
         Fault::Partition(a, b) => links.partition(sim, a, b),
@@ -934,6 +940,13 @@ fn apply(sim: &mut turmoil::Sim<'_>, links: &mut Links, env: &Env, fault: &Fault
         Fault::Latency(a, b, d) => sim.set_link_max_message_latency(a, b, d),
         Fault::LinkFailRate(a, b, p) => links.set_fail_rate(sim, a, b, p),
         Fault::Crash(host) => {
+            if host == "master" && sim.is_host_running(host) {
+                ON_MASTER_CRASH.with(|hook| {
+                    if let Some(hook) = &*hook.borrow() {
+                        hook();
+                    }
+                });
+            }
             links.crash(sim, host, world_hosts(&env.variant));
             if host == "master" {
                 *env.master.borrow_mut() = None;

@@ -91,15 +91,33 @@ impl Recorder {
     /// (a registry's first event has `seq` 0), each ordered by `seq`. For a run whose registries
     /// live one after the other, as a restarted server's do.
     pub(crate) fn take_each(&self) -> Vec<Vec<serde_json::Value>> {
+        self.take_each_cut().into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// Marks the registry that is recording now as crashing: what it records from here on (its
+    /// teardown) is left out of its trace, which [`take_each_cut`](Self::take_each_cut) then
+    /// flags as cut.
+    pub(crate) fn cut(&self) {
+        self.lines
+            .lock()
+            .unwrap()
+            .push(serde_json::json!({ "cut": true }));
+    }
+
+    /// [`take_each`](Self::take_each), each trace with whether it was [`cut`](Self::cut).
+    pub(crate) fn take_each_cut(&self) -> Vec<(Vec<serde_json::Value>, bool)> {
         let lines = std::mem::take(&mut *self.lines.lock().unwrap());
-        let mut traces: Vec<Vec<serde_json::Value>> = Vec::new();
+        let mut traces: Vec<(Vec<serde_json::Value>, bool)> = Vec::new();
         for line in lines {
+            let cut = line.get("cut").is_some();
             match traces.last_mut() {
-                Some(trace) if line["seq"] != 0 => trace.push(line),
-                _ => traces.push(vec![line]),
+                _ if line["seq"] == 0 => traces.push((vec![line], false)),
+                Some((_, was_cut)) if cut => *was_cut = true,
+                Some((trace, false)) => trace.push(line),
+                _ => {}
             }
         }
-        for trace in &mut traces {
+        for (trace, _) in &mut traces {
             trace.sort_by_key(|l| l["seq"].as_u64());
         }
         traces
