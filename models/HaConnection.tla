@@ -372,16 +372,17 @@ Reap(c) ==
     /\ slot' = [slot EXCEPT ![c] = "No"]
     /\ phase' = IF slot[c] = "Held" THEN [phase EXCEPT ![c] = "Closed"] ELSE phase
 
-\* A task's future returns (or unwinds, or is aborted, or its Gate refused it): `gated` calls
-\* `exit.close(&reason)` (or the Registration's drop does) -> HaRegistry::deregister, which
-\* raises the stop signal and removes the row in one critical section (a no-op if another path
-\* removed it); then the future completes and is dropped (the TaskGauge is decremented). If it
-\* was the last holder, the Reaper's drop (Reap) runs in the same poll, just before the
-\* deregister (a returning task: `reaped` drops its Reaper first) or just after it (a task
-\* dropped or refused by its Gate), with no await point in between. One step: between those
-\* critical sections another thread finds the slot gone or the row gone, and every path that
-\* acts on either (Store's miss, Drain, CloseAll, a close) raises the stop signal first and is
-\* idempotent, so the end states are those of the merged step. When the last holder goes, both
+\* A task's future returns (or unwinds, or is aborted, or its Gate refused it). `gated` drops the
+\* future first, in every case, and with it the task's hold on the Reaper; if it was the last
+\* holder, the Reaper's drop (Reap: Slots::take) runs then. Then `exit.close(&reason)` (or the
+\* Registration's drop) -> HaRegistry::deregister raises the stop signal and removes the row in
+\* one critical section (a no-op if another path removed it), and the task is gone (the
+\* TaskGauge is decremented); no await point in between. One step: the last holder's deregister
+\* is a no-op (the first task's end removed the row, or a close did), so between the Reap and it
+\* nothing can tell the two apart; a task that is not the last holder has only its deregister.
+\* (A refused gate used to remove the row before dropping the future: a Store or a Drain could
+\* then still find the slot of a connection whose tasks had all ended, which this step cannot
+\* produce. Trace validation found it; the code was changed.) When the last holder goes, both
 \* socket halves are gone, so the peer sees the close (or had closed: eof).
 \* Upstream: state = SHUTDOWN, makeStop() on itself and on the other thread, removeConnection
 \* (merged; only the reader decrements connectionCount); no Reaper, no slots.
