@@ -418,6 +418,92 @@ fn client_traces_replay_on_the_registry() {
     }
 }
 
+/// Client traces derived from the model (`lifecycle/model/client/`, written by
+/// `models/trace/derive.py` from TLC's state graph of `models/ClientRegistry.tla`, not by the
+/// generators here): their expectations come from the model's states.
+fn model_traces() -> Vec<(String, Value)> {
+    let files = committed("lifecycle/model/client");
+    assert!(files.len() >= 5, "model-derived traces missing: {files:?}");
+    files.into_iter().map(|f| (f.clone(), load(&f))).collect()
+}
+
+#[test]
+fn model_derived_client_traces_replay_on_the_registry() {
+    for (file, trace) in model_traces() {
+        let mut target =
+            client_trace::RegistryTarget::new(client_trace::rules_of(&trace), Faults::default());
+        let ops =
+            client_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            ops > 2,
+            "{file}: no operation beyond registering the channels"
+        );
+    }
+}
+
+#[test]
+fn model_derived_client_traces_replay_on_the_oracle() {
+    for (file, trace) in model_traces() {
+        let mut target = client_trace::ModelTarget::new(client_trace::rules_of(&trace));
+        client_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// The model-derived traces are not vacuous: a registry that keeps empty groups (#8673) fails
+/// them. Faults that only show when operations interleave (#10698's split remove-if-empty,
+/// events delivered after unlocking) pass them, as models/README.md says: one call at a time
+/// never opens the window. A heartbeat that ignores the tombstone passes too: the model has no
+/// step for a refused heartbeat (its `HeartbeatStart` is disabled), so no vector sends one.
+#[test]
+fn a_faulty_registry_fails_the_model_derived_traces() {
+    let traces = model_traces();
+    let replays = |faults: Faults| -> Vec<Result<usize, String>> {
+        traces
+            .iter()
+            .map(|(file, trace)| {
+                let mut target =
+                    client_trace::RegistryTarget::new(client_trace::rules_of(trace), faults);
+                client_trace::replay(trace, &mut target).map_err(|e| format!("{file}: {e}"))
+            })
+            .collect()
+    };
+    let kept = replays(Faults {
+        keep_empty_groups: true,
+        ..Faults::default()
+    });
+    let failed: Vec<&String> = kept.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        !failed.is_empty(),
+        "keep_empty_groups passed every model-derived trace"
+    );
+    for err in failed {
+        assert!(
+            ["NoEmptyGroup", "events", "state"]
+                .iter()
+                .any(|w| err.contains(w)),
+            "{err}"
+        );
+    }
+    for faults in [
+        Faults {
+            split_remove_if_empty: true,
+            ..Faults::default()
+        },
+        Faults {
+            emit_after_unlock: true,
+            ..Faults::default()
+        },
+        Faults {
+            register_after_close: true,
+            ..Faults::default()
+        },
+    ] {
+        for r in replays(faults) {
+            r.unwrap_or_else(|e| panic!("{faults:?} is not sequentially visible, yet: {e}"));
+        }
+    }
+}
+
 fn ha_traces() -> Vec<(String, Value)> {
     let files = committed("lifecycle/ha");
     assert!(files.len() >= 5, "HA traces missing: {files:?}");
