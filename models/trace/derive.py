@@ -531,34 +531,47 @@ def pairs_of(graph, edges):
     return {phase(st, graph.state(a), graph.state(b)) for a, b, st in edges}
 
 
-def pick(graph, seq, targets):
-    """Vectors (lists of macro steps) that together exercise every pair of `targets` that a
-    time-feasible sequential behaviour reaches; returns (vectors, pairs left out)."""
-    covered = set()
-    vectors = []
+def pick(graph, seq, targets, states):
+    """Vectors (lists of macro steps): first ones that together exercise every pair of
+    `targets` a time-feasible sequential behaviour reaches, then ones that visit every state of
+    `states` (the states between operations) not visited yet. Returns (vectors, the pairs left
+    out, the states left out)."""
     init = seq.node(graph.init)
-    while True:
-        path, cur, gained = [], init, set()
-        while sum(1 for e, _ in path if e[0][2][0] != "Age") < MAX_OPS:
-            found = extend(graph, seq, path, cur, targets - covered - gained)
-            if found is None:
+    covered, visited = set(), {init}
+    vectors = []
+
+    def ops(path):
+        return sum(1 for e, _ in path if e[0][2][0] != "Age")
+
+    for goal in ("pairs", "states"):
+        while True:
+            path, cur, gained, seen = [], init, set(), set()
+
+            def hit(macro):
+                if goal == "pairs":
+                    return bool(pairs_of(graph, macro[0]) & (targets - covered - gained))
+                return macro[1] not in visited and macro[1] not in seen
+
+            while ops(path) < MAX_OPS:
+                found = extend(graph, seq, path, cur, hit)
+                if found is None:
+                    break
+                path += found
+                cur = found[-1][1]
+                for edges, end in found:
+                    gained |= pairs_of(graph, edges) & targets
+                    seen.add(end)
+            if not (gained if goal == "pairs" else seen - visited):
                 break
-            path += found
-            cur = found[-1][1]
-            for edges, _ in found:
-                gained |= pairs_of(graph, edges) & targets
-        if not gained:
-            break
-        covered |= gained
-        vectors.append(path)
-    return vectors, targets - covered
+            covered |= gained
+            visited |= seen
+            vectors.append(path)
+    return vectors, targets - covered, states - visited
 
 
-def extend(graph, seq, path, start, wanted):
-    """The shortest sequence of macro steps from `start` whose last one exercises a pair in
-    `wanted` and that keeps the behaviour time-feasible (breadth first)."""
-    if not wanted:
-        return None
+def extend(graph, seq, path, start, hit):
+    """The shortest sequence of macro steps from `start` whose last one `hit`s and that keeps
+    the behaviour time-feasible (breadth first)."""
     parent = {start: None}
     frontier = [start]
     while frontier:
@@ -566,7 +579,7 @@ def extend(graph, seq, path, start, wanted):
         for q in frontier:
             for macro in seq.macros(q):
                 edges, end = macro
-                if pairs_of(graph, edges) & wanted:
+                if hit(macro):
                     route = [macro]
                     p = q
                     while parent[p] is not None:
@@ -682,7 +695,7 @@ def generate(args, work):
                     nxt.append(end)
         frontier = nxt
 
-    vectors, infeasible = pick(graph, seq, sequential)
+    vectors, infeasible, unvisited = pick(graph, seq, sequential, reach)
     files, covered = render_all(graph, vectors)
 
     n_ops = sum(sum(1 for e, _ in p if e[0][2][0] != "Age") for p in vectors)
@@ -695,6 +708,8 @@ def generate(args, work):
     n = len(covered & set(every))
     print(f"coverage: {n} of {len(every)} (action, phase) pairs = {100 * n / len(every):.0f}%"
           f" ({len(sequential)} occur in sequential behaviours)")
+    print(f"states between operations: the vectors visit {len(reach) - len(unvisited)} of the "
+          f"{len(reach)} that sequential behaviours reach")
     for p in sorted(every):
         if p in covered:
             continue
