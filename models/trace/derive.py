@@ -4,8 +4,10 @@ graph of a small configuration, written as client traces (tests/vectors/README.m
 `cargo test --test vectors` replays on the shipped registry.
 
     python3 models/trace/derive.py            # regenerate tests/vectors/lifecycle/model/client/
-    python3 models/trace/derive.py --check    # regenerate in memory; fail if a committed file differs
-    python3 models/trace/derive.py --dot G    # reuse a dump of an earlier run (skips TLC)
+    python3 models/trace/derive.py --check    # the same, but only compare with the committed files
+    python3 models/trace/derive.py --verify   # fast (CI): each committed file is what the model
+                                              # gives along its recorded behaviour
+    python3 models/trace/derive.py --dot G    # reuse a dump kept by an earlier --keep run
 
 It prints the coverage: the model's distinct (action, phase) pairs in the state graph and those
 the vectors exercise, with the reason for each pair left out. The method, the mapping from model
@@ -27,8 +29,9 @@ In short:
    validation.
 3. Vectors are picked greedily: each one starts at Init and repeatedly extends itself by the
    shortest sequential path to an operation that exercises a pair no vector has exercised yet,
-   until it has MAX_OPS operations. The next vector starts again from Init. It stops when every
-   pair that some sequential behaviour reaches is exercised.
+   until it has MAX_OPS operations. The next vector starts again from Init. When every pair
+   that some sequential behaviour reaches is exercised, more vectors are picked the same way
+   until every state between operations that a sequential behaviour reaches is visited.
 4. Each model behaviour becomes ops with their expected results, events and the whole registry
    state after each op, all computed from the model's states (groups, seen, index, clients,
    live, hasCid), not from the Rust. Concrete times: every heartbeat and scan gets a `now` that
@@ -44,7 +47,6 @@ ClientRegistry` installs it).
 import argparse
 import collections
 import json
-import os
 import re
 import shutil
 import subprocess
