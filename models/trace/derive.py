@@ -20,7 +20,8 @@ In short:
    naming the action and parameters that produced each state) for 2 channels and 2 producer
    groups, without symmetry, and dumps the whole state graph (`-dump dot`). TLC is also run on
    ClientRegistry.tla itself with the same constants: the graph with `step` projected away must
-   have exactly as many states, so the derive module cannot have lost (or gained) a behaviour.
+   have exactly as many states (a disjunct the derive module lacks shows if it reaches states of
+   its own).
 2. A *sequential* behaviour is one in which each operation's steps are contiguous: from a state
    where no operation is in flight, one operation runs all its steps (a heartbeat's start and
    joins, an unregister, a close's start, leaves and finish, a scan's collects and expiries) and
