@@ -18,10 +18,10 @@ In short:
 
 1. TLC explores models/ClientRegistryDerive.tla (ClientRegistry plus a history variable `step`
    naming the action and parameters that produced each state) for 2 channels and 2 producer
-   groups, without symmetry, and dumps the whole state graph (`-dump dot`). TLC is also run on
-   ClientRegistry.tla itself with the same constants: the graph with `step` projected away must
-   have exactly as many states (a disjunct the derive module lacks shows if it reaches states of
-   its own).
+   groups, without symmetry, and dumps the whole state graph (`-dump dot`). TLC also dumps
+   ClientRegistry.tla's own graph with the same constants (`-dump dot,actionlabels`): the derive
+   graph with `step` projected away must have exactly its states and its transitions, each with
+   the action name TLC gives it.
 2. A *sequential* behaviour is one in which each operation's steps are contiguous: from a state
    where no operation is in flight, one operation runs all its steps (a heartbeat's start and
    joins, an unregister, a close's start, leaves and finish, a scan's collects and expiries) and
@@ -90,7 +90,7 @@ def die(msg):
 # ------------------------------------------------------------------------------------------------
 
 
-def run_tlc(work, spec, spec_op, dot=None):
+def run_tlc(work, spec, spec_op, dot=None, labels=False):
     """Runs TLC on models/<spec>.tla with CONFIG; returns the number of distinct states."""
     # TLC reads the spec and its config from its working directory (as validate.py runs it).
     for f in ("ClientRegistry.tla", "ClientRegistryDerive.tla"):
@@ -99,7 +99,7 @@ def run_tlc(work, spec, spec_op, dot=None):
     cmd = ["java", "-XX:+UseParallelGC", f"-Djava.io.tmpdir={work}", "-cp", str(JAR),
            "tlc2.TLC", "-workers", "1", "-metadir", f"states-{spec}", "-config", f"{spec}.cfg"]
     if dot:
-        cmd += ["-dump", "dot", str(dot)]
+        cmd += ["-dump", "dot,actionlabels" if labels else "dot", str(dot)]
     cmd.append(f"{spec}.tla")
     out = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     m = re.search(r"(\d+) distinct states found, 0 states left on queue", out.stdout)
@@ -173,7 +173,7 @@ def parse_value(text):
 
 
 NODE = re.compile(r'^(-?\d+) \[label="(.*)"(?:,style = filled)?\];?$')
-EDGE = re.compile(r"^(-?\d+) -> (-?\d+)")
+EDGE = re.compile(r'^(-?\d+) -> (-?\d+)(?: \[label="([^"]*)")?')
 UNESCAPE = re.compile(r"\\(.)")
 
 
@@ -183,8 +183,10 @@ class Graph:
     def __init__(self, path):
         self.lines = {}  # a label line -> its id
         self.parsed = []  # id -> (variable, value)
+        self.text = []  # id -> the line
         self.nodes = {}  # node -> tuple of line ids (sorted by variable)
         self.succ = collections.defaultdict(list)
+        self.labelled = []  # (src, dst, action name) with TLC's actionlabels
         self.init = None
         self.inits = []  # every initial state (TLC fills them)
         ids = {}  # TLC's fingerprint -> node (a small int)
@@ -197,6 +199,8 @@ class Graph:
                 if " -> " in line:
                     m = EDGE.match(line)
                     self.succ[node(m.group(1))].append(node(m.group(2)))
+                    if m.group(3) is not None:
+                        self.labelled.append((node(m.group(1)), node(m.group(2)), m.group(3)))
                     continue
                 m = NODE.match(line.rstrip("\n"))
                 if not m:
@@ -212,6 +216,7 @@ class Graph:
                         i = len(self.parsed)
                         self.lines[ln] = i
                         self.parsed.append((var, parse_value(val)))
+                        self.text.append(ln)
                     lines.append(i)
                 n = node(m.group(1))
                 self.nodes[n] = tuple(sorted(lines, key=lambda i: self.parsed[i][0]))
@@ -229,6 +234,10 @@ class Graph:
             s = {self.parsed[i][0]: self.parsed[i][1] for i in self.nodes[n]}
             self.cache[n] = s
         return s
+
+    def key(self, n):
+        """The model state as text, comparable across dumps (without `step`)."""
+        return tuple(self.text[i] for i in self.projected(n))
 
     def projected(self, n):
         """The model state, without the history variable `step`."""
@@ -668,17 +677,27 @@ def generate(args, work):
     """The whole derivation: TLC's state graph, coverage, the covering set of vectors."""
     t0 = time.monotonic()
     if args.dot:
-        dot, expect = Path(args.dot), None
+        dot, mdot = Path(args.dot), None
     else:
-        dot = work / "graph.dot"
-        expect = run_tlc(work, "ClientRegistry", "Spec")
+        dot, mdot = work / "graph.dot", work / "model.dot"
+        run_tlc(work, "ClientRegistry", "Spec", dot=mdot, labels=True)
         run_tlc(work, "ClientRegistryDerive", "DSpec", dot=dot)
     t_tlc = time.monotonic() - t0
     graph = Graph(dot)
     distinct = len({graph.projected(n) for n in graph.nodes})
-    if expect is not None and distinct != expect:
-        die(f"the derive module's graph has {distinct} model states, ClientRegistry has {expect}")
     edges = [(a, b) for a in graph.succ for b in graph.succ[a]]
+    if mdot is not None:
+        # The derive module's graph, `step` projected away, must be ClientRegistry's: the same
+        # transitions, each labelled with the action TLC names for it.
+        model = Graph(mdot)
+        theirs = {(model.key(a), model.key(b), x) for a, b, x in model.labelled}
+        ours = {(graph.key(a), graph.key(b), graph.state(b)["step"][0]) for a, b in edges}
+        states = len(model.nodes)
+        del model
+        if theirs != ours or distinct != states:
+            die(f"the derive module's graph is not ClientRegistry's: {distinct} against {states} "
+                f"states, {len(ours - theirs)} transitions only in it, {len(theirs - ours)} only "
+                "in ClientRegistry's")
 
     # Every (action, phase) pair of the state graph, and those of sequential behaviours.
     every = collections.Counter()
