@@ -520,13 +520,44 @@ def realize(graph, path):
         steps.append({"events": [], "op": {"op": "register_channel"},
                       "result": {"channel": CHANNEL_ID[c], "result": "registered"},
                       "state": registry_state(partial, {}, times)})
+    end, written_end = graph.state(graph.init), {}
     for op, result, events, tv, written_then, t in ops:
         op = dict(op)
         if "now" in op:
             op["now"] = times[tv]
         steps.append({"events": events, "op": op, "result": result,
                       "state": registry_state(t, written_then, times)})
+        end, written_end = t, written_then
+    # Then, for each channel the behaviour closed, the operations the model has no step for on
+    # a closed channel (`disabled_when_closed` checks the graph): each must change nothing.
+    state = registry_state(end, written_end, times)
+    for c in CHANNELS:
+        if end["closePc"][c] != "done":
+            continue
+        n = CHANNEL_ID[c]
+        refused = {"error": f"ch#{n} is closed", "result": "refused"}
+        probes = [
+            ({"channel": n, "op": "heartbeat", "now": max(times, default=0),
+              "data": {"clientID": CLIENT_ID, "consumerDataSet": [], "heartbeatFingerprint": 0,
+                       "producerDataSet": [{"groupName": GROUPS[0]}], "withoutSub": False}},
+             refused),
+            ({"channel": n, "consumer_group": None, "op": "unregister",
+              "producer_group": GROUPS[0]}, refused),
+            ({"channel": n, "op": "close"}, {"closed": False, "result": "closed"}),
+        ]
+        for op, result in probes:
+            steps.append({"events": [], "op": op, "result": result, "state": state})
     return steps
+
+
+def disabled_when_closed(graph, edges):
+    """The model has no heartbeat, unregister or close step of a closed channel: checked on
+    every transition of the graph (this is what lets a vector expect them to change nothing)."""
+    for a, b in edges:
+        step = graph.state(b)["step"]
+        if step[0] in ("HeartbeatStart", "Unregister", "ChannelClosedStart") \
+                and graph.state(a)["closePc"][step[1]] == "done":
+            die(f"the model takes {step_text(step)} on a closed channel")
 
 
 def step_text(step):
@@ -698,6 +729,8 @@ def generate(args, work):
             die(f"the derive module's graph is not ClientRegistry's: {distinct} against {states} "
                 f"states, {len(ours - theirs)} transitions only in it, {len(theirs - ours)} only "
                 "in ClientRegistry's")
+
+    disabled_when_closed(graph, edges)
 
     # Every (action, phase) pair of the state graph, and those of sequential behaviours.
     every = collections.Counter()
