@@ -760,6 +760,10 @@ def generate(args, work):
     print(f"vectors: {len(vectors)}, {n_ops} operations (and {len(CHANNELS)} register_channel "
           f"each), {sum(len(p) for p in vectors)} model operations and Age steps, "
           f"{sum(len(e) for p in vectors for e, _ in p)} model steps")
+    steps = [st for text in files.values() for st in json.loads(text)["steps"]]
+    probes = sum(1 for st in steps if st["result"] == {"closed": False, "result": "closed"}
+                 or st["result"].get("result") == "refused")
+    print(f"steps: {len(steps)} in all, of which {probes} on closed channels after the behaviour")
     n = len(covered & set(every))
     print(f"coverage: {n} of {len(every)} (action, phase) pairs = {100 * n / len(every):.0f}%"
           f" ({len(sequential)} occur in sequential behaviours)")
