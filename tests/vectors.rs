@@ -3,7 +3,10 @@
 //!
 //! Every file under `tests/vectors/` is produced by the generators in `tests/vectors_gen/` (one file
 //! per vector family) from the implementation and the oracles (`core::ClientModel`,
-//! `core::ha_model::HaModel`), never by hand.
+//! `core::ha_model::HaModel`), never by hand. Two exceptions: the failover traces, written by hand,
+//! and `lifecycle/model/client/`, written by `models/trace/derive.py` from TLC's state graph of
+//! `models/ClientRegistry.tla` (replayed here with the same client-trace replayer; their
+//! expectations come from the model, not from this crate).
 //! The tests here:
 //!
 //! * replay every committed file: wire vectors against the decoders and encoders of `core`, client
@@ -415,6 +418,116 @@ fn client_traces_replay_on_the_registry() {
         let ops =
             client_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(ops > 0, "{file}: no operations");
+    }
+}
+
+/// Client traces derived from the model (`lifecycle/model/client/`, written by
+/// `models/trace/derive.py` from TLC's state graph of `models/ClientRegistry.tla`, not by the
+/// generators here): their expectations come from the model's states.
+fn model_traces() -> Vec<(String, Value)> {
+    let files = committed("lifecycle/model/client");
+    assert!(files.len() >= 5, "model-derived traces missing: {files:?}");
+    files.into_iter().map(|f| (f.clone(), load(&f))).collect()
+}
+
+#[test]
+fn model_derived_client_traces_replay_on_the_registry() {
+    for (file, trace) in model_traces() {
+        let mut target =
+            client_trace::RegistryTarget::new(client_trace::rules_of(&trace), Faults::default());
+        let ops =
+            client_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            ops > 2,
+            "{file}: no operation beyond registering the channels"
+        );
+    }
+}
+
+#[test]
+fn model_derived_client_traces_replay_on_the_oracle() {
+    for (file, trace) in model_traces() {
+        let mut target = client_trace::ModelTarget::new(client_trace::rules_of(&trace));
+        client_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// The model-derived traces are not vacuous. A registry that keeps empty groups (#8673) fails
+/// exactly the traces in which a group's last member leaves, at that step; one whose heartbeat
+/// ignores the tombstone fails exactly the traces that close a channel, at the heartbeat sent to
+/// it afterwards (the model has no step for it, so it must change nothing). Faults that only show
+/// when operations interleave (#10698's split remove-if-empty, events delivered after unlocking)
+/// pass them, as models/README.md says: one call at a time never opens the window.
+#[test]
+fn a_faulty_registry_fails_the_model_derived_traces() {
+    let traces = model_traces();
+    let replays = |faults: Faults| -> Vec<Result<usize, String>> {
+        traces
+            .iter()
+            .map(|(_, trace)| {
+                let mut target =
+                    client_trace::RegistryTarget::new(client_trace::rules_of(trace), faults);
+                client_trace::replay(trace, &mut target)
+            })
+            .collect()
+    };
+    // The traces that fail are exactly those with a step that `marks`, each at its first one.
+    let fails_exactly_at = |faults: Faults, marks: &dyn Fn(&Value) -> bool| {
+        let mut caught = 0;
+        for ((file, trace), result) in traces.iter().zip(replays(faults)) {
+            let first = trace["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .position(marks);
+            match (result, first) {
+                (Err(err), Some(step)) => {
+                    assert!(
+                        err.starts_with(&format!("step {step}: ")),
+                        "{file}: {faults:?}: {err}"
+                    );
+                    caught += 1;
+                }
+                (Err(err), None) => {
+                    panic!("{file}: {faults:?} failed a trace it should pass: {err}")
+                }
+                (Ok(_), Some(step)) => {
+                    panic!("{file}: {faults:?} passed, though step {step} shows it")
+                }
+                (Ok(_), None) => {}
+            }
+        }
+        assert!(caught >= 5, "{faults:?} failed only {caught} traces");
+    };
+    fails_exactly_at(
+        Faults {
+            keep_empty_groups: true,
+            ..Faults::default()
+        },
+        &|s| canon(&s["events"]).contains("\"group_unregistered\""),
+    );
+    fails_exactly_at(
+        Faults {
+            register_after_close: true,
+            ..Faults::default()
+        },
+        &|s| s["op"]["op"] == "heartbeat" && s["result"]["result"] == "refused",
+    );
+    for faults in [
+        Faults {
+            split_remove_if_empty: true,
+            ..Faults::default()
+        },
+        Faults {
+            emit_after_unlock: true,
+            ..Faults::default()
+        },
+    ] {
+        for ((file, _), r) in traces.iter().zip(replays(faults)) {
+            r.unwrap_or_else(|e| {
+                panic!("{file}: {faults:?} is not sequentially visible, yet: {e}")
+            });
+        }
     }
 }
 
