@@ -78,7 +78,9 @@ pub(crate) fn main() -> ExitCode {
         .collect(),
         _ => Vec::new(),
     };
+    // An empty `Vec` of layers would turn every event off (its level hint is OFF); `None` not.
     let layers: Vec<_> = recorders.iter().map(|(r, _)| r.layer()).collect();
+    let layers = (!layers.is_empty()).then_some(layers);
     tracing_subscriber::registry().with(log).with(layers).init();
     match cli.command {
         Command::Serve(args) => {
