@@ -459,13 +459,16 @@ fn summary(report: &Report) -> String {
             blocked(o.broker_4x),
             blocked(u.broker_4x),
         );
+        let queued = |b: Option<Stats4x>| {
+            b.map_or("-".into(), |b| {
+                format!("{:.1} s", b.queue_wait_max_ms as f64 / 1000.0)
+            })
+        };
         row(
             &mut s,
             "longest heartbeat queue wait",
-            o.broker_4x
-                .map_or("-".into(), |b| format!("{} ms", b.queue_wait_max_ms)),
-            u.broker_4x
-                .map_or("-".into(), |b| format!("{} ms", b.queue_wait_max_ms)),
+            queued(o.broker_4x),
+            queued(u.broker_4x),
         );
         let settle = |side: &stale_groups::Side| {
             format!(
