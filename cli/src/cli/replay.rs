@@ -57,6 +57,10 @@ pub(crate) struct ReplayArgs {
     /// Heartbeating consumers (stale-groups), 1-10000: each holds a connection on each side.
     #[arg(long, default_value_t = StaleGroupsConfig::default().consumers, value_parser = scale(1, 10_000))]
     consumers: usize,
+    /// Channel closes per second during the incident (stale-groups), 1-100000: 4.x stalls
+    /// when they come faster than its event thread scans (40/s at the default scale).
+    #[arg(long, default_value_t = StaleGroupsConfig::default().close_rate as usize, value_parser = scale(1, 100_000))]
+    close_rate: usize,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -264,6 +268,7 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             let config = StaleGroupsConfig {
                 groups: args.groups,
                 consumers: args.consumers,
+                close_rate: args.close_rate as u64,
                 ..StaleGroupsConfig::default()
             };
             report.stale_groups = Some(stale_groups::run(config, &reporter, &stop).await?);
