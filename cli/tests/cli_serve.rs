@@ -311,6 +311,7 @@ fn bad_values_are_refused_up_front() {
         ("--probes", "0"),
         ("--probes", "18446744073709551615"),
         ("--consumers", "0"),
+        ("--close-rate", "0"),
     ] {
         let (code, stderr) = run(&["replay", "all", flag, value]);
         assert_eq!(code, Some(2), "{flag} {value}: {stderr}");

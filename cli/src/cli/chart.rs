@@ -1,5 +1,7 @@
-//! The replay's chart: four panels, ours beside upstream's emulation, so the leak and the stall
-//! show without reading a number. SVG through plotters (no font files needed).
+//! The replay's chart: six panels, ours beside upstream's emulation, so the leak and the stall
+//! show without reading a number. SVG through plotters (no font files needed). Every line is
+//! drawn through the samples only: each side is sampled from its start to its end, so no line
+//! crosses a stretch nobody measured.
 
 use super::replay::ha_probes::HaProbesReport;
 use super::replay::stale_groups::{Sample, Side, StaleGroupsReport};
@@ -16,9 +18,9 @@ pub(crate) fn draw(
     ha: Option<&HaProbesReport>,
     groups: Option<&StaleGroupsReport>,
 ) -> Result<(), String> {
-    let root = SVGBackend::new(path, (1400, 900)).into_drawing_area();
+    let root = SVGBackend::new(path, (1400, 1350)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let panels = root.split_evenly((2, 2));
+    let panels = root.split_evenly((3, 2));
     if let Some(r) = ha {
         let secs = |t: u64| t as f64 / 1000.0;
         panel(
@@ -99,7 +101,7 @@ pub(crate) fn draw(
         )?;
         panel(
             &panels[3],
-            "Stale producer groups: slowest consumer heartbeat (ms)",
+            "Stale producer groups: slowest consumer heartbeat answered (ms)",
             "seconds",
             &[
                 (
@@ -111,6 +113,44 @@ pub(crate) fn draw(
                     "upstream 4.x".into(),
                     UPSTREAM,
                     line(&r.upstream, &|s| s.heartbeat_max_us as f64 / 1000.0),
+                ),
+            ],
+        )?;
+        let deadline = r.config.as_ref().map_or(3_000, |c| c.deadline_ms);
+        panel(
+            &panels[4],
+            &format!(
+                "Stale producer groups: heartbeats that missed the {:.0} s deadline",
+                deadline as f64 / 1000.0
+            ),
+            "seconds",
+            &[
+                (
+                    "rmq-lifecycle".into(),
+                    OURS,
+                    line(&r.ours, &|s| s.missed as f64),
+                ),
+                (
+                    "upstream 4.x".into(),
+                    UPSTREAM,
+                    line(&r.upstream, &|s| s.missed as f64),
+                ),
+            ],
+        )?;
+        panel(
+            &panels[5],
+            "Stale producer groups: channel closes processed",
+            "seconds",
+            &[
+                (
+                    "rmq-lifecycle".into(),
+                    OURS,
+                    line(&r.ours, &|s| s.closes as f64),
+                ),
+                (
+                    "upstream 4.x".into(),
+                    UPSTREAM,
+                    line(&r.upstream, &|s| s.closes as f64),
                 ),
             ],
         )?;

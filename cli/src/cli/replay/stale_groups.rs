@@ -1,10 +1,15 @@
-//! `replay stale-groups`: a client makes a new producer group `IotRuleEngine-<timestamp>` over and
-//! over and abandons it, while consumers heartbeat over real connections and channels keep
-//! opening and closing; against `serve`'s listener, then against upstream 4.x's tables
-//! (one lock, every close visits every group, empty groups kept) on the same wire.
+//! `replay stale-groups`: a client made a new producer group `IotRuleEngine-<timestamp>` over and
+//! over and abandoned it; with 15,000 such groups in the tables, channels keep closing while
+//! consumers heartbeat over real connections. Against `serve`'s listener, then against upstream
+//! 4.x's tables (one lock, every close visits every group, empty groups kept) on the same wire.
+//!
+//! Each side runs three phases, sampled throughout: the build-up (the abandoned groups are
+//! registered over short-lived connections that then close), the incident (connections open and
+//! close at the incident's rate for a fixed time) and the settle (until the side has processed
+//! every close, or a cap). The consumers heartbeat from start to end.
 
 use super::harness::{Progress, Stop, ms_since, percentile};
-use crate::cli::upstream::broker_4x::Broker4x;
+use crate::cli::upstream::broker_4x::{Broker4x, Broker4xConfig, Stats4x};
 use bytes::BytesMut;
 use rmq_lifecycle::core::heartbeat::{ConsumerData, ProducerData, SubscriptionData};
 use rmq_lifecycle::core::remoting::{FrameDecoder, RemotingCommand, code};
@@ -13,6 +18,7 @@ use rmq_lifecycle::lifecycle::TaskGauge;
 use rmq_lifecycle::net::Clock;
 use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
 use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,43 +27,56 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Scale and timing.
+/// Scale and timing. The defaults are the incident's where it has a figure (docs/REPLAY.md).
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct StaleGroupsConfig {
     /// Abandoned producer groups to create.
     pub(crate) groups: usize,
-    /// Heartbeating consumers (one connection and one consumer group each).
+    /// Heartbeating consumers (one connection and one consumer group each). Each has at most
+    /// one heartbeat outstanding, as a Java client does, so blocking every heartbeat thread
+    /// takes more consumers than threads.
     pub(crate) consumers: usize,
     /// Each consumer's heartbeat period, ms (Java clients use 30 s; compressed here).
     pub(crate) heartbeat_interval_ms: u64,
     /// A heartbeat answered later than this (or not at all) missed its deadline, ms.
     pub(crate) deadline_ms: u64,
-    /// Connections that open, heartbeat and close in a loop meanwhile.
-    pub(crate) churners: usize,
-    /// Concurrent group creators.
+    /// Concurrent group creators in the build-up.
     pub(crate) creators: usize,
+    /// Groups each build-up connection registers before it closes.
+    pub(crate) groups_per_connection: usize,
+    /// Channel closes per second during the incident.
+    pub(crate) close_rate: u64,
+    /// How long the incident lasts, ms.
+    pub(crate) incident_ms: u64,
     /// Heartbeat workers on both sides (upstream `heartbeatThreadPoolNums`).
     pub(crate) heartbeat_workers: usize,
+    /// The 4.x side's modelled JVM time per group a close visits, ns.
+    pub(crate) close_cost_per_group_ns: u64,
     /// Sample period, ms.
     pub(crate) sample_ms: u64,
-    /// How long the consumers keep going after the last group was created, ms.
-    pub(crate) tail_ms: u64,
+    /// The longest a side may take to process its last closes after the incident, ms.
+    pub(crate) settle_cap_ms: u64,
 }
+
+/// Upstream's reported time of one close scanning a table of leaked groups (#7737), taken as the
+/// time at the incident's 15,000 groups.
+pub(crate) const INCIDENT_CLOSE_MS: u64 = 25;
 
 impl Default for StaleGroupsConfig {
     fn default() -> Self {
         StaleGroupsConfig {
             groups: 15_000,
-            consumers: 16,
+            consumers: 64,
             heartbeat_interval_ms: 100,
             deadline_ms: 3_000,
-            churners: 4,
             creators: 8,
-            heartbeat_workers: std::thread::available_parallelism()
-                .map_or(4, |n| n.get())
-                .min(32),
+            groups_per_connection: 250,
+            close_rate: 50,
+            incident_ms: 15_000,
+            heartbeat_workers: 32,
+            close_cost_per_group_ns: INCIDENT_CLOSE_MS * 1_000_000 / 15_000,
             sample_ms: 100,
-            tail_ms: 1_000,
+            settle_cap_ms: 15_000,
         }
     }
 }
@@ -71,9 +90,11 @@ pub(crate) struct Sample {
     pub(crate) groups: usize,
     /// Abandoned groups created so far.
     pub(crate) created: u64,
-    /// Slowest consumer heartbeat answered in this window, µs.
+    /// Channel closes the side has processed so far.
+    pub(crate) closes: u64,
+    /// Slowest consumer heartbeat answered since the last sample, µs.
     pub(crate) heartbeat_max_us: u64,
-    /// Heartbeats still unanswered past the deadline so far.
+    /// Heartbeats that missed the deadline so far.
     pub(crate) missed: u64,
 }
 
@@ -82,15 +103,15 @@ pub(crate) struct Sample {
 pub(crate) struct Side {
     /// "ours" or "upstream-4.x".
     pub(crate) name: String,
-    /// The sampled series.
+    /// The sampled series, from the start to the end of the settle.
     pub(crate) samples: Vec<Sample>,
-    /// Consumer heartbeats answered.
+    /// Consumer heartbeats answered within the deadline.
     pub(crate) heartbeats: u64,
     /// Median latency, µs.
     pub(crate) p50_us: u64,
     /// 99th percentile latency, µs.
     pub(crate) p99_us: u64,
-    /// Slowest, µs.
+    /// Slowest, µs (the highest point of the samples' `heartbeat_max_us`).
     pub(crate) max_us: u64,
     /// Heartbeats that missed the deadline (answered late or not at all).
     pub(crate) missed: u64,
@@ -100,10 +121,67 @@ pub(crate) struct Side {
     pub(crate) final_groups: usize,
     /// Groups that are still in use at the end (the consumers' and `CLIENT_INNER_PRODUCER`).
     pub(crate) live_groups: usize,
+    /// Channel closes the side processed by the end of the settle (the consumers' own closes,
+    /// after it, are not counted).
+    pub(crate) closes: u64,
+    /// Build-up and incident, ms: the same load on both sides.
+    pub(crate) load_ms: u64,
+    /// After the load, until the side had processed every close (or the cap), ms.
+    pub(crate) settle_ms: u64,
+    /// It processed every close within the cap.
+    pub(crate) settled: bool,
     /// Wall time of the side, ms.
     pub(crate) wall_ms: u64,
+    /// The 4.x emulation's own counts (upstream only).
+    pub(crate) broker_4x: Option<Stats4x>,
     /// PASS when no heartbeat missed its deadline and only the live groups remain.
     pub(crate) pass: bool,
+}
+
+impl Side {
+    /// Consumer heartbeats missed the deadline.
+    pub(crate) fn stalled(&self) -> bool {
+        self.missed > 0
+    }
+
+    /// Groups with no live client kept in the tables.
+    pub(crate) fn leaked(&self) -> usize {
+        self.final_groups.saturating_sub(self.live_groups)
+    }
+
+    /// What the upstream side did, in the words of the summary: "stalled (...)" and/or
+    /// "leaked (...)", or `None` if it did neither (then the replay proves nothing).
+    pub(crate) fn failure(&self, deadline_ms: u64) -> Option<String> {
+        let mut what = Vec::new();
+        if self.stalled() {
+            let mut s = format!(
+                "stalled ({} consumer heartbeats missed the {} deadline",
+                self.missed,
+                secs(deadline_ms)
+            );
+            if let Some(b) = &self.broker_4x {
+                s += &format!(
+                    "; all {} heartbeat threads blocked for {}",
+                    b.heartbeat_threads,
+                    secs(b.all_blocked_ms)
+                );
+            }
+            what.push(s + ")");
+        }
+        if self.leaked() > 0 {
+            what.push(format!("leaked ({} empty groups kept)", self.leaked()));
+        }
+        (!what.is_empty()).then(|| what.join(" and "))
+    }
+}
+
+/// `3 s`, `1.5 s`.
+fn secs(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 /// The whole report.
@@ -122,8 +200,18 @@ pub(crate) struct StaleGroupsReport {
 impl StaleGroupsReport {
     /// PASS for the replay: ours passed and the emulation really stalled or leaked.
     pub(crate) fn passed(&self) -> bool {
-        self.ours.pass && !self.upstream.pass && !self.interrupted
+        let deadline = self.config.as_ref().map_or(3_000, |c| c.deadline_ms);
+        self.ours.pass && self.upstream.failure(deadline).is_some() && !self.interrupted
     }
+}
+
+/// What a side is measured against: its address and what its tables say.
+struct Target {
+    addr: SocketAddr,
+    /// Groups in the tables.
+    groups: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Channel closes processed so far.
+    closes: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 /// Runs both sides. Needs a multi-threaded tokio runtime.
@@ -157,37 +245,44 @@ pub(crate) async fn run(
         TaskGauge::new(),
     )
     .await?;
-    let groups = {
-        let r = registry.clone();
-        move || r.producer_group_count() + r.consumer_group_count()
+    let stats = server.stats().clone();
+    let r = registry.clone();
+    let target = Target {
+        addr: server.local_addr(),
+        groups: Box::new(move || r.producer_group_count() + r.consumer_group_count()),
+        closes: Box::new(move || stats.closed_total()),
     };
-    report.ours = side(
-        "ours",
-        &config,
-        server.local_addr(),
-        &groups,
-        None,
-        progress,
-        stop,
-    )
-    .await;
+    report.ours = side("ours", &config, &target, None, progress, stop).await;
     server.shutdown(Duration::from_secs(5)).await;
     if !stop.is_cancelled() {
-        let broker = Arc::new(Broker4x::bind(listen, config.heartbeat_workers).await?);
-        let b = broker.clone();
-        let groups = move || b.group_count();
-        // Upstream may never get through the groups; give it the time ours took, and then some.
-        let budget = Duration::from_millis(report.ours.wall_ms * 2 + 10_000);
+        let broker = Arc::new(
+            Broker4x::bind(
+                listen,
+                Broker4xConfig {
+                    heartbeat_threads: config.heartbeat_workers,
+                    close_cost_per_group: Duration::from_nanos(config.close_cost_per_group_ns),
+                },
+            )
+            .await?,
+        );
+        let (b, c) = (broker.clone(), broker.clone());
+        let target = Target {
+            addr: broker.local_addr(),
+            groups: Box::new(move || b.group_count()),
+            closes: Box::new(move || c.stats().closes_done),
+        };
+        // Upstream may never get through the build-up; give it the time ours took, and then some.
+        let budget = Duration::from_millis(report.ours.load_ms * 2 + 20_000);
         report.upstream = side(
             "upstream-4.x",
             &config,
-            broker.local_addr(),
-            &groups,
+            &target,
             Some(budget),
             progress,
             stop,
         )
         .await;
+        report.upstream.broker_4x = Some(broker.stats());
     }
     report.interrupted = stop.is_cancelled();
     Ok(report)
@@ -276,29 +371,78 @@ struct Shared {
     window_max: AtomicU64,
     missed: AtomicU64,
     created: AtomicU64,
+    /// Connections the clients opened and then closed (build-up and incident).
+    closed: AtomicU64,
+    /// Incident connections opened so far.
+    churned: AtomicU64,
+}
+
+/// Samples a side every `sample_ms` while a phase runs, and reports the phase's progress.
+struct Sampler<'a> {
+    started: Instant,
+    tick: tokio::time::Interval,
+    samples: Vec<Sample>,
+    shared: Arc<Shared>,
+    target: &'a Target,
+    progress: &'a dyn Progress,
+    /// What the current phase counts, and how much of it was reported.
+    counter: fn(&Shared) -> u64,
+    reported: u64,
+}
+
+impl Sampler<'_> {
+    fn phase(&mut self, name: &str, total: u64, counter: fn(&Shared) -> u64) {
+        self.progress.phase(name, total);
+        (self.counter, self.reported) = (counter, 0);
+    }
+
+    fn sample(&mut self) {
+        let done = (self.counter)(&self.shared);
+        self.progress.advance(done.saturating_sub(self.reported));
+        self.reported = self.reported.max(done);
+        self.samples.push(Sample {
+            t_ms: ms_since(self.started),
+            groups: (self.target.groups)(),
+            created: self.shared.created.load(Ordering::Relaxed),
+            closes: (self.target.closes)(),
+            heartbeat_max_us: self.shared.window_max.swap(0, Ordering::Relaxed),
+            missed: self.shared.missed.load(Ordering::Relaxed),
+        });
+    }
+
+    /// Runs `phase`, sampling meanwhile.
+    async fn during<T>(&mut self, phase: impl Future<Output = T>) -> T {
+        tokio::pin!(phase);
+        loop {
+            tokio::select! {
+                out = &mut phase => return out,
+                _ = self.tick.tick() => self.sample(),
+            }
+        }
+    }
 }
 
 async fn side(
     name: &str,
     config: &StaleGroupsConfig,
-    addr: SocketAddr,
-    groups: &(dyn Fn() -> usize + Sync),
+    target: &Target,
     budget: Option<Duration>,
     progress: &dyn Progress,
     stop: &Stop,
 ) -> Side {
     let started = Instant::now();
+    let addr = target.addr;
     let shared = Arc::new(Shared::default());
     let done = Stop::new();
     let deadline = Duration::from_millis(config.deadline_ms);
-    let mut background = tokio::task::JoinSet::new();
+    let mut consumers = tokio::task::JoinSet::new();
     for i in 0..config.consumers {
         let (shared, done, interval) = (
             shared.clone(),
             done.clone(),
             Duration::from_millis(config.heartbeat_interval_ms),
         );
-        background.spawn(async move {
+        consumers.spawn(async move {
             let Ok(mut client) = Client::connect(addr).await else {
                 return;
             };
@@ -313,6 +457,7 @@ async fn side(
                     }
                     Ok(Err(_)) => return,
                     Err(_) => {
+                        // As a Java client does: count it, send the next one.
                         shared.missed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -321,23 +466,29 @@ async fn side(
             }
         });
     }
-    let churn_done = Stop::new();
-    let mut churners = tokio::task::JoinSet::new();
-    for j in 0..config.churners {
-        let done = churn_done.clone();
-        churners.spawn(async move {
-            let data = producer(&format!("churner-{j}"), &format!("churn-{j}"));
-            while !done.is_cancelled() {
-                if let Ok(mut c) = Client::connect(addr).await {
-                    let _ = c.heartbeat(&data).await;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        });
-    }
-    progress.phase(&format!("stale-groups: {name}"), config.groups as u64);
-    let mut creators = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(config.sample_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sampler = Sampler {
+        started,
+        tick,
+        samples: Vec::new(),
+        shared: shared.clone(),
+        target,
+        progress,
+        counter: |s| s.created.load(Ordering::Relaxed),
+        reported: 0,
+    };
+
+    // The build-up: the abandoned groups, registered over connections that then close.
+    sampler.phase(
+        &format!("stale-groups: {name}: groups"),
+        config.groups as u64,
+        |s| s.created.load(Ordering::Relaxed),
+    );
     let cutoff = budget.map(|b| started + b);
+    let per_connection = config.groups_per_connection.max(1);
+    let connections = config.groups.div_ceil(per_connection);
+    let mut creators = tokio::task::JoinSet::new();
     for k in 0..config.creators.max(1) {
         let (shared, stop, step, total) = (
             shared.clone(),
@@ -346,74 +497,108 @@ async fn side(
             config.groups,
         );
         creators.spawn(async move {
-            for i in (k..total).step_by(step) {
+            for c in (k..connections).step_by(step) {
+                let Ok(mut client) = Client::connect(addr).await else {
+                    continue;
+                };
+                for i in c * per_connection..((c + 1) * per_connection).min(total) {
+                    if stop.is_cancelled() || cutoff.is_some_and(|c| Instant::now() > c) {
+                        break;
+                    }
+                    let group = format!("IotRuleEngine-{}", 1_700_000_000_000u64 + i as u64);
+                    if client
+                        .heartbeat(&producer("iot-rule-engine", &group))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    shared.created.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(client);
+                shared.closed.fetch_add(1, Ordering::Relaxed);
                 if stop.is_cancelled() || cutoff.is_some_and(|c| Instant::now() > c) {
                     return;
                 }
-                let group = format!("IotRuleEngine-{}", 1_700_000_000_000u64 + i as u64);
-                if let Ok(mut c) = Client::connect(addr).await {
-                    let _ = c.heartbeat(&producer("iot-rule-engine", &group)).await;
-                }
-                shared.created.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
-    let mut samples = Vec::new();
-    let mut reported = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(config.sample_ms.max(1)));
-    let mut creating = true;
-    let mut tail_end = None;
-    loop {
-        tokio::select! {
-            joined = creators.join_next(), if creating => {
-                if joined.is_none() {
-                    creating = false;
-                    tail_end = Some(Instant::now() + Duration::from_millis(config.tail_ms));
-                }
+    sampler
+        .during(async { while creators.join_next().await.is_some() {} })
+        .await;
+
+    // The incident: connections open and close at `close_rate` for `incident_ms`.
+    let closes = config.close_rate * config.incident_ms / 1000;
+    sampler.phase(&format!("stale-groups: {name}: closes"), closes, |s| {
+        s.churned.load(Ordering::Relaxed)
+    });
+    let incident = async {
+        let mut churn = tokio::task::JoinSet::new();
+        let period = Duration::from_secs(1).div_f64(config.close_rate.max(1) as f64);
+        let mut tick = tokio::time::interval(period);
+        for _ in 0..closes {
+            tick.tick().await;
+            if stop.is_cancelled() {
+                break;
             }
-            _ = tick.tick() => {
-                let created = shared.created.load(Ordering::Relaxed);
-                progress.advance(created - reported);
-                reported = created;
-                samples.push(Sample {
-                    t_ms: ms_since(started),
-                    groups: groups(),
-                    created,
-                    heartbeat_max_us: shared.window_max.swap(0, Ordering::Relaxed),
-                    missed: shared.missed.load(Ordering::Relaxed),
-                });
-                if tail_end.is_some_and(|t| Instant::now() > t) || stop.is_cancelled() {
-                    break;
+            let shared = shared.clone();
+            shared.churned.fetch_add(1, Ordering::Relaxed);
+            churn.spawn(async move {
+                // Health checks and reconnecting clients: 4.x visits every group whatever the
+                // channel registered.
+                if let Ok(stream) = TcpStream::connect(addr).await {
+                    drop(stream);
+                    shared.closed.fetch_add(1, Ordering::Relaxed);
                 }
-            }
+            });
+            while churn.try_join_next().is_some() {}
         }
-    }
-    creators.abort_all();
-    churn_done.cancel();
-    while churners.join_next().await.is_some() {}
-    // Closes are processed asynchronously (upstream: on its event thread); let the tables settle,
-    // then count while the consumers are still connected: only their groups should be left.
+        while churn.join_next().await.is_some() {}
+    };
+    sampler.during(incident).await;
+    let load_ms = ms_since(started);
+
+    // The settle: until the side has processed every close the clients made.
+    let cap = Instant::now() + Duration::from_millis(config.settle_cap_ms);
+    let settled = sampler
+        .during(async {
+            loop {
+                if (target.closes)() >= shared.closed.load(Ordering::Relaxed) {
+                    return true;
+                }
+                if Instant::now() >= cap || stop.is_cancelled() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    let settle_ms = ms_since(started) - load_ms;
+    // Counted while the consumers are still connected: only their groups should be left.
     let live_groups = config.consumers + 1;
-    let settle = Instant::now() + Duration::from_secs(5);
-    while groups() != live_groups && Instant::now() < settle {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let (final_groups, closes) = ((target.groups)(), (target.closes)());
+    if sampler
+        .samples
+        .last()
+        .is_none_or(|s| ms_since(started) > s.t_ms)
+    {
+        sampler.sample();
     }
-    let final_groups = groups();
     done.cancel();
-    while background.join_next().await.is_some() {}
+    while consumers.join_next().await.is_some() {}
+    // The heartbeats answered since are the last sample's: its maximum is now complete, and the
+    // samples' highest point is the run's slowest heartbeat.
+    let missed = shared.missed.load(Ordering::Relaxed);
+    if let Some(last) = sampler.samples.last_mut() {
+        let rest = shared.window_max.swap(0, Ordering::Relaxed);
+        last.heartbeat_max_us = last.heartbeat_max_us.max(rest);
+        last.missed = missed;
+    }
     let mut latencies = std::mem::take(&mut *shared.latencies.lock().unwrap());
     latencies.sort_unstable();
-    let missed = shared.missed.load(Ordering::Relaxed);
-    samples.push(Sample {
-        t_ms: ms_since(started),
-        groups: final_groups,
-        created: shared.created.load(Ordering::Relaxed),
-        heartbeat_max_us: 0,
-        missed,
-    });
     Side {
         name: name.to_owned(),
-        samples,
+        samples: sampler.samples,
         heartbeats: latencies.len() as u64,
         p50_us: percentile(&latencies, 50.0),
         p99_us: percentile(&latencies, 99.0),
@@ -422,7 +607,12 @@ async fn side(
         created: shared.created.load(Ordering::Relaxed),
         final_groups,
         live_groups,
+        closes,
+        load_ms,
+        settle_ms,
+        settled,
         wall_ms: ms_since(started),
+        broker_4x: None,
         pass: missed == 0 && final_groups == live_groups && !stop.is_cancelled(),
     }
 }

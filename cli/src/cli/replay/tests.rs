@@ -54,11 +54,19 @@ async fn ha_probes_small() {
     assert!(report.passed());
 }
 
+/// At a scale that stalls 4.x (closes arriving 1.5x faster than its scan gets through them,
+/// more consumers than heartbeat threads): ours neither stalls nor leaks, the emulation does
+/// both, and the verdict names what happened with the run's own figures.
 async fn stale_groups_small() {
     let config = StaleGroupsConfig {
         groups: 2_000,
-        consumers: 8,
-        tail_ms: 300,
+        consumers: 16,
+        heartbeat_workers: 8,
+        deadline_ms: 1_000,
+        // 25 ms per close at 2,000 groups: 40 closes/s at most.
+        close_cost_per_group_ns: 12_500,
+        close_rate: 60,
+        incident_ms: 3_000,
         ..StaleGroupsConfig::default()
     };
     let report = stale_groups::run(config, &Quiet, &Stop::new())
@@ -72,14 +80,106 @@ async fn stale_groups_small() {
     );
     assert_eq!(ours.final_groups, ours.live_groups);
     assert!(ours.heartbeats > 0);
-    assert!(
-        !upstream.pass,
-        "the 4.x emulation neither stalled nor leaked"
-    );
+    assert!(!upstream.pass);
     assert!(
         upstream.final_groups >= upstream.live_groups + 2_000,
         "4.x keeps the abandoned groups: {}",
         upstream.final_groups
     );
+    let b = upstream.broker_4x.expect("the 4.x side's counts");
+    assert!(upstream.missed > 0, "4.x did not stall: {b:?}");
+    assert!(
+        b.all_blocked_ms > 0,
+        "4.x's threads were never all blocked: {b:?}"
+    );
+    assert_eq!(b.heartbeat_threads, 8);
+    assert_eq!(
+        upstream.failure(1_000).unwrap(),
+        format!(
+            "stalled ({} consumer heartbeats missed the 1 s deadline; all 8 heartbeat threads \
+             blocked for {:.1} s) and leaked ({} empty groups kept)",
+            upstream.missed,
+            b.all_blocked_ms as f64 / 1000.0,
+            upstream.final_groups - upstream.live_groups
+        )
+    );
     assert!(report.passed());
+    for side in [ours, upstream] {
+        // The chart's highest point is the report's maximum, and the samples run to the end.
+        let peak = side.samples.iter().map(|s| s.heartbeat_max_us).max();
+        assert_eq!(peak, Some(side.max_us), "{}", side.name);
+        let last = side.samples.last().unwrap();
+        assert!(last.t_ms >= side.load_ms + side.settle_ms, "{}", side.name);
+        assert_eq!(last.missed, side.missed, "{}", side.name);
+    }
+}
+
+/// The verdict follows the figures: what the 4.x side did is named, and a side that did neither
+/// makes the replay fail.
+#[test]
+fn stale_groups_verdict_follows_the_figures() {
+    use super::stale_groups::{Side, StaleGroupsReport};
+    use crate::cli::upstream::broker_4x::Stats4x;
+    let ours = Side {
+        final_groups: 17,
+        live_groups: 17,
+        pass: true,
+        ..Side::default()
+    };
+    let upstream = |missed, final_groups| Side {
+        created: 15_000,
+        missed,
+        final_groups,
+        live_groups: 17,
+        broker_4x: Some(Stats4x {
+            heartbeat_threads: 32,
+            all_blocked_ms: 12_345,
+            ..Stats4x::default()
+        }),
+        ..Side::default()
+    };
+    let report = |upstream| StaleGroupsReport {
+        config: Some(StaleGroupsConfig::default()),
+        ours: ours.clone(),
+        upstream,
+        interrupted: false,
+    };
+    let both = report(upstream(7, 15_017));
+    assert_eq!(
+        both.upstream.failure(3_000).as_deref(),
+        Some(
+            "stalled (7 consumer heartbeats missed the 3 s deadline; all 32 heartbeat threads \
+             blocked for 12.3 s) and leaked (15000 empty groups kept)"
+        )
+    );
+    assert!(both.passed());
+    let leaked = report(upstream(0, 15_017));
+    assert_eq!(
+        leaked.upstream.failure(3_000).as_deref(),
+        Some("leaked (15000 empty groups kept)")
+    );
+    assert!(leaked.passed());
+    let stalled = report(upstream(2, 17));
+    assert!(
+        stalled
+            .upstream
+            .failure(3_000)
+            .unwrap()
+            .starts_with("stalled (2 ")
+    );
+    assert!(stalled.passed());
+    let neither = report(upstream(0, 17));
+    assert_eq!(neither.upstream.failure(3_000), None);
+    assert!(
+        !neither.passed(),
+        "a replay whose upstream side did nothing proves nothing"
+    );
+    let summary = super::summary(&super::Report {
+        stale_groups: Some(neither),
+        ..super::Report::default()
+    });
+    assert!(
+        summary.contains("did NOT stall or leak (the replay proves nothing)"),
+        "{summary}"
+    );
 }

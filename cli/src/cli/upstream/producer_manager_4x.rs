@@ -7,6 +7,7 @@
 use rmq_lifecycle::core::Millis;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A channel as 4.x's tables key it: Netty's `Channel` identity, here a number the caller picks.
 pub(crate) type Channel4x = u64;
@@ -15,6 +16,9 @@ pub(crate) type Channel4x = u64;
 #[derive(Debug, Default)]
 pub(crate) struct ProducerManager4x {
     table: Mutex<HashMap<String, HashMap<Channel4x, Millis>>>,
+    /// The table's length, kept beside it so that counting (the replay samples it) never waits
+    /// on the lock it measures.
+    groups: AtomicUsize,
 }
 
 impl ProducerManager4x {
@@ -32,23 +36,44 @@ impl ProducerManager4x {
             }
             None => {
                 table.insert(group.to_owned(), HashMap::from([(ch, now)]));
+                self.groups.store(table.len(), Ordering::Relaxed);
             }
         }
     }
 
     /// `doChannelCloseEvent`: for every group, remove the channel; empty groups stay.
     pub(crate) fn channel_closed(&self, ch: Channel4x) -> usize {
-        let mut table = self.table.lock().unwrap();
         let mut removed = 0;
-        for members in table.values_mut() {
-            removed += usize::from(members.remove(&ch).is_some());
-        }
+        self.channels_closed(ch, |r, _| {
+            removed = r;
+            None
+        });
         removed
     }
 
-    /// Groups in the table, empty ones included.
+    /// `doChannelCloseEvent` for `first`, then for each channel `then(removed, groups visited)`
+    /// returns, without letting the lock go in between: the replay's event thread re-entering
+    /// the monitor for its next queued close before a woken heartbeat thread runs. `then` is also
+    /// where the replay's model of the JVM's slower scan waits, under the lock, as the scan did.
+    pub(crate) fn channels_closed(
+        &self,
+        first: Channel4x,
+        mut then: impl FnMut(usize, usize) -> Option<Channel4x>,
+    ) {
+        let mut table = self.table.lock().unwrap();
+        let mut next = Some(first);
+        while let Some(ch) = next {
+            let mut removed = 0;
+            for members in table.values_mut() {
+                removed += usize::from(members.remove(&ch).is_some());
+            }
+            next = then(removed, table.len());
+        }
+    }
+
+    /// Groups in the table, empty ones included; without taking the lock.
     pub(crate) fn group_count(&self) -> usize {
-        self.table.lock().unwrap().len()
+        self.groups.load(Ordering::Relaxed)
     }
 
     /// Groups with no channel left (the leak).
