@@ -896,8 +896,8 @@ fn trace_program(faults: Faults) -> impl Fn() + Clone + Send + Sync + 'static {
 }
 
 /// Explores `trace_program(faults)` with shuttle's random scheduler and writes the model traces
-/// of up to `want` schedules that `keep` selects (distinct traces only) to
-/// `target/model-traces/client/<sub>/`; returns how many were written.
+/// of up to `want` schedules that `keep` selects to `target/model-traces/client/<sub>/`; returns
+/// how many were written.
 fn record_traces(
     sub: &str,
     faults: Faults,
@@ -905,32 +905,8 @@ fn record_traces(
     keep: fn(&[serde_json::Value]) -> bool,
 ) -> usize {
     let dir = model_trace::dir(&format!("client/{sub}"));
-    model_trace::clear(&dir);
     let recorder = model_trace::Recorder::default();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let body = {
-        let (recorder, seen, dir) = (recorder.clone(), seen.clone(), dir.clone());
-        let program = trace_program(faults);
-        move || {
-            recorder.begin();
-            program();
-            let lines = recorder.take();
-            let mut seen = seen.lock().unwrap();
-            let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-            if seen.len() < want
-                && model_trace::complete(&lines)
-                && keep(&lines)
-                && seen.insert(text)
-            {
-                model_trace::write(&dir, &format!("{:04}", seen.len()), &lines);
-            }
-        }
-    };
-    let iterations = std::env::var("SHUTTLE_ITERATIONS").map_or(2_000, |v| v.parse().unwrap());
-    recorder.run(|| shuttle::check_random(body, iterations));
-    let written = seen.lock().unwrap().len();
-    eprintln!("{sub}: {written} model traces in {}", dir.display());
-    written
+    runner::record_traces(&dir, recorder, trace_program(faults), 2_000, want, keep)
 }
 
 /// A close of `ch` happened before a join of `ch` in the trace (the shape of a heartbeat after

@@ -527,8 +527,8 @@ fn shuttle_ha_shutdown_finds_store_after_shutdown() {
 // events under shuttle's schedules, for `.ci/traces.sh`.
 
 /// Explores `plan` with shuttle's random scheduler and writes the model traces of up to `want`
-/// schedules that `keep` selects (distinct, whole traces only) to
-/// `target/model-traces/ha/<sub>/`; returns how many were written.
+/// schedules that `keep` selects to `target/model-traces/ha/<sub>/`; returns how many were
+/// written.
 fn record_ha_traces(
     sub: &str,
     plan: Plan,
@@ -540,31 +540,8 @@ fn record_ha_traces(
     // HA_MODEL_TRACES=n keeps up to n traces per set (a soak: with SHUTTLE_ITERATIONS).
     let want = std::env::var("HA_MODEL_TRACES").map_or(want, |v| v.parse().unwrap());
     let dir = model_trace::dir(&format!("ha/{sub}"));
-    model_trace::clear(&dir);
-    let recorder = model_trace::Recorder::ha();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let body = {
-        let (recorder, seen, dir) = (recorder.clone(), seen.clone(), dir.clone());
-        move || {
-            recorder.begin();
-            drop(run(plan, faults, table_faults));
-            let lines = recorder.take();
-            let mut seen = seen.lock().unwrap();
-            let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-            if seen.len() < want
-                && model_trace::complete(&lines)
-                && keep(&lines)
-                && seen.insert(text)
-            {
-                model_trace::write(&dir, &format!("{:04}", seen.len()), &lines);
-            }
-        }
-    };
-    let iterations = std::env::var("SHUTTLE_ITERATIONS").map_or(500, |v| v.parse().unwrap());
-    recorder.run(|| shuttle::check_random(body, iterations));
-    let written = seen.lock().unwrap().len();
-    eprintln!("ha/{sub}: {written} model traces in {}", dir.display());
-    written
+    let program = move || drop(run(plan, faults, table_faults));
+    runner::record_traces(&dir, model_trace::Recorder::ha(), program, 500, want, keep)
 }
 
 fn action(line: &serde_json::Value) -> &str {

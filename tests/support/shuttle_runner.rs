@@ -1,7 +1,8 @@
 //! The shuttle runner shared by `tests/shuttle.rs` and `tests/shuttle_ha.rs`: explore a program
 //! with the random or the PCT scheduler, replay a `SHUTTLE_REPLAY` schedule, require a planted
 //! defect to be found and its failing schedule to fail the same way on replay, and a `Spawn`
-//! implementation on shuttle's executor.
+//! implementation on shuttle's executor; and the recording of model traces under the random
+//! scheduler.
 //!
 //! Included with `#[path = "support/shuttle_runner.rs"] mod runner;` beside `mod support;`.
 //! One replay of a schedule suffices: the registry's hashers are fixed under shuttle
@@ -257,4 +258,43 @@ impl Spawn for ShuttleSpawner {
         self.aborts.lock().unwrap().push(abort.clone());
         Box::new(ShuttleTask(abort))
     }
+}
+
+/// Explores `program` with shuttle's random scheduler (`SHUTTLE_ITERATIONS` schedules, or
+/// `iterations`) while `recorder` records its model events, and writes the traces of up to
+/// `want` schedules that `keep` selects (distinct, whole traces only: `model_trace::complete`)
+/// to `dir`, as `0001.jsonl`, ...; returns how many were written.
+pub(crate) fn record_traces(
+    dir: &std::path::Path,
+    recorder: crate::model_trace::Recorder,
+    program: impl Fn() + Send + Sync + 'static,
+    iterations: usize,
+    want: usize,
+    keep: fn(&[serde_json::Value]) -> bool,
+) -> usize {
+    use crate::model_trace;
+    model_trace::clear(dir);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let body = {
+        let (recorder, seen, dir) = (recorder.clone(), seen.clone(), dir.to_path_buf());
+        move || {
+            recorder.begin();
+            program();
+            let lines = recorder.take();
+            let mut seen = seen.lock().unwrap();
+            let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            if seen.len() < want
+                && model_trace::complete(&lines)
+                && keep(&lines)
+                && seen.insert(text)
+            {
+                model_trace::write(&dir, &format!("{:04}", seen.len()), &lines);
+            }
+        }
+    };
+    let iterations = std::env::var("SHUTTLE_ITERATIONS").map_or(iterations, |v| v.parse().unwrap());
+    recorder.run(|| shuttle::check_random(body, iterations));
+    let written = seen.lock().unwrap().len();
+    eprintln!("{written} model traces in {}", dir.display());
+    written
 }

@@ -76,45 +76,30 @@ pub(crate) fn draw(
         )?;
     }
     if let Some(r) = groups {
+        // Each panel: one figure of every sample, ours beside upstream's.
         let line = |side: &Side, f: &dyn Fn(&Sample) -> f64| {
             side.samples
                 .iter()
                 .map(|s| (s.t_ms as f64 / 1000.0, f(s)))
                 .collect::<Vec<_>>()
         };
+        let both = |f: &dyn Fn(&Sample) -> f64| -> [Series; 2] {
+            [
+                ("rmq-lifecycle".into(), OURS, line(&r.ours, f)),
+                ("upstream 4.x".into(), UPSTREAM, line(&r.upstream, f)),
+            ]
+        };
         panel(
             &panels[2],
             "Stale producer groups: groups in the tables",
             "seconds",
-            &[
-                (
-                    "rmq-lifecycle".into(),
-                    OURS,
-                    line(&r.ours, &|s| s.groups as f64),
-                ),
-                (
-                    "upstream 4.x".into(),
-                    UPSTREAM,
-                    line(&r.upstream, &|s| s.groups as f64),
-                ),
-            ],
+            &both(&|s| s.groups as f64),
         )?;
         panel(
             &panels[3],
             "Stale producer groups: slowest consumer heartbeat answered (ms)",
             "seconds",
-            &[
-                (
-                    "rmq-lifecycle".into(),
-                    OURS,
-                    line(&r.ours, &|s| s.heartbeat_max_us as f64 / 1000.0),
-                ),
-                (
-                    "upstream 4.x".into(),
-                    UPSTREAM,
-                    line(&r.upstream, &|s| s.heartbeat_max_us as f64 / 1000.0),
-                ),
-            ],
+            &both(&|s| s.heartbeat_max_us as f64 / 1000.0),
         )?;
         let deadline = r.config.as_ref().map_or(3_000, |c| c.deadline_ms);
         panel(
@@ -124,35 +109,13 @@ pub(crate) fn draw(
                 deadline as f64 / 1000.0
             ),
             "seconds",
-            &[
-                (
-                    "rmq-lifecycle".into(),
-                    OURS,
-                    line(&r.ours, &|s| s.missed as f64),
-                ),
-                (
-                    "upstream 4.x".into(),
-                    UPSTREAM,
-                    line(&r.upstream, &|s| s.missed as f64),
-                ),
-            ],
+            &both(&|s| s.missed as f64),
         )?;
         panel(
             &panels[5],
             "Stale producer groups: channel closes processed",
             "seconds",
-            &[
-                (
-                    "rmq-lifecycle".into(),
-                    OURS,
-                    line(&r.ours, &|s| s.closes as f64),
-                ),
-                (
-                    "upstream 4.x".into(),
-                    UPSTREAM,
-                    line(&r.upstream, &|s| s.closes as f64),
-                ),
-            ],
+            &both(&|s| s.closes as f64),
         )?;
     }
     root.present().map_err(|e| e.to_string())
