@@ -564,6 +564,143 @@ fn ha_traces_replay_on_the_real_master() {
     }
 }
 
+/// HA traces derived from the model (`lifecycle/model/ha/`, written by `models/trace/derive.py
+/// --model ha` from TLC's state graph of `models/HaConnection.tla`, not by the generators here):
+/// their expectations come from the model's states, and they leave out the fields the model does
+/// not determine.
+fn model_ha_traces() -> Vec<(String, Value)> {
+    let files = committed("lifecycle/model/ha");
+    assert!(
+        files.len() >= 5,
+        "model-derived HA traces missing: {files:?}"
+    );
+    files.into_iter().map(|f| (f.clone(), load(&f))).collect()
+}
+
+#[test]
+fn model_derived_ha_traces_replay_on_the_real_master() {
+    for (file, trace) in model_ha_traces() {
+        let mut target =
+            ha_trace::RealTarget::new(ha_trace::config_of(&trace), ha_ops::DriverFaults::default());
+        let ops = ha_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(ops > 0, "{file}: no operations");
+    }
+}
+
+#[test]
+fn model_derived_ha_traces_replay_on_the_oracle() {
+    for (file, trace) in model_ha_traces() {
+        let mut target = ha_trace::ModelTarget(rmq_lifecycle::core::HaModel::new(
+            ha_trace::config_of(&trace),
+        ));
+        ha_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// The model-derived HA traces are not vacuous, on the planted faults of the table and the
+/// acceptor (feature `harness`). A table that removes a row without raising its stop signal
+/// (`HaFaults::remove_without_stop`) fails exactly the traces in which a task ends by itself (a
+/// peer close, an idle timeout, a task failure, a report that closes the link), at the first such
+/// step: the other task runs on without a row. An acceptor that does not reap the slot of a task
+/// that unwound (`AcceptorFaults::lost_reap_on_panic`) fails exactly the traces with a task
+/// failure, at the first one: it still holds the handle. The others pass every trace, as
+/// models/README.md says: `split_close_all` and `store_after_shutdown` need a step of another
+/// operation inside shutdown (a race), and `upstream_514_order` lives in `HaAcceptor::accept`,
+/// which the replayer's driver does not call (it registers and spawns in separate ops).
+#[test]
+fn a_faulty_master_fails_the_model_derived_ha_traces() {
+    use rmq_lifecycle::lifecycle::AcceptorFaults;
+    use rmq_lifecycle::registry::ha::HaFaults;
+    let traces = model_ha_traces();
+    // The traces that fail are exactly those with a step that `marks`, each at its first one;
+    // returns how many failed.
+    let fails_exactly_at =
+        |table: HaFaults, acceptor: AcceptorFaults, marks: &dyn Fn(&Value) -> bool| {
+            let mut caught = 0;
+            for (file, trace) in &traces {
+                let mut target =
+                    ha_trace::RealTarget::with_faults(ha_trace::config_of(trace), table, acceptor);
+                let result = ha_trace::replay(trace, &mut target);
+                let first = trace["steps"]
+                    .as_array()
+                    .expect("steps")
+                    .iter()
+                    .position(marks);
+                let faults = format!("{table:?} {acceptor:?}");
+                match (result, first) {
+                    (Err(err), Some(step)) => {
+                        assert!(
+                            err.starts_with(&format!("step {step}: ")),
+                            "{file}: {faults}: {err}"
+                        );
+                        caught += 1;
+                    }
+                    (Err(err), None) => {
+                        panic!("{file}: {faults} failed a trace it should pass: {err}")
+                    }
+                    (Ok(_), Some(step)) => {
+                        panic!("{file}: {faults} passed, though step {step} shows it")
+                    }
+                    (Ok(_), None) => {}
+                }
+            }
+            caught
+        };
+    let task_ends = |s: &Value| {
+        let op = &s["op"]["op"];
+        op == "peer_close"
+            || op == "idle_timeout"
+            || op == "task_fail"
+            || op == "report" && s["events"].as_array().is_some_and(|e| !e.is_empty())
+    };
+    let caught = fails_exactly_at(
+        HaFaults {
+            remove_without_stop: true,
+            ..HaFaults::default()
+        },
+        AcceptorFaults::default(),
+        &task_ends,
+    );
+    assert!(
+        caught >= 5,
+        "remove_without_stop failed only {caught} traces"
+    );
+    let caught = fails_exactly_at(
+        HaFaults::default(),
+        AcceptorFaults {
+            lost_reap_on_panic: true,
+            ..AcceptorFaults::default()
+        },
+        &|s| s["op"]["op"] == "task_fail",
+    );
+    assert!(caught >= 1, "lost_reap_on_panic failed no trace");
+    for (table, acceptor) in [
+        (
+            HaFaults {
+                split_close_all: true,
+                ..HaFaults::default()
+            },
+            AcceptorFaults::default(),
+        ),
+        (
+            HaFaults::default(),
+            AcceptorFaults {
+                store_after_shutdown: true,
+                ..AcceptorFaults::default()
+            },
+        ),
+        (
+            HaFaults::default(),
+            AcceptorFaults {
+                upstream_514_order: true,
+                ..AcceptorFaults::default()
+            },
+        ),
+    ] {
+        assert_eq!(fails_exactly_at(table, acceptor, &|_| false), 0);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // The replay can fail.
 // ------------------------------------------------------------------------------------------------
