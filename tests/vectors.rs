@@ -4,9 +4,9 @@
 //! Every file under `tests/vectors/` is produced by the generators in `tests/vectors_gen/` (one file
 //! per vector family) from the implementation and the oracles (`core::ClientModel`,
 //! `core::ha_model::HaModel`), never by hand. Two exceptions: the failover traces, written by hand,
-//! and `lifecycle/model/client/`, written by `models/trace/derive.py` from TLC's state graph of
-//! `models/ClientRegistry.tla` (replayed here with the same client-trace replayer; their
-//! expectations come from the model, not from this crate).
+//! and `lifecycle/model/{client,ha}/`, written by `models/trace/derive.py` from TLC's state graphs
+//! of `models/ClientRegistry.tla` and `models/HaConnection.tla` (replayed here with the same
+//! client- and HA-trace replayers; their expectations come from the models, not from this crate).
 //! The tests here:
 //!
 //! * replay every committed file: wire vectors against the decoders and encoders of `core`, client
