@@ -739,11 +739,14 @@ def generate(args, work):
     edges = [(a, b) for a in graph.succ for b in graph.succ[a]]
     if mdot is not None:
         # The derive module's graph, `step` projected away, must be the model's: the same
-        # transitions, each labelled with the action TLC names for it (a stutter, which the
-        # derive module leaves out, is no transition).
+        # transitions, each labelled with the action TLC names for it. A self-loop of an action
+        # the derive module has no disjunct for (HaConnection's stutter of Terminated, which
+        # HaConnectionDerive leaves out) is no transition.
         model = Graph(mdot)
-        theirs = {(model.key(a), model.key(b), x) for a, b, x in model.labelled if a != b}
         ours = {(graph.key(a), graph.key(b), graph.state(b)["step"][0]) for a, b in edges}
+        named = {x for _, _, x in ours}
+        theirs = {(model.key(a), model.key(b), x) for a, b, x in model.labelled
+                  if a != b or x in named}
         states = len(model.nodes)
         del model
         if theirs != ours or distinct != states:
@@ -1098,6 +1101,21 @@ def ha_realize(graph, path):
         events = [{"conn": x, "deregistered": x in s["table"] and x not in t["table"],
                    "reason": reason} for x in closed]
         steps.append({"events": events, "observed": ha_observed(t), "op": op, "result": result})
+    # Then ops the model has no step for (`ha_check_graph` checks the graph): on each connection
+    # the behaviour closed, a report, a peer close and a task failure, and a second shutdown if
+    # it shut down. Each must change nothing.
+    end = graph.state(path[-1][1]) if path else graph.state(graph.init)
+    probes = []
+    for c in range(1, HA_N + 1):
+        if ha_at(end, "phase", c) in ("Closed", "Refused"):
+            ignored = {"conn": c, "phase": "closed", "result": "ignored"}
+            probes += [({"bytes": [0] * 8, "conn": c, "op": "report"}, ignored),
+                       ({"conn": c, "op": "peer_close"}, ignored),
+                       ({"conn": c, "op": "task_fail"}, ignored)]
+    if end["sd"] == "Returned":
+        probes.append(({"op": "shutdown"}, {"closed": [], "result": "shut_down"}))
+    for op, result in probes:
+        steps.append({"events": [], "observed": ha_observed(end), "op": op, "result": result})
     return steps
 
 
@@ -1119,20 +1137,29 @@ def ha_vector_file(graph, i, path, new_pairs):
 
 
 def ha_check_graph(graph, edges):
-    """What the mapping relies on, checked on every transition: a report the model takes
-    while the row is gone would be an op the replayer cannot pin (never in a sequential
-    behaviour, but say so if it were)."""
+    """What the mapping relies on, checked on every transition: no step acts on a connection
+    that is closed (or refused) with no task left, and no shutdown step follows a returned
+    shutdown (what lets a vector expect the ops after the behaviour to change nothing); a
+    transfer goes to the log's end (the driver's flush sends everything)."""
     for a, b in edges:
         step = graph.state(b)["step"]
+        s = graph.state(a)
+        if len(step) > 1 and isinstance(step[1], int) and \
+                ha_at(s, "phase", step[1]) in ("Closed", "Refused") and not ha_alive(s, step[1]):
+            die(f"the model takes {step_text(step)} on a closed connection")
+        if s["sd"] == "Returned" and step[0] in ("Cancel", "Drain", "CloseAll", "ShutdownReturn"):
+            die(f"the model takes {step_text(step)} after shutdown returned")
         if step[0] == "Transfer" and ha_at(graph.state(b), "sent", step[1]) != \
                 graph.state(a)["maxOffset"] and HA_MAX_OFFSET == 1:
             die(f"{step_text(step)} stops short of the log's end with MaxOffset 1")
 
 
 def ha_summary(vectors, files):
-    n_ops = sum(1 for text in files.values() for _ in json.loads(text)["steps"])
-    print(f"vectors: {len(vectors)}, {n_ops} operations, "
-          f"{sum(len(e) for p in vectors for e, _ in p)} model steps")
+    steps = [st for text in files.values() for st in json.loads(text)["steps"]]
+    probes = len(steps) - sum(1 for p in vectors for e, _ in p if not M.silent(e[0][2]))
+    print(f"vectors: {len(vectors)}, {len(steps)} operations ({probes} of them after the "
+          f"behaviour, on what it closed), {sum(len(e) for p in vectors for e, _ in p)} model "
+          "steps")
 
 
 HA_NO_OP = {"SpawnPanics": "no op: the replayer's driver cannot make spawn panic "
