@@ -3,7 +3,7 @@
 models/HaConnection.tla, from TLC's state graph of a small configuration, written as client and
 HA traces (tests/vectors/README.md) that `cargo test --test vectors` replays on the shipped code.
 
-    python3 models/trace/derive.py            # regenerate tests/vectors/lifecycle/model/{client,ha}/
+    python3 models/trace/derive.py            # regenerate tests/vectors/lifecycle/model/*/
     python3 models/trace/derive.py --check    # the same, but only compare with the committed files
     python3 models/trace/derive.py --verify   # fast (CI): each committed file is what the model
                                               # gives along its recorded behaviour
@@ -127,7 +127,8 @@ class FDict(dict):
         return hash(frozenset(self.items()))
 
 
-TOKEN = re.compile(r'\s*(<<|>>|:>|\|->|@@|[(){},\[\]]|"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|-?\d+)')
+TOKEN = re.compile(r'\s*(<<|>>|:>|\|->|@@|[(){},\[\]]|"(?:[^"\\]|\\.)*"'
+                   r'|[A-Za-z_][A-Za-z0-9_]*|-?\d+)')
 
 
 def parse_value(text):
