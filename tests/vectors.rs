@@ -4,9 +4,9 @@
 //! Every file under `tests/vectors/` is produced by the generators in `tests/vectors_gen/` (one file
 //! per vector family) from the implementation and the oracles (`core::ClientModel`,
 //! `core::ha_model::HaModel`), never by hand. Two exceptions: the failover traces, written by hand,
-//! and `lifecycle/model/client/`, written by `models/trace/derive.py` from TLC's state graph of
-//! `models/ClientRegistry.tla` (replayed here with the same client-trace replayer; their
-//! expectations come from the model, not from this crate).
+//! and `lifecycle/model/{client,ha}/`, written by `models/trace/derive.py` from TLC's state graphs
+//! of `models/ClientRegistry.tla` and `models/HaConnection.tla` (replayed here with the same
+//! client- and HA-trace replayers; their expectations come from the models, not from this crate).
 //! The tests here:
 //!
 //! * replay every committed file: wire vectors against the decoders and encoders of `core`, client
@@ -561,6 +561,144 @@ fn ha_traces_replay_on_the_real_master() {
             assert_eq!(end.table.len(), 1, "{file}: only the slave is left");
             assert!(end.accepted_total > 1_000);
         }
+    }
+}
+
+/// HA traces derived from the model (`lifecycle/model/ha/`, written by `models/trace/derive.py
+/// --model ha` from TLC's state graph of `models/HaConnection.tla`, not by the generators here):
+/// their expectations come from the model's states, and they leave out the fields the model does
+/// not determine.
+fn model_ha_traces() -> Vec<(String, Value)> {
+    let files = committed("lifecycle/model/ha");
+    assert!(
+        files.len() >= 5,
+        "model-derived HA traces missing: {files:?}"
+    );
+    files.into_iter().map(|f| (f.clone(), load(&f))).collect()
+}
+
+#[test]
+fn model_derived_ha_traces_replay_on_the_real_master() {
+    for (file, trace) in model_ha_traces() {
+        let mut target =
+            ha_trace::RealTarget::new(ha_trace::config_of(&trace), ha_ops::DriverFaults::default());
+        let ops = ha_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(ops > 0, "{file}: no operations");
+    }
+}
+
+#[test]
+fn model_derived_ha_traces_replay_on_the_oracle() {
+    for (file, trace) in model_ha_traces() {
+        let mut target = ha_trace::ModelTarget(rmq_lifecycle::core::HaModel::new(
+            ha_trace::config_of(&trace),
+        ));
+        ha_trace::replay(&trace, &mut target).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// The model-derived HA traces are not vacuous, on the planted faults of the table and the
+/// acceptor (feature `harness`). A table that removes a row without raising its stop signal
+/// (`HaFaults::remove_without_stop`) fails exactly the traces in which a task ends by itself (a
+/// peer close, an idle timeout, a task failure, a report that closes the link), at the first such
+/// step: the other task runs on without a row. An acceptor that does not reap the slot of a task
+/// that unwound (`AcceptorFaults::lost_reap_on_panic`) fails exactly the traces with a task
+/// failure, at the first one: it still holds the handle. The others pass every trace, as
+/// models/README.md says: `split_close_all` and `store_after_shutdown` need a step of another
+/// operation inside shutdown (a race), and `upstream_514_order` lives in `HaAcceptor::accept`,
+/// which the replayer's driver does not call (it registers and spawns in separate ops).
+#[test]
+fn a_faulty_master_fails_the_model_derived_ha_traces() {
+    use rmq_lifecycle::lifecycle::AcceptorFaults;
+    use rmq_lifecycle::registry::ha::HaFaults;
+    let traces = model_ha_traces();
+    // The traces that fail are exactly those with a step that `marks`, each at its first one;
+    // returns how many failed.
+    let fails_exactly_at =
+        |table: HaFaults, acceptor: AcceptorFaults, marks: &dyn Fn(&Value) -> bool| {
+            let mut caught = 0;
+            for (file, trace) in &traces {
+                let mut target =
+                    ha_trace::RealTarget::with_faults(ha_trace::config_of(trace), table, acceptor);
+                let result = ha_trace::replay(trace, &mut target);
+                let first = trace["steps"]
+                    .as_array()
+                    .expect("steps")
+                    .iter()
+                    .position(marks);
+                let faults = format!("{table:?} {acceptor:?}");
+                match (result, first) {
+                    (Err(err), Some(step)) => {
+                        assert!(
+                            err.starts_with(&format!("step {step}: ")),
+                            "{file}: {faults}: {err}"
+                        );
+                        caught += 1;
+                    }
+                    (Err(err), None) => {
+                        panic!("{file}: {faults} failed a trace it should pass: {err}")
+                    }
+                    (Ok(_), Some(step)) => {
+                        panic!("{file}: {faults} passed, though step {step} shows it")
+                    }
+                    (Ok(_), None) => {}
+                }
+            }
+            caught
+        };
+    // A step that closed a connection by one of its tasks' own ends (the ops after the behaviour,
+    // on closed connections, close nothing).
+    let closes = |s: &Value| s["events"].as_array().is_some_and(|e| !e.is_empty());
+    let task_ends = |s: &Value| {
+        let op = &s["op"]["op"];
+        closes(s)
+            && (op == "peer_close" || op == "idle_timeout" || op == "task_fail" || op == "report")
+    };
+    let caught = fails_exactly_at(
+        HaFaults {
+            remove_without_stop: true,
+            ..HaFaults::default()
+        },
+        AcceptorFaults::default(),
+        &task_ends,
+    );
+    assert!(
+        caught >= 5,
+        "remove_without_stop failed only {caught} traces"
+    );
+    let caught = fails_exactly_at(
+        HaFaults::default(),
+        AcceptorFaults {
+            lost_reap_on_panic: true,
+            ..AcceptorFaults::default()
+        },
+        &|s| s["op"]["op"] == "task_fail" && closes(s),
+    );
+    assert!(caught >= 1, "lost_reap_on_panic failed no trace");
+    for (table, acceptor) in [
+        (
+            HaFaults {
+                split_close_all: true,
+                ..HaFaults::default()
+            },
+            AcceptorFaults::default(),
+        ),
+        (
+            HaFaults::default(),
+            AcceptorFaults {
+                store_after_shutdown: true,
+                ..AcceptorFaults::default()
+            },
+        ),
+        (
+            HaFaults::default(),
+            AcceptorFaults {
+                upstream_514_order: true,
+                ..AcceptorFaults::default()
+            },
+        ),
+    ] {
+        assert_eq!(fails_exactly_at(table, acceptor, &|_| false), 0);
     }
 }
 

@@ -24,7 +24,8 @@ use rmq_lifecycle::core::ha_model::{
 };
 use rmq_lifecycle::core::tables::Violation;
 use rmq_lifecycle::lifecycle::{
-    BoxTask, CloseReason, HaAcceptor, HaConnection, HaTaskContext, Spawn, TaskHandle,
+    AcceptorFaults, BoxTask, CloseReason, HaAcceptor, HaConnection, HaTaskContext, Spawn,
+    TaskHandle,
 };
 use rmq_lifecycle::phase::{Init, Registered};
 use rmq_lifecycle::registry::{ConnId, HaFaults, HaRegisterError, HaRegistry};
@@ -262,6 +263,17 @@ impl HaDriver {
             events: Vec::new(),
             faults,
         }
+    }
+
+    /// The same master with planted defects in its acceptor (before any op).
+    pub(crate) fn with_acceptor_faults(mut self, faults: AcceptorFaults) -> Self {
+        assert!(
+            self.slots.is_empty(),
+            "acceptor faults are planted before any op"
+        );
+        self.acceptor =
+            HaAcceptor::with_faults(self.registry.clone(), self.spawner.clone(), faults);
+        self
     }
 
     fn phase(&self, conn: HaConn) -> Option<HaPhase> {

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Model-derived conformance vectors: behaviours of models/ClientRegistry.tla, from TLC's state
-graph of a small configuration, written as client traces (tests/vectors/README.md) that
-`cargo test --test vectors` replays on the shipped registry.
+"""Model-derived conformance vectors: behaviours of models/ClientRegistry.tla and
+models/HaConnection.tla, from TLC's state graph of a small configuration, written as client and
+HA traces (tests/vectors/README.md) that `cargo test --test vectors` replays on the shipped code.
 
-    python3 models/trace/derive.py            # regenerate tests/vectors/lifecycle/model/client/
+    python3 models/trace/derive.py            # regenerate tests/vectors/lifecycle/model/*/
     python3 models/trace/derive.py --check    # the same, but only compare with the committed files
     python3 models/trace/derive.py --verify   # fast (CI): each committed file is what the model
                                               # gives along its recorded behaviour
-    python3 models/trace/derive.py --dot G    # reuse a dump kept by an earlier --keep run
+    python3 models/trace/derive.py --model ha # one model only (client or ha; default both)
+    python3 models/trace/derive.py --model ha --dot G  # reuse a dump kept by an earlier --keep run
+
+What is below describes the client registry; the HA lifecycle is derived the same way (its
+section, "The HA lifecycle", says what differs: the operations, the phases, what a vector pins).
 
 It prints the coverage: the model's distinct (action, phase) pairs in the state graph and those
 the vectors exercise, with the reason for each pair left out. The method, the mapping from model
@@ -54,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,13 +96,15 @@ def die(msg):
 
 
 def run_tlc(work, spec, spec_op, dot=None, labels=False):
-    """Runs TLC on models/<spec>.tla with CONFIG; returns the number of distinct states."""
+    """Runs TLC on models/<spec>.tla with the model's config; returns the number of distinct
+    states."""
     # TLC reads the spec and its config from its working directory (as validate.py runs it).
-    for f in ("ClientRegistry.tla", "ClientRegistryDerive.tla"):
-        shutil.copy(MODELS / f, work / f)
-    (work / f"{spec}.cfg").write_text(CONFIG % spec_op)
+    for f in (M.module, M.derive):
+        shutil.copy(MODELS / f"{f}.tla", work / f"{f}.tla")
+    (work / f"{spec}.cfg").write_text(M.config % spec_op)
     cmd = ["java", "-XX:+UseParallelGC", f"-Djava.io.tmpdir={work}", "-cp", str(JAR),
            "tlc2.TLC", "-workers", "1", "-metadir", f"states-{spec}", "-config", f"{spec}.cfg"]
+    cmd += M.tlc_flags
     if dot:
         cmd += ["-dump", "dot,actionlabels" if labels else "dot", str(dot)]
     cmd.append(f"{spec}.tla")
@@ -120,7 +127,8 @@ class FDict(dict):
         return hash(frozenset(self.items()))
 
 
-TOKEN = re.compile(r'\s*(<<|>>|:>|@@|[(){},]|"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|-?\d+)')
+TOKEN = re.compile(r'\s*(<<|>>|:>|\|->|@@|[(){},\[\]]|"(?:[^"\\]|\\.)*"'
+                   r'|[A-Za-z_][A-Za-z0-9_]*|-?\d+)')
 
 
 def parse_value(text):
@@ -145,6 +153,18 @@ def parse_value(text):
                 if t == ")":
                     return f
                 assert t == "@@", text
+        if t == "[":  # a record [f |-> v, ...]
+            f = FDict()
+            while True:
+                k = toks[pos]
+                assert toks[pos + 1] == "|->", text
+                pos += 2
+                f[k] = value()
+                t = toks[pos]
+                pos += 1
+                if t == "]":
+                    return f
+                assert t == ",", text
         if t in ("{", "<<"):
             close = "}" if t == "{" else ">>"
             items = []
@@ -327,7 +347,7 @@ def quiescent(s):
             and all(s["closePc"][c] != "leaving" and s["reqOp"][c] == "idle" for c in CHANNELS))
 
 
-def own(first, step):
+def own(first, step, _s=None):
     """Is `step` one of the steps of the operation that `first` started?"""
     a = first[0]
     if a == "HeartbeatStart":
@@ -359,18 +379,18 @@ class Sequential:
         out = []
         for n in self.g.succ[q]:
             step = self.g.state(n)["step"]
-            if step[0] == "AgeRequest":
-                continue  # never from a quiescent state
+            if M.skip(step):
+                continue  # never from a quiescent state, or no operation starts with it
             first = [(q, n, step)]
             stack = [(n, first)]
             while stack:
                 m, path = stack.pop()
-                if quiescent(self.g.state(m)):
+                if M.quiescent(self.g.state(m)):
                     out.append((path, self.node(m)))
                     continue
                 for k in self.g.succ[m]:
                     st = self.g.state(k)["step"]
-                    if own(step, st):
+                    if M.own(step, st, self.g.state(m)):
                         stack.append((k, path + [(m, k, st)]))
         self.memo[q] = out
         return out
@@ -571,7 +591,7 @@ def step_text(step):
 
 
 def pairs_of(graph, edges):
-    return {phase(st, graph.state(a), graph.state(b)) for a, b, st in edges}
+    return {M.phase(st, graph.state(a), graph.state(b)) for a, b, st in edges}
 
 
 def pick(graph, seq, targets, states):
@@ -584,7 +604,7 @@ def pick(graph, seq, targets, states):
     vectors = []
 
     def ops(path):
-        return sum(1 for e, _ in path if e[0][2][0] != "Age")
+        return sum(1 for e, _ in path if not M.silent(e[0][2]))
 
     for goal in ("pairs", "states"):
         while True:
@@ -595,7 +615,7 @@ def pick(graph, seq, targets, states):
                     return bool(pairs_of(graph, macro[0]) & (targets - covered - gained))
                 return macro[1] not in visited and macro[1] not in seen
 
-            while ops(path) < MAX_OPS:
+            while ops(path) < M.max_ops:
                 found = extend(graph, seq, path, cur, hit)
                 if found is None:
                     break
@@ -629,7 +649,7 @@ def extend(graph, seq, path, start, hit):
                         route.append(parent[p][1])
                         p = parent[p][0]
                     route.reverse()
-                    if realize(graph, path + route) is not None:
+                    if M.realize(graph, path + route) is not None:
                         return route
                 if end not in parent:
                     parent[end] = (q, macro)
@@ -671,6 +691,7 @@ def vector_file(graph, i, path, new_pairs):
 
 def write_or_compare(files, check):
     """Writes the vectors, or (check) compares them with the committed ones; exit 1 if stale."""
+    OUT = M.out
     if not check:
         OUT.mkdir(parents=True, exist_ok=True)
         for f in OUT.glob("*.json"):
@@ -689,7 +710,7 @@ def write_or_compare(files, check):
     stale += [f"{n}: committed, but the model gives no such vector" for n in old - set(files)]
     if stale:
         print("\n".join(stale), file=sys.stderr)
-        print("regenerate: python3 models/trace/derive.py", file=sys.stderr)
+        print(f"regenerate: python3 models/trace/derive.py{M.flag}", file=sys.stderr)
         sys.exit(1)
     print(f"the {len(files)} committed vectors are what the model gives")
 
@@ -699,7 +720,7 @@ def render_all(graph, vectors):
     files, covered = {}, set()
     for i, path in enumerate(vectors, 1):
         mine = set().union(*(pairs_of(graph, e) for e, _ in path))
-        files[f"model_{i:02d}.json"] = vector_file(graph, i, path, mine - covered)
+        files[f"model_{i:02d}.json"] = M.vector_file(graph, i, path, mine - covered)
         covered |= mine
     return files, covered
 
@@ -711,32 +732,36 @@ def generate(args, work):
         dot, mdot = Path(args.dot), None
     else:
         dot, mdot = work / "graph.dot", work / "model.dot"
-        run_tlc(work, "ClientRegistry", "Spec", dot=mdot, labels=True)
-        run_tlc(work, "ClientRegistryDerive", "DSpec", dot=dot)
+        run_tlc(work, M.module, "Spec", dot=mdot, labels=True)
+        run_tlc(work, M.derive, "DSpec", dot=dot)
     t_tlc = time.monotonic() - t0
     graph = Graph(dot)
     distinct = len({graph.projected(n) for n in graph.nodes})
     edges = [(a, b) for a in graph.succ for b in graph.succ[a]]
     if mdot is not None:
-        # The derive module's graph, `step` projected away, must be ClientRegistry's: the same
-        # transitions, each labelled with the action TLC names for it.
+        # The derive module's graph, `step` projected away, must be the model's: the same
+        # transitions, each labelled with the action TLC names for it. A self-loop of an action
+        # the derive module has no disjunct for (HaConnection's stutter of Terminated, which
+        # HaConnectionDerive leaves out) is no transition.
         model = Graph(mdot)
-        theirs = {(model.key(a), model.key(b), x) for a, b, x in model.labelled}
         ours = {(graph.key(a), graph.key(b), graph.state(b)["step"][0]) for a, b in edges}
+        named = {x for _, _, x in ours}
+        theirs = {(model.key(a), model.key(b), x) for a, b, x in model.labelled
+                  if a != b or x in named}
         states = len(model.nodes)
         del model
         if theirs != ours or distinct != states:
-            die(f"the derive module's graph is not ClientRegistry's: {distinct} against {states} "
+            die(f"the derive module's graph is not {M.module}'s: {distinct} against {states} "
                 f"states, {len(ours - theirs)} transitions only in it, {len(theirs - ours)} only "
-                "in ClientRegistry's")
+                f"in {M.module}'s")
 
-    disabled_when_closed(graph, edges)
+    M.check_graph(graph, edges)
 
     # Every (action, phase) pair of the state graph, and those of sequential behaviours.
     every = collections.Counter()
     for a, b in edges:
         s, t = graph.state(a), graph.state(b)
-        every[phase(t["step"], s, t)] += 1
+        every[M.phase(t["step"], s, t)] += 1
     seq = Sequential(graph)
     reach, frontier = {seq.node(graph.init)}, [seq.node(graph.init)]
     sequential = set()
@@ -753,17 +778,10 @@ def generate(args, work):
     vectors, infeasible, unvisited = pick(graph, seq, sequential, reach)
     files, covered = render_all(graph, vectors)
 
-    n_ops = sum(sum(1 for e, _ in p if e[0][2][0] != "Age") for p in vectors)
     print(f"state graph: {distinct} states ({len(graph.nodes)} with the step history), "
           f"{len(edges)} transitions; {len(reach)} states between operations reachable "
           f"sequentially ({time.monotonic() - t0:.1f} s, of which TLC {t_tlc:.1f} s)")
-    print(f"vectors: {len(vectors)}, {n_ops} operations (and {len(CHANNELS)} register_channel "
-          f"each), {sum(len(p) for p in vectors)} model operations and Age steps, "
-          f"{sum(len(e) for p in vectors for e, _ in p)} model steps")
-    steps = [st for text in files.values() for st in json.loads(text)["steps"]]
-    probes = sum(1 for st in steps if st["result"] == {"closed": False, "result": "closed"}
-                 or st["result"].get("result") == "refused")
-    print(f"steps: {len(steps)} in all, of which {probes} on closed channels after the behaviour")
+    M.summary(vectors, files)
     n = len(covered & set(every))
     print(f"coverage: {n} of {len(every)} (action, phase) pairs = {100 * n / len(every):.0f}%"
           f" ({len(sequential)} occur in sequential behaviours)")
@@ -772,11 +790,25 @@ def generate(args, work):
     for p in sorted(every):
         if p in covered:
             continue
-        why = ("no clock gives the ageing" if p in infeasible else
-               "in no sequential behaviour: another step must come between two steps of one "
-               "operation")
-        print(f"  not covered: {show(p)}: {why}")
+        print(f"  not covered: {show(p)}: {M.why_uncovered(p, p in infeasible, p in sequential)}")
     write_or_compare(files, args.check)
+
+
+def client_summary(vectors, files):
+    n_ops = sum(sum(1 for e, _ in p if e[0][2][0] != "Age") for p in vectors)
+    print(f"vectors: {len(vectors)}, {n_ops} operations (and {len(CHANNELS)} register_channel "
+          f"each), {sum(len(p) for p in vectors)} model operations and Age steps, "
+          f"{sum(len(e) for p in vectors for e, _ in p)} model steps")
+    steps = [st for text in files.values() for st in json.loads(text)["steps"]]
+    probes = sum(1 for st in steps if st["result"] == {"closed": False, "result": "closed"}
+                 or st["result"].get("result") == "refused")
+    print(f"steps: {len(steps)} in all, of which {probes} on closed channels after the behaviour")
+
+
+def client_why_uncovered(_pair, infeasible, _sequential):
+    return ("no clock gives the ageing" if infeasible else
+            "in no sequential behaviour: another step must come between two steps of one "
+            "operation")
 
 
 def parse_step(text):
@@ -787,14 +819,16 @@ def parse_step(text):
             out.append(f'"{w}"')
         elif w.startswith("{"):
             out.append("{" + ", ".join(x for x in w[1:-1].split(",") if x) + "}")
-        else:
+        elif re.fullmatch(r"-?\d+", w) or w in M.model_values:
             out.append(w)
+        else:
+            out.append(f'"{w}"')  # a string ("reader")
     return "<<" + ", ".join(out) + ">>"
 
 
 CHECK_MODULE = """---- MODULE DeriveCheck ----
-EXTENDS ClientRegistryDerive, Sequences
-CONSTANTS %s
+EXTENDS %s, Sequences
+%s
 VARIABLES t, i
 B == << %s >>
 CInit == DInit /\\ t \\in 1..Len(B) /\\ i = 0
@@ -808,18 +842,18 @@ def verify(work):
     """The fast check: TLC follows each committed vector's recorded behaviour (and nothing else);
     the vector must be exactly what the model's states along it give."""
     t0 = time.monotonic()
-    committed = sorted(OUT.glob("model_*.json"))
+    committed = sorted(M.out.glob("model_*.json"))
     if not committed:
-        die(f"no vectors in {OUT}")
+        die(f"no vectors in {M.out}")
     behaviours = [json.loads(f.read_text(encoding="utf-8"))["model"]["behaviour"]
                   for f in committed]
-    names = CHANNELS + GROUPS
+    names = M.model_values
     (work / "DeriveCheck.tla").write_text(CHECK_MODULE % (
-        ", ".join(names),
+        M.derive, "CONSTANTS " + ", ".join(names) if names else "",
         ",\n      ".join("<<" + ", ".join(parse_step(x) for x in b) + ">>" for b in behaviours)))
-    for f in ("ClientRegistry.tla", "ClientRegistryDerive.tla"):
-        shutil.copy(MODELS / f, work / f)
-    cfg = (CONFIG % "CSpec").replace("CONSTANTS\n", "CONSTANTS\n" + "".join(
+    for f in (M.module, M.derive):
+        shutil.copy(MODELS / f"{f}.tla", work / f"{f}.tla")
+    cfg = (M.config % "CSpec").replace("CONSTANTS\n", "CONSTANTS\n" + "".join(
         f"    {n} = {n}\n" for n in names))
     (work / "DeriveCheck.cfg").write_text(cfg)
     dot = work / "check.dot"
@@ -852,7 +886,7 @@ def verify(work):
         path, cur = [], []
         for e in edges:
             cur.append(e)
-            if quiescent(graph.state(e[1])):
+            if M.quiescent(graph.state(e[1])):
                 path.append((cur, e[1]))
                 cur = []
         if cur:
@@ -863,6 +897,307 @@ def verify(work):
           f"({time.monotonic() - t0:.1f} s)")
     write_or_compare(files, check=True)
 
+# ------------------------------------------------------------------------------------------------
+# The HA lifecycle (--model ha): models/HaConnection.tla -> tests/vectors/lifecycle/model/ha/
+# ------------------------------------------------------------------------------------------------
+
+HA_N = 2  # connections (ids 1..N in accept order, as HaConn 1..N)
+HA_MAX_OFFSET = 1  # the log grows from 0 to 1; a model offset o is the byte offset o
+HA_CONFIG = """CONSTANTS
+    N = %d
+    MaxOffset = %d
+    UpstreamOrder = FALSE
+    UpstreamAcks = FALSE
+    RemoveWithoutStop = FALSE
+SPECIFICATION %%s
+""" % (HA_N, HA_MAX_OFFSET)
+# The model has no cap (register is refused only after close_all) and no in-sync gap: the cap is
+# out of reach and `in_sync` is not pinned (see ha_observed).
+HA_RULES = {"max_connections": 1048576, "max_gap": 1024}
+HA_LIVE = ("Init", "Registered", "Running")  # HaObserved.live; the others are closed
+HA_SHUT = ("Drained", "ClosedAll", "Returned")  # Slots.shut_down is set
+# The steps of a task's end other than the ending task's: the other task sees the signal.
+HA_ENDS = ("Report", "PeerClose", "IdleTimeout", "TaskFail")
+HA_SHUTDOWN = ("Drain", "CloseConnection", "CloseAll", "ShutdownReturn", "StopSeen")
+HA_SPAWN = ("SpawnReader", "SpawnWriter", "OpenGate", "Store", "StopSeen")
+
+
+def ha_at(s, var, c):
+    return s[var][c - 1]  # a function of 1..N is a tuple
+
+
+def ha_alive(s, c):
+    return any(v in ("Gated", "Running") for v in ha_at(s, "task", c).values())
+
+
+def ha_valid(s, c, o):
+    ack = ha_at(s, "ack", c)
+    return o <= s["maxOffset"] and (ack == -1 or ha_at(s, "sent", c) >= o >= ack)
+
+
+def ha_phase(step, s, t):
+    """(action, phase) of the step from s to t: the acting connection's situation."""
+    a = step[0]
+    c = step[1] if len(step) > 1 and isinstance(step[1], int) else None
+    if a == "Accept":
+        return a, "accept loop cancelled" if s["cancelled"] else "serving"
+    if a == "Register":
+        return a, "refused: table closed" if s["closed"] else "admitted"
+    if a == "Begin":
+        return a, "refused: shut down (closes it)" if s["sd"] in HA_SHUT else "opens its slot"
+    if a in ("SpawnReader", "SpawnWriter"):
+        return a, "stop raised" if ha_at(s, "stop", c) else "stop not raised"
+    if a == "OpenGate":
+        return a, "stop raised: the tasks stay gated" if ha_at(s, "stop", c) else "tasks pass"
+    if a == "Store":
+        return a, "slot open: stored" if ha_at(s, "slot", c) == "Open" else \
+            "slot gone: closes the handle"
+    if a == "SpawnPanics":
+        return a, f"{ha_at(s, 'phase', c)}"
+    if a == "Report":
+        o, ack = step[2], ha_at(s, "ack", c)
+        if ha_valid(s, c, o):
+            what = "valid; first ack" if ack == -1 else "valid; ack advances"
+        elif o > s["maxOffset"]:
+            what = "invalid: beyond the log"
+        elif o < ack:
+            what = "invalid: goes back"
+        else:
+            what = "invalid: beyond what was sent"
+        return a, what
+    if a in ("PeerClose", "IdleTimeout", "TaskFail", "StopSeen"):
+        mine = "reader" if a == "PeerClose" else step[2]
+        other = "writer" if mine == "reader" else "reader"
+        tasks = ha_at(s, "task", c)
+        where = "row present" if c in s["table"] else "row gone"
+        what = f"{mine} {tasks[mine]}; {other} {tasks[other]}; {where}"
+        if a == "StopSeen":
+            what += f"; slot {ha_at(s, 'slot', c)}"
+        return a, what
+    if a == "Transfer":
+        return a, "to the log's end" if t["sent"][c - 1] == s["maxOffset"] else "part of it"
+    if a == "Cancel":
+        held = sum(1 for x in s["slot"] if x == "Held")
+        mid = "none" if s["cur"] == 0 else ha_at(s, "phase", s["cur"])
+        return a, f"{'some' if held else 'no'} handle stored; mid-accept: {mid}"
+    if a == "Drain":
+        return a, "takes handles" if "Held" in s["slot"] else "nothing stored"
+    if a == "CloseConnection":
+        return a, "tasks alive" if ha_alive(s, c) else "tasks gone"
+    if a == "CloseAll":
+        return a, "removes rows" if s["table"] else "table empty"
+    if a == "ShutdownReturn":
+        return a, "tasks alive" if any(ha_alive(s, x) for x in range(1, HA_N + 1)) else \
+            "no task alive"
+    return a, "-"
+
+
+def ha_quiescent(s):
+    """No operation in flight: shutdown is not running, no accept is inside spawn (or holds a
+    handle shutdown has refused), and no task is left to see a raised signal."""
+    if s["sd"] not in ("Serving", "Returned") or s["closing"]:
+        return False
+    for c in range(1, HA_N + 1):
+        ph = ha_at(s, "phase", c)
+        if ph in ("Starting", "Spawning", "Spawned"):
+            return False
+        if s["cur"] == c and (ph == "Running" or ph == "Registered" and s["sd"] in HA_SHUT):
+            return False
+        if ha_alive(s, c) and ha_at(s, "stop", c):
+            return False
+        if len(set(ha_at(s, "task", c).values())) != 1:
+            return False  # one task ended, the other has not yet
+    return True
+
+
+def ha_own(first, step, s):
+    a, b = first[0], step[0]
+    if a == "Begin":
+        return b in HA_SPAWN and step[1] == first[1]
+    if a in HA_ENDS:
+        return b == "StopSeen" and step[1] == first[1]
+    if a == "Cancel":
+        return b in HA_SHUTDOWN or b == "Begin" and s["sd"] in HA_SHUT
+    return False
+
+
+def ha_table(s):
+    rows = []
+    for c in sorted(s["table"]):
+        ack = ha_at(s, "ack", c)
+        rows.append({"ack": None if ack == -1 else ack, "conn": c,
+                     "sent": ha_at(s, "sent", c),
+                     "state": "TRANSFER" if ha_at(s, "phase", c) == "Running" else "READY"})
+    return rows
+
+
+def ha_observed(s):
+    """What the model pins of HaObserved: no accepted_total / closed_total (no counter in our
+    order), no in_sync (no gap), and the events are the step's own."""
+    acks = [ha_at(s, "ack", c) for c in s["table"]]
+    return {"acked_max": sum(1 for a in acks if a != -1 and a >= s["maxOffset"]),
+            "count": len(s["table"]),
+            "live": [{"conn": c, "phase": ha_at(s, "phase", c).lower()}
+                     for c in range(1, HA_N + 1) if ha_at(s, "phase", c) in HA_LIVE],
+            "max_offset": s["maxOffset"],
+            "reported": sum(1 for a in acks if a != -1),
+            "shut_down": s["closed"],
+            "table": ha_table(s)}
+
+
+def ha_realize(graph, path):
+    """The HA trace steps for a sequential behaviour (a list of macro steps)."""
+    steps = []
+    for edges, _end in path:
+        first = edges[0][2]
+        s = graph.state(edges[0][0])
+        t = graph.state(edges[-1][1])
+        a = first[0]
+        c = first[1] if len(first) > 1 else None
+        reason = None
+        if a == "AcceptLoopExit":
+            continue  # no operation: the loop's select sees the cancellation
+        if a == "Accept":
+            op, result = {"op": "accept"}, {"conn": c, "result": "accepted"}
+        elif a == "Register":
+            op = {"conn": c, "op": "register"}
+            if s["closed"]:
+                refusal = {"error": "shutting_down"}
+                result = {"conn": c, "refusal": refusal, "result": "refused"}
+                reason = {"reason": "rejected", "refusal": refusal}
+            else:
+                result = {"conn": c, "result": "registered"}
+        elif a == "Begin":
+            op, result = {"conn": c, "op": "spawn"}, {"conn": c, "result": "spawned"}
+        elif a == "Report":
+            o = first[2]
+            op = {"bytes": list(o.to_bytes(8, "big")), "conn": c, "op": "report"}
+            valid = ha_valid(s, c, o)
+            result = {"acked": [o] if valid else [], "conn": c, "result": "reported"}
+            reason = None if valid else {"reason": "protocol_error"}  # the rule: not modelled
+        elif a == "Transfer":
+            op = {"conn": c, "op": "flush"}
+            result = {"conn": c, "result": "flushed", "sent": ha_at(t, "sent", c)}
+        elif a == "Append":
+            op = {"len": 1, "op": "append"}
+            result = {"max_offset": t["maxOffset"], "result": "appended"}
+        elif a in ("PeerClose", "IdleTimeout", "TaskFail"):
+            name = {"PeerClose": "peer_close", "IdleTimeout": "idle_timeout",
+                    "TaskFail": "task_fail"}[a]
+            op, result = {"conn": c, "op": name}, {"conn": c, "result": "closed"}
+            reason = {"reason": {"PeerClose": "peer_closed", "IdleTimeout": "idle_timeout",
+                                 "TaskFail": "task_failed"}[a]}
+        elif a == "Cancel":
+            op = {"op": "shutdown"}
+            reason = {"reason": "shutdown"}
+            result = None  # below: the connections it closed
+        else:
+            die(f"no operation starts with {step_text(first)}")
+        closed = [x for x in range(1, HA_N + 1)
+                  if ha_at(s, "phase", x) in HA_LIVE and ha_at(t, "phase", x) not in HA_LIVE]
+        if a == "Cancel":
+            result = {"closed": closed, "result": "shut_down"}
+        elif closed != ([c] if reason else []):
+            die(f"{step_text(first)} closes {closed}")
+        events = [{"conn": x, "deregistered": x in s["table"] and x not in t["table"],
+                   "reason": reason} for x in closed]
+        steps.append({"events": events, "observed": ha_observed(t), "op": op, "result": result})
+    # Then ops the model has no step for (`ha_check_graph` checks the graph): on each connection
+    # the behaviour closed, a report, a peer close and a task failure, and a second shutdown if
+    # it shut down. Each must change nothing.
+    end = graph.state(path[-1][1]) if path else graph.state(graph.init)
+    probes = []
+    for c in range(1, HA_N + 1):
+        if ha_at(end, "phase", c) in ("Closed", "Refused"):
+            ignored = {"conn": c, "phase": "closed", "result": "ignored"}
+            probes += [({"bytes": [0] * 8, "conn": c, "op": "report"}, ignored),
+                       ({"conn": c, "op": "peer_close"}, ignored),
+                       ({"conn": c, "op": "task_fail"}, ignored)]
+    if end["sd"] == "Returned":
+        probes.append(({"op": "shutdown"}, {"closed": [], "result": "shut_down"}))
+    for op, result in probes:
+        steps.append({"events": [], "observed": ha_observed(end), "op": op, "result": result})
+    return steps
+
+
+def ha_vector_file(graph, i, path, new_pairs):
+    steps = ha_realize(graph, path)
+    behaviour = [step_text(st) for edges, _ in path for _, _, st in edges]
+    header = {
+        "format": "rmq-lifecycle/ha-trace/1",
+        "name": f"model_{i:02d}",
+        "description": ("a sequential behaviour of models/HaConnection.tla (N = "
+                        f"{HA_N}, MaxOffset = {HA_MAX_OFFSET}), picked from TLC's state graph "
+                        "by models/trace/derive.py --model ha; every expected result, event and "
+                        "observed field is computed from the model's states, and a field the "
+                        "model does not determine is left out"),
+        "config": HA_RULES,
+        "model": {"behaviour": behaviour, "covers": sorted(show(p) for p in new_pairs)},
+    }
+    return render(header, steps)
+
+
+def ha_check_graph(graph, edges):
+    """What the mapping relies on, checked on every transition: no step acts on a connection
+    that is closed (or refused) with no task left, and no shutdown step follows a returned
+    shutdown (what lets a vector expect the ops after the behaviour to change nothing); a
+    transfer goes to the log's end (the driver's flush sends everything)."""
+    for a, b in edges:
+        step = graph.state(b)["step"]
+        s = graph.state(a)
+        if len(step) > 1 and isinstance(step[1], int) and \
+                ha_at(s, "phase", step[1]) in ("Closed", "Refused") and not ha_alive(s, step[1]):
+            die(f"the model takes {step_text(step)} on a closed connection")
+        if s["sd"] == "Returned" and step[0] in ("Cancel", "Drain", "CloseAll", "ShutdownReturn"):
+            die(f"the model takes {step_text(step)} after shutdown returned")
+        if step[0] == "Transfer" and ha_at(graph.state(b), "sent", step[1]) != \
+                graph.state(a)["maxOffset"] and HA_MAX_OFFSET == 1:
+            die(f"{step_text(step)} stops short of the log's end with MaxOffset 1")
+
+
+def ha_summary(vectors, files):
+    steps = [st for text in files.values() for st in json.loads(text)["steps"]]
+    probes = len(steps) - sum(1 for p in vectors for e, _ in p if not M.silent(e[0][2]))
+    print(f"vectors: {len(vectors)}, {len(steps)} operations ({probes} of them after the "
+          f"behaviour, on what it closed), {sum(len(e) for p in vectors for e, _ in p)} model "
+          "steps")
+
+
+HA_NO_OP = {"SpawnPanics": "no op: the replayer's driver cannot make spawn panic "
+                           "(tests/spawn_panics.rs does)"}
+
+
+def ha_why_uncovered(pair, _infeasible, sequential):
+    if pair[0] in HA_NO_OP:
+        return HA_NO_OP[pair[0]]
+    if not sequential:
+        return ("in no sequential behaviour: another step must come between two steps of one "
+                "operation (a race: shuttle_ha, loom_ha, trace validation)")
+    return "left out by the picking (a bug: every sequential pair should be picked)"
+
+
+# ------------------------------------------------------------------------------------------------
+# The two models
+# ------------------------------------------------------------------------------------------------
+
+MODELS_BY_NAME = {
+    "client": types.SimpleNamespace(
+        module="ClientRegistry", derive="ClientRegistryDerive", config=CONFIG, tlc_flags=[],
+        out=OUT, flag=" --model client", model_values=CHANNELS + GROUPS, max_ops=MAX_OPS,
+        phase=phase, quiescent=quiescent, own=own, skip=lambda st: st[0] == "AgeRequest",
+        silent=lambda st: st[0] == "Age", realize=realize, vector_file=vector_file,
+        check_graph=disabled_when_closed, summary=client_summary,
+        why_uncovered=client_why_uncovered),
+    "ha": types.SimpleNamespace(
+        module="HaConnection", derive="HaConnectionDerive", config=HA_CONFIG,
+        tlc_flags=["-deadlock"], out=OUT.parent / "ha", flag=" --model ha", model_values=[],
+        max_ops=MAX_OPS, phase=ha_phase, quiescent=ha_quiescent, own=ha_own,
+        skip=lambda st: st[0] in HA_NO_OP, silent=lambda st: st[0] == "AcceptLoopExit",
+        realize=ha_realize, vector_file=ha_vector_file, check_graph=ha_check_graph,
+        summary=ha_summary, why_uncovered=ha_why_uncovered),
+}
+M = MODELS_BY_NAME["client"]
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -871,21 +1206,30 @@ def main():
     ap.add_argument("--verify", action="store_true",
                     help="fast: only re-derive each committed vector from its recorded "
                          "behaviour (TLC follows it); exit 1 if a file differs")
-    ap.add_argument("--dot", help="use this dump of ClientRegistryDerive instead of running TLC")
+    ap.add_argument("--model", choices=["client", "ha", "all"], default="all",
+                    help="which model's vectors (default: both)")
+    ap.add_argument("--dot", help="use this dump of the derive module instead of running TLC "
+                                  "(with --model client or ha)")
     ap.add_argument("--keep", help="keep TLC's work directory (and its dump) here")
     args = ap.parse_args()
     if not args.dot and not JAR.is_file():
         die(f"{JAR} is missing: run `bash .ci/models.sh ClientRegistry` once")
-    work = Path(args.keep or tempfile.mkdtemp(prefix="derive-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        if args.verify:
-            verify(work)
-        else:
-            generate(args, work)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+    if args.dot and args.model == "all":
+        die("--dot needs --model client or --model ha")
+    global M
+    for name in (["client", "ha"] if args.model == "all" else [args.model]):
+        M = MODELS_BY_NAME[name]
+        print(f"--- {name}: models/{M.module}.tla -> {M.out.relative_to(ROOT)}")
+        work = Path(args.keep or tempfile.mkdtemp(prefix="derive-")) / name
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            if args.verify:
+                verify(work)
+            else:
+                generate(args, work)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
