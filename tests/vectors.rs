@@ -480,22 +480,7 @@ fn a_faulty_registry_fails_the_model_derived_traces() {
                 .expect("steps")
                 .iter()
                 .position(marks);
-            match (result, first) {
-                (Err(err), Some(step)) => {
-                    assert!(
-                        err.starts_with(&format!("step {step}: ")),
-                        "{file}: {faults:?}: {err}"
-                    );
-                    caught += 1;
-                }
-                (Err(err), None) => {
-                    panic!("{file}: {faults:?} failed a trace it should pass: {err}")
-                }
-                (Ok(_), Some(step)) => {
-                    panic!("{file}: {faults:?} passed, though step {step} shows it")
-                }
-                (Ok(_), None) => {}
-            }
+            caught += usize::from(fails_at(&file, &format!("{faults:?}"), result, first));
         }
         assert!(caught >= 5, "{faults:?} failed only {caught} traces");
     };
@@ -627,22 +612,7 @@ fn a_faulty_master_fails_the_model_derived_ha_traces() {
                     .iter()
                     .position(marks);
                 let faults = format!("{table:?} {acceptor:?}");
-                match (result, first) {
-                    (Err(err), Some(step)) => {
-                        assert!(
-                            err.starts_with(&format!("step {step}: ")),
-                            "{file}: {faults}: {err}"
-                        );
-                        caught += 1;
-                    }
-                    (Err(err), None) => {
-                        panic!("{file}: {faults} failed a trace it should pass: {err}")
-                    }
-                    (Ok(_), Some(step)) => {
-                        panic!("{file}: {faults} passed, though step {step} shows it")
-                    }
-                    (Ok(_), None) => {}
-                }
+                caught += usize::from(fails_at(&file, &faults, result, first));
             }
             caught
         };
@@ -877,5 +847,22 @@ fn a_faulty_ha_master_is_reported() {
         let mut target = ha_trace::RealTarget::new(ha_trace::config_of(&trace), faults);
         let err = ha_trace::replay(&trace, &mut target).expect_err("a planted fault");
         assert!(err.contains("step"), "{faults:?}: {err}");
+    }
+}
+
+/// A faulty variant's replay of a model-derived trace: it must fail exactly at the first step
+/// that shows the fault (`first`), or pass if none does. True if it failed there.
+fn fails_at<T>(file: &str, faults: &str, result: Result<T, String>, first: Option<usize>) -> bool {
+    match (result, first) {
+        (Err(err), Some(step)) => {
+            assert!(
+                err.starts_with(&format!("step {step}: ")),
+                "{file}: {faults}: {err}"
+            );
+            true
+        }
+        (Err(err), None) => panic!("{file}: {faults} failed a trace it should pass: {err}"),
+        (Ok(_), Some(step)) => panic!("{file}: {faults} passed, though step {step} shows it"),
+        (Ok(_), None) => false,
     }
 }
