@@ -480,7 +480,7 @@ fn a_faulty_registry_fails_the_model_derived_traces() {
                 .expect("steps")
                 .iter()
                 .position(marks);
-            caught += usize::from(fails_at(&file, &format!("{faults:?}"), result, first));
+            caught += usize::from(fails_at(file, &format!("{faults:?}"), result, first));
         }
         assert!(caught >= 5, "{faults:?} failed only {caught} traces");
     };
@@ -612,7 +612,7 @@ fn a_faulty_master_fails_the_model_derived_ha_traces() {
                     .iter()
                     .position(marks);
                 let faults = format!("{table:?} {acceptor:?}");
-                caught += usize::from(fails_at(&file, &faults, result, first));
+                caught += usize::from(fails_at(file, &faults, result, first));
             }
             caught
         };
