@@ -126,11 +126,14 @@ impl Collector for Tables {
             }
         }
         if let Some((ha, log)) = &s.ha {
+            // One snapshot of the table for the count and the per-slave series, read before the
+            // totals, so a scrape never shows a row's series gone and the row still counted.
+            let entries = ha.entries();
             gauge(
                 &mut e,
                 "rmq_ha_connections",
                 "HA connections in the table",
-                ha.count() as f64,
+                entries.len() as f64,
             )?;
             counter(
                 &mut e,
@@ -150,8 +153,7 @@ impl Collector for Tables {
                 "The commit log's max offset",
                 log.max_offset() as f64,
             )?;
-            let acked: Vec<_> = ha
-                .entries()
+            let acked: Vec<_> = entries
                 .into_iter()
                 .filter_map(|row| Some((row.peer, row.ack?)))
                 .collect();

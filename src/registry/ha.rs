@@ -238,10 +238,11 @@ impl HaRegistry {
                 }
             }
         }
-        drop(table);
+        // Counted under the lock, so a reader that finds the row gone finds it counted closed.
         if removed {
             self.removed.fetch_add(1, Ordering::Relaxed);
         }
+        drop(table);
         removed
     }
 
