@@ -343,8 +343,8 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
             tracing::debug!(id = id.0, "HA connection gone before its tasks started");
         }
         let go = StopSignal::new();
-        // Model events (SpawnReader, SpawnWriter, OpenGate) are numbered before the step: a task
-        // spawned behind the gate can end (its stop raised) before `spawn` returns to us.
+        // Model events (SpawnReader, SpawnWriter) are numbered before the step: a task spawned
+        // behind the gate can end (its stop raised) before `spawn` returns to us.
         let table = registration.table();
         let model = |action: &'static str| {
             table.model_step(|seq| tracing::trace!(target: MODEL, seq, action, c = id.0));
@@ -356,8 +356,7 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
         let writer = gated(&go, &registration, Holder::Writer, &stop, writer);
         armed.tasks.push(spawner.spawn(writer));
         let tasks = armed.disarm();
-        model("OpenGate");
-        go.stop();
+        table.open_gate(id, &go);
         tracing::debug!(id = id.0, %peer, "HA connection running");
         HaConnection {
             state: state::Running {

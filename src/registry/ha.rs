@@ -260,6 +260,17 @@ impl HaRegistry {
         model_trace::ha_enabled().then(|| self.model_seq.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Opens a connection's gate (`go`: its tasks may run) inside the table's critical section,
+    /// so a shutdown's `close_all` takes effect wholly before it (the gated tasks see their stop
+    /// and never run) or wholly after (they run, then see it), in the order the model trace
+    /// numbers the two. Outside the lock, a gate opened between `close_all`'s step and its
+    /// signals let a task run that the trace said was stopped first (trace validation found it).
+    pub(crate) fn open_gate(&self, id: ConnId, go: &StopSignal) {
+        let _table = self.table.lock();
+        self.model_step(|seq| tracing::trace!(target: MODEL, seq, action = "OpenGate", c = id.0));
+        go.stop();
+    }
+
     /// The id the next registration gets (for the model trace of the planted 5.1.4 order, whose
     /// tasks start before their row exists).
     pub(crate) fn next_id(&self) -> ConnId {
