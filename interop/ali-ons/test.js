@@ -66,6 +66,9 @@ const quietLogger = {
 
 let server; // { child, stderr(), exit: Promise<{code, signal}>, addr, port, metricsUrl, store }
 let slave; // { child, stderr(), exit, store }
+// The run's directory (two stores of 1 GiB segments): removed at the end unless
+// RMQ_INTEROP_KEEP is set, so that repeated runs do not fill the disk.
+let work;
 // What the producer test sent and was told, in send order, for the store checks at the end:
 // { body, keys, tags, seq, result }.
 const sent = [];
@@ -389,7 +392,7 @@ async function stopProcess(name, proc) {
 
 before(async () => {
   assert.ok(fs.existsSync(BIN), `no server binary at ${BIN} (set RMQ_LIFECYCLE_BIN)`);
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-interop-ali-ons-'));
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'rmq-interop-ali-ons-'));
   const [ port, haPort, mport ] = [ await freePort(), await freePort(), await freePort() ];
   // Every send waits for one slave (--in-sync-replicas 2).
   const store = path.join(work, 'store');
@@ -418,6 +421,12 @@ after(() => {
   // Only if the SIGTERM test did not get to run or a process ignored it.
   for (const proc of [ slave, server ]) {
     if (proc && proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+  }
+  if (!work) return;
+  if (process.env.RMQ_INTEROP_KEEP) {
+    console.log(`# stores kept in ${work}`);
+  } else {
+    fs.rmSync(work, { recursive: true, force: true });
   }
 });
 

@@ -33,6 +33,7 @@ Needs the `rocketmq` package on the path (.ci/interop.sh installs it into target
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -284,7 +285,21 @@ def check_sends(sent, records):
 
 def main():
     assert os.access(BIN, os.X_OK), "no server binary at %s (set RMQ_LIFECYCLE_BIN)" % BIN
+    # Two stores of 1 GiB segments: removed after a pass, kept after a failure (and with
+    # RMQ_INTEROP_KEEP set) for a look at them.
     work = tempfile.mkdtemp(prefix="rmq-interop-py-")
+    try:
+        run(work)
+    except BaseException:
+        print("# stores kept in %s" % work)
+        raise
+    if os.environ.get("RMQ_INTEROP_KEEP"):
+        print("# stores kept in %s" % work)
+    else:
+        shutil.rmtree(work)
+
+
+def run(work):
     # The C++ client logs to $HOME/logs/rocketmq-cpp: a HOME of our own keeps the run's log apart.
     os.environ["HOME"] = work
     master_store, slave_store = os.path.join(work, "store"), os.path.join(work, "slave-store")
