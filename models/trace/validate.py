@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Trace validation: is each recorded trace a behaviour of models/ClientRegistry.tla (--model
-client, the default) or of models/HaConnection.tla (--model ha)?
+client, the default), of models/HaConnection.tla (--model ha) or of models/Replication.tla
+(--model replication)?
 
-    python3 models/trace/validate.py [--model ha] [options] TRACE.jsonl...
-    python3 models/trace/validate.py [--model ha] --self-test
+    python3 models/trace/validate.py [--model ha|replication] [options] TRACE.jsonl...
+    python3 models/trace/validate.py [--model ha|replication] --self-test
 
 Each trace is a JSON-lines file, one model event per line, sorted by "seq" (the schemas are in
-models/README.md, "Trace validation"). This generates a TLA+ module holding the traces, runs TLC
-on models/ClientRegistryTrace.tla (or HaConnectionTrace.tla) with it, and prints one line per
-trace:
+models/README.md, "Trace validation" and the sections after it). This generates a TLA+ module
+holding the traces, runs TLC on models/ClientRegistryTrace.tla (or HaConnectionTrace.tla, or
+ReplicationTrace.tla) with it, and prints one line per trace:
 
     ACCEPTED <file> <n> events <ms> ms
     REJECTED <file> at event <k> of <n>: <event as JSON> (<ms> ms)
@@ -95,6 +96,26 @@ HA_SCHEMA = {
 }
 WHYS = ("PeerClosed", "Protocol", "Idle", "Fail", "Stop", "Dropped")
 
+# Replication's events (models/ReplicationTrace.tla): every replica of one group, byte offsets.
+REPL_SCHEMA = {
+    "Open": {"r": "replica", "max": "offset", "epochs": "epochs"},
+    "Crash": {"r": "replica"},
+    "BeginEpoch": {"r": "replica", "e": "epoch", "start": "offset"},
+    "Append": {"r": "replica", "from": "offset", "to": "offset"},
+    "Truncate": {"r": "replica", "point": "offset"},
+    "Report": {"r": "replica", "o": "offset", "first": "bool"},
+    "Epoch": {"r": "replica", "e": "epoch", "start": "offset"},
+    "Transfer": {"r": "replica", "from": "offset", "to": "offset"},
+    "Sync": {"r": "replica", "to": "offset"},
+    "Demote": {"r": "replica"},
+    "Confirm": {"r": "replica", "o": "offset"},
+}
+# Replication.tla's fault switches (MinInSync is --min-in-sync).
+REPL_FAULTS = ("SkipTruncation", "WrongEpoch", "AckBeforeHandshake", "EpochsFirst",
+               "EmptyEpochsKeepLog", "ElectAnyInSync", "ConfirmLocalIsr", "CountLocalIsr",
+               "ShrinkUnsynced")
+REPLICA = re.compile(r"[A-Za-z0-9_.-]+")
+
 GROUP_KEY = re.compile(r"[PC]:.+", re.S)
 PROGRESS = re.compile(r'<<"progress", (\d+), (\d+)>>')
 TLC_OK = "Model checking completed. No error has been found."
@@ -168,6 +189,17 @@ def check_field(kind, v, where):
     elif kind == "why":
         if v not in WHYS:
             bad("one of " + ", ".join(WHYS))
+    elif kind == "replica":
+        if not (isinstance(v, str) and REPLICA.fullmatch(v)):
+            bad("a replica name (letters, digits, _ . -)")
+    elif kind == "epoch":
+        if not (is_int(v) and v > 0):
+            bad("a positive integer epoch")
+    elif kind == "epochs":
+        if not (isinstance(v, list) and all(
+                isinstance(p, list) and len(p) == 2 and is_int(p[0]) and p[0] > 0
+                and is_int(p[1]) and p[1] >= 0 for p in v)):
+            bad("a list of [epoch, start] pairs")
     elif kind == "ids":
         if not (isinstance(v, list) and all(is_int(x) and x > 0 for x in v)
                 and len(set(v)) == len(v)):
@@ -390,10 +422,7 @@ class HaTrace:
         return "[" + ", ".join(fields) + "]"
 
     def tla(self, faults):
-        if not self.events:
-            return "<<>>"
-        return "<<\n      " + ",\n      ".join(self.tla_event(ev) for _, ev in self.events) \
-            + "\n    >>"
+        return tla_seq(self.tla_event(ev) for _, ev in self.events)
 
     def names(self):
         out = []
@@ -411,6 +440,96 @@ class HaTrace:
                 "    UpstreamOrder = FALSE", "    UpstreamAcks = FALSE",
                 f"    RemoveWithoutStop = {'TRUE' if 'RemoveWithoutStop' in faults else 'FALSE'}",
                 "    Traces <- TrTraces"]
+
+
+def tla_seq(items):
+    """A TLA+ sequence of the given expressions, one a line (SANY takes seconds to parse one very
+    long line)."""
+    items = list(items)
+    if not items:
+        return "<<>>"
+    return "<<\n      " + ",\n      ".join(items) + "\n    >>"
+
+
+def ranks(values):
+    """{value: rank}: the distinct values in increasing order, numbered 0, 1, 2, ..."""
+    return {v: n for n, v in enumerate(sorted(set(values)))}
+
+
+class ReplTrace:
+    """A replication trace file's events (ReplicationTrace.tla), prepared for the model: every
+    distinct byte offset ranked 0, 1, 2, ... (0 always among them), so that the model's entry k
+    is the bytes between ranks k - 1 and k (records have sizes from 40 to 900 bytes, and a slave
+    may stop or be cut mid-record: a record is then several entries, on every replica alike);
+    the epochs that BeginEpoch events hand out ranked 1, 2, ... in increasing order (the model's
+    controller hands out epoch + 1; only order and equality matter), any other epoch 0, which
+    no model epoch equals. The bounds (MaxLen, MaxCrashes, MaxElections, MaxDemotes) are the
+    trace's own: every step that uses them is an event's, so larger bounds change no verdict."""
+
+    SPEC = "ReplicationTrace"
+    UNFINISHED = "none: every matched trace is complete"
+    MIN_IN_SYNC = 1   # --min-in-sync
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.events = read_trace(path, REPL_SCHEMA)
+        offsets, begun = {0}, []
+        for n, (_, ev) in enumerate(self.events, 1):
+            a = ev["action"]
+            if a in ("Append", "Transfer") and ev["to"] <= ev["from"]:
+                raise TraceError(f"event {n}: {a} of [{ev['from']}, {ev['to']}): nothing")
+            for field, kind in REPL_SCHEMA[a].items():
+                if kind == "offset":
+                    offsets.add(ev[field])
+            if a == "Open":
+                offsets.update(s for _, s in ev["epochs"])
+            if a == "BeginEpoch":
+                begun.append(ev["e"])
+        self.rank = ranks(offsets)
+        self.epoch = {e: n + 1 for e, n in ranks(begun).items()}
+        self.replicas = sorted({ev["r"] for _, ev in self.events})
+        count = lambda a: sum(ev["action"] == a for _, ev in self.events)
+        self.max_len = len(self.rank) - 1
+        self.bounds = (count("Crash"), max(count("BeginEpoch") - 1, 0), count("Demote"))
+
+    def cost(self):
+        """A rough measure of TLC's work (see Trace.cost)."""
+        return len(self.events) * max(1, len(self.replicas) // 2)
+
+    def tla_event(self, ev):
+        rk, ep = self.rank, lambda e: self.epoch.get(e, 0)
+        a = ev["action"]
+        fields = [f'action |-> "{a}"', f'r |-> "{ev["r"]}"']
+        for field, kind in REPL_SCHEMA[a].items():
+            v = ev[field]
+            if kind == "offset":
+                fields.append(f"{field} |-> {rk[v]}")
+            elif kind == "bool":
+                fields.append(f"{field} |-> {'TRUE' if v else 'FALSE'}")
+            elif kind == "epoch":
+                fields.append(f"ep |-> {ep(v)}")
+            elif kind == "epochs":
+                fields.append("es |-> <<" + ", ".join(f"<<{ep(e)}, {rk[s]}>>" for e, s in v)
+                              + ">>")
+        return "[" + ", ".join(fields) + "]"
+
+    def tla(self, faults):
+        return tla_seq(self.tla_event(ev) for _, ev in self.events)
+
+    def names(self):
+        return ([f"offset rank {n} = byte {o}" for o, n in self.rank.items()]
+                + [f"epoch {n} = epoch {e}" for e, n in self.epoch.items()])
+
+    @staticmethod
+    def constants(traces, faults):
+        names = sorted({r for tr in traces for r in tr.replicas}) or ["r1"]
+        bound = lambda k: max([tr.bounds[k] for tr in traces] + [0])
+        return (["    Replicas = {" + ", ".join(f'"{r}"' for r in names) + "}",
+                 f"    MaxLen = {max([tr.max_len for tr in traces] + [0])}",
+                 f"    MaxCrashes = {bound(0)}", f"    MaxElections = {bound(1)}",
+                 f"    MaxDemotes = {bound(2)}", f"    MinInSync = {ReplTrace.MIN_IN_SYNC}"]
+                + [f"    {f} = {'TRUE' if f in faults else 'FALSE'}" for f in REPL_FAULTS]
+                + ["    Traces <- TrTraces"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -710,18 +829,22 @@ UNEXAMPLED = set()
 def main():
     global SPECS, EXAMPLES, FAULTS, TRACE_CLASS, ACTIVE_SCHEMA, UNEXAMPLED
     ap = argparse.ArgumentParser(
-        description="Validate model traces (JSONL) of the client registry or of the HA "
-                    "lifecycle against models/ClientRegistry.tla or models/HaConnection.tla "
-                    "with TLC (see models/README.md).")
+        description="Validate model traces (JSONL) of the client registry, of the HA "
+                    "lifecycle or of replication against models/ClientRegistry.tla, "
+                    "models/HaConnection.tla or models/Replication.tla with TLC (see "
+                    "models/README.md).")
     ap.add_argument("traces", nargs="*", metavar="TRACE.jsonl")
-    ap.add_argument("--model", choices=("client", "ha"), default="client",
+    ap.add_argument("--model", choices=("client", "ha", "replication"), default="client",
                     help="which model the traces are of (default client)")
     ap.add_argument("--expect", choices=("accept", "reject"),
                     help="exit 1 if some trace gets the other verdict")
     ap.add_argument("--prefix", action="store_true",
                     help="accept a trace that matches but ends with an operation unfinished")
-    ap.add_argument("--fault", action="append", choices=FAULTS + HA_FAULTS,
+    ap.add_argument("--fault", action="append", choices=FAULTS + HA_FAULTS + REPL_FAULTS,
                     help="check against the model with this fault switched on (repeatable)")
+    ap.add_argument("--min-in-sync", type=int, default=1, metavar="N",
+                    help="--model replication: the model's MinInSync (default 1, upstream's "
+                         "minInSyncReplicas default)")
     ap.add_argument("--jobs", type=int, default=2, help="TLC runs at once (default 2)")
     ap.add_argument("--batch", type=int, default=100,
                     help="at most this many traces per TLC run (default 100)")
@@ -745,6 +868,14 @@ def main():
         TRACE_CLASS, ACTIVE_SCHEMA = HaTrace, HA_SCHEMA
         # No model action (the model has no housekeeping reclaim): a Reclaim is always rejected.
         UNEXAMPLED = {"Reclaim"}
+    elif args.model == "replication":
+        SPECS = ("Replication.tla", "ReplicationTrace.tla")
+        EXAMPLES = MODELS / "traces" / "replication"
+        FAULTS = REPL_FAULTS
+        TRACE_CLASS, ACTIVE_SCHEMA = ReplTrace, REPL_SCHEMA
+        if args.min_in_sync < 1:
+            ap.error("--min-in-sync must be at least 1")
+        ReplTrace.MIN_IN_SYNC = args.min_in_sync
     if any(f not in FAULTS for f in args.fault or []):
         ap.error(f"--fault for --model {args.model}: one of {', '.join(FAULTS)}")
     if args.jobs < 1 or args.batch < 1 or args.timeout <= 0:
