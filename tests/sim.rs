@@ -787,3 +787,80 @@ fn model_traces() {
     );
     assert!(events > 0, "no model event recorded");
 }
+
+/// Seeds of the failover world whose replication model traces are recorded.
+const REPLICATION_TRACE_SEEDS: u64 = 8;
+/// Traces recorded with the slaves' truncation skipped, from the first seeds where it shows.
+const REPLICATION_FAULT_TRACES: usize = 3;
+
+/// One failover seed's replication model trace (numbered from 0), and whether the world saw an
+/// invariant violated.
+fn replication_trace(seed: u64, variant: failover::Variant) -> (Vec<serde_json::Value>, bool) {
+    let recorder = model_trace::Recorder::replication();
+    let outcome = recorder.run(|| failover::run(seed, variant, false));
+    let mut trace = recorder.take();
+    // The numbers are the thread's: from 0 for this run, with no gap.
+    let first = trace.first().and_then(|l| l["seq"].as_u64()).unwrap_or(0);
+    for line in &mut trace {
+        line["seq"] = (line["seq"].as_u64().unwrap_or(0) - first).into();
+    }
+    assert!(
+        model_trace::complete(&trace),
+        "seed {seed}: model events lost"
+    );
+    assert!(
+        trace.iter().all(|l| l["r"].is_string()),
+        "seed {seed}: an event outside every host"
+    );
+    (trace, !outcome.violations.is_empty())
+}
+
+/// Model traces of the failover world (`tests/sim/failover.rs`): each replica's commit log
+/// (open, appends, transfers, syncs, truncations, epochs), its HA slave's reports, the master's
+/// confirms, and the world's crashes and demotions, one trace per seed, for trace validation
+/// against `models/Replication.tla` (models/README.md). Written to `replication/sim/`; and to
+/// `replication/fault-skip-truncation/` the first seeds where slaves that skip their truncation
+/// (`SlaveFaults::skip_truncation`, upstream's classic slave) end up diverged.
+#[test]
+fn model_traces_replication() {
+    let count = env_u64("SIM_TRACE_SEEDS").unwrap_or(REPLICATION_TRACE_SEEDS);
+    let dir = model_trace::dir("replication/sim");
+    model_trace::clear(&dir);
+    let (written, _) = run_parallel(
+        count,
+        None,
+        |seed| {
+            let (trace, violated) = replication_trace(seed, failover::Variant::default());
+            assert!(!violated, "seed {seed} violated an invariant");
+            model_trace::write(&dir, &format!("seed-{seed:03}"), &trace);
+            (seed, trace.len())
+        },
+        |_| false,
+        |o| o.0,
+    );
+    let events: usize = written.iter().map(|o| o.1).sum();
+    eprintln!(
+        "model_traces_replication: {} traces, {events} events from {count} seeds",
+        written.len()
+    );
+
+    let dir = model_trace::dir("replication/fault-skip-truncation");
+    model_trace::clear(&dir);
+    let skip = failover::Variant {
+        skip_truncation: true,
+        ..failover::Variant::default()
+    };
+    let mut found = Vec::new();
+    for seed in 0..FAILOVER_SEEDS {
+        let (trace, violated) = replication_trace(seed, skip);
+        if violated {
+            model_trace::write(&dir, &format!("seed-{seed:03}"), &trace);
+            found.push(seed);
+            if found.len() == REPLICATION_FAULT_TRACES {
+                break;
+            }
+        }
+    }
+    eprintln!("model_traces_replication: skipped truncation diverged at seeds {found:?}");
+    assert_eq!(found.len(), REPLICATION_FAULT_TRACES);
+}

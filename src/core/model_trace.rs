@@ -17,6 +17,38 @@ pub const TARGET: &str = "rmq_lifecycle::model";
 /// (`models/HaConnection.tla`). Not under [`TARGET`]'s path, so each recorder takes one model.
 pub const HA_TARGET: &str = "rmq_lifecycle_model::ha";
 
+/// The `tracing` target of the replication model's events (`models/Replication.tla`): the commit
+/// log's appends, transfers, syncs, truncations and epochs, and the HA slave's reports. Numbered
+/// per thread ([`replication_step`]): the simulation runs a whole replica group on one thread,
+/// and that is where these traces are recorded.
+pub const REPLICATION_TARGET: &str = "rmq_lifecycle_model::replication";
+
+thread_local! {
+    static REPLICATION_SEQ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether replication model events are being recorded (a subscriber enabled
+/// [`REPLICATION_TARGET`] at `TRACE`).
+#[inline]
+pub fn replication_enabled() -> bool {
+    tracing::enabled!(target: REPLICATION_TARGET, tracing::Level::TRACE)
+}
+
+/// Records a replication model event with this thread's next sequence number, if recording:
+/// call it where the step takes effect (under the commit log's tail lock for its steps). The
+/// numbers only grow (a recorder renumbers a run's events from 0).
+#[inline]
+pub fn replication_step(record: impl FnOnce(u64)) {
+    if replication_enabled() {
+        let seq = REPLICATION_SEQ.with(|s| {
+            let seq = s.get();
+            s.set(seq + 1);
+            seq
+        });
+        record(seq);
+    }
+}
+
 /// Whether client registry model events are being recorded (a subscriber enabled [`TARGET`] at
 /// `TRACE`).
 #[inline]
@@ -40,9 +72,9 @@ pub fn group_key(kind: super::GroupKind, name: &str) -> String {
 }
 
 /// Fields whose value is JSON text (a list), embedded as JSON in the trace line.
-const JSON_FIELDS: [&str; 4] = ["G", "groups", "cands", "taken"];
+const JSON_FIELDS: [&str; 5] = ["G", "groups", "cands", "taken", "epochs"];
 
-/// A recorded model event of `target` ([`TARGET`] or [`HA_TARGET`]) as its trace line: `seq`,
+/// A recorded model event of `target` ([`TARGET`], [`HA_TARGET`] or [`REPLICATION_TARGET`]) as its trace line: `seq`,
 /// `action` and the event's other fields, with [`JSON_FIELDS`] embedded as JSON and an empty `g`
 /// as `null`. `None` for events of other targets, or without `seq` and `action`.
 pub fn to_json(event: &tracing::Event<'_>, target: &str) -> Option<serde_json::Value> {

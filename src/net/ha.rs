@@ -14,6 +14,7 @@ use crate::core::ha::{
     Transmit,
 };
 use crate::core::isr::{InSyncSet, Member};
+use crate::core::model_trace::{REPLICATION_TARGET as MODEL, replication_step as model_step};
 use crate::io::net::{self as io_net, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
 use crate::io::time;
 use crate::lifecycle::{AppliedAck, CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
@@ -421,6 +422,9 @@ impl MasterHandle {
         loop {
             let acked = self.acked_at_least(offset);
             if acked >= needed {
+                model_step(
+                    |seq| tracing::trace!(target: MODEL, seq, action = "Confirm", o = offset),
+                );
                 return Ok(());
             }
             let waited = started.elapsed();
@@ -1107,12 +1111,19 @@ async fn session(
     let mut buf: Vec<u8> = Vec::new();
     let mut appends: Vec<SlaveAppend> = Vec::new();
     let mut pacer = ReportPacer::default();
+    // The next report is the first after the handshake's truncation (the model trace's
+    // ReportOffset; later reports are its Ack).
+    let mut first_report = false;
     loop {
         if pacer.may_report() {
             while let Some(report) = link.poll_transmit(clock.now()) {
                 wr.write_all(&link.encode_report(report))
                     .await
                     .map_err(|e| format!("report: {e}"))?;
+                let first = std::mem::take(&mut first_report);
+                model_step(|seq| {
+                    tracing::trace!(target: MODEL, seq, action = "Report", o = report, first);
+                });
                 pacer.reported();
             }
         }
@@ -1151,6 +1162,7 @@ async fn session(
                         SlaveEvent::Truncate(point) => {
                             let max = log.max_offset();
                             log.truncate(point).map_err(|e| format!("truncate to {point}: {e}"))?;
+                            first_report = true;
                             if point < max {
                                 tracing::warn!(point, cut = max - point, "HA slave: cut the log back to the consistent point with the master (the cut bytes are in the store's quarantine)");
                             }

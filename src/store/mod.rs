@@ -69,6 +69,7 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 
 use crate::core::epoch::{self, EpochEntry};
+use crate::core::model_trace::{REPLICATION_TARGET as MODEL, replication_step as model_step};
 use crate::io::fs::{self, File};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
@@ -391,6 +392,10 @@ impl CommitLog {
         let min = segments[0].base;
         let active = segments[segments.len() - 1].clone();
         let path_for_sealer = path.clone();
+        model_step(|seq| {
+            let epochs = epochs_json(&epochs);
+            tracing::trace!(target: MODEL, seq, action = "Open", max = end, epochs);
+        });
         Ok(Self {
             tail: Mutex::new(Tail {
                 active,
@@ -545,6 +550,9 @@ impl CommitLog {
         })?;
         tail.next_record = end;
         tail.record_start = placed.last().expect("not empty").start;
+        model_step(
+            |seq| tracing::trace!(target: MODEL, seq, action = "Append", from = max, to = end),
+        );
         Ok(placed)
     }
 
@@ -598,6 +606,9 @@ impl CommitLog {
         })?;
         tail.next_record = end;
         tail.record_start = start;
+        model_step(
+            |seq| tracing::trace!(target: MODEL, seq, action = "Append", from = max, to = end),
+        );
         Ok(Appended { start, end })
     }
 
@@ -638,6 +649,9 @@ impl CommitLog {
         })?;
         tail.next_record = next_record;
         tail.record_start = record_start;
+        model_step(
+            |seq| tracing::trace!(target: MODEL, seq, action = "Transfer", from = offset, to = end),
+        );
         Ok(end)
     }
 
@@ -813,6 +827,9 @@ impl CommitLog {
         epoch::check_entries(&next).map_err(invalid_input)?;
         dir::write_epochs(&self.dir, &next)?;
         *epochs = next;
+        model_step(|seq| {
+            tracing::trace!(target: MODEL, seq, action = "BeginEpoch", e = epoch, start = max);
+        });
         Ok(entry)
     }
 
@@ -832,6 +849,10 @@ impl CommitLog {
         epoch::check_entries(&next).map_err(invalid_input)?;
         dir::write_epochs(&self.dir, &next)?;
         *epochs = next;
+        model_step(|seq| {
+            let (e, start) = (entry.epoch, entry.start);
+            tracing::trace!(target: MODEL, seq, action = "Epoch", e, start);
+        });
         drop(tail);
         Ok(())
     }
@@ -848,7 +869,9 @@ impl CommitLog {
     /// (and an entry left past the end is dropped by the next open).
     pub fn truncate(&self, offset: u64) -> io::Result<()> {
         let mut tail = self.tail.lock();
-        self.truncate_locked(&mut tail, offset)
+        self.truncate_locked(&mut tail, offset)?;
+        model_step(|seq| tracing::trace!(target: MODEL, seq, action = "Truncate", point = offset));
+        Ok(())
     }
 
     fn truncate_locked(&self, tail: &mut Tail, offset: u64) -> io::Result<()> {
@@ -1096,11 +1119,23 @@ impl CommitLog {
             segment::sync_dir(&self.dir)?;
             tail.dir_synced = true;
         }
+        if end > tail.synced {
+            model_step(|seq| tracing::trace!(target: MODEL, seq, action = "Sync", to = end));
+        }
         tail.synced = tail.synced.max(end);
         self.durable.store(tail.synced, Ordering::Release);
         // Every segment below the one holding the synced end is full and synced.
         self.sealer.advance(self.segment_base(tail.synced))
     }
+}
+
+/// Epoch entries as the model trace's JSON list of `[epoch, start]` pairs.
+fn epochs_json(entries: &[EpochEntry]) -> String {
+    let pairs: Vec<String> = entries
+        .iter()
+        .map(|e| format!("[{},{}]", e.epoch, e.start))
+        .collect();
+    format!("[{}]", pairs.join(","))
 }
 
 /// Checks that `rec` (one whole record, `room` bytes left in its segment at its start) frames

@@ -17,6 +17,7 @@ use super::links::Links;
 use super::rng::Rng;
 use rmq_lifecycle::core::autoswitch::SlaveHello;
 use rmq_lifecycle::core::ha::{HaConfig, HaMode};
+use rmq_lifecycle::core::model_trace;
 use rmq_lifecycle::net::ha::{MasterConfig, MasterHandle, SlaveConfig, SlaveFaults};
 use rmq_lifecycle::net::remoting::RemotingConfig;
 use rmq_lifecycle::net::server::{self, ReplicaConfig, ServeConfig};
@@ -338,6 +339,13 @@ async fn run_master(env: &Rc<Env>, name: &'static str, epoch: u32, changed: impl
         });
     })
     .await;
+    // Its role changed (a crash never gets here): the demoted master is a slave from now on.
+    // At the run's end it is only stopped.
+    if !env.stop.get() {
+        model_trace::replication_step(|seq| {
+            tracing::trace!(target: model_trace::REPLICATION_TARGET, seq, action = "Demote", r = name);
+        });
+    }
     if env.serving.get() == Some(name) {
         env.serving.set(None);
     }

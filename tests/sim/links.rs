@@ -8,6 +8,7 @@
 //! crash sends nothing either; so a crash here first stops everything the host sends (and any
 //! loss-rate draw on its links), crashes it, and then puts its links back.
 
+use rmq_lifecycle::core::model_trace;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
@@ -79,6 +80,10 @@ impl Links {
             sim.set_link_fail_rate(host, o, 0.0);
             sim.partition_oneway(host, o);
         }
+        // Before the crash, so that anything the host's teardown records follows it.
+        model_trace::replication_step(|seq| {
+            tracing::trace!(target: model_trace::REPLICATION_TARGET, seq, action = "Crash", r = host);
+        });
         sim.crash(host);
         for &o in &others {
             sim.repair_oneway(host, o);

@@ -27,8 +27,11 @@ use tracing_subscriber::layer::SubscriberExt;
 #[derive(Clone)]
 pub(crate) struct Recorder {
     lines: Arc<Mutex<Vec<serde_json::Value>>>,
-    /// The model's event target: `model_trace::TARGET` or `model_trace::HA_TARGET`.
+    /// The model's event target: `model_trace::TARGET`, `HA_TARGET` or `REPLICATION_TARGET`.
     target: &'static str,
+    /// Each event gets an `r` field: the name of the simulated host it happened on (turmoil's
+    /// `node` span), for the replication model, whose events come from a whole replica group.
+    node: bool,
 }
 
 /// Records the client registry's events.
@@ -37,17 +40,68 @@ impl Default for Recorder {
         Recorder {
             lines: Arc::default(),
             target: model_trace::TARGET,
+            node: false,
         }
     }
 }
 
 struct Collect(Recorder);
 
-impl<S: tracing::Subscriber> Layer<S> for Collect {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if let Some(line) = model_trace::to_json(event, self.0.target) {
-            self.0.lines.lock().unwrap().push(line);
+/// The target of the span turmoil enters while it runs a host (`name` is the host's name).
+const NODE_SPAN_TARGET: &str = "turmoil::sim";
+
+/// A host's name, kept in its `node` span.
+struct NodeName(String);
+
+impl tracing::field::Visit for NodeName {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "name" {
+            self.0 = value.to_owned();
         }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "name" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S> Layer<S> for Collect
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if !self.0.node || attrs.metadata().name() != "node" {
+            return;
+        }
+        let mut name = NodeName(String::new());
+        attrs.record(&mut name);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(name);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(mut line) = model_trace::to_json(event, self.0.target) else {
+            return;
+        };
+        if self.0.node && line.get("r").is_none() {
+            let host = ctx.event_scope(event).and_then(|scope| {
+                scope
+                    .from_root()
+                    .find_map(|span| span.extensions().get::<NodeName>().map(|n| n.0.clone()))
+            });
+            if let Some(host) = host {
+                line["r"] = host.into();
+            }
+        }
+        self.0.lines.lock().unwrap().push(line);
     }
 }
 
@@ -57,6 +111,28 @@ impl Recorder {
         Recorder {
             lines: Arc::default(),
             target: model_trace::HA_TARGET,
+            node: false,
+        }
+    }
+
+    /// A recorder of a simulated replica group's replication events (`models/Replication.tla`),
+    /// each with the host it happened on as `r`.
+    pub(crate) fn replication() -> Self {
+        Recorder {
+            lines: Arc::default(),
+            target: model_trace::REPLICATION_TARGET,
+            node: true,
+        }
+    }
+
+    /// The events this recorder takes: its model's, and turmoil's `node` spans if it names
+    /// hosts.
+    fn filter(&self) -> Targets {
+        let targets = Targets::new().with_target(self.target, tracing::Level::TRACE);
+        if self.node {
+            targets.with_target(NODE_SPAN_TARGET, tracing::Level::INFO)
+        } else {
+            targets
         }
     }
 
@@ -65,15 +141,13 @@ impl Recorder {
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        Collect(self.clone())
-            .with_filter(Targets::new().with_target(self.target, tracing::Level::TRACE))
+        Collect(self.clone()).with_filter(self.filter())
     }
 
     /// Runs `f` with this recorder as the thread's subscriber (model events only).
     pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        let filter = Targets::new().with_target(self.target, tracing::Level::TRACE);
         let subscriber =
-            tracing_subscriber::registry().with(Collect(self.clone()).with_filter(filter));
+            tracing_subscriber::registry().with(Collect(self.clone()).with_filter(self.filter()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::callsite::rebuild_interest_cache();
             f()
