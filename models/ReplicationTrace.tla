@@ -101,6 +101,11 @@ Step(ev) ==
     \* a restart: recovery kept exactly the synced prefix and its epoch entries
     \/ ev.action = "Open"       /\ r \in opened /\ Restart(r)
                                 /\ Len(log[r]) = ev.max /\ epochs[r] = ev.es
+    \* a reopen of a live replica's store (a clean stop and start, as when a slave's store is
+    \* reopened for its master role): nothing changes, recovery kept everything
+    \/ ev.action = "Open"       /\ r \in opened /\ role[r] /= "down"
+                                /\ Len(log[r]) = ev.max /\ epochs[r] = ev.es
+                                /\ UNCHANGED vars
     \/ ev.action = "Crash"      /\ Crash(r)
     \* the first: the model's Init, with r as r0 (TraceInit)
     \/ ev.action = "BeginEpoch" /\ ~begun /\ role[r] = "master" /\ epoch = ev.ep
@@ -110,6 +115,10 @@ Step(ev) ==
     \/ ev.action = "Truncate"   /\ cut[r] = ev.point /\ SecondHalf(r)
     \/ ev.action = "Report"     /\ ev.first /\ Len(log[r]) = ev.o /\ ReportOffset(r)
     \/ ev.action = "Report"     /\ ~ev.first /\ Len(log[r]) = ev.o /\ LaterReport(r)
+    \* a report on a connection the model has already dropped (its master crashed or was
+    \* demoted; the slave has not noticed yet): nobody reads it
+    \/ ev.action = "Report"     /\ ~ev.first /\ Len(log[r]) = ev.o /\ role[r] = "slave"
+                                /\ conn[r] = "none" /\ UNCHANGED vars
     \/ ev.action = "Epoch"      /\ pend[r] = 0 /\ EpochChecked(r, ev.ep, ev.start)
                                 /\ UNCHANGED vars
     \/ ev.action = "Sync"       /\ ev.to = Len(log[r]) /\ Flush(r)
