@@ -43,6 +43,7 @@ RUNS=(
   "ClientRegistry|ClientRegistry_consumer|pass"
   "Replication|Replication|pass"
   "Replication|Replication_crashes2|pass"
+  "Replication|Replication_disconnect|pass"
   # upstream RocketMQ bugs, and the Rust's planted faults, switched in by constants
   "HaConnection|HaConnection_bug|temporal:NoLeakAtQuiescence"
   "HaConnection|HaConnection_bug_deadentry|invariant:NoDeadEntry"

@@ -79,12 +79,13 @@ CONSTANTS
     MaxCrashes,          \* crashes in a behaviour, at most
     MaxElections,        \* elections in a behaviour, at most (epochs 1 .. 1 + MaxElections)
     MaxDemotes,          \* admin demotions of a live master, at most (0: none)
+    MaxDisconnects,      \* slave connections dropped while master and slave stay up, at most
     MinInSync,           \* minInSyncReplicas: the in-sync set (master included) a confirm needs
     SkipTruncation, WrongEpoch, AckBeforeHandshake, EpochsFirst, ElectAnyInSync,
     ConfirmLocalIsr, CountLocalIsr, ShrinkUnsynced, EmptyEpochsKeepLog
 
 ASSUME Cardinality(Replicas) >= 1
-ASSUME {MaxLen, MaxCrashes, MaxElections, MaxDemotes, MinInSync} \subseteq Nat
+ASSUME {MaxLen, MaxCrashes, MaxElections, MaxDemotes, MaxDisconnects, MinInSync} \subseteq Nat
 ASSUME MinInSync >= 1
 ASSUME {SkipTruncation, WrongEpoch, AckBeforeHandshake, EpochsFirst, ElectAnyInSync,
         ConfirmLocalIsr, CountLocalIsr, ShrinkUnsynced, EmptyEpochsKeepLog} \subseteq BOOLEAN
@@ -118,10 +119,10 @@ VARIABLES
     confirmed,    \* the highest offset a master reported as replicated (wait_for_replication
                   \*   returned OK for it)
     confirmedLog, \* that master's log up to `confirmed`, at the time
-    crashes, elections, demotes   \* the bounds' counters
+    crashes, elections, demotes, disconnects   \* the bounds' counters
 
 vars == <<log, synced, epochs, role, conn, cut, ack, isr, controller, epoch, confirmed,
-          confirmedLog, crashes, elections, demotes>>
+          confirmedLog, crashes, elections, demotes, disconnects>>
 
 -----------------------------------------------------------------------------
 (* Helpers *)
@@ -198,6 +199,13 @@ Newer(a, b) ==
 \* local truncation before the broker changes role).
 Eligible == {r \in controller : role[r] = "slave" /\ cut[r] = NoCut}
 
+\* The live members the candidate must be at least as up to date as: the eligible ones and
+\* those in the middle of a truncation, which finish it (a local step) before anyone less up
+\* to date is elected. (Comparing with the eligible ones only, TLC found a confirmed entry
+\* lost: a slave that held it was mid-way through the truncation of a reconnection when the
+\* master crashed, and the crashed master, which had not synced it, was elected.)
+InSync == {r \in controller : role[r] = "slave"}
+
 Perms == Permutations(Replicas)
 
 -----------------------------------------------------------------------------
@@ -217,6 +225,7 @@ TypeOK ==
     /\ confirmed \in Offsets /\ confirmedLog \in Seq(Epochs) /\ Len(confirmedLog) = confirmed
     /\ crashes \in 0 .. MaxCrashes /\ elections \in 0 .. MaxElections
     /\ demotes \in 0 .. MaxDemotes
+    /\ disconnects \in 0 .. MaxDisconnects
     \* at most one master; only a live master has connections and an in-sync set
     /\ \A a, b \in Replicas : role[a] = "master" /\ role[b] = "master" => a = b
     /\ HasMaster => TheMaster \in isr /\ conn[TheMaster] = "none"
@@ -237,7 +246,7 @@ Init ==
         /\ isr = {r0} /\ controller = {r0}
         /\ epoch = 1
         /\ confirmed = 0 /\ confirmedLog = <<>>
-        /\ crashes = 0 /\ elections = 0 /\ demotes = 0
+        /\ crashes = 0 /\ elections = 0 /\ demotes = 0 /\ disconnects = 0
 
 -----------------------------------------------------------------------------
 (* The master *)
@@ -249,7 +258,7 @@ AppendEntry(m) ==
     /\ role[m] = "master" /\ Len(log[m]) < MaxLen
     /\ log' = [log EXCEPT ![m] = Append(@, LastEpoch(epochs[m]))]
     /\ UNCHANGED <<synced, epochs, role, conn, cut, ack, isr, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* Any live broker syncs its log (CommitLog::flush; upstream's flush service). Nothing else
 \* makes bytes durable, except an election (Elect) and the truncations (which only shorten).
@@ -257,7 +266,7 @@ Flush(r) ==
     /\ role[r] /= "down" /\ synced[r] < Len(log[r])
     /\ synced' = [synced EXCEPT ![r] = Len(log[r])]
     /\ UNCHANGED <<log, epochs, role, conn, cut, ack, isr, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* The master reads slave s's offset report (AutoSwitchHAConnection's reader): the ack is the
 \* slave's max offset, and s joins the local in-sync set when the report is at least the
@@ -279,7 +288,7 @@ Ack(s) ==
            /\ ack' = [ack EXCEPT ![s] = a]
            /\ isr' = IF add THEN isr \cup {s} ELSE isr
     /\ UNCHANGED <<log, synced, epochs, role, conn, cut, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* The master drops a slave from its in-sync set: it is not connected (not yet reported) or
 \* its ack is behind the master's max offset, and haMaxTimeSlaveNotCatchup expired (time is
@@ -289,7 +298,7 @@ ShrinkIsr(s) ==
     /\ conn[s] /= "transfer" \/ ack[s] < Len(log[TheMaster])
     /\ isr' = isr \ {s}
     /\ UNCHANGED <<log, synced, epochs, role, conn, cut, ack, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* The controller applies the master's AlterSyncStateSet (ReplicasManager's report; the
 \* controller accepts it from the master of the current epoch only, which a live master
@@ -307,7 +316,7 @@ Publish(m) ==
     /\ synced' = IF ShrinkNeedsSync /\ ~ShrinkUnsynced
                    THEN [synced EXCEPT ![m] = Len(log[m])] ELSE synced
     /\ UNCHANGED <<log, epochs, role, conn, cut, ack, isr, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* The master reports an offset as replicated (AutoSwitchHAService.computeConfirmOffset; the
 \* Rust's wait_for_replication): the lowest ack over ConfirmSet without the master, capped
@@ -327,7 +336,7 @@ Confirm(m) ==
            /\ confirmed' = c
            /\ confirmedLog' = SubSeq(log[m], 1, c)
     /\ UNCHANGED <<log, synced, epochs, role, conn, cut, ack, isr, controller, epoch,
-                   crashes, elections, demotes>>
+                   crashes, elections, demotes, disconnects>>
 
 -----------------------------------------------------------------------------
 (* A slave: connect, handshake (truncate the log, then the epoch file), report, transfer *)
@@ -341,6 +350,19 @@ Connect(s) ==
     /\ HasMaster /\ role[s] = "slave" /\ conn[s] = "none" /\ cut[s] = NoCut
     /\ conn' = [conn EXCEPT ![s] = "handshake"]
     /\ UNCHANGED <<log, synced, epochs, role, cut, ack, isr, controller, epoch, confirmed,
+                   confirmedLog, crashes, elections, demotes, disconnects>>
+
+\* The slave's connection to the live master drops (a partition, a timeout, either side closing
+\* it; the Rust's HA slave reconnects with backoff): the slave keeps its log and its truncation
+\* goes on if one is half done (a local step); the master forgets the slave's ack. Its in-sync
+\* membership stays until ShrinkIsr (which a slave not in TRANSFER allows). The next Connect is
+\* a new handshake.
+Disconnect(s) ==
+    /\ HasMaster /\ role[s] = "slave" /\ conn[s] /= "none" /\ disconnects < MaxDisconnects
+    /\ conn' = [conn EXCEPT ![s] = "none"]
+    /\ ack' = [ack EXCEPT ![s] = 0]
+    /\ disconnects' = disconnects + 1
+    /\ UNCHANGED <<log, synced, epochs, role, cut, isr, controller, epoch, confirmed,
                    confirmedLog, crashes, elections, demotes>>
 
 CutLog(s, p)    == /\ log' = [log EXCEPT ![s] = SubSeq(@, 1, p)]
@@ -366,7 +388,7 @@ TruncateLog(s) ==
           /\ conn' = [conn EXCEPT ![s] = IF @ = "handshake" THEN "truncated" ELSE @]
           /\ UNCHANGED epochs
     /\ UNCHANGED <<role, ack, isr, controller, epoch, confirmed, confirmedLog, crashes,
-                   elections, demotes>>
+                   elections, demotes, disconnects>>
 
 \* TruncateEpochs: epochCache.truncateSuffixByOffset(point): drop the entries that start at
 \* or after the point. The last kept entry's epoch covers the log up to the point; if the
@@ -385,7 +407,7 @@ TruncateEpochs(s) ==
              IN  CutEpochs(s, p) /\ cut' = [cut EXCEPT ![s] = p]
           /\ UNCHANGED <<log, synced, conn>>
     /\ UNCHANGED <<role, ack, isr, controller, epoch, confirmed, confirmedLog, crashes,
-                   elections, demotes>>
+                   elections, demotes, disconnects>>
 
 \* The slave reports its max offset (after the truncation: the point, unless SkipTruncation)
 \* and the connection moves to TRANSFER; the master sets its ack from it. Joining the
@@ -395,7 +417,7 @@ ReportOffset(s) ==
     /\ conn' = [conn EXCEPT ![s] = "transfer"]
     /\ ack' = [ack EXCEPT ![s] = Len(log[s])]
     /\ UNCHANGED <<log, synced, epochs, role, cut, isr, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* The master sends the entry at the slave's max offset (AutoSwitchHAConnection's writer;
 \* the slave appends it with CommitLog::append_raw at its max offset). The frame carries
@@ -414,7 +436,7 @@ Transfer(s) ==
                         ELSE [epochs EXCEPT ![s] = Append(@, <<e, StartOf(epochs[m], e)>>)]
                   /\ log' = [log EXCEPT ![s] = Append(@, e)]
     /\ UNCHANGED <<synced, role, conn, cut, ack, isr, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 -----------------------------------------------------------------------------
 (* Crashes, restarts, elections, demotion *)
@@ -450,14 +472,14 @@ Crash(r) ==
          ELSE /\ conn' = [conn EXCEPT ![r] = "none"]
               /\ ack' = [ack EXCEPT ![r] = 0]
               /\ UNCHANGED isr
-    /\ UNCHANGED <<synced, controller, epoch, confirmed, confirmedLog, elections, demotes>>
+    /\ UNCHANGED <<synced, controller, epoch, confirmed, confirmedLog, elections, demotes, disconnects>>
 
 \* A crashed broker starts again, as a slave (the controller tells it who is master).
 Restart(r) ==
     /\ role[r] = "down"
     /\ role' = [role EXCEPT ![r] = "slave"]
     /\ UNCHANGED <<log, synced, epochs, conn, cut, ack, isr, controller, epoch, confirmed,
-                   confirmedLog, crashes, elections, demotes>>
+                   confirmedLog, crashes, elections, demotes, disconnects>>
 
 \* No live master: the controller elects r from its in-sync set (ReplicasInfoManager.
 \* electMaster): a live slave, the most up-to-date of them by (last epoch, max offset)
@@ -473,7 +495,7 @@ Restart(r) ==
 Elect(r) ==
     /\ ~HasMaster /\ elections < MaxElections
     /\ r \in Eligible
-    /\ ElectAnyInSync \/ \A o \in Eligible : ~Newer(o, r)
+    /\ ElectAnyInSync \/ \A o \in InSync : ~Newer(o, r)
     /\ synced' = [synced EXCEPT ![r] = Len(log[r])]
     /\ epochs' = [epochs EXCEPT ![r] = Append(KeepBelow(@, Len(log[r])),
                                               <<epoch + 1, Len(log[r])>>)]
@@ -481,7 +503,7 @@ Elect(r) ==
     /\ role' = [role EXCEPT ![r] = "master"]
     /\ isr' = {r} /\ controller' = {r}
     /\ elections' = elections + 1
-    /\ UNCHANGED <<log, conn, cut, ack, confirmed, confirmedLog, crashes, demotes>>
+    /\ UNCHANGED <<log, conn, cut, ack, confirmed, confirmedLog, crashes, demotes, disconnects>>
 
 \* An operator demotes the live master (the Rust's admin demote; upstream: an election the
 \* admin asks for). It stays up as a slave with its log as it is (nothing is lost: it did not
@@ -492,7 +514,7 @@ Demote(m) ==
     /\ NoConnections
     /\ demotes' = demotes + 1
     /\ UNCHANGED <<log, synced, epochs, cut, controller, epoch, confirmed, confirmedLog,
-                   crashes, elections>>
+                   crashes, elections, disconnects>>
 
 -----------------------------------------------------------------------------
 
@@ -517,7 +539,7 @@ Terminal ==
 Next ==
     \/ \E r \in Replicas :
          \/ AppendEntry(r) \/ Flush(r) \/ Ack(r) \/ ShrinkIsr(r) \/ Publish(r) \/ Confirm(r)
-         \/ Connect(r) \/ TruncateLog(r) \/ TruncateEpochs(r) \/ ReportOffset(r)
+         \/ Connect(r) \/ Disconnect(r) \/ TruncateLog(r) \/ TruncateEpochs(r) \/ ReportOffset(r)
          \/ Transfer(r)
          \/ Crash(r) \/ Restart(r) \/ Elect(r) \/ Demote(r)
     \/ (Terminal /\ UNCHANGED vars)

@@ -175,6 +175,14 @@ Grow ==
 -----------------------------------------------------------------------------
 (* The model's steps the code does not record *)
 
+\* A slave that reconnects (a Truncate while the model has it connected): its connection
+\* dropped just before (the code records no drop: the slave's next handshake shows it).
+DisconnectFor ==
+    /\ i <= Len(Tr) /\ Tr[i].action = "Truncate" /\ begun /\ Tr[i].r \in opened
+    /\ pend[Tr[i].r] = 0 /\ conn[Tr[i].r] /= "none" /\ cut[Tr[i].r] = NoCut
+    /\ Disconnect(Tr[i].r)
+    /\ UNCHANGED traceVars
+
 \* A slave's connection to the master and the first half of its handshake's truncation, just
 \* before its Truncate event; the first half's point must be the event's.
 ConnectFor ==
@@ -211,7 +219,7 @@ TraceInit ==
     /\ role[FirstMaster(t)] = "master"
     /\ i = 1 /\ mid = FALSE /\ pend = [r \in Replicas |-> 0] /\ opened = {} /\ begun = FALSE
 
-TraceNext == Event \/ Grow \/ ConnectFor \/ TruncateFor \/ FlushFor \/ IsrFor
+TraceNext == Event \/ Grow \/ DisconnectFor \/ ConnectFor \/ TruncateFor \/ FlushFor \/ IsrFor
 
 TraceSpec == TraceInit /\ [][TraceNext]_allVars
 

@@ -464,7 +464,9 @@ class ReplTrace:
     the epochs that BeginEpoch events hand out ranked 1, 2, ... in increasing order (the model's
     controller hands out epoch + 1; only order and equality matter), any other epoch 0, which
     no model epoch equals. The bounds (MaxLen, MaxCrashes, MaxElections, MaxDemotes) are the
-    trace's own: every step that uses them is an event's, so larger bounds change no verdict."""
+    trace's own: every step that uses them is an event's, so larger bounds change no verdict.
+    MaxDisconnects is the number of Truncate events, the handshakes a dropped connection (which
+    the code does not record) can precede."""
 
     SPEC = "ReplicationTrace"
     UNFINISHED = "none: every matched trace is complete"
@@ -490,7 +492,8 @@ class ReplTrace:
         self.replicas = sorted({ev["r"] for _, ev in self.events})
         count = lambda a: sum(ev["action"] == a for _, ev in self.events)
         self.max_len = len(self.rank) - 1
-        self.bounds = (count("Crash"), max(count("BeginEpoch") - 1, 0), count("Demote"))
+        self.bounds = (count("Crash"), max(count("BeginEpoch") - 1, 0), count("Demote"),
+                       count("Truncate"))
 
     def cost(self):
         """A rough measure of TLC's work (see Trace.cost)."""
@@ -527,7 +530,8 @@ class ReplTrace:
         return (["    Replicas = {" + ", ".join(f'"{r}"' for r in names) + "}",
                  f"    MaxLen = {max([tr.max_len for tr in traces] + [0])}",
                  f"    MaxCrashes = {bound(0)}", f"    MaxElections = {bound(1)}",
-                 f"    MaxDemotes = {bound(2)}", f"    MinInSync = {ReplTrace.MIN_IN_SYNC}"]
+                 f"    MaxDemotes = {bound(2)}", f"    MaxDisconnects = {bound(3)}",
+                 f"    MinInSync = {ReplTrace.MIN_IN_SYNC}"]
                 + [f"    {f} = {'TRUE' if f in faults else 'FALSE'}" for f in REPL_FAULTS]
                 + ["    Traces <- TrTraces"])
 
