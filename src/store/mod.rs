@@ -188,6 +188,11 @@ struct Tail {
     synced: u64,
     /// Whether every segment file created so far has a durable directory entry.
     dir_synced: bool,
+    /// The write in progress, for its model trace event (`Append` or `Transfer`), and where its
+    /// bytes not yet recorded start: a segment roll in the middle records the part before the
+    /// roll first, since the roll's seal makes that part durable (`Sync`) before the rest is
+    /// written.
+    model: Option<(&'static str, u64)>,
 }
 
 /// The commit log. See the [module docs](self) for its invariants.
@@ -404,6 +409,7 @@ impl CommitLog {
                 record_start: end,
                 synced: end,
                 dir_synced: true,
+                model: None,
             }),
             segments: Mutex::new(segments),
             min: AtomicU64::new(min),
@@ -535,7 +541,7 @@ impl CommitLog {
         if placed.is_empty() {
             return Ok(placed);
         }
-        let end = self.commit(&mut tail, max, |log, tail| {
+        let end = self.commit(&mut tail, max, "Append", |log, tail| {
             for (start, bytes, blank_after) in &runs {
                 if bytes.is_empty() {
                     continue;
@@ -550,9 +556,6 @@ impl CommitLog {
         })?;
         tail.next_record = end;
         tail.record_start = placed.last().expect("not empty").start;
-        model_step(
-            |seq| tracing::trace!(target: MODEL, seq, action = "Append", from = max, to = end),
-        );
         Ok(placed)
     }
 
@@ -591,7 +594,7 @@ impl CommitLog {
     ) -> io::Result<Appended> {
         let (mut tail, max) = self.lock_for_append([len])?;
         let mut start = max;
-        let end = self.commit(&mut tail, max, |log, tail| {
+        let end = self.commit(&mut tail, max, "Append", |log, tail| {
             let room = log.room(start);
             if !record::fits(len, room) {
                 let seg = log.segment_for(tail, start)?;
@@ -606,9 +609,6 @@ impl CommitLog {
         })?;
         tail.next_record = end;
         tail.record_start = start;
-        model_step(
-            |seq| tracing::trace!(target: MODEL, seq, action = "Append", from = max, to = end),
-        );
         Ok(Appended { start, end })
     }
 
@@ -637,7 +637,7 @@ impl CommitLog {
         }
         let (next_record, record_start) =
             self.check_frames(tail.next_record, tail.record_start, offset, pieces, len)?;
-        let end = self.commit(&mut tail, max, |log, tail| {
+        let end = self.commit(&mut tail, max, "Transfer", |log, tail| {
             let mut pos = offset;
             let mut rest = Pieces::new(pieces);
             while !rest.is_empty() {
@@ -649,9 +649,6 @@ impl CommitLog {
         })?;
         tail.next_record = next_record;
         tail.record_start = record_start;
-        model_step(
-            |seq| tracing::trace!(target: MODEL, seq, action = "Transfer", from = offset, to = end),
-        );
         Ok(end)
     }
 
@@ -697,6 +694,7 @@ impl CommitLog {
             record_start: offset,
             synced: offset,
             dir_synced: true,
+            model: None,
         };
         self.min.store(offset, Ordering::Release);
         self.max.store(offset, Ordering::Release);
@@ -975,6 +973,10 @@ impl CommitLog {
                     .filter(|s| s.base >= from && s.base < base)
                     .map(|s| s.file.clone())
                     .collect();
+                if let Some((action, from)) = tail.model.filter(|&(_, from)| from < base) {
+                    model_step(|seq| tracing::trace!(target: MODEL, seq, action, from, to = base));
+                    tail.model = Some((action, base));
+                }
                 self.sealer.seal(full, base);
                 let seg = segment::create(&self.dir, base, self.segment_size, true)?;
                 self.segments.lock().push(seg.clone());
@@ -1066,9 +1068,15 @@ impl CommitLog {
         &self,
         tail: &mut Tail,
         start: u64,
+        action: &'static str,
         write: impl FnOnce(&Self, &mut Tail) -> io::Result<u64>,
     ) -> io::Result<u64> {
+        tail.model = Some((action, start));
         let result = write(self, tail).and_then(|end| {
+            // Written: recorded before the sync that may follow (a Sync covers what precedes it).
+            if let Some((action, from)) = tail.model.take() {
+                model_step(|seq| tracing::trace!(target: MODEL, seq, action, from, to = end));
+            }
             let due = match self.flush {
                 FlushPolicy::EveryAppend => true,
                 FlushPolicy::EveryBytes(n) => end - tail.synced >= n,
@@ -1090,6 +1098,7 @@ impl CommitLog {
                         let _ = seg.file.set_len(start.saturating_sub(seg.base));
                     }
                 }
+                tail.model = None;
                 // A roll may have synced and sealed bytes that were just cut back.
                 tail.synced = tail.synced.min(start);
                 self.durable.store(tail.synced, Ordering::Release);

@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::dir;
+use crate::core::model_trace::{REPLICATION_TARGET as MODEL, replication_step as model_step};
 use crate::io::fs::{self, File};
 use crate::io::thread;
 use crate::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ impl Sealer {
 
     /// The caller synced every segment below `up_to` (all full): move the checkpoint there.
     pub(crate) fn advance(&self, up_to: u64) -> io::Result<()> {
-        advance(&self.dir, &self.state, up_to, None)
+        advance(&self.dir, &self.state, up_to, None).map(drop)
     }
 
     /// Moves the checkpoint back to `to` if it is past it, and makes seals in flight stale.
@@ -80,6 +81,12 @@ impl Sealer {
                 .try_for_each(|f| f.sync_data())
                 .and_then(|()| fs::sync_dir(&dir))
                 .and_then(|()| advance(&dir, &state, up_to, Some(generation)));
+            if let Ok(true) = synced {
+                // Durable below `up_to` now (the model's Flush: in the simulation the seal runs
+                // in place, inside the write that filled the segment, after the part of it that
+                // went before `up_to` was recorded).
+                model_step(|seq| tracing::trace!(target: MODEL, seq, action = "Sync", to = up_to));
+            }
             if let Err(error) = synced {
                 tracing::warn!(dir = %dir.display(), up_to, %error, "commit log: sealing a segment failed");
             }
@@ -107,12 +114,12 @@ fn advance(
     state: &Mutex<State>,
     up_to: u64,
     generation: Option<u64>,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let mut s = state.lock();
     if generation.is_some_and(|g| g != s.generation) || s.sealed >= up_to {
-        return Ok(());
+        return Ok(false);
     }
     dir::write_checkpoint(dir, up_to)?;
     s.sealed = up_to;
-    Ok(())
+    Ok(true)
 }

@@ -151,6 +151,8 @@ fn ms(n: u64) -> Duration {
 enum Role {
     Master { epoch: u32 },
     Slave { of: &'static str },
+    /// A demoted master, stopped, waiting for the controller to name its new master.
+    Idle,
 }
 
 /// What a running replica publishes (weak: the host owns its components).
@@ -262,6 +264,7 @@ async fn replica_host(env: Rc<Env>, name: &'static str) -> turmoil::Result {
         match role {
             Role::Master { epoch } => run_master(&env, name, epoch, changed).await,
             Role::Slave { of } => run_slave(&env, name, of, broker_id, changed).await,
+            Role::Idle => until(changed).await,
         }
         env.views.borrow_mut().remove(name);
         if env.stop.get() {
@@ -494,6 +497,9 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
                 },
                 Event::Demote => match master {
                     Some(m) if down.is_empty() && pending_election.is_none() => {
+                        // It stops serving first; the election waits for that (one master at a
+                        // time, as a controller that demotes before it elects).
+                        env.set_role(m, Role::Idle);
                         demote = Some(m);
                         pending_election = Some((now, now, false));
                         true
@@ -548,7 +554,7 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
             ));
         }
         if let Some((at, crashed_at, crashed)) = pending_election {
-            if now >= at {
+            if now >= at && env.serving.get().is_none() {
                 // The controller: the most up-to-date running replica, by (last epoch, max offset).
                 let mut candidates: Vec<(&'static str, (u32, u64))> = REPLICAS
                     .iter()
@@ -566,9 +572,7 @@ pub(crate) fn run(seed: u64, variant: Variant, full_trace: bool) -> Outcome {
                     epoch += 1;
                     elections += 1;
                     pending_election = None;
-                    if demote.take().is_some() {
-                        env.serving.set(None);
-                    }
+                    demote = None;
                     env.note(format!(
                         "{:>6} ms  elect {elected} {standing:?} of {candidates:?}: epoch {epoch}",
                         now.as_millis()
