@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trace validation (models/README.md, "Trace validation"): the model traces the shipped code
-# recorded earlier in this run are checked against models/ClientRegistry.tla and
-# models/HaConnection.tla with TLC.
+# recorded earlier in this run are checked against models/ClientRegistry.tla,
+# models/HaConnection.tla and models/Replication.tla with TLC.
 #
 #   target/model-traces/client/ok/      shuttle schedules of the registry        must be accepted
 #   target/model-traces/client/sim/     simulation seeds (the master's registry)  must be accepted
@@ -19,6 +19,11 @@
 #                                       without stop, a store after shutdown, a
 #                                       lost reap                                 must be rejected
 #
+#   target/model-traces/replication/sim/  failover-world seeds (three replicas: crashes,
+#                                       elections, demotions, partitions)          must be accepted
+#   target/model-traces/replication/fault-skip-truncation/  slaves that keep their
+#                                       tail at the handshake (classic HA)        must be rejected
+#
 # They are written by `cargo test` (cli_serve), the shuttle step and the sim step; this step
 # fails if any set is missing. It first runs the validator's self-test: hand-made traces in
 # models/traces/client/, among them two events swapped and one dropped, each with its verdict.
@@ -33,6 +38,10 @@ done
 H=target/model-traces/ha
 for set in ok-storm ok-shutdown ok-shutdown-taken serve sim sim-cut fault-514 fault-nostop fault-late-store fault-lost-reap; do
   compgen -G "$H/$set/*.jsonl" > /dev/null || { echo "no traces in $H/$set: the recording tests did not run" >&2; exit 1; }
+done
+R=target/model-traces/replication
+for set in sim fault-skip-truncation; do
+  compgen -G "$R/$set/*.jsonl" > /dev/null || { echo "no traces in $R/$set: the recording tests did not run" >&2; exit 1; }
 done
 [[ -f target/tla/tla2tools.jar ]] || bash .ci/models.sh ClientRegistry_consumer > /dev/null
 
@@ -49,4 +58,8 @@ python3 models/trace/validate.py --model ha --jobs 2 --expect accept "$H"/ok-*/*
 python3 models/trace/validate.py --model ha --prefix --expect accept "$H"/sim-cut/*.jsonl
 python3 models/trace/validate.py --model ha --jobs 2 --expect reject "$H"/fault-*/*.jsonl
 python3 models/trace/validate.py --model ha --fault RemoveWithoutStop --expect accept "$H"/fault-nostop/*.jsonl
+
+python3 models/trace/validate.py --model replication --self-test
+python3 models/trace/validate.py --model replication --jobs 2 --expect accept "$R"/sim/*.jsonl
+python3 models/trace/validate.py --model replication --jobs 2 --expect reject "$R"/fault-skip-truncation/*.jsonl
 echo "traces: validated in $((SECONDS - t0)) s"

@@ -390,8 +390,13 @@ class HaTrace:
         self.events = []
         for k, (line, ev) in enumerate(prepared):
             if ev["action"] == "Reap":
-                self.events += [(ln, e) for j, (ln, e) in enumerate(prepared) if late(j, e)
-                                and e["c"] == ev["c"]]
+                # The end that removed the row goes last: its task was the last holder (the
+                # other's future was gone before the Reap, its registration let go later, the
+                # row already removed), and the last holder's end is where the model raises the
+                # Reap's stop, which that end's `stopped` then reports.
+                moved = [(ln, e) for j, (ln, e) in enumerate(prepared) if late(j, e)
+                         and e["c"] == ev["c"]]
+                self.events += sorted(moved, key=lambda m: m[1].get("removed") is True)
             if not late(k, ev):
                 self.events.append((line, ev))
         offsets = sorted({ev["o"] for _, ev in self.events if ev["action"] == "Ack"})
