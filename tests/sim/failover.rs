@@ -149,8 +149,12 @@ fn ms(n: u64) -> Duration {
 /// A replica's role, as the controller set it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Role {
-    Master { epoch: u32 },
-    Slave { of: &'static str },
+    Master {
+        epoch: u32,
+    },
+    Slave {
+        of: &'static str,
+    },
     /// A demoted master, stopped, waiting for the controller to name its new master.
     Idle,
 }
