@@ -13,7 +13,9 @@ use super::send::Sender;
 use super::{Clock, TokioSpawner};
 use crate::core::GroupKind;
 use crate::core::activity::{ChannelActivity, Liveness};
-use crate::core::remoting::{DecodeError, FrameDecoder, RemotingCommand, code};
+use crate::core::remoting::{
+    DecodeError, FrameDecoder, OpaqueTemplate, RemotingCommand, SerializeType, code,
+};
 use crate::core::{ClientError, HeartbeatData};
 use crate::io::net::{TcpListener, TcpStream};
 use crate::io::time;
@@ -577,6 +579,8 @@ enum Reply<'a> {
     Built(RemotingCommand),
     /// The connection's reusable heartbeat response, filled in for this request.
     Kept(&'a RemotingCommand),
+    /// The connection's heartbeat response, pre-encoded, with this request's opaque.
+    Template(&'a OpaqueTemplate, i32),
 }
 
 impl Reply<'_> {
@@ -585,6 +589,7 @@ impl Reply<'_> {
             Reply::None => {}
             Reply::Built(response) => encode_response(&response, out),
             Reply::Kept(response) => encode_response(response, out),
+            Reply::Template(template, opaque) => template.encode(opaque, out),
         }
     }
 }
@@ -771,6 +776,8 @@ struct LastHeartbeat {
     data: Option<HeartbeatData>,
     /// The `SUCCESS` response, kept so that answering a heartbeat allocates nothing.
     response: Option<RemotingCommand>,
+    /// That response encoded, by `IS_SUB_CHANGE` (false, true), for JSON-header requests.
+    encoded: [Option<OpaqueTemplate>; 2],
 }
 
 impl LastHeartbeat {
@@ -795,6 +802,24 @@ impl LastHeartbeat {
         changed.clear();
         changed.push_str(if sub_changed { "true" } else { "false" });
         response
+    }
+
+    /// The answer to a heartbeat that succeeded: the kept response, pre-encoded when the
+    /// request's header is JSON (as every client's is), so that an answer is two copies and the
+    /// opaque's digits.
+    fn reply(&mut self, request: &RemotingCommand, sub_changed: bool) -> Reply<'_> {
+        if request.serialize_type != SerializeType::Json {
+            return Reply::Kept(self.success(request, sub_changed));
+        }
+        let slot = usize::from(sub_changed);
+        if self.encoded[slot].is_none() {
+            self.encoded[slot] = self.success(request, sub_changed).opaque_template();
+            if self.encoded[slot].is_none() {
+                return Reply::Kept(self.success(request, sub_changed));
+            }
+        }
+        let template = self.encoded[slot].as_ref().expect("set above");
+        Reply::Template(template, request.opaque)
     }
 
     fn parse(&mut self, body: &[u8]) -> Result<Cow<'_, HeartbeatData>, serde_json::Error> {
@@ -832,7 +857,7 @@ fn heartbeat<'a>(
         }
     };
     match handle.heartbeat_from(request.language, request.version, &data, now) {
-        Ok(outcome) => Ok(Reply::Kept(last.success(request, outcome.sub_changed))),
+        Ok(outcome) => Ok(last.reply(request, outcome.sub_changed)),
         Err(ClientError::ChannelClosed(_)) => Err(CloseReason::Local),
         Err(error) => Ok(Reply::Built(RemotingCommand::response_to(
             request,
@@ -894,5 +919,25 @@ mod tests {
         assert!(matches!(last.parse(&big).unwrap(), Cow::Owned(_)));
         assert_eq!(last.parse(&b).unwrap().producer_data_set[0].group_name, "B");
         assert!(last.parse(b"").is_err(), "an empty body is not valid JSON");
+    }
+
+    /// The pre-encoded answer is the kept response's encoding, for both `IS_SUB_CHANGE` values
+    /// and any opaque; a binary-header request gets the kept response itself.
+    #[test]
+    fn heartbeat_reply_template_matches_the_kept_response() {
+        let mut last = LastHeartbeat::default();
+        let mut request = RemotingCommand::request(code::HEART_BEAT);
+        for (opaque, changed) in [(1, false), (-5, true), (i32::MAX, false), (i32::MIN, true)] {
+            request.opaque = opaque;
+            let mut templated = BytesMut::new();
+            let reply = last.reply(&request, changed);
+            assert!(matches!(reply, Reply::Template(..)));
+            reply.write(&mut templated);
+            let mut kept = BytesMut::new();
+            Reply::Kept(last.success(&request, changed)).write(&mut kept);
+            assert_eq!(templated, kept, "opaque {opaque}, sub changed {changed}");
+        }
+        request.serialize_type = SerializeType::RocketMq;
+        assert!(matches!(last.reply(&request, false), Reply::Kept(_)));
     }
 }
