@@ -249,3 +249,23 @@ async fn a_forgotten_registered_handle_is_reclaimed_by_the_second_scan() {
     next.close(CloseReason::Local);
     assert_empty(&registry);
 }
+
+/// Ids are numbered per registry, so an acceptor refuses to start a connection registered on
+/// another HA registry: started, it would replace this acceptor's own connection with the same
+/// number. (`start_registered` exists for the harnesses only; `accept` registers on its own
+/// table and cannot be handed a foreign connection.)
+#[tokio::test]
+#[should_panic(expected = "belongs to another HA registry")]
+async fn an_ha_acceptor_refuses_a_connection_of_another_registry() {
+    use rmq_lifecycle::lifecycle::{HaAcceptor, HaConnection};
+    use rmq_lifecycle::registry::HaRegistry;
+    let (a, b) = (Arc::new(HaRegistry::new(4)), Arc::new(HaRegistry::new(4)));
+    let acceptor = HaAcceptor::new(a.clone(), spawner());
+    let foreign = HaConnection::new((), "b").register(&b).unwrap();
+    let _ = acceptor.start_registered(foreign, |(), _, _| {
+        (
+            std::future::ready(CloseReason::Local),
+            std::future::ready(CloseReason::Local),
+        )
+    });
+}

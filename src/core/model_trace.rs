@@ -75,8 +75,8 @@ pub fn group_key(kind: super::GroupKind, name: &str) -> String {
 const JSON_FIELDS: [&str; 5] = ["G", "groups", "cands", "taken", "epochs"];
 
 /// A recorded model event of `target` ([`TARGET`], [`HA_TARGET`] or [`REPLICATION_TARGET`]) as
-/// its trace line: `seq`, `action` and the event's other fields, with [`JSON_FIELDS`] embedded as
-/// JSON and an empty `g` as `null`. `None` for events of other targets, or without `seq` and
+/// its trace line: `seq`, `action` and the event's other fields, with the list-valued ones
+/// (`G`, `groups`, `cands`, `taken`, `epochs`) embedded as JSON and an empty `g` as `null`. `None` for events of other targets, or without `seq` and
 /// `action`.
 pub fn to_json(event: &tracing::Event<'_>, target: &str) -> Option<serde_json::Value> {
     if event.metadata().target() != target {

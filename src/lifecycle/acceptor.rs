@@ -455,7 +455,15 @@ impl<T: Send + 'static, S: Spawn> Acceptor<Ha, T, S> {
 
     /// The second half of [`accept`](Self::accept), for a connection its caller registered
     /// itself: starts its tasks and keeps its handle until both end, or closes it if shutdown
-    /// began. Counted as accepted here.
+    /// began. Counted as accepted here. For the harnesses that drive registration and start as
+    /// separate steps (feature `harness`); a broker uses `accept`, which cannot be handed a
+    /// connection of another registry.
+    ///
+    /// # Panics
+    ///
+    /// If `registered` belongs to another registry than this acceptor's: its id would name
+    /// another connection here.
+    #[cfg(feature = "harness")]
     pub fn start_registered<F, RF, WF>(
         &self,
         registered: HaConnection<Registered, T>,
@@ -466,6 +474,10 @@ impl<T: Send + 'static, S: Spawn> Acceptor<Ha, T, S> {
         RF: Future<Output = CloseReason> + Send + 'static,
         WF: Future<Output = CloseReason> + Send + 'static,
     {
+        assert!(
+            registered.is_of(&self.table),
+            "start_registered: the connection belongs to another HA registry"
+        );
         self.slots.count_accepted();
         self.start_ha(registered, start)
     }

@@ -304,6 +304,12 @@ impl<T: Send + 'static> HaConnection<Registered, T> {
         *self.state.registration.key()
     }
 
+    /// True if the row is in `registry` (ids are numbered per registry).
+    #[cfg(feature = "harness")]
+    pub(crate) fn is_of(&self, registry: &Arc<HaRegistry>) -> bool {
+        Arc::ptr_eq(self.state.registration.table(), registry)
+    }
+
     /// Starts the reader and the writer. `start` gets the transport and one context per task and
     /// builds both futures; each returns why it ended, and the first to end removes the row,
     /// which stops the other.
