@@ -101,6 +101,18 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+/// A planted fault's switch (feature `harness`): the switch's value in a harness build, and
+/// `false` in any other, where the faulty branch is compiled out (`$switch` is not even read).
+macro_rules! planted {
+    ($switch:expr) => {{
+        #[cfg(feature = "harness")]
+        let on: bool = $switch;
+        #[cfg(not(feature = "harness"))]
+        let on = false;
+        on
+    }};
+}
+
 pub mod core;
 mod io;
 pub mod lifecycle;

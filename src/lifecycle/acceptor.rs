@@ -19,6 +19,7 @@
 //! where it leaves (refused, taken by reap, expiry, an owner's close or shutdown), so
 //! `accepted_total() - closed_total()` is the number of connections held.
 
+#[cfg(feature = "harness")]
 use super::registration::Holder;
 use super::{ChannelHandle, ClientChannel, CloseReason, HaConnection, HaTaskContext, Spawn};
 use crate::core::model_trace::HA_TARGET as MODEL;
@@ -44,19 +45,17 @@ pub struct AcceptorFaults {
     pub store_after_shutdown: bool,
 }
 
+/// A build without the `harness` feature has no switches (see `planted!`).
 #[cfg(not(feature = "harness"))]
 #[derive(Debug, Clone, Copy, Default)]
-struct AcceptorFaults {
-    upstream_514_order: bool,
-    lost_reap_on_panic: bool,
-    store_after_shutdown: bool,
-}
+struct AcceptorFaults;
 
 /// The slots of one acceptor: id -> `Running` handle (`None` while its tasks are being started).
 struct Slots<Id, R> {
     state: Mutex<SlotState<Id, R>>,
     accepted: AtomicU64,
     closed: AtomicU64,
+    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
     faults: AcceptorFaults,
     /// Where the slots' model events are numbered, and an id's number in them (HA only: the
     /// client registry's model has no slots).
@@ -121,7 +120,7 @@ impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Slots<Id, R> {
     /// ended and reaped it, or shutdown took it): the caller closes it, nothing else will.
     fn store(&self, id: Id, running: R) -> Option<R> {
         let mut st = self.state.lock();
-        let late = if self.faults.store_after_shutdown && st.shut_down {
+        let late = if planted!(self.faults.store_after_shutdown) && st.shut_down {
             st.open.insert(id, Some(running));
             None
         } else {
@@ -199,7 +198,7 @@ struct Reaper<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> {
 
 impl<Id: Ord + Copy + std::fmt::Debug, R: Send + 'static> Drop for Reaper<Id, R> {
     fn drop(&mut self) {
-        if self.slots.faults.lost_reap_on_panic && self.unwound.load(Ordering::Acquire) {
+        if planted!(self.slots.faults.lost_reap_on_panic) && self.unwound.load(Ordering::Acquire) {
             return;
         }
         // The handle is dropped outside the slots' lock: dropping it aborts tasks and removes
@@ -332,7 +331,9 @@ impl<K: Kind, T: Send + 'static, S> std::fmt::Debug for Acceptor<K, T, S> {
 impl<K: Kind, T: Send + 'static, S: Spawn> Acceptor<K, T, S> {
     /// An acceptor registering into `table` and starting tasks with `spawner`.
     pub fn new(table: Arc<K::Table>, spawner: S) -> Self {
-        Self::build(table, spawner, AcceptorFaults::default())
+        #[allow(clippy::default_constructed_unit_structs)] // a struct of switches with `harness`
+        let faults = AcceptorFaults::default();
+        Self::build(table, spawner, faults)
     }
 
     /// An acceptor with planted defects, for the harnesses.
@@ -435,6 +436,7 @@ impl<T: Send + 'static, S: Spawn> Acceptor<Ha, T, S> {
         WF: Future<Output = CloseReason> + Send + 'static,
     {
         self.slots.count_accepted();
+        #[cfg(feature = "harness")]
         if self.slots.faults.upstream_514_order {
             return self.accept_514(transport, peer.into(), start);
         }
@@ -508,6 +510,7 @@ impl<T: Send + 'static, S: Spawn> Acceptor<Ha, T, S> {
     /// RocketMQ 5.1.4's order, planted (`AcceptorFaults::upstream_514_order`): the tasks start
     /// on a row that does not exist yet, and the row is added after; a task's end removes the
     /// row only if the add already happened.
+    #[cfg(feature = "harness")]
     fn accept_514<F, RF, WF>(
         &self,
         transport: T,

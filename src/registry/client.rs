@@ -179,16 +179,6 @@ pub struct Faults {
     pub emit_after_unlock: bool,
 }
 
-/// The fault switches of a build without the `harness` feature: all off, and constant.
-#[cfg(not(feature = "harness"))]
-#[derive(Default)]
-struct NoFaults {
-    split_remove_if_empty: bool,
-    register_after_close: bool,
-    keep_empty_groups: bool,
-    emit_after_unlock: bool,
-}
-
 /// Construction parameters.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -284,8 +274,6 @@ pub struct ClientRegistry {
     rules: ClientRules,
     #[cfg(feature = "harness")]
     faults: Faults,
-    #[cfg(not(feature = "harness"))]
-    faults: NoFaults,
     next_id: AtomicU64,
     live_channels: AtomicUsize,
     heartbeats: AtomicU64,
@@ -321,8 +309,6 @@ impl ClientRegistry {
             rules: config.rules,
             #[cfg(feature = "harness")]
             faults: config.faults,
-            #[cfg(not(feature = "harness"))]
-            faults: NoFaults::default(),
             next_id: AtomicU64::new(0),
             live_channels: AtomicUsize::new(0),
             heartbeats: AtomicU64::new(0),
@@ -395,7 +381,7 @@ impl ClientRegistry {
     ) -> Result<HeartbeatOutcome, ClientError> {
         let mut events = self.events();
         let mut st = ch.state.lock();
-        if st.closed && !self.faults.register_after_close {
+        if st.closed && !planted!(self.faults.register_after_close) {
             self.model_step(|seq| {
                 tracing::trace!(target: MODEL, seq, action = "HeartbeatRefused", ch = ch.id.0);
             });
@@ -913,7 +899,7 @@ impl ClientRegistry {
     fn events(&self) -> Events<'_> {
         Events(self.listener.is_some().then(|| Pending {
             touched: SmallVec::new(),
-            unordered: self.faults.emit_after_unlock.then(Vec::new),
+            unordered: planted!(self.faults.emit_after_unlock).then(Vec::new),
         }))
     }
 
@@ -1114,7 +1100,7 @@ impl ClientRegistry {
             }
             return true;
         }
-        if self.faults.keep_empty_groups {
+        if planted!(self.faults.keep_empty_groups) {
             return true;
         }
         let unregistered = || ClientEvent::GroupUnregistered {
@@ -1122,7 +1108,7 @@ impl ClientRegistry {
             group: group.to_owned(),
             cause,
         };
-        if self.faults.split_remove_if_empty {
+        if planted!(self.faults.split_remove_if_empty) {
             // The defect under test: the emptiness seen above is acted on in a later critical
             // section, which removes whatever the group holds by then.
             drop(shard);

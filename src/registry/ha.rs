@@ -120,14 +120,6 @@ impl Default for HaRegistry {
     }
 }
 
-/// The fault switches of a build without the `harness` feature: all off, and constant.
-#[cfg(not(feature = "harness"))]
-#[derive(Default)]
-struct NoFaults {
-    split_close_all: bool,
-    remove_without_stop: bool,
-}
-
 impl HaRegistry {
     /// An empty, open table admitting at most `max_connections`.
     pub fn new(max_connections: usize) -> Self {
@@ -150,16 +142,6 @@ impl HaRegistry {
             faults,
             ..Self::new(max_connections)
         }
-    }
-
-    #[cfg(feature = "harness")]
-    fn faults(&self) -> HaFaults {
-        self.faults
-    }
-
-    #[cfg(not(feature = "harness"))]
-    fn faults(&self) -> NoFaults {
-        NoFaults::default()
     }
 
     /// Adds a connection (before any of its tasks start); `stop` is raised when the row goes.
@@ -214,7 +196,7 @@ impl HaRegistry {
         let seq = self.model_seq();
         let row = table.rows.remove(&id);
         if let Some(row) = &row
-            && !self.faults().remove_without_stop
+            && !planted!(self.faults.remove_without_stop)
         {
             row.stop.stop();
         }
@@ -273,6 +255,7 @@ impl HaRegistry {
 
     /// The id the next registration gets (for the model trace of the planted 5.1.4 order, whose
     /// tasks start before their row exists).
+    #[cfg(feature = "harness")]
     pub(crate) fn next_id(&self) -> ConnId {
         ConnId(self.next_id.load(Ordering::Relaxed) + 1)
     }
@@ -282,7 +265,7 @@ impl HaRegistry {
     /// no-op).
     pub(crate) fn close_all(&self) -> Vec<ConnId> {
         let mut table = self.table.lock();
-        if self.faults().split_close_all {
+        if planted!(self.faults.split_close_all) {
             let ids = Self::stop_and_drain(&mut table);
             drop(table);
             self.removed.fetch_add(ids.len() as u64, Ordering::Relaxed);
