@@ -322,32 +322,98 @@ fn bad_values_are_refused_up_front() {
     assert!(stderr.contains("--out"), "{stderr}");
 }
 
-/// Ctrl-C stops a replay with what was measured, says INTERRUPTED and exits 130.
+/// Ctrl-C stops a replay with what was measured, says INTERRUPTED and exits 130; a side that
+/// never ran shows `-` (null in report.json), not zeros, and no side is judged PASS or FAIL.
+/// One replay is stopped during ha-probes' own storm, the other during stale-groups' own side.
 #[test]
 fn an_interrupted_replay_says_so() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
-        .args(["replay", "all"])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = [
+        spawn(&["replay", "all"]),
+        spawn(&[
+            "replay",
+            "stale-groups",
+            "--groups",
+            "100000",
+            "--consumers",
+            "8",
+            "--out",
+            out.path().to_str().unwrap(),
+        ]),
+    ];
     std::thread::sleep(Duration::from_millis(1500));
-    signal(&child, "-INT");
-    let status = exit_within(
-        &mut child,
-        Duration::from_secs(30),
-        "after SIGINT to the replay",
+    for child in &children {
+        signal(child, "-INT");
+    }
+    let [all, groups] = children.each_mut().map(|child| {
+        let status = exit_within(child, Duration::from_secs(40), "after SIGINT to the replay");
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        assert_eq!(status.code(), Some(130), "{stdout}");
+        assert!(stdout.contains("replay: INTERRUPTED"), "{stdout}");
+        for judged in ["FAIL", "PASS", "0.00e0", "0.00 ms"] {
+            assert!(!stdout.contains(judged), "{judged} in\n{stdout}");
+        }
+        stdout
+    });
+    // The upstream column of a row: its last field.
+    let upstream_of = |stdout: &str, what: &str| {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} row in\n{stdout}"));
+        line.split_whitespace().last().unwrap().to_owned()
+    };
+    assert!(all.contains("verdict: ours interrupted after "), "{all}");
+    assert!(
+        all.contains("upstream emulation not run (interrupted)"),
+        "{all}"
     );
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert_eq!(status.code(), Some(130), "{stdout}");
-    assert!(stdout.contains("replay: INTERRUPTED"), "{stdout}");
+    for what in [
+        "HA connections after the storm",
+        "of which dead",
+        "highest ack vs master max offset",
+    ] {
+        assert_eq!(upstream_of(&all, what), "-", "{what}:\n{all}");
+    }
+    assert!(groups.contains("verdict: ours interrupted "), "{groups}");
+    assert!(
+        groups.contains("upstream emulation not run (interrupted)"),
+        "{groups}"
+    );
+    for what in [
+        "groups created",
+        "heartbeat p50",
+        "heartbeat p99",
+        "heartbeat max",
+        "missed the 3 s deadline",
+        "wall time",
+    ] {
+        assert_eq!(upstream_of(&groups, what), "-", "{what}:\n{groups}");
+    }
+    let json = std::fs::read_to_string(out.path().join("report.json")).unwrap();
+    let compact: String = json.split_whitespace().collect();
+    for field in [
+        "\"passed\":null",
+        "\"interrupted\":true",
+        "\"upstream\":null",
+    ] {
+        assert!(compact.contains(field), "no {field} in {json}");
+    }
 }
 
 /// Host names resolve; a slave pointed at a port nobody serves says so at the default level.

@@ -23,6 +23,8 @@ pub(crate) fn draw(
     let panels = root.split_evenly((3, 2));
     if let Some(r) = ha {
         let secs = |t: u64| t as f64 / 1000.0;
+        // A side that never ran draws no line.
+        let upstream = r.upstream.as_ref().map_or(&[][..], |u| &u.samples[..]);
         panel(
             &panels[0],
             "HA port probes: connections in the table",
@@ -40,8 +42,7 @@ pub(crate) fn draw(
                 (
                     "upstream 5.1.4: connectionList".into(),
                     UPSTREAM,
-                    r.upstream
-                        .samples
+                    upstream
                         .iter()
                         .map(|s| (secs(s.t_ms), s.snapshot.list_len as f64))
                         .collect(),
@@ -66,8 +67,7 @@ pub(crate) fn draw(
                 (
                     "upstream 5.1.4: read buffers retained".into(),
                     UPSTREAM,
-                    r.upstream
-                        .samples
+                    upstream
                         .iter()
                         .map(|s| (secs(s.t_ms), (s.snapshot.retained_bytes >> 20) as f64))
                         .collect(),
@@ -77,16 +77,20 @@ pub(crate) fn draw(
     }
     if let Some(r) = groups {
         // Each panel: one figure of every sample, ours beside upstream's.
-        let line = |side: &Side, f: &dyn Fn(&Sample) -> f64| {
-            side.samples
+        let line = |side: Option<&Side>, f: &dyn Fn(&Sample) -> f64| {
+            side.map_or(&[][..], |side| &side.samples[..])
                 .iter()
                 .map(|s| (s.t_ms as f64 / 1000.0, f(s)))
                 .collect::<Vec<_>>()
         };
         let both = |f: &dyn Fn(&Sample) -> f64| -> [Series; 2] {
             [
-                ("rmq-lifecycle".into(), OURS, line(&r.ours, f)),
-                ("upstream 4.x".into(), UPSTREAM, line(&r.upstream, f)),
+                ("rmq-lifecycle".into(), OURS, line(Some(&r.ours), f)),
+                (
+                    "upstream 4.x".into(),
+                    UPSTREAM,
+                    line(r.upstream.as_ref(), f),
+                ),
             ]
         };
         panel(

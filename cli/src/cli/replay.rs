@@ -67,8 +67,9 @@ pub(crate) struct ReplayArgs {
 struct Report {
     ha_probes: Option<HaProbesReport>,
     stale_groups: Option<StaleGroupsReport>,
-    passed: bool,
-    /// Ctrl-C stopped the run: what is reported was measured, the rest was not.
+    /// The replay's verdict; `None` when it was interrupted (no verdict was reached).
+    passed: Option<bool>,
+    /// Ctrl-C stopped the run: what is reported was measured, the rest is absent or null.
     interrupted: bool,
     wall_ms: u64,
 }
@@ -283,13 +284,14 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    report.passed = report.ha_probes.as_ref().is_none_or(HaProbesReport::passed)
-        && report
-            .stale_groups
-            .as_ref()
-            .is_none_or(StaleGroupsReport::passed)
-        && !stop.is_cancelled();
     report.interrupted = stop.is_cancelled();
+    report.passed = (!report.interrupted).then(|| {
+        report.ha_probes.as_ref().is_none_or(HaProbesReport::passed)
+            && report
+                .stale_groups
+                .as_ref()
+                .is_none_or(StaleGroupsReport::passed)
+    });
     report.wall_ms = started.elapsed().as_millis() as u64;
     if args.json {
         println!(
@@ -310,9 +312,9 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             dir.display()
         );
     }
-    if stop.is_cancelled() {
+    if report.interrupted {
         ExitCode::from(INTERRUPTED)
-    } else if report.passed {
+    } else if report.passed == Some(true) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -329,25 +331,39 @@ fn row(s: &mut String, what: &str, ours: impl std::fmt::Display, upstream: impl 
     let _ = writeln!(s, "  {what:<34} {ours:>16} {upstream:>24}");
 }
 
+/// What the summary shows for a figure nobody measured (a side Ctrl-C kept from running, a
+/// latency with no heartbeat answered).
+const UNMEASURED: &str = "-";
+
+/// `f` of the side, or [`UNMEASURED`] for a side that did not run.
+fn or_unmeasured<T>(side: Option<&T>, f: impl FnOnce(&T) -> String) -> String {
+    side.map_or_else(|| UNMEASURED.to_owned(), f)
+}
+
 fn summary(report: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
     if let Some(r) = &report.ha_probes {
-        let (o, u) = (&r.ours, &r.upstream);
+        let (o, u) = (&r.ours, r.upstream.as_ref());
+        let probes = r.config.as_ref().map_or(o.probes, |c| c.probes as u64);
         let _ = writeln!(
             s,
-            "replay ha-probes: {} probes per side (RocketMQ 5.1.4, apache/rocketmq#8875)",
-            o.probes
+            "replay ha-probes: {probes} probes per side (RocketMQ 5.1.4, apache/rocketmq#8875)",
         );
         row(&mut s, "", "rmq-lifecycle", "upstream 5.1.4 order");
         row(
             &mut s,
             "HA connections after the storm",
             o.after.ha_connections,
-            u.after.list_len,
+            or_unmeasured(u, |u| u.after.list_len.to_string()),
         );
-        row(&mut s, "  of which dead (leaked)", 0, u.after.dead_entries);
+        row(
+            &mut s,
+            "  of which dead (leaked)",
+            0,
+            or_unmeasured(u, |u| u.after.dead_entries.to_string()),
+        );
         row(
             &mut s,
             "memory retained by the table",
@@ -355,50 +371,60 @@ fn summary(report: &Report) -> String {
                 "{:+.1} MiB RSS",
                 mib(o.after.rss_bytes) - mib(o.baseline.rss_bytes)
             ),
-            format!("{} MiB heap", u.after.retained_bytes >> 20),
+            or_unmeasured(u, |u| format!("{} MiB heap", u.after.retained_bytes >> 20)),
         );
         row(
             &mut s,
             "tasks alive (baseline)",
             format!("{} ({})", o.after.tasks, o.baseline.tasks),
-            u.after.tasks,
+            or_unmeasured(u, |u| u.after.tasks.to_string()),
         );
         row(
             &mut s,
             "open fds (baseline)",
             format!("{} ({})", o.after.fds, o.baseline.fds),
-            "-",
+            UNMEASURED,
         );
         row(
             &mut s,
             "highest ack vs master max offset",
             format!("{} <= {}", o.after.slave_acked, o.after.master_max),
-            format!("{:.2e}", u.after.push2slave_max as f64),
+            or_unmeasured(u, |u| format!("{:.2e}", u.after.push2slave_max as f64)),
         );
         row(&mut s, "probes/s", format!("{:.0}", o.probes_per_sec), "");
         for reason in &o.verdict.reasons {
             let _ = writeln!(s, "    {reason}");
         }
-        let _ = writeln!(
-            s,
-            "  verdict: ours {}; upstream emulation {}\n",
-            verdict(o.verdict.pass),
-            if u.probes == 0 {
-                "not run (interrupted)"
-            } else if u.verdict.pass {
-                "did NOT leak (the replay proves nothing)"
-            } else {
-                "LEAKED, as in production"
+        let ours = if o.interrupted {
+            format!("interrupted after {} of {probes} probes", o.probes)
+        } else {
+            verdict(o.verdict.pass).to_owned()
+        };
+        let upstream = match u {
+            None => "not run (interrupted)".to_owned(),
+            Some(u) if u.interrupted => {
+                let leaked = if u.verdict.pass {
+                    "none leaked so far"
+                } else {
+                    "LEAKED so far"
+                };
+                format!(
+                    "interrupted after {} of {probes} probes, {leaked}",
+                    u.probes
+                )
             }
-        );
+            Some(u) if u.verdict.pass => "did NOT leak (the replay proves nothing)".to_owned(),
+            Some(_) => "LEAKED, as in production".to_owned(),
+        };
+        let _ = writeln!(s, "  verdict: ours {ours}; upstream emulation {upstream}\n");
     }
     if let Some(r) = &report.stale_groups {
-        let (o, u) = (&r.ours, &r.upstream);
+        let (o, u) = (&r.ours, r.upstream.as_ref());
         let c = r.config.clone().unwrap_or_default();
         let _ = writeln!(
             s,
             "replay stale-groups: {} abandoned IotRuleEngine-<ts> producer groups per side (#8673)",
-            o.created
+            c.groups
         );
         let _ = writeln!(
             s,
@@ -413,103 +439,155 @@ fn summary(report: &Report) -> String {
             1e9 / (c.close_cost_per_group_ns * c.groups as u64).max(1) as f64,
         );
         row(&mut s, "", "rmq-lifecycle", "upstream 4.x tables");
-        row(&mut s, "groups created", o.created, u.created);
+        row(
+            &mut s,
+            "groups created",
+            o.created,
+            or_unmeasured(u, |u| u.created.to_string()),
+        );
+        let left =
+            |side: &stale_groups::Side| format!("{} ({})", side.final_groups, side.live_groups);
         row(
             &mut s,
             "groups left (live only)",
-            format!("{} ({})", o.final_groups, o.live_groups),
-            format!("{} ({})", u.final_groups, u.live_groups),
+            left(o),
+            or_unmeasured(u, left),
         );
-        row(&mut s, "channel closes processed", o.closes, u.closes);
-        let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+        row(
+            &mut s,
+            "channel closes processed",
+            o.closes,
+            or_unmeasured(u, |u| u.closes.to_string()),
+        );
+        let ms = |us: Option<u64>| {
+            us.map_or_else(
+                || UNMEASURED.to_owned(),
+                |us| format!("{:.2} ms", us as f64 / 1000.0),
+            )
+        };
+        let close_time = |b: Option<Stats4x>| {
+            b.map_or_else(
+                || UNMEASURED.to_owned(),
+                |b| {
+                    format!(
+                        "{:.1} ({:.1}) ms",
+                        b.close_mean_us as f64 / 1000.0,
+                        b.close_max_us as f64 / 1000.0
+                    )
+                },
+            )
+        };
         row(
             &mut s,
             "close time, mean (max)",
-            "-",
-            u.broker_4x.map_or("-".into(), |b| {
-                format!(
-                    "{:.1} ({:.1}) ms",
-                    b.close_mean_us as f64 / 1000.0,
-                    b.close_max_us as f64 / 1000.0
-                )
-            }),
+            UNMEASURED,
+            or_unmeasured(u, |u| close_time(u.broker_4x)),
         );
         row(
             &mut s,
             "consumer heartbeats answered",
             o.heartbeats,
-            u.heartbeats,
+            or_unmeasured(u, |u| u.heartbeats.to_string()),
         );
-        row(&mut s, "heartbeat p50", ms(o.p50_us), ms(u.p50_us));
-        row(&mut s, "heartbeat p99", ms(o.p99_us), ms(u.p99_us));
-        row(&mut s, "heartbeat max", ms(o.max_us), ms(u.max_us));
+        row(
+            &mut s,
+            "heartbeat p50",
+            ms(o.p50_us),
+            or_unmeasured(u, |u| ms(u.p50_us)),
+        );
+        row(
+            &mut s,
+            "heartbeat p99",
+            ms(o.p99_us),
+            or_unmeasured(u, |u| ms(u.p99_us)),
+        );
+        row(
+            &mut s,
+            "heartbeat max",
+            ms(o.max_us),
+            or_unmeasured(u, |u| ms(u.max_us)),
+        );
         row(
             &mut s,
             &format!("missed the {:.0} s deadline", c.deadline_ms as f64 / 1000.0),
             o.missed,
-            u.missed,
+            or_unmeasured(u, |u| u.missed.to_string()),
         );
         let blocked = |b: Option<Stats4x>| {
-            b.map_or("-".into(), |b| {
-                format!(
-                    "{:.1} s (longest {:.1} s)",
-                    b.all_blocked_ms as f64 / 1000.0,
-                    b.all_blocked_longest_ms as f64 / 1000.0
-                )
-            })
+            b.map_or_else(
+                || UNMEASURED.to_owned(),
+                |b| {
+                    format!(
+                        "{:.1} s (longest {:.1} s)",
+                        b.all_blocked_ms as f64 / 1000.0,
+                        b.all_blocked_longest_ms as f64 / 1000.0
+                    )
+                },
+            )
         };
         row(
             &mut s,
             "all heartbeat threads blocked",
             blocked(o.broker_4x),
-            blocked(u.broker_4x),
+            or_unmeasured(u, |u| blocked(u.broker_4x)),
         );
         let queued = |b: Option<Stats4x>| {
-            b.map_or("-".into(), |b| {
-                format!("{:.1} s", b.queue_wait_max_ms as f64 / 1000.0)
-            })
+            b.map_or_else(
+                || UNMEASURED.to_owned(),
+                |b| format!("{:.1} s", b.queue_wait_max_ms as f64 / 1000.0),
+            )
         };
         row(
             &mut s,
             "longest heartbeat queue wait",
             queued(o.broker_4x),
-            queued(u.broker_4x),
+            or_unmeasured(u, |u| queued(u.broker_4x)),
         );
         let settle = |side: &stale_groups::Side| {
-            format!(
-                "{:.1} s + {}{:.1} s",
-                side.load_ms as f64 / 1000.0,
-                if side.settled { "" } else { ">" },
-                side.settle_ms as f64 / 1000.0
-            )
+            let load = side.load_ms as f64 / 1000.0;
+            let last = side.settle_ms as f64 / 1000.0;
+            match (side.settled, side.interrupted) {
+                (true, _) => format!("{load:.1} s + {last:.1} s"),
+                // Cut short, not timed out: how long the last closes would have taken is unknown.
+                (false, true) => format!("{load:.1} s + {UNMEASURED}"),
+                (false, false) => format!("{load:.1} s + >{last:.1} s"),
+            }
         };
         row(
             &mut s,
             "wall time: load + last closes",
             settle(o),
-            settle(u),
+            or_unmeasured(u, settle),
         );
-        let _ = writeln!(
-            s,
-            "  verdict: ours {}; upstream emulation {}\n",
-            verdict(o.pass),
-            if u.created == 0 {
-                "not run (interrupted)".to_owned()
+        let cut_short = |side: &stale_groups::Side| {
+            if side.created < c.groups as u64 {
+                format!("interrupted after {} of {} groups", side.created, c.groups)
             } else {
-                match u.failure(c.deadline_ms) {
-                    Some(what) => format!("{what}, as in production"),
-                    None => "did NOT stall or leak (the replay proves nothing)".to_owned(),
-                }
+                "interrupted after the build-up".to_owned()
             }
-        );
+        };
+        let ours = if o.interrupted {
+            cut_short(o)
+        } else {
+            verdict(o.pass).to_owned()
+        };
+        let upstream = match u {
+            None => "not run (interrupted)".to_owned(),
+            Some(u) => match (u.interrupted, u.failure(c.deadline_ms)) {
+                (true, Some(what)) => format!("{}; so far {what}", cut_short(u)),
+                (true, None) => format!("{}; neither stalled nor leaked so far", cut_short(u)),
+                (false, Some(what)) => format!("{what}, as in production"),
+                (false, None) => "did NOT stall or leak (the replay proves nothing)".to_owned(),
+            },
+        };
+        let _ = writeln!(s, "  verdict: ours {ours}; upstream emulation {upstream}\n");
     }
     let _ = writeln!(
         s,
         "replay: {} in {:.1} s",
-        if report.interrupted {
-            "INTERRUPTED"
-        } else {
-            verdict(report.passed)
+        match report.passed {
+            None => "INTERRUPTED",
+            Some(passed) => verdict(passed),
         },
         report.wall_ms as f64 / 1000.0
     );

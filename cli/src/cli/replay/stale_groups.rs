@@ -107,12 +107,12 @@ pub(crate) struct Side {
     pub(crate) samples: Vec<Sample>,
     /// Consumer heartbeats answered within the deadline.
     pub(crate) heartbeats: u64,
-    /// Median latency, µs.
-    pub(crate) p50_us: u64,
-    /// 99th percentile latency, µs.
-    pub(crate) p99_us: u64,
-    /// Slowest, µs (the highest point of the samples' `heartbeat_max_us`).
-    pub(crate) max_us: u64,
+    /// Median latency, µs; `None` when no heartbeat was answered (nothing to measure).
+    pub(crate) p50_us: Option<u64>,
+    /// 99th percentile latency, µs (`None` as `p50_us`).
+    pub(crate) p99_us: Option<u64>,
+    /// Slowest, µs (the highest point of the samples' `heartbeat_max_us`; `None` as `p50_us`).
+    pub(crate) max_us: Option<u64>,
     /// Heartbeats that missed the deadline (answered late or not at all).
     pub(crate) missed: u64,
     /// Abandoned groups created.
@@ -134,6 +134,9 @@ pub(crate) struct Side {
     pub(crate) wall_ms: u64,
     /// The 4.x emulation's own counts (upstream only).
     pub(crate) broker_4x: Option<Stats4x>,
+    /// Ctrl-C stopped the side before its settle ended: its figures are those measured until
+    /// then, and `pass` is not a result.
+    pub(crate) interrupted: bool,
     /// PASS when no heartbeat missed its deadline and only the live groups remain.
     pub(crate) pass: bool,
 }
@@ -191,8 +194,9 @@ pub(crate) struct StaleGroupsReport {
     pub(crate) config: Option<StaleGroupsConfig>,
     /// This crate's listener and registry.
     pub(crate) ours: Side,
-    /// Upstream 4.x's tables on the same wire.
-    pub(crate) upstream: Side,
+    /// Upstream 4.x's tables on the same wire; `None` when Ctrl-C came before it started
+    /// (nothing measured).
+    pub(crate) upstream: Option<Side>,
     /// Stopped early (Ctrl-C).
     pub(crate) interrupted: bool,
 }
@@ -201,7 +205,12 @@ impl StaleGroupsReport {
     /// PASS for the replay: ours passed and the emulation really stalled or leaked.
     pub(crate) fn passed(&self) -> bool {
         let deadline = self.config.as_ref().map_or(3_000, |c| c.deadline_ms);
-        self.ours.pass && self.upstream.failure(deadline).is_some() && !self.interrupted
+        self.ours.pass
+            && self
+                .upstream
+                .as_ref()
+                .is_some_and(|u| u.failure(deadline).is_some())
+            && !self.interrupted
     }
 }
 
@@ -273,7 +282,7 @@ pub(crate) async fn run(
         };
         // Upstream may never get through the build-up; give it the time ours took, and then some.
         let budget = Duration::from_millis(report.ours.load_ms * 2 + 20_000);
-        report.upstream = side(
+        let mut upstream = side(
             "upstream-4.x",
             &config,
             &target,
@@ -282,7 +291,8 @@ pub(crate) async fn run(
             stop,
         )
         .await;
-        report.upstream.broker_4x = Some(broker.stats());
+        upstream.broker_4x = Some(broker.stats());
+        report.upstream = Some(upstream);
     }
     report.interrupted = stop.is_cancelled();
     Ok(report)
@@ -574,6 +584,8 @@ async fn side(
         })
         .await;
     let settle_ms = ms_since(started) - load_ms;
+    // Read once, here: a Ctrl-C after the settle leaves this side's figures complete.
+    let interrupted = stop.is_cancelled();
     // Counted while the consumers are still connected: only their groups should be left.
     let live_groups = config.consumers + 1;
     let (final_groups, closes) = ((target.groups)(), (target.closes)());
@@ -596,13 +608,14 @@ async fn side(
     }
     let mut latencies = std::mem::take(&mut *shared.latencies.lock().unwrap());
     latencies.sort_unstable();
+    let answered = |p| (!latencies.is_empty()).then(|| percentile(&latencies, p));
     Side {
         name: name.to_owned(),
         samples: sampler.samples,
         heartbeats: latencies.len() as u64,
-        p50_us: percentile(&latencies, 50.0),
-        p99_us: percentile(&latencies, 99.0),
-        max_us: latencies.last().copied().unwrap_or(0),
+        p50_us: answered(50.0),
+        p99_us: answered(99.0),
+        max_us: latencies.last().copied(),
         missed,
         created: shared.created.load(Ordering::Relaxed),
         final_groups,
@@ -613,6 +626,7 @@ async fn side(
         settled,
         wall_ms: ms_since(started),
         broker_4x: None,
-        pass: missed == 0 && final_groups == live_groups && !stop.is_cancelled(),
+        interrupted,
+        pass: missed == 0 && final_groups == live_groups && !interrupted,
     }
 }

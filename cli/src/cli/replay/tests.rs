@@ -45,14 +45,15 @@ async fn ha_probes_small() {
     let report = ha_probes::run(config, &Quiet, &Stop::new()).await.unwrap();
     assert!(report.ours.verdict.pass, "ours: {:#?}", report.ours.verdict);
     assert_eq!(report.ours.after.ha_connections, 1);
+    let upstream = report.upstream.as_ref().expect("the upstream side ran");
     assert!(
-        !report.upstream.verdict.pass,
+        !upstream.verdict.pass,
         "the 5.1.4 emulation did not leak: {:#?}",
-        report.upstream.verdict
+        upstream.verdict
     );
-    assert!(report.upstream.after.dead_entries > 0);
+    assert!(upstream.after.dead_entries > 0);
     assert!(
-        report.upstream.after.push2slave_max > report.ours.after.master_max,
+        upstream.after.push2slave_max > report.ours.after.master_max,
         "probe bytes became an ack upstream"
     );
     assert!(report.passed());
@@ -76,7 +77,8 @@ async fn stale_groups_small() {
     let report = stale_groups::run(config, &Quiet, &Stop::new())
         .await
         .unwrap();
-    let (ours, upstream) = (&report.ours, &report.upstream);
+    let ours = &report.ours;
+    let upstream = report.upstream.as_ref().expect("the upstream side ran");
     assert!(
         ours.pass,
         "ours: missed {}, groups {} (live {})",
@@ -111,7 +113,7 @@ async fn stale_groups_small() {
     for side in [ours, upstream] {
         // The chart's highest point is the report's maximum, and the samples run to the end.
         let peak = side.samples.iter().map(|s| s.heartbeat_max_us).max();
-        assert_eq!(peak, Some(side.max_us), "{}", side.name);
+        assert_eq!(peak, side.max_us, "{}", side.name);
         let last = side.samples.last().unwrap();
         assert!(last.t_ms >= side.load_ms + side.settle_ms, "{}", side.name);
         assert_eq!(last.missed, side.missed, "{}", side.name);
@@ -145,12 +147,12 @@ fn stale_groups_verdict_follows_the_figures() {
     let report = |upstream| StaleGroupsReport {
         config: Some(StaleGroupsConfig::default()),
         ours: ours.clone(),
-        upstream,
+        upstream: Some(upstream),
         interrupted: false,
     };
     let both = report(upstream(7, 15_017));
     assert_eq!(
-        both.upstream.failure(3_000).as_deref(),
+        both.upstream.as_ref().unwrap().failure(3_000).as_deref(),
         Some(
             "stalled (7 consumer heartbeats missed the 3 s deadline; all 32 heartbeat threads \
              blocked for 12.3 s) and leaked (15000 empty groups kept)"
@@ -159,7 +161,7 @@ fn stale_groups_verdict_follows_the_figures() {
     assert!(both.passed());
     let leaked = report(upstream(0, 15_017));
     assert_eq!(
-        leaked.upstream.failure(3_000).as_deref(),
+        leaked.upstream.as_ref().unwrap().failure(3_000).as_deref(),
         Some("leaked (15000 empty groups kept)")
     );
     assert!(leaked.passed());
@@ -167,13 +169,15 @@ fn stale_groups_verdict_follows_the_figures() {
     assert!(
         stalled
             .upstream
+            .as_ref()
+            .unwrap()
             .failure(3_000)
             .unwrap()
             .starts_with("stalled (2 ")
     );
     assert!(stalled.passed());
     let neither = report(upstream(0, 17));
-    assert_eq!(neither.upstream.failure(3_000), None);
+    assert_eq!(neither.upstream.as_ref().unwrap().failure(3_000), None);
     assert!(
         !neither.passed(),
         "a replay whose upstream side did nothing proves nothing"
@@ -185,5 +189,77 @@ fn stale_groups_verdict_follows_the_figures() {
     assert!(
         summary.contains("did NOT stall or leak (the replay proves nothing)"),
         "{summary}"
+    );
+}
+
+/// An interrupted run reports what was measured and `-` (null in JSON) for what was not: no
+/// zero stands in for a side that never ran, and no side is judged on a run it did not finish.
+#[test]
+fn an_interrupted_report_claims_no_measurement() {
+    use super::ha_probes::{HaProbesReport, OurSide};
+    use super::stale_groups::{Side, StaleGroupsReport};
+    let ha = HaProbesReport {
+        config: Some(HaProbesConfig::default()),
+        ours: OurSide {
+            probes: 1_234,
+            interrupted: true,
+            ..OurSide::default()
+        },
+        upstream: None,
+        interrupted: true,
+        wall_ms: 1_500,
+    };
+    let groups = StaleGroupsReport {
+        config: Some(StaleGroupsConfig::default()),
+        ours: Side {
+            created: 700,
+            interrupted: true,
+            ..Side::default()
+        },
+        upstream: None,
+        interrupted: true,
+    };
+    let report = super::Report {
+        ha_probes: Some(ha),
+        stale_groups: Some(groups),
+        passed: None,
+        interrupted: true,
+        wall_ms: 1_500,
+    };
+    let summary = super::summary(&report);
+    for needle in ["0.00 ms", "0.00e0", "FAIL", "PASS"] {
+        assert!(!summary.contains(needle), "{needle} in\n{summary}");
+    }
+    for needle in [
+        "ours interrupted after 1234 of 100000 probes; upstream emulation not run (interrupted)",
+        "ours interrupted after 700 of 15000 groups; upstream emulation not run (interrupted)",
+        "replay: INTERRUPTED",
+    ] {
+        assert!(summary.contains(needle), "no {needle:?} in\n{summary}");
+    }
+    for what in [
+        "HA connections after the storm",
+        "highest ack vs master max offset",
+        "groups created",
+        "heartbeat p50",
+        "heartbeat max",
+        "missed the 3 s deadline",
+    ] {
+        let line = summary.lines().find(|l| l.contains(what)).unwrap();
+        assert_eq!(line.split_whitespace().last(), Some("-"), "{line}");
+    }
+    // Ours answered no heartbeat before the interruption: its latencies are not 0 either.
+    let p50 = summary
+        .lines()
+        .find(|l| l.contains("heartbeat p50"))
+        .unwrap();
+    assert_eq!(p50.split_whitespace().rev().nth(1), Some("-"), "{p50}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["passed"], serde_json::Value::Null);
+    assert_eq!(json["ha_probes"]["upstream"], serde_json::Value::Null);
+    assert_eq!(json["stale_groups"]["upstream"], serde_json::Value::Null);
+    assert_eq!(
+        json["stale_groups"]["ours"]["p50_us"],
+        serde_json::Value::Null
     );
 }
