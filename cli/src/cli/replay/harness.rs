@@ -12,15 +12,22 @@ pub(crate) trait Progress: Send + Sync {
     fn advance(&self, n: u64);
 }
 
-/// Reports nothing (the tests' sink).
+/// Records each phase's name, total and the steps reported for it (the tests' sink, so that
+/// the progress a replay reports is checked with its figures).
 #[cfg(test)]
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Quiet;
+#[derive(Debug, Default)]
+pub(crate) struct Recorded(pub(crate) std::sync::Mutex<Vec<(String, u64, u64)>>);
 
 #[cfg(test)]
-impl Progress for Quiet {
-    fn phase(&self, _name: &str, _total: u64) {}
-    fn advance(&self, _n: u64) {}
+impl Progress for Recorded {
+    fn phase(&self, name: &str, total: u64) {
+        let mut phases = self.0.lock().unwrap();
+        phases.push((name.to_owned(), total, 0));
+    }
+    fn advance(&self, n: u64) {
+        let mut phases = self.0.lock().unwrap();
+        phases.last_mut().expect("advance before any phase").2 += n;
+    }
 }
 
 /// A replay's stop switch: Ctrl-C in the CLI; a replay stops early and still reports.

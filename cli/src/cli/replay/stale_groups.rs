@@ -406,10 +406,15 @@ impl Sampler<'_> {
         (self.counter, self.reported) = (counter, 0);
     }
 
-    fn sample(&mut self) {
+    /// Reports the current phase's count as it is now.
+    fn report(&mut self) {
         let done = (self.counter)(&self.shared);
         self.progress.advance(done.saturating_sub(self.reported));
         self.reported = self.reported.max(done);
+    }
+
+    fn sample(&mut self) {
+        self.report();
         self.samples.push(Sample {
             t_ms: ms_since(self.started),
             groups: (self.target.groups)(),
@@ -420,12 +425,17 @@ impl Sampler<'_> {
         });
     }
 
-    /// Runs `phase`, sampling meanwhile.
+    /// Runs `phase`, sampling meanwhile, and reports its final count when it ends: the work
+    /// done since the last tick would otherwise never be shown (a log would end the phase at
+    /// `14162/15000`).
     async fn during<T>(&mut self, phase: impl Future<Output = T>) -> T {
         tokio::pin!(phase);
         loop {
             tokio::select! {
-                out = &mut phase => return out,
+                out = &mut phase => {
+                    self.report();
+                    return out;
+                }
                 _ = self.tick.tick() => self.sample(),
             }
         }

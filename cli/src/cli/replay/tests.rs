@@ -5,7 +5,7 @@
 //! deadline, so a regression that stalls a replay fails instead of hanging the suite.
 
 use super::ha_probes::{self, HaProbesConfig};
-use super::harness::{FD_COUNT, Quiet, Stop};
+use super::harness::{FD_COUNT, Recorded, Stop};
 use super::stale_groups::{self, StaleGroupsConfig};
 use std::sync::PoisonError;
 use std::time::Duration;
@@ -42,7 +42,11 @@ async fn ha_probes_small() {
         rss_bound_bytes: 256 << 20,
         ..HaProbesConfig::default()
     };
-    let report = ha_probes::run(config, &Quiet, &Stop::new()).await.unwrap();
+    let progress = Recorded::default();
+    let report = ha_probes::run(config, &progress, &Stop::new())
+        .await
+        .unwrap();
+    every_phase_reached_its_total(&progress, 2);
     assert!(report.ours.verdict.pass, "ours: {:#?}", report.ours.verdict);
     assert_eq!(report.ours.after.ha_connections, 1);
     let upstream = report.upstream.as_ref().expect("the upstream side ran");
@@ -57,6 +61,15 @@ async fn ha_probes_small() {
         "probe bytes became an ack upstream"
     );
     assert!(report.passed());
+}
+
+/// Each phase's last report is its total: a plain progress log ends every phase at its end.
+fn every_phase_reached_its_total(progress: &Recorded, phases: usize) {
+    let phases_seen = progress.0.lock().unwrap();
+    assert_eq!(phases_seen.len(), phases, "{phases_seen:?}");
+    for (name, total, done) in phases_seen.iter() {
+        assert_eq!(done, total, "{name}");
+    }
 }
 
 /// At a scale that stalls 4.x (closes arriving 1.5x faster than its scan gets through them,
@@ -74,9 +87,12 @@ async fn stale_groups_small() {
         incident_ms: 3_000,
         ..StaleGroupsConfig::default()
     };
-    let report = stale_groups::run(config, &Quiet, &Stop::new())
+    let progress = Recorded::default();
+    let report = stale_groups::run(config, &progress, &Stop::new())
         .await
         .unwrap();
+    // Build-up and incident, on each side.
+    every_phase_reached_its_total(&progress, 4);
     let ours = &report.ours;
     let upstream = report.upstream.as_ref().expect("the upstream side ran");
     assert!(
