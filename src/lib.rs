@@ -40,12 +40,25 @@
 //! registry.check_invariants().unwrap();
 //! ```
 //!
-//! Features: `net` (default) is the tokio driver ([`net`]: listeners, HA master and slave,
-//! Prometheus text); without it the crate is the runtime-free core, registries and lifecycle
-//! handles. `harness`, `shuttle` and `sim` exist for this crate's own test harnesses (planted
-//! defects, shuttle's primitives, turmoil's simulated IO) and never belong in a broker's build.
-//! The `rmq-lifecycle` command is a separate package (`cli/`), so none of its dependencies
-//! reach an embedder.
+//! # Examples
+//!
+//! Besides the one above and those on each main type, the repository's `examples/` directory
+//! holds whole programs: `embed_registry.rs` (a broker's own transport on the registry, no
+//! runtime), `ha_pair.rs` (a master and a slave replicating over loopback) and `fill_store.rs`
+//! (a commit log written through the library). Run one with `cargo run --example NAME`.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds | who turns it on |
+//! |---|---|---|---|
+//! | `net` | yes | [`net`]: the tokio driver (listeners, HA master and slave, the `serve` and `slave` processes, Prometheus text) and the re-exported [`tokio`] it runs on | a broker on tokio |
+//! | `harness` | no | planted defects and test hooks in the shipped code | this crate's own tests, never a broker |
+//! | `shuttle` | no | the sync facade on shuttle's primitives | `tests/shuttle.rs`, `tests/shuttle_ha.rs` |
+//! | `sim` | no | `net` on turmoil's simulated network and filesystem | `tests/sim.rs` |
+//!
+//! Without `net` the crate is the runtime-free core, registries and lifecycle handles, with no
+//! tokio in its dependencies. The `rmq-lifecycle` command is a separate package (`cli/`), so
+//! none of its dependencies reach an embedder.
 //!
 //! # Layers
 //!
@@ -100,6 +113,7 @@
 //! gives them.
 
 #![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// A planted fault's switch (feature `harness`): the switch's value in a harness build, and
 /// `false` in any other, where the faulty branch is compiled out (`$switch` is not even read).
@@ -122,4 +136,13 @@ pub mod store;
 mod sync;
 
 #[cfg(feature = "net")]
+#[cfg_attr(docsrs, doc(cfg(feature = "net")))]
 pub mod net;
+
+/// The runtime [`net`] runs on, re-exported so that a broker can build it without naming tokio
+/// in its own dependencies: everything in [`net`] that starts a task
+/// ([`net::ha::HaMaster::bind`], [`net::ha::HaSlave::start`], [`net::server::serve`]) spawns on
+/// the current tokio runtime and panics outside one.
+#[cfg(feature = "net")]
+#[cfg_attr(docsrs, doc(cfg(feature = "net")))]
+pub use tokio;
