@@ -159,7 +159,49 @@ struct Peer {
 
 type Acceptor = HaAcceptor<TcpStream, Counted<TokioSpawner>>;
 
-/// A running HA master.
+/// A running HA master: it accepts slaves on its HA port and sends each the log it serves.
+///
+/// Start it with [`HaMaster::bind`] inside a tokio runtime, append through it (or a
+/// [`MasterHandle`]), wait for slaves with [`HaMaster::wait_for_replication`], and end it with
+/// [`HaMaster::shutdown`], which closes every connection through its lifecycle.
+///
+/// ```
+/// use rmq_lifecycle::core::ha::HaConfig;
+/// use rmq_lifecycle::lifecycle::TaskGauge;
+/// use rmq_lifecycle::net::Clock;
+/// use rmq_lifecycle::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
+/// use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
+/// use rmq_lifecycle::tokio;
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// const SEGMENT: u64 = 64 * 1024; // the store's and the HA config's: one value
+/// let open = |dir: &std::path::Path| {
+///     let flush = FlushPolicy::Manual;
+///     let config = StoreConfig { segment_size: SEGMENT, flush, ..StoreConfig::new(dir) };
+///     Arc::new(CommitLog::open(config).unwrap())
+/// };
+/// let ha = HaConfig { segment_size: SEGMENT, ..HaConfig::default() };
+/// let (master_dir, slave_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// runtime.block_on(async {
+///     let listen = ([127, 0, 0, 1], 0).into();
+///     let config = MasterConfig { listen, ha, ..MasterConfig::default() };
+///     let log = open(master_dir.path());
+///     let master = HaMaster::bind(config, log, Clock::start(), TaskGauge::new()).await.unwrap();
+///     let end = master.append(b"hello").unwrap().end;
+///
+///     let slave_log = open(slave_dir.path());
+///     let config = SlaveConfig { ha, ..SlaveConfig::new(master.local_addr()) };
+///     let slave = HaSlave::start(config, slave_log.clone(), Clock::start(), TaskGauge::new());
+///     master.wait_for_replication(end, 1, Duration::from_secs(10)).await.unwrap();
+///     assert_eq!(slave_log.digest(0, end).unwrap(), master.log().digest(0, end).unwrap());
+///
+///     assert_eq!(slave.shutdown(Duration::from_secs(5)).await, 0); // tasks left
+///     assert_eq!(master.shutdown(Duration::from_secs(5)).await, 0);
+/// });
+/// ```
 pub struct HaMaster {
     handle: MasterHandle,
     local_addr: SocketAddr,
@@ -191,12 +233,39 @@ impl std::fmt::Debug for HaMaster {
 
 impl HaMaster {
     /// Binds the HA port and starts accepting; every task is counted in `tasks`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `log`'s segment size is not `config.ha.segment_size` (checked before
+    /// binding), or if the auto-switch epochs are used up; otherwise the bind's error.
+    ///
+    /// ```
+    /// # use rmq_lifecycle::{lifecycle::TaskGauge, net::Clock, tokio};
+    /// # use rmq_lifecycle::net::ha::{HaMaster, MasterConfig};
+    /// # use rmq_lifecycle::store::{CommitLog, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = StoreConfig { segment_size: 64 * 1024, ..StoreConfig::new(dir.path()) };
+    /// let log = std::sync::Arc::new(CommitLog::open(store).unwrap());
+    /// let config = MasterConfig { listen: ([127, 0, 0, 1], 0).into(), ..MasterConfig::default() };
+    /// assert_ne!(config.ha.segment_size, 64 * 1024);
+    ///
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let refused = runtime.block_on(HaMaster::bind(config, log, Clock::start(), TaskGauge::new()));
+    /// let error = refused.unwrap_err();
+    /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert!(error.to_string().contains("segment size"), "{error}");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the accept loop is spawned on the current one).
     pub async fn bind(
         config: MasterConfig,
         log: Arc<CommitLog>,
         clock: Clock,
         tasks: TaskGauge,
     ) -> io::Result<HaMaster> {
+        check_segment_size(&log, &config.ha)?;
         let listener = TcpListener::bind(config.listen).await?;
         HaMaster::listen(listener, config, log, clock, tasks)
     }
@@ -899,13 +968,62 @@ pub struct SlaveStatus {
 
 impl SlaveStatus {
     /// Why the slave is not replicating from this master, while that lasts: its log cannot be
-    /// reconciled with ours, or its bytes do not frame in our log. Cleared by the next append.
+    /// reconciled with ours, or its bytes do not frame in our log (cleared by the next append);
+    /// or, for good, our log's segment size is not the HA config's (see [`HaSlave::start`]).
     pub fn refusal(&self) -> Option<String> {
         self.refusal.lock().clone()
     }
 }
 
-/// A running slave.
+/// The log's segment size is set twice, in its `StoreConfig` (the files) and in `HaConfig` (where
+/// a transfer ends); they must be one value. The same check and message as `net::server`'s.
+fn check_segment_size(log: &CommitLog, ha: &HaConfig) -> io::Result<()> {
+    if log.segment_size() == ha.segment_size {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "the store's segment size ({}) and the HA segment size ({}) differ; they must be one value",
+            log.segment_size(),
+            ha.segment_size
+        ),
+    ))
+}
+
+/// A running slave: it connects to its master, appends what the master sends to its own log and
+/// reconnects after any failure, until [`HaSlave::shutdown`] (or drop).
+///
+/// [`HaMaster`]'s example runs one against a master. `status()` says what it is doing; here it
+/// refuses a log whose segment size is not the HA config's:
+///
+/// ```
+/// use rmq_lifecycle::core::ha::HaConfig;
+/// use rmq_lifecycle::lifecycle::TaskGauge;
+/// use rmq_lifecycle::net::Clock;
+/// use rmq_lifecycle::net::ha::{HaSlave, SlaveConfig};
+/// use rmq_lifecycle::store::{CommitLog, StoreConfig};
+/// use rmq_lifecycle::tokio;
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = StoreConfig { segment_size: 64 * 1024, ..StoreConfig::new(dir.path()) };
+/// let log = Arc::new(CommitLog::open(store).unwrap());
+/// let config = SlaveConfig {
+///     ha: HaConfig { segment_size: 1 << 20, ..HaConfig::default() }, // not the store's
+///     ..SlaveConfig::new(([127, 0, 0, 1], 10912).into())
+/// };
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// runtime.block_on(async {
+///     let slave = HaSlave::start(config, log, Clock::start(), TaskGauge::new());
+///     let why = slave.status().refusal().expect("refused at start");
+///     assert!(why.contains("segment size"), "{why}");
+///     assert_eq!(slave.status().sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
+///     assert_eq!(slave.shutdown(Duration::from_secs(1)).await, 0);
+/// });
+/// ```
 #[derive(Debug)]
 pub struct HaSlave {
     status: Arc<SlaveStatus>,
@@ -915,6 +1033,11 @@ pub struct HaSlave {
 
 impl HaSlave {
     /// Starts replicating from `config.master` into `log`, counted in `tasks`.
+    ///
+    /// A transfer ends at the HA config's segment ends and a record must not cross the log's,
+    /// so a `log` whose segment size is not `config.ha.segment_size` is refused here: the slave
+    /// never connects, and [`SlaveStatus::refusal`] says why. (`net::server::Replica::start`
+    /// returns the same refusal as an error, before it opens the store.)
     ///
     /// # Panics
     ///
@@ -927,6 +1050,15 @@ impl HaSlave {
     ) -> HaSlave {
         let status = Arc::new(SlaveStatus::default());
         let cancel = CancellationToken::new();
+        if let Err(why) = check_segment_size(&log, &config.ha) {
+            tracing::error!(master = %config.master, %why, "HA slave not started");
+            *status.refusal.lock() = Some(why.to_string());
+            return HaSlave {
+                status,
+                cancel,
+                tasks,
+            };
+        }
         let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
         let run = replicate(config, log, clock, status.clone(), cancel.clone());
         crate::lifecycle::Spawn::spawn(&spawner, Box::pin(run));
