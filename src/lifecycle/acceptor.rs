@@ -314,8 +314,74 @@ pub struct Acceptor<K: Kind, T: Send + 'static, S> {
 }
 
 /// The HA master's acceptor.
+///
+/// Each accepted transport is registered, gets its reader and writer, and is held until both
+/// end; shutdown closes every held connection, then the table:
+///
+/// ```
+/// use rmq_lifecycle::lifecycle::{CloseReason, HaAcceptor, HaTaskContext};
+/// use rmq_lifecycle::net::TokioSpawner;
+/// use rmq_lifecycle::registry::{HaRegisterError, HaRegistry};
+/// use rmq_lifecycle::tokio;
+/// use std::sync::Arc;
+///
+/// async fn until_stopped(task: HaTaskContext) -> CloseReason {
+///     task.stopped().await;
+///     CloseReason::Shutdown
+/// }
+/// let waits = |_socket: &str, reader, writer| (until_stopped(reader), until_stopped(writer));
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let spawner = TokioSpawner::new(runtime.handle().clone());
+/// let acceptor = HaAcceptor::new(Arc::new(HaRegistry::new(16)), spawner);
+/// acceptor.accept("socket", "10.0.0.2:41000", waits).unwrap();
+/// assert_eq!(acceptor.registry().count(), 1);
+///
+/// assert_eq!(acceptor.shutdown(), 1); // stop raised, then the row removed
+/// assert_eq!(acceptor.registry().count(), 0);
+/// let late = acceptor.accept("socket", "10.0.0.3:41000", waits);
+/// assert_eq!(late, Err(HaRegisterError::ShuttingDown));
+/// assert_eq!(acceptor.accepted_total(), acceptor.closed_total());
+/// ```
 pub type HaAcceptor<T, S> = Acceptor<Ha, T, S>;
 /// The client-management listener's acceptor.
+///
+/// Each accepted transport becomes a registered [`ClientChannel`] whose task gets the transport
+/// and a [`ChannelHandle`]; the acceptor holds it until the task ends, closes the channels the
+/// expiry [`scan`](Acceptor::scan) orphans, and closes every held one at shutdown:
+///
+/// ```
+/// use rmq_lifecycle::core::{HeartbeatData, Millis};
+/// use rmq_lifecycle::lifecycle::{ClientAcceptor, CloseReason};
+/// use rmq_lifecycle::net::TokioSpawner;
+/// use rmq_lifecycle::registry::ClientRegistry;
+/// use rmq_lifecycle::tokio::{self, sync::mpsc};
+/// use std::sync::Arc;
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let spawner = TokioSpawner::new(runtime.handle().clone());
+/// let acceptor = ClientAcceptor::new(Arc::new(ClientRegistry::default()), spawner);
+///
+/// let (client, transport) = mpsc::unbounded_channel::<HeartbeatData>();
+/// let id = acceptor
+///     .accept(transport, "10.0.0.1:50001", |mut transport, handle| async move {
+///         while let Some(heartbeat) = transport.recv().await {
+///             let _ = handle.heartbeat(&heartbeat, Millis(0));
+///         }
+///         CloseReason::PeerClosed
+///     })
+///     .unwrap();
+/// client.send(HeartbeatData::producers("producer-1", ["OrderProducers"])).unwrap();
+/// runtime.block_on(async {
+///     while acceptor.registry().find_channel("producer-1") != Some(id) {
+///         tokio::task::yield_now().await;
+///     }
+/// });
+///
+/// assert_eq!(acceptor.shutdown(), 1);
+/// assert_eq!(acceptor.registry().producer_group_count(), 0);
+/// assert_eq!((acceptor.accepted_total(), acceptor.closed_total()), (1, 1));
+/// ```
 pub type ClientAcceptor<T, S> = Acceptor<Client, T, S>;
 
 type KindReaper<K, T> = Reaper<<K as Kind>::Id, <K as Kind>::Running<T>>;

@@ -93,6 +93,48 @@ pub mod state {
 }
 
 /// A client connection in phase `P` over transport `T`.
+///
+/// One per accepted connection: `new(transport, peer)`, `register(&registry)`, then `spawn` its
+/// task, which gets the transport and a [`ChannelHandle`] for the heartbeats it reads. However
+/// the task ends, or when the owner closes the channel, its entry leaves the registry once. Here
+/// the transport is a queue of heartbeats a client has sent, on a current-thread runtime:
+///
+/// ```
+/// use rmq_lifecycle::core::{HeartbeatData, Millis};
+/// use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
+/// use rmq_lifecycle::net::TokioSpawner;
+/// use rmq_lifecycle::registry::ClientRegistry;
+/// use rmq_lifecycle::tokio::{self, sync::mpsc};
+/// use std::sync::Arc;
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let registry = Arc::new(ClientRegistry::default());
+/// let (client, transport) = mpsc::unbounded_channel::<HeartbeatData>();
+///
+/// let channel = ClientChannel::new(transport, "10.0.0.1:50001")
+///     .register(&registry)
+///     .unwrap_or_else(|refused| panic!("{}", refused.error));
+/// let spawner = TokioSpawner::new(runtime.handle().clone());
+/// let running = channel.spawn(&spawner, |mut transport, handle| async move {
+///     while let Some(heartbeat) = transport.recv().await {
+///         if handle.heartbeat(&heartbeat, Millis(0)).is_err() {
+///             return CloseReason::ProtocolError("heartbeat refused".into());
+///         }
+///     }
+///     CloseReason::PeerClosed
+/// });
+///
+/// client.send(HeartbeatData::producers("producer-1", ["OrderProducers"])).unwrap();
+/// runtime.block_on(async {
+///     while registry.producer_group_count() == 0 {
+///         tokio::task::yield_now().await;
+///     }
+/// });
+/// let closed = running.close(CloseReason::Shutdown); // aborts the task, drops the transport
+/// assert!(closed.removed_entry());
+/// assert_eq!(registry.producer_group_count(), 0);
+/// registry.check_invariants().unwrap();
+/// ```
 pub struct ClientChannel<P: ChannelPhase, T: Send + 'static> {
     state: P::State<T>,
 }

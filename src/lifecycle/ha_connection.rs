@@ -110,6 +110,50 @@ impl Membership for HaRegistry {
 }
 
 /// An HA connection in phase `P` over transport `T`.
+///
+/// One per accepted slave socket: `new(transport, peer)`, `register(&registry)` (the row exists
+/// before any task), then `spawn` its reader and writer, each with an [`HaTaskContext`] that
+/// records acks and says when to stop. The first task to end removes the row, which stops the
+/// other. Here the reader records one ack and both wait to be stopped:
+///
+/// ```
+/// use rmq_lifecycle::lifecycle::{CloseReason, HaConnection};
+/// use rmq_lifecycle::net::TokioSpawner;
+/// use rmq_lifecycle::registry::HaRegistry;
+/// use rmq_lifecycle::tokio;
+/// use std::sync::Arc;
+///
+/// struct Socket; // the accepted transport: the connection owns it until its tasks take it
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let registry = Arc::new(HaRegistry::new(16));
+/// let registered = HaConnection::new(Socket, "10.0.0.2:41000")
+///     .register(&registry)
+///     .unwrap_or_else(|refused| panic!("{}", refused.error));
+/// assert_eq!(registry.count(), 1);
+///
+/// let spawner = TokioSpawner::new(runtime.handle().clone());
+/// let running = registered.spawn(&spawner, |_socket, reader, writer| {
+///     let reader = async move {
+///         reader.record_ack(4096); // a report the core's `MasterLink` accepted
+///         reader.stopped().await;
+///         CloseReason::Shutdown
+///     };
+///     let writer = async move {
+///         writer.stopped().await;
+///         CloseReason::Shutdown
+///     };
+///     (reader, writer)
+/// });
+/// runtime.block_on(async {
+///     while registry.acked_at_least(4096) == 0 {
+///         tokio::task::yield_now().await;
+///     }
+/// });
+/// let closed = running.close(CloseReason::Shutdown); // stop, then the row goes
+/// assert!(closed.removed_row());
+/// assert_eq!(registry.count(), 0);
+/// ```
 pub struct HaConnection<P: HaPhase, T: Send + 'static> {
     state: P::State<T>,
 }

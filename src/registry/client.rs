@@ -270,6 +270,44 @@ impl<'a> Events<'a> {
 }
 
 /// The producer and consumer group registry. See the module docs for the locking discipline.
+///
+/// It answers queries and runs the expiry scan; its entries change only through the
+/// [`ClientChannel`](crate::lifecycle::ClientChannel) of each connection (or a
+/// [`ClientAcceptor`](crate::lifecycle::ClientAcceptor), which makes them). A listener hears
+/// every change, for the broker's own reactions (consumers told to rebalance):
+///
+/// ```
+/// use rmq_lifecycle::core::{ClientEvent, GroupKind, HeartbeatData, Millis, RemovalCause};
+/// use rmq_lifecycle::lifecycle::{ClientChannel, CloseReason};
+/// use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
+/// use std::sync::{Arc, Mutex};
+///
+/// let events = Arc::new(Mutex::new(Vec::new()));
+/// let heard = events.clone();
+/// let listener = move |event: &ClientEvent| heard.lock().unwrap().push(event.clone());
+/// let registry = Arc::new(ClientRegistry::with_listener(RegistryConfig::default(), listener));
+///
+/// let channel = ClientChannel::new((), "10.0.0.1:50001") // `()`: no transport to own here
+///     .register(&registry)
+///     .unwrap_or_else(|refused| panic!("{}", refused.error));
+/// let producers = HeartbeatData::producers("producer-1", ["OrderProducers"]);
+/// channel.handle().heartbeat(&producers, Millis(0)).unwrap();
+/// assert_eq!(registry.members(GroupKind::Producer, "OrderProducers"), [channel.id()]);
+/// assert_eq!(registry.find_channel("producer-1"), Some(channel.id()));
+///
+/// // No heartbeat within the expiry (120 s): the scan removes the membership, and the group
+/// // with it, and names the channel left in no group, for the broker to close.
+/// let report = registry.scan_inactive(Millis(121_000));
+/// assert_eq!(report.orphaned, [channel.id()]);
+/// assert!(events.lock().unwrap().contains(&ClientEvent::GroupUnregistered {
+///     kind: GroupKind::Producer,
+///     group: "OrderProducers".into(),
+///     cause: RemovalCause::Expired,
+/// }));
+/// channel.close(CloseReason::IdleTimeout);
+/// assert_eq!(registry.channel_count(), 0);
+/// registry.check_invariants().unwrap();
+/// ```
 pub struct ClientRegistry {
     rules: ClientRules,
     #[cfg(feature = "harness")]

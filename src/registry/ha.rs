@@ -101,6 +101,30 @@ pub struct HaFaults {
 }
 
 /// The connection table.
+///
+/// Read-only from outside: a row is added by [`HaConnection::register`] and removed by that
+/// connection's close or its tasks' end, each exactly once. The table caps the connections and
+/// counts acknowledgements for sync replication:
+///
+/// ```
+/// use rmq_lifecycle::lifecycle::{CloseReason, HaConnection};
+/// use rmq_lifecycle::registry::{HaRegisterError, HaRegistry};
+/// use std::sync::Arc;
+///
+/// let registry = Arc::new(HaRegistry::new(1));
+/// let first = HaConnection::new((), "10.0.0.2:41000").register(&registry).unwrap();
+/// let refused = HaConnection::new((), "10.0.0.3:41000").register(&registry).unwrap_err();
+/// assert_eq!(refused.error, HaRegisterError::TooManyConnections { max: 1 });
+/// refused.connection.close(CloseReason::Rejected(refused.error.to_string()));
+///
+/// assert_eq!(registry.count(), 1);
+/// assert_eq!(registry.entries()[0].ack, None); // no report yet: counts for no sync wait
+/// assert_eq!(registry.acked_at_least(0), 0);
+/// first.close(CloseReason::PeerClosed);
+/// assert_eq!((registry.count(), registry.accepted_total(), registry.closed_total()), (0, 1, 1));
+/// ```
+///
+/// [`HaConnection::register`]: crate::lifecycle::HaConnection::register
 #[derive(Debug)]
 pub struct HaRegistry {
     table: Mutex<Table>,
