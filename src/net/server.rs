@@ -72,6 +72,36 @@ pub enum StartError {
 }
 
 /// A running broker: what [`serve`] runs between start and shutdown.
+///
+/// [`Broker::start`] it inside a tokio runtime, keep it while it serves, and end it with
+/// [`Broker::shutdown`], whose report says what was left behind. [`serve`]'s example builds a
+/// [`ServeConfig`]; one whose store and HA config disagree on the segment size is refused before
+/// the store is opened:
+///
+/// ```
+/// use rmq_lifecycle::net::ha::MasterConfig;
+/// use rmq_lifecycle::net::remoting::RemotingConfig;
+/// use rmq_lifecycle::net::server::{Broker, ServeConfig, StartError};
+/// use rmq_lifecycle::store::StoreConfig;
+/// use rmq_lifecycle::tokio;
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let loopback = ([127, 0, 0, 1], 0).into();
+/// let config = ServeConfig {
+///     remoting: RemotingConfig { listen: loopback, ..RemotingConfig::default() },
+///     registry: Default::default(),
+///     notify: None,
+///     master: MasterConfig { listen: loopback, ..MasterConfig::default() }, // 1 GiB segments
+///     send: Default::default(),
+///     store: StoreConfig { segment_size: 64 * 1024, ..StoreConfig::new(dir.path()) },
+///     metrics: None,
+///     grace: Duration::from_secs(5),
+/// };
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// let refused = runtime.block_on(Broker::start(config)).unwrap_err();
+/// assert!(matches!(refused, StartError::Config(_)), "{refused}");
+/// ```
 #[derive(Debug)]
 pub struct Broker {
     registry: Arc<ClientRegistry>,
@@ -118,6 +148,10 @@ impl BrokerReport {
 impl Broker {
     /// Binds the client listener, opens the commit log, binds the HA master and the metrics
     /// endpoint.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (its listeners and tasks are the current runtime's).
     pub async fn start(config: ServeConfig) -> Result<Broker, StartError> {
         let notifier = config.notify.map(ConsumerNotifier::new);
         let registry = Arc::new(match &notifier {
@@ -331,6 +365,51 @@ impl Broker {
 
 /// The `serve` process: starts a [`Broker`], hands it to `started` (to log its addresses, or for
 /// an embedder or a test to keep handles), runs until `shutdown` completes, then shuts it down.
+///
+/// Panics outside a tokio runtime, as [`Broker::start`] does. Here on loopback ports the system
+/// picks, until a channel (a signal handler, say) fires:
+///
+/// ```
+/// use rmq_lifecycle::core::ha::HaConfig;
+/// use rmq_lifecycle::net::ha::MasterConfig;
+/// use rmq_lifecycle::net::remoting::RemotingConfig;
+/// use rmq_lifecycle::net::server::{self, ServeConfig};
+/// use rmq_lifecycle::store::StoreConfig;
+/// use rmq_lifecycle::tokio::{self, sync::oneshot};
+/// use std::time::Duration;
+///
+/// const SEGMENT: u64 = 64 * 1024; // the store's and the HA config's: one value, or no start
+/// let dir = tempfile::tempdir().unwrap();
+/// let loopback = ([127, 0, 0, 1], 0).into();
+/// let config = ServeConfig {
+///     remoting: RemotingConfig { listen: loopback, ..RemotingConfig::default() },
+///     registry: Default::default(),
+///     notify: Some(Default::default()),
+///     master: MasterConfig {
+///         listen: loopback,
+///         ha: HaConfig { segment_size: SEGMENT, ..HaConfig::default() },
+///         ..MasterConfig::default()
+///     },
+///     send: Default::default(),
+///     store: StoreConfig { segment_size: SEGMENT, ..StoreConfig::new(dir.path()) },
+///     metrics: None,
+///     grace: Duration::from_secs(5),
+/// };
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// let shutdown = async move {
+///     let _ = stopped.await;
+/// };
+/// let report = runtime.block_on(server::serve(config, shutdown, move |broker| {
+///     assert_ne!(broker.local_addr().port(), 0);
+///     broker.master().append(b"hello").unwrap();
+///     stop.send(()).unwrap();
+/// }));
+/// let report = report.unwrap();
+/// assert!(report.is_clean(), "{report:?}");
+/// assert!(report.max_offset > 0);
+/// ```
 pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
@@ -449,8 +528,6 @@ pub async fn replicate(
     Ok(replica.shutdown().await)
 }
 
-/// The log's segment size is set in two places (the store's files, the HA transfer's segment
-/// ends); they must be one value.
 /// A per-process value for the ids the broker gives messages that came without one.
 fn salt() -> u32 {
     let nanos = std::time::SystemTime::now()
@@ -459,6 +536,8 @@ fn salt() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
+/// The log's segment size is set in two places (the store's files, the HA transfer's segment
+/// ends); they must be one value. Checked before the store is opened.
 fn check_segment_size(store: &StoreConfig, ha: u64) -> Result<(), StartError> {
     if store.segment_size == ha {
         return Ok(());
