@@ -11,6 +11,7 @@ use rmq_lifecycle::lifecycle::TaskGauge;
 use rmq_lifecycle::net::Clock;
 use rmq_lifecycle::net::ha::{HaMaster, MasterConfig};
 use rmq_lifecycle::net::metrics::{Sources, render};
+use rmq_lifecycle::net::notify::{ConsumerNotifier, NotifyConfig};
 use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
 use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
 use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
@@ -174,5 +175,120 @@ async fn a_slaves_series_goes_with_its_connection() {
         value(&text, "rmq_ha_connections_closed_total"),
         "{text}"
     );
+    assert_eq!(master.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+/// Every family a scrape can show has its `# HELP` (with text) and `# TYPE`, and every sample
+/// belongs to one: scraped with every source present, the client listener with a notifier and
+/// an HA master holding a slave that acknowledged (the per-slave family).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_has_help_and_type() {
+    let notifier = ConsumerNotifier::new(NotifyConfig::default());
+    let registry = Arc::new(ClientRegistry::with_listener(
+        RegistryConfig::default(),
+        notifier.clone(),
+    ));
+    let (client_tasks, ha_tasks) = (TaskGauge::new(), TaskGauge::new());
+    let remoting = RemotingConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        ..RemotingConfig::default()
+    };
+    let server = RemotingServer::bind_notifying(
+        remoting,
+        registry.clone(),
+        Some(notifier),
+        Clock::start(),
+        client_tasks.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        CommitLog::open(StoreConfig {
+            segment_size: 64 * 1024,
+            flush: FlushPolicy::Manual,
+            ..StoreConfig::new(dir.path())
+        })
+        .unwrap(),
+    );
+    let master_config = MasterConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        ha: HaConfig {
+            segment_size: 64 * 1024,
+            ..HaConfig::default()
+        },
+        ..MasterConfig::default()
+    };
+    let master = HaMaster::bind(master_config, log.clone(), Clock::start(), ha_tasks.clone())
+        .await
+        .unwrap();
+    let sources = Sources {
+        registry,
+        tasks: vec![client_tasks, ha_tasks],
+        remoting: Some(server.stats().clone()),
+        ha: Some((master.registry().clone(), log)),
+    };
+    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
+    heartbeat(&mut client, "metrics-group").await;
+    let mut slave = TcpStream::connect(master.local_addr()).await.unwrap();
+    slave.write_all(&encode_report(0)).await.unwrap();
+    let text = until(&sources, "the slave's series", |t| {
+        labelled(t, "rmq_ha_slave_acked_offset") == 1
+    })
+    .await;
+
+    let (mut help, mut kinds) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeMap::new(),
+    );
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, doc) = rest.split_once(' ').unwrap_or((rest, ""));
+            assert!(!doc.trim().is_empty(), "{name} has an empty HELP:\n{text}");
+            assert!(help.insert(name.to_owned()), "{name}: two HELP lines");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name type");
+            assert!(kinds.insert(name.to_owned(), kind.to_owned()).is_none());
+        } else if line != "# EOF" && !line.starts_with("# UNIT ") {
+            assert!(!line.starts_with('#'), "unexpected comment: {line}");
+            samples.push(line.split(['{', ' ']).next().unwrap().to_owned());
+        }
+    }
+    let families: Vec<_> = kinds.keys().cloned().collect();
+    assert_eq!(help.into_iter().collect::<Vec<_>>(), families, "{text}");
+    for sample in &samples {
+        let family = match sample.strip_suffix("_total") {
+            Some(counter) if kinds.get(counter).is_some_and(|k| k == "counter") => counter,
+            _ => sample,
+        };
+        assert!(
+            kinds.contains_key(family),
+            "{sample} has no family:\n{text}"
+        );
+    }
+    for family in &families {
+        assert!(
+            samples.iter().any(|s| s.starts_with(family.as_str())),
+            "{family} has no sample:\n{text}"
+        );
+    }
+    // Every source was present, so every family the encoder knows was scraped.
+    for name in [
+        "rmq_client_channels",
+        "rmq_heartbeats",
+        "rmq_client_connections_accepted",
+        "rmq_heartbeats_busy",
+        "rmq_consumer_notifications",
+        "rmq_consumer_notifications_dropped",
+        "rmq_ha_connections",
+        "rmq_commitlog_max_offset",
+        "rmq_ha_slave_acked_offset",
+    ] {
+        assert!(kinds.contains_key(name), "{name} not scraped:\n{text}");
+    }
+
+    drop((client, slave));
+    assert_eq!(server.shutdown(Duration::from_secs(5)).await.tasks_left, 0);
     assert_eq!(master.shutdown(Duration::from_secs(5)).await, 0);
 }
