@@ -322,6 +322,78 @@ fn bad_values_are_refused_up_front() {
     assert!(stderr.contains("--out"), "{stderr}");
 }
 
+/// Absurd sizes and negative broker ids are refused before anything starts (no store is
+/// created, no panic after it was), naming the option and the range it takes.
+#[test]
+fn absurd_values_are_refused_naming_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let huge = u64::MAX.to_string();
+    let serve = |flag: &'static str, value: &str| -> Vec<String> {
+        ["serve", "--store", store, flag, value]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    for (args, flag, range) in [
+        (
+            serve("--heartbeat-workers", &huge),
+            "--heartbeat-workers",
+            "1..=1024",
+        ),
+        (
+            serve("--heartbeat-queue", &huge),
+            "--heartbeat-queue",
+            "1..=1000000",
+        ),
+        (
+            serve("--max-channels", &huge),
+            "--max-channels",
+            "1..=16777216",
+        ),
+        (
+            serve("--max-groups-per-channel", &huge),
+            "--max-groups-per-channel",
+            "1..=1000000",
+        ),
+        (
+            serve("--broker-id=-5", "--listen=127.0.0.1:0"),
+            "--broker-id",
+            "0..=9223372036854775807",
+        ),
+        (
+            serve("--broker-id", "-5"),
+            "--broker-id",
+            "0..=9223372036854775807",
+        ),
+        (
+            [
+                "slave",
+                "--master",
+                "127.0.0.1:10912",
+                "--store",
+                store,
+                "--broker-id=-5",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "--broker-id",
+            "0..=9223372036854775807",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stderr) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(stderr.contains(range), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            !std::path::Path::new(store).exists(),
+            "{args:?} created the store before refusing"
+        );
+    }
+}
+
 /// Ctrl-C stops a replay with what was measured, says INTERRUPTED and exits 130; a side that
 /// never ran shows `-` (null in report.json), not zeros, and no side is judged PASS or FAIL.
 /// One replay is stopped during ha-probes' own storm, the other during stale-groups' own side.

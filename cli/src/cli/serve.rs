@@ -45,13 +45,26 @@ fn host_port(value: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// A count that must be at least 1 (a zero would disable what the option sizes).
-fn at_least_one(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(error) => Err(error.to_string()),
-    }
+/// A count in `min..=max`, refused before anything starts with a message naming the option and
+/// the range: a zero would disable what the option sizes, and a huge value is a typo that would
+/// fail later (a semaphore of that many permits panics once the store is open).
+fn count(min: u64, max: u64) -> impl clap::builder::TypedValueParser<Value = usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
+}
+
+/// The most heartbeat workers: far above upstream's heartbeatThreadPoolNums (min(32, cores)).
+const MAX_HEARTBEAT_WORKERS: u64 = 1_024;
+/// The longest heartbeat queue: 20 times upstream's heartbeatThreadPoolQueueCapacity (50000).
+const MAX_HEARTBEAT_QUEUE: u64 = 1_000_000;
+/// The most client channels: each is a connection, and 16 times the default (1048576) is past
+/// any descriptor limit a broker runs with.
+const MAX_CHANNELS: u64 = 1 << 24;
+/// The most groups one channel may join: 100 times the default (10000).
+const MAX_GROUPS_PER_CHANNEL: u64 = 1_000_000;
+
+/// `--broker-id`: upstream's ids are 0 (a classic master) or above, never negative.
+fn broker_id() -> impl clap::builder::TypedValueParser<Value = i64> {
+    clap::value_parser!(i64).range(0..=i64::MAX)
 }
 
 #[derive(Debug, Args)]
@@ -74,8 +87,9 @@ pub(crate) struct ServeArgs {
     /// (HA port), cutting any tail it never had; SIGUSR1 then promotes it again.
     #[arg(long, value_name = "ADDR", value_parser = host_port)]
     demote_to: Option<SocketAddr>,
-    /// Auto-switch: this broker's id once demoted (the new master's in-sync set is keyed by it).
-    #[arg(long, default_value_t = 1)]
+    /// Auto-switch: this broker's id once demoted (the new master's in-sync set is keyed by it),
+    /// 0 or more.
+    #[arg(long, default_value_t = 1, value_parser = broker_id(), allow_negative_numbers = true)]
     broker_id: i64,
     #[command(flatten)]
     store: StoreArgs,
@@ -92,17 +106,17 @@ pub(crate) struct ServeArgs {
     /// Period of the expiry scan, in milliseconds (1-3600000).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     scan_interval_ms: u64,
-    /// Heartbeat worker tasks, at least 1 (default: min(32, cores)).
-    #[arg(long, value_parser = at_least_one)]
+    /// Heartbeat worker tasks, 1-1024 (default: min(32, cores)).
+    #[arg(long, value_parser = count(1, MAX_HEARTBEAT_WORKERS))]
     heartbeat_workers: Option<usize>,
-    /// Heartbeats queued for a worker before SYSTEM_BUSY, at least 1.
-    #[arg(long, default_value_t = 50_000, value_parser = at_least_one)]
+    /// Heartbeats queued for a worker before SYSTEM_BUSY, 1-1000000.
+    #[arg(long, default_value_t = 50_000, value_parser = count(1, MAX_HEARTBEAT_QUEUE))]
     heartbeat_queue: usize,
-    /// Live client channels at most, at least 1; more connections are closed on accept.
-    #[arg(long, default_value_t = ClientRules::default().max_channels, value_parser = at_least_one)]
+    /// Live client channels at most, 1-16777216; more connections are closed on accept.
+    #[arg(long, default_value_t = ClientRules::default().max_channels, value_parser = count(1, MAX_CHANNELS))]
     max_channels: usize,
-    /// Groups one channel may join, at least 1; a heartbeat past it is answered SYSTEM_ERROR.
-    #[arg(long, default_value_t = ClientRules::default().max_groups_per_channel, value_parser = at_least_one)]
+    /// Groups one channel may join, 1-1000000; a heartbeat past it is answered SYSTEM_ERROR.
+    #[arg(long, default_value_t = ClientRules::default().max_groups_per_channel, value_parser = count(1, MAX_GROUPS_PER_CHANNEL))]
     max_groups_per_channel: usize,
     /// Do not push NOTIFY_CONSUMER_IDS_CHANGED (40) when a consumer group's membership changes
     /// (upstream's broker switch notifyConsumerIdsChangedEnable=false): clients then rebalance
@@ -444,8 +458,8 @@ pub(crate) struct SlaveArgs {
     /// The HA protocol; the master's.
     #[arg(long, default_value = "classic", value_parser = clap::value_parser!(HaModeArg))]
     ha_mode: HaModeArg,
-    /// Auto-switch: this slave's broker id (the master's in-sync set is keyed by it).
-    #[arg(long, default_value_t = 1)]
+    /// Auto-switch: this slave's broker id (the master's in-sync set is keyed by it), 0 or more.
+    #[arg(long, default_value_t = 1, value_parser = broker_id(), allow_negative_numbers = true)]
     broker_id: i64,
     /// Auto-switch: on SIGUSR1 stop replicating and serve this store as master, on these
     /// addresses, beginning `--epoch` (default: one above the store's last).
