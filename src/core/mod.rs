@@ -14,6 +14,7 @@ pub mod ha;
 pub mod ha_model;
 pub mod heartbeat;
 pub mod isr;
+mod json_header;
 mod lenient;
 pub mod message;
 pub mod model_trace;

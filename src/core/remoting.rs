@@ -509,6 +509,31 @@ pub fn decode_frame(mut frame: Bytes) -> Result<RemotingCommand, DecodeError> {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
+    match super::json_header::parse(header) {
+        Some(fields) => Ok(RemotingCommand::from_header_fields(fields)),
+        None => decode_json_header_serde(header),
+    }
+}
+
+impl RemotingCommand {
+    pub(crate) fn from_header_fields(h: super::json_header::Fields) -> Self {
+        RemotingCommand {
+            code: h.code,
+            language: h.language,
+            version: h.version,
+            opaque: h.opaque,
+            flag: h.flag,
+            remark: h.remark,
+            ext_fields: h.ext_fields,
+            serialize_type: SerializeType::Json,
+            body: None,
+        }
+    }
+}
+
+/// The JSON header by serde_json: what a header means. `json_header::parse` takes the common
+/// shape faster and declines the rest.
+pub(crate) fn decode_json_header_serde(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     #[derive(Deserialize, Default)]
     #[serde(default, rename_all = "camelCase")]
     struct Header {
@@ -547,20 +572,24 @@ fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
 }
 
 fn language<'de, D: Deserializer<'de>>(d: D) -> Result<LanguageCode, D::Error> {
-    let s = super::lenient::string(d)?;
+    Ok(language_named(&super::lenient::string(d)?))
+}
+
+/// The header's `language` text: a Java name, or an ordinal.
+pub(crate) fn language_named(s: &str) -> LanguageCode {
     if let Ok(n) = s.parse::<u8>() {
         // An ordinal; one we have no name for is OTHER, so that re-encoding by name round-trips.
-        return Ok(if usize::from(n) < LANGUAGES.len() {
+        return if usize::from(n) < LANGUAGES.len() {
             LanguageCode(n)
         } else {
             LanguageCode::OTHER
-        });
+        };
     }
-    Ok(LanguageCode::from_name(&s).unwrap_or(if s.is_empty() {
+    LanguageCode::from_name(s).unwrap_or(if s.is_empty() {
         LanguageCode::JAVA
     } else {
         LanguageCode::OTHER
-    }))
+    })
 }
 
 fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -712,6 +741,16 @@ fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, DecodeError> {
     })
 }
 
+fn header_paths_agree(header: &[u8]) {
+    if let Some(fields) = super::json_header::parse(header) {
+        let fast = RemotingCommand::from_header_fields(fields);
+        match decode_json_header_serde(header) {
+            Ok(slow) => assert_eq!(fast, slow, "the header's fast path disagrees with serde"),
+            Err(error) => panic!("the header's fast path answered where serde fails: {error}"),
+        }
+    }
+}
+
 /// The fuzz property of the frame decoder: `data` fed at a split point chosen by its first byte,
 /// then whatever decodes must re-encode and decode to the same command. Never panics on any input.
 #[doc(hidden)]
@@ -719,6 +758,16 @@ pub fn fuzz_check(data: &[u8]) {
     let Some((&split, data)) = data.split_first() else {
         return;
     };
+    // The JSON header's fast path agrees with serde's wherever it answers: on the input as a
+    // header, and on the header of the input's first frame.
+    header_paths_agree(data);
+    if data.len() >= 8 && data[4] == 0 {
+        let header =
+            (u32::from_be_bytes(data[4..8].try_into().expect("4 bytes")) & 0x00FF_FFFF) as usize;
+        if let Some(header) = data.get(8..8 + header) {
+            header_paths_agree(header);
+        }
+    }
     let split = usize::from(split).min(data.len());
     let mut decoder = FrameDecoder::default();
     let mut buf = BytesMut::from(&data[..split]);

@@ -1,0 +1,278 @@
+//! A fast path for the remoting JSON header in the shape every client sends: one flat object,
+//! integers as integers, strings without escapes, `extFields` an object of strings.
+//!
+//! It is not a JSON parser: anything outside that shape (an escape, a float, a nested value, a
+//! key twice, a number out of range, a `null` where a number goes) gives `None`, and the caller
+//! decodes the header with serde_json (`remoting::decode_json_header`), which defines the
+//! result. Where this path answers, it answers exactly as that one would (checked by the unit
+//! tests below and by the remoting fuzz property on every input).
+
+use super::remoting::LanguageCode;
+use std::collections::BTreeMap;
+
+/// The header's fields, as `decode_json_header` reads them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fields {
+    pub(crate) code: i32,
+    pub(crate) language: LanguageCode,
+    pub(crate) version: i32,
+    pub(crate) opaque: i32,
+    pub(crate) flag: i32,
+    pub(crate) remark: Option<String>,
+    pub(crate) ext_fields: BTreeMap<String, String>,
+}
+
+/// The header's fields, or `None` if it is not in the common shape (then serde_json decides).
+pub(crate) fn parse(header: &[u8]) -> Option<Fields> {
+    // One UTF-8 check for the whole header; strings are then sliced from it without another.
+    let text = std::str::from_utf8(header).ok()?;
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+    };
+    let mut out = Fields::default();
+    let mut seen = 0u8;
+    p.ws();
+    p.eat(b'{')?;
+    p.ws();
+    if !p.peek_is(b'}') {
+        loop {
+            let key = p.string()?;
+            p.ws();
+            p.eat(b':')?;
+            p.ws();
+            let bit = match key {
+                "code" => 1,
+                "language" => 2,
+                "version" => 4,
+                "opaque" => 8,
+                "flag" => 16,
+                "remark" => 32,
+                "extFields" => 64,
+                _ => 0,
+            };
+            if bit != 0 {
+                // serde rejects a known field given twice.
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+            }
+            match key {
+                "code" => out.code = p.int()?,
+                "version" => out.version = p.int()?,
+                "opaque" => out.opaque = p.int()?,
+                "flag" => out.flag = p.int()?,
+                "language" => out.language = super::remoting::language_named(p.string()?),
+                "remark" => {
+                    out.remark = if p.null() {
+                        None
+                    } else {
+                        Some(p.string()?.to_owned())
+                    }
+                }
+                "extFields" => {
+                    if !p.null() {
+                        p.ext_fields(&mut out.ext_fields)?;
+                    }
+                }
+                // Ignored, as serde ignores unknown fields: only a scalar is skipped here.
+                _ => p.skip_scalar()?,
+            }
+            p.ws();
+            if p.peek_is(b',') {
+                p.i += 1;
+                p.ws();
+                continue;
+            }
+            break;
+        }
+    }
+    p.eat(b'}')?;
+    p.ws();
+    (p.i == p.s.len()).then_some(out)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek_is(&self, b: u8) -> bool {
+        self.s.get(self.i) == Some(&b)
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        self.peek_is(b).then(|| self.i += 1)
+    }
+
+    fn null(&mut self) -> bool {
+        let null = self.s[self.i..].starts_with(b"null");
+        if null {
+            self.i += 4;
+        }
+        null
+    }
+
+    /// A string with no escape and no control character.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = self.s[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + len;
+        if self.s[end] != b'"' {
+            return None;
+        }
+        self.i = end + 1;
+        // Both ends are ASCII bytes, so they are char boundaries.
+        Some(&self.text[start..end])
+    }
+
+    /// A JSON integer (no fraction, exponent or leading zero) in the `int` range.
+    fn int(&mut self) -> Option<i32> {
+        let start = self.i;
+        if self.peek_is(b'-') {
+            self.i += 1;
+        }
+        let digits = self.i;
+        while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        let n = self.i - digits;
+        if n == 0 || n > 10 || (n > 1 && self.s[digits] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.s.get(self.i) {
+            return None;
+        }
+        self.text[start..self.i].parse().ok()
+    }
+
+    /// `{"k":"v",...}`; a `null` value removes the key, as serde's path does.
+    fn ext_fields(&mut self, out: &mut BTreeMap<String, String>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            if self.null() {
+                out.remove(key);
+            } else {
+                out.insert(key.to_owned(), self.string()?.to_owned());
+            }
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The value of a key serde ignores: a string, an integer, `true`, `false` or `null`.
+    fn skip_scalar(&mut self) -> Option<()> {
+        match self.s.get(self.i)? {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => {
+                // Any integer, however long (serde ignores it unparsed).
+                let start = self.i;
+                if self.peek_is(b'-') {
+                    self.i += 1;
+                }
+                let digits = self.i;
+                while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                    self.i += 1;
+                }
+                let n = self.i - digits;
+                let leading_zero = n > 1 && self.s[digits] == b'0';
+                let fraction = matches!(self.s.get(self.i), Some(b'.' | b'e' | b'E'));
+                (n > 0 && !leading_zero && !fraction && self.i > start).then_some(())
+            }
+            _ if self.null() => Some(()),
+            _ => {
+                for word in [&b"true"[..], b"false"] {
+                    if self.s[self.i..].starts_with(word) {
+                        self.i += word.len();
+                        return Some(());
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::remoting::{RemotingCommand, decode_json_header_serde};
+
+    /// Where the fast path answers, serde's path answers the same; where it declines, serde's
+    /// path still decides (these inputs cover both).
+    #[test]
+    fn agrees_with_serde_where_it_answers() {
+        let cases: &[&str] = &[
+            r#"{"code":34,"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":453}"#,
+            r#"{"code":310,"extFields":{"a":"1","b":"two","a":"3"},"flag":0,"language":"CPP","opaque":-2147483648,"version":0}"#,
+            r#" { "code" : 10 , "extFields" : { "k" : null , "x" : "y" } , "remark" : null } "#,
+            r#"{"code":0,"remark":"a remark","extFields":null,"unknown":true,"other":-12,"z":null,"f":false}"#,
+            r#"{}"#,
+            r#"{"language":"","code":1}"#,
+            r#"{"language":"3"}"#,
+            r#"{"language":"NOPE"}"#,
+            r#"{"code":2147483648}"#,
+            r#"{"code":01}"#,
+            r#"{"code":1.0}"#,
+            r#"{"code":1e3}"#,
+            r#"{"code":"12"}"#,
+            r#"{"code":null}"#,
+            r#"{"code":1,"code":2}"#,
+            r#"{"remark":"esc\"aped"}"#,
+            r#"{"extFields":{"k":1}}"#,
+            r#"{"unknown":{"nested":1}}"#,
+            r#"{"unknown":[1]}"#,
+            r#"{"unknown":1.5}"#,
+            r#"{"code":1,}"#,
+            r#"{"code":1} x"#,
+            r#"{"code":1"#,
+            r#"{"code":-}"#,
+            r#"{"language":4}"#,
+            r#"{"extFields":{"k":"v",}}"#,
+            "{\"remark\":\"tab\there\"}",
+            "{\"remark\":\"caf\u{e9}\"}",
+        ];
+        let mut answered = 0;
+        for case in cases {
+            if let Some(fast) = parse(case.as_bytes()) {
+                answered += 1;
+                let slow = decode_json_header_serde(case.as_bytes())
+                    .unwrap_or_else(|e| panic!("{case}: fast path answered, serde failed: {e}"));
+                let fast = RemotingCommand::from_header_fields(fast);
+                assert_eq!(fast, slow, "{case}");
+            }
+        }
+        assert_eq!(answered, 9, "the common shapes take the fast path");
+    }
+}
