@@ -320,6 +320,16 @@ fn bad_values_are_refused_up_front() {
     let (code, stderr) = run(&["replay", "all", "--out", file.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("--out"), "{stderr}");
+    assert!(
+        stderr.contains("not a directory") && stderr.contains("give a new or existing directory"),
+        "what is wrong and what to do: {stderr}"
+    );
+    assert!(!stderr.contains("os error 17"), "{stderr}");
+    // A path through a file cannot become a directory either; said before anything runs.
+    let under_file = file.join("out");
+    let (code, stderr) = run(&["replay", "all", "--out", under_file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot create the directory"), "{stderr}");
 }
 
 /// Absurd sizes and negative broker ids are refused before anything starts (no store is

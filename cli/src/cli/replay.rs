@@ -182,6 +182,27 @@ fn scale(min: u64, max: u64) -> impl clap::builder::TypedValueParser<Value = usi
     clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
 }
 
+/// Makes `--out DIR` ready for report.json and chart.svg, or says what is wrong with it and
+/// what to give instead (the OS's words alone, "File exists", do not say which).
+fn out_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "--out {shown}: not a directory (report.json and chart.svg are written into a \
+             directory); give a new or existing directory"
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|error| {
+        format!(
+            "--out {shown}: cannot create the directory ({error}); give a directory this user \
+             can create or write to"
+        )
+    })?;
+    tempfile::NamedTempFile::new_in(dir).map(drop).map_err(|error| {
+        format!("--out {shown}: cannot write into the directory ({error}); give one this user can write to")
+    })
+}
+
 /// The exit code of an interrupted replay (128 + SIGINT, as a shell reports it).
 const INTERRUPTED: u8 = 130;
 
@@ -231,8 +252,8 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
     }
     // A bad --out fails now, not after the whole replay ran.
     if let Some(dir) = &args.out {
-        if let Err(error) = std::fs::create_dir_all(dir) {
-            eprintln!("error: --out {}: {error}", dir.display());
+        if let Err(error) = out_dir(dir) {
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     }
