@@ -53,7 +53,12 @@ impl Proc {
 
     /// Waits for a log line containing `needle` and returns it.
     fn line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.line_within(needle, Duration::from_secs(30))
+    }
+
+    /// [`Proc::line`] with its own deadline, for a line that comes only after retries.
+    fn line_within(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
         while let Ok(line) = self
             .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -530,6 +535,51 @@ fn host_names_resolve_and_a_lost_slave_says_so() {
     assert_eq!(code, 0);
     let (code, _) = serve.terminate();
     assert_eq!(code, 0);
+}
+
+/// A slave pointed at `serve`'s metrics port (an HTTP answer) or client port (closed at once,
+/// every time) says at the default level that the peer does not speak the HA protocol and which
+/// port it wants. The client port's hint needs ten closes in a row, about 21 s of backoff.
+#[test]
+fn a_slave_at_a_port_that_is_not_ha_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut serve = Proc::start_default_level(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--metrics",
+        &metrics,
+        "--store",
+        dir.path().join("master").to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    let listen = field(&serve.line("serving"), "listen").to_string();
+    let slave = |to: &str, store: &str| {
+        Proc::start_default_level(&[
+            "slave",
+            "--master",
+            to,
+            "--store",
+            dir.path().join(store).to_str().unwrap(),
+            "--segment-size",
+            "65536",
+        ])
+    };
+    let (mut at_metrics, mut at_client) = (slave(&metrics, "s1"), slave(&listen, "s2"));
+    let needle = "the peer does not speak the HA protocol";
+    let line = at_metrics.line(needle);
+    assert!(line.contains(&metrics), "{line}");
+    assert!(line.contains("--ha-listen"), "{line}");
+    let line = at_client.line_within(needle, Duration::from_secs(60));
+    assert!(line.contains(&listen), "{line}");
+    for p in [at_metrics, at_client, serve] {
+        let (code, _) = p.terminate();
+        assert_eq!(code, 0);
+    }
 }
 
 /// Failover by signal: `serve --demote-to` turns into an auto-switch slave of the new master on

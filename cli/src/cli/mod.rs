@@ -6,6 +6,7 @@ mod alloc;
 mod bench;
 mod chart;
 mod model_trace;
+mod not_ha_peer;
 
 use std::path::PathBuf;
 mod replay;
@@ -81,7 +82,14 @@ pub(crate) fn main() -> ExitCode {
     // An empty `Vec` of layers would turn every event off (its level hint is OFF); `None` not.
     let layers: Vec<_> = recorders.iter().map(|(r, _)| r.layer()).collect();
     let layers = (!layers.is_empty()).then_some(layers);
-    tracing_subscriber::registry().with(log).with(layers).init();
+    // Both run a slave (`serve` once demoted).
+    let hint = matches!(cli.command, Command::Serve(_) | Command::Slave(_))
+        .then(|| not_ha_peer::NotHaPeer::default().with_filter(not_ha_peer::NotHaPeer::filter()));
+    tracing_subscriber::registry()
+        .with(log)
+        .with(layers)
+        .with(hint)
+        .init();
     match cli.command {
         Command::Serve(args) => {
             let code = serve::run(args);
