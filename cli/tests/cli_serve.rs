@@ -467,6 +467,10 @@ fn an_interrupted_replay_says_so() {
     };
     assert!(all.contains("verdict: ours interrupted after "), "{all}");
     assert!(
+        all.contains("replay stale-groups: not run (interrupted)"),
+        "{all}"
+    );
+    assert!(
         all.contains("upstream emulation not run (interrupted)"),
         "{all}"
     );

@@ -65,6 +65,10 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Debug, Default, serde::Serialize)]
 struct Report {
+    /// The replays asked for: one Ctrl-C kept from starting is named in the summary (it is null
+    /// in report.json).
+    #[serde(skip)]
+    which: Option<Which>,
     ha_probes: Option<HaProbesReport>,
     stale_groups: Option<StaleGroupsReport>,
     /// The replay's verdict; `None` when it was interrupted (no verdict was reached).
@@ -278,7 +282,10 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
                 ctrl_c.cancel();
             }
         });
-        let mut report = Report::default();
+        let mut report = Report {
+            which: Some(args.which),
+            ..Report::default()
+        };
         if matches!(args.which, Which::HaProbes | Which::All) {
             let config = HaProbesConfig {
                 probes: args.probes,
@@ -603,6 +610,16 @@ fn summary(report: &Report) -> String {
         };
         let _ = writeln!(s, "  verdict: ours {ours}; upstream emulation {upstream}\n");
     }
+    if report.interrupted && report.which == Some(Which::All) {
+        for (name, ran) in [
+            ("ha-probes", report.ha_probes.is_some()),
+            ("stale-groups", report.stale_groups.is_some()),
+        ] {
+            if !ran {
+                let _ = writeln!(s, "replay {name}: not run (interrupted)\n");
+            }
+        }
+    }
     let _ = writeln!(
         s,
         "replay: {} in {:.1} s",
@@ -657,5 +674,18 @@ mod progress_tests {
                 "b: 1000/3000"
             ]
         );
+    }
+
+    /// On a terminal a phase starts at 0 of its own total: never the last phase's count against
+    /// this one's length (`[====] 20000/3000`).
+    #[test]
+    fn the_bar_starts_each_phase_at_zero() {
+        let bar = ProgressBar::hidden();
+        let reporter = Reporter::with(Some(bar.clone()), Box::new(|_| {}));
+        reporter.phase("a", 20_000);
+        reporter.advance(20_000);
+        reporter.phase("b", 3_000);
+        assert_eq!((bar.position(), bar.length()), (0, Some(3_000)));
+        assert_eq!(bar.message(), "b");
     }
 }

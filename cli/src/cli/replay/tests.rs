@@ -235,7 +235,9 @@ fn an_interrupted_report_claims_no_measurement() {
         upstream: None,
         interrupted: true,
     };
+    let groups_again = groups.clone();
     let report = super::Report {
+        which: Some(super::Which::All),
         ha_probes: Some(ha),
         stale_groups: Some(groups),
         passed: None,
@@ -270,6 +272,22 @@ fn an_interrupted_report_claims_no_measurement() {
         .find(|l| l.contains("heartbeat p50"))
         .unwrap();
     assert_eq!(p50.split_whitespace().rev().nth(1), Some("-"), "{p50}");
+    // Interrupted during the first replay: the second is named as not run.
+    let first_only = super::Report {
+        stale_groups: None,
+        ..report
+    };
+    let summary = super::summary(&first_only);
+    assert!(
+        summary.contains("replay stale-groups: not run (interrupted)"),
+        "{summary}"
+    );
+    let json = serde_json::to_value(&first_only).unwrap();
+    assert_eq!(json["stale_groups"], serde_json::Value::Null);
+    let report = super::Report {
+        stale_groups: Some(groups_again),
+        ..first_only
+    };
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["passed"], serde_json::Value::Null);
     assert_eq!(json["ha_probes"]["upstream"], serde_json::Value::Null);
