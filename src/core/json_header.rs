@@ -1,13 +1,15 @@
 //! A fast path for the remoting JSON header in the shape every client sends: one flat object,
-//! integers as integers, strings without escapes, `extFields` an object of strings.
+//! integers as integers, strings, `extFields` an object of strings.
 //!
-//! It is not a JSON parser: anything outside that shape (an escape, a float, a nested value, a
-//! key twice, a number out of range, a `null` where a number goes) gives `None`, and the caller
+//! It is not a JSON parser: anything outside that shape (a float, a nested value, a known key
+//! twice, a number out of range, a `null` where a number goes, an escape it does not know) gives
+//! `None`, and the caller
 //! decodes the header with serde_json (`remoting::decode_json_header`), which defines the
 //! result. Where this path answers, it answers exactly as that one would (checked by the unit
 //! tests below and by the remoting fuzz property on every input).
 
 use super::remoting::LanguageCode;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The header's fields, as `decode_json_header` reads them.
@@ -42,6 +44,7 @@ pub(crate) fn parse(header: &[u8]) -> Option<Fields> {
             p.ws();
             p.eat(b':')?;
             p.ws();
+            let key: &str = &key;
             let bit = match key {
                 "code" => 1,
                 "language" => 2,
@@ -64,12 +67,12 @@ pub(crate) fn parse(header: &[u8]) -> Option<Fields> {
                 "version" => out.version = p.int()?,
                 "opaque" => out.opaque = p.int()?,
                 "flag" => out.flag = p.int()?,
-                "language" => out.language = super::remoting::language_named(p.string()?),
+                "language" => out.language = super::remoting::language_named(&p.string()?),
                 "remark" => {
                     out.remark = if p.null() {
                         None
                     } else {
-                        Some(p.string()?.to_owned())
+                        Some(p.string()?.into_owned())
                     }
                 }
                 "extFields" => {
@@ -123,20 +126,88 @@ impl<'a> Parser<'a> {
         null
     }
 
-    /// A string with no escape and no control character.
-    fn string(&mut self) -> Option<&'a str> {
+    /// A string: borrowed if it has no escape. A raw control character, an unknown escape or a
+    /// surrogate that is not half of a pair gives `None` (serde refuses those too).
+    fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.i;
         let len = self.s[start..]
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let end = start + len;
-        if self.s[end] != b'"' {
-            return None;
+        let mut end = start + len;
+        match self.s[end] {
+            b'"' => {
+                self.i = end + 1;
+                // Both ends are ASCII bytes, so they are char boundaries.
+                return Some(Cow::Borrowed(&self.text[start..end]));
+            }
+            b'\\' => {}
+            _ => return None,
         }
-        self.i = end + 1;
-        // Both ends are ASCII bytes, so they are char boundaries.
-        Some(&self.text[start..end])
+        let mut owned = String::with_capacity(len + 16);
+        owned.push_str(&self.text[start..end]);
+        loop {
+            match *self.s.get(end)? {
+                b'"' => {
+                    self.i = end + 1;
+                    return Some(Cow::Owned(owned));
+                }
+                b'\\' => {
+                    let escaped = *self.s.get(end + 1)?;
+                    end += 2;
+                    match escaped {
+                        b'"' => owned.push('"'),
+                        b'\\' => owned.push('\\'),
+                        b'/' => owned.push('/'),
+                        b'b' => owned.push('\u{8}'),
+                        b'f' => owned.push('\u{c}'),
+                        b'n' => owned.push('\n'),
+                        b'r' => owned.push('\r'),
+                        b't' => owned.push('\t'),
+                        b'u' => {
+                            let unit = self.hex4(end)?;
+                            end += 4;
+                            let c = match unit {
+                                0xD800..=0xDBFF => {
+                                    if self.s.get(end..end + 2)? != b"\\u" {
+                                        return None;
+                                    }
+                                    let low = self.hex4(end + 2)?;
+                                    if !(0xDC00..=0xDFFF).contains(&low) {
+                                        return None;
+                                    }
+                                    end += 6;
+                                    0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                                }
+                                0xDC00..=0xDFFF => return None,
+                                _ => unit,
+                            };
+                            owned.push(char::from_u32(c)?);
+                        }
+                        _ => return None,
+                    }
+                }
+                b if b < 0x20 => return None,
+                _ => {
+                    // A run up to the next quote, escape or control byte: those are ASCII, so
+                    // the run ends on a char boundary.
+                    let run = self.s[end..]
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+                    owned.push_str(&self.text[end..end + run]);
+                    end += run;
+                }
+            }
+        }
+    }
+
+    /// Four hex digits at `at`.
+    fn hex4(&self, at: usize) -> Option<u32> {
+        let digits = self.s.get(at..at + 4)?;
+        digits.iter().try_fold(0u32, |n, &d| {
+            let v = (d as char).to_digit(16)?;
+            Some(n * 16 + v)
+        })
     }
 
     /// A JSON integer (no fraction, exponent or leading zero) in the `int` range.
@@ -172,9 +243,9 @@ impl<'a> Parser<'a> {
             self.eat(b':')?;
             self.ws();
             if self.null() {
-                out.remove(key);
+                out.remove(&*key);
             } else {
-                out.insert(key.to_owned(), self.string()?.to_owned());
+                out.insert(key.into_owned(), self.string()?.into_owned());
             }
             self.ws();
             match self.s.get(self.i) {
@@ -249,7 +320,14 @@ mod tests {
             r#"{"code":"12"}"#,
             r#"{"code":null}"#,
             r#"{"code":1,"code":2}"#,
-            r#"{"remark":"esc\"aped"}"#,
+            r#"{"remark":"esc\"aped \\ \/ \b\f\n\r\t \u0001\u0002 \u00e9 \ud83d\ude00"}"#,
+            r#"{"extFields":{"p\u0001":"a\u0001b\u0002c","UNIQ_KEY":"x"}}"#,
+            r#"{"remark":"\ud83d"}"#,
+            r#"{"remark":"\ude00"}"#,
+            r#"{"remark":"\ud83d\u0041"}"#,
+            r#"{"remark":"\x"}"#,
+            r#"{"remark":"\u12"}"#,
+            r#"{"remark":"\u12G4"}"#,
             r#"{"extFields":{"k":1}}"#,
             r#"{"unknown":{"nested":1}}"#,
             r#"{"unknown":[1]}"#,
@@ -273,6 +351,6 @@ mod tests {
                 assert_eq!(fast, slow, "{case}");
             }
         }
-        assert_eq!(answered, 9, "the common shapes take the fast path");
+        assert_eq!(answered, 11, "the common shapes take the fast path");
     }
 }
