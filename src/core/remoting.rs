@@ -237,13 +237,44 @@ impl RemotingCommand {
     /// place and the two length words patched after it, so a response costs no allocation.
     /// On error `dst` is left as it was.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode_with(&[], dst)
+    }
+
+    /// [`encode`](Self::encode) as if `extra` (sorted by key, no key twice, none of the
+    /// command's own) were among the ext fields too: a response's varying fields written
+    /// without building a map for them.
+    pub fn encode_with(
+        &self,
+        extra: &[(&str, &str)],
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        debug_assert!(
+            extra.windows(2).all(|w| w[0].0 < w[1].0),
+            "extra fields sorted"
+        );
+        if !extra.is_empty()
+            && (self.serialize_type != SerializeType::Json || !self.ext_fields.is_empty())
+        {
+            // Rare (a binary header, or fields to merge): through a command that holds them all.
+            let mut merged = self.clone();
+            for (key, value) in extra {
+                merged
+                    .ext_fields
+                    .insert((*key).to_owned(), (*value).to_owned());
+            }
+            return merged.encode(dst);
+        }
         let start = dst.len();
         let body_len = self.body.as_ref().map_or(0, Bytes::len);
         dst.reserve(8 + 128 + body_len);
         dst.put_bytes(0, 8);
         let header = match self.serialize_type {
             SerializeType::Json => {
-                self.write_json_header(dst);
+                if extra.is_empty() {
+                    self.write_json_header(dst);
+                } else {
+                    self.write_json_header_with(extra.iter().copied(), dst);
+                }
                 Ok(dst.len() - start - 8)
             }
             SerializeType::RocketMq => self.binary_header().map(|header| {
@@ -308,6 +339,16 @@ impl RemotingCommand {
     /// Written by hand (strings escaped by serde_json) because it is on every response's path.
     /// Returns where in `dst` the `opaque`'s digits are.
     fn write_json_header(&self, dst: &mut BytesMut) -> std::ops::Range<usize> {
+        let ext = self.ext_fields.iter();
+        self.write_json_header_with(ext.map(|(k, v)| (k.as_str(), v.as_str())), dst)
+    }
+
+    /// The header with `ext` (in key order) as its ext fields.
+    fn write_json_header_with<'e>(
+        &self,
+        ext: impl Iterator<Item = (&'e str, &'e str)>,
+        dst: &mut BytesMut,
+    ) -> std::ops::Range<usize> {
         fn int(dst: &mut BytesMut, n: i32) {
             dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
@@ -323,9 +364,10 @@ impl RemotingCommand {
         }
         dst.extend_from_slice(b"{\"code\":");
         int(dst, self.code);
-        if !self.ext_fields.is_empty() {
+        let mut ext = ext.peekable();
+        if ext.peek().is_some() {
             dst.extend_from_slice(b",\"extFields\":{");
-            for (i, (key, value)) in self.ext_fields.iter().enumerate() {
+            for (i, (key, value)) in ext.enumerate() {
                 if i > 0 {
                     dst.put_u8(b',');
                 }

@@ -560,15 +560,9 @@ fn is_send(request: &RemotingCommand) -> bool {
 /// Stores `sends` (taking them) and writes their answers, in order; oneway sends get none.
 async fn store_sends(ctx: &Ctx, sends: &mut Vec<RemotingCommand>, ends: Ends, out: &mut BytesMut) {
     let Some(sender) = &ctx.sender else { return };
-    let oneway: Vec<bool> = sends.iter().map(RemotingCommand::is_oneway).collect();
-    let answers = sender
-        .answer_all(std::mem::take(sends), ends.peer, ends.local)
+    sender
+        .answer_all(std::mem::take(sends), ends.peer, ends.local, out)
         .await;
-    for (response, oneway) in answers.iter().zip(oneway) {
-        if !oneway {
-            encode_response(response, out);
-        }
-    }
 }
 
 /// What a request is answered with.

@@ -14,6 +14,7 @@ use super::ha::MasterHandle;
 use crate::core::message::{self, SendHeader, SendRules};
 use crate::core::remoting::{RemotingCommand, code};
 use crate::store::messages::{MessageLog, Sent};
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -69,15 +70,17 @@ impl Sender {
         }
     }
 
-    /// The answers to the sends one read of a connection from `peer` at `local` brought (the
-    /// store host of their records), in order: stored as one group commit, and with
-    /// `in_sync_replicas > 1` answered once as many copies hold them (one wait for the last).
+    /// Answers the sends one read of a connection from `peer` at `local` brought (the store host
+    /// of their records), encoded into `out` in order (none for a oneway send): stored as one
+    /// group commit, and with `in_sync_replicas > 1` answered once as many copies hold them
+    /// (one wait for the last).
     pub(crate) async fn answer_all(
         &self,
         mut requests: Vec<RemotingCommand>,
         peer: SocketAddr,
         local: SocketAddr,
-    ) -> Vec<RemotingCommand> {
+        out: &mut BytesMut,
+    ) {
         let headers: Vec<Result<SendHeader, message::Refusal>> =
             requests.iter_mut().map(SendHeader::take).collect();
         let clock = &self.clock;
@@ -130,36 +133,44 @@ impl Sender {
                 replicated = self.master.replicated_to(needed);
             }
         }
-        requests
-            .iter()
-            .zip(outcomes)
-            .zip(&headers)
-            .map(|((request, outcome), header)| {
-                let topic = header.as_ref().map_or("", |h| h.topic.as_str());
-                match outcome {
-                    Err(refusal) => {
-                        if refusal.code == code::SERVICE_NOT_AVAILABLE {
-                            tracing::warn!(%topic, %peer, remark = %refusal.remark, "send not stored");
-                        } else {
-                            tracing::debug!(%topic, %peer, code = refusal.code, remark = %refusal.remark, "send refused");
-                        }
-                        message::refused_response(request, refusal)
+        let answers = requests.iter().zip(outcomes).zip(&headers);
+        for ((request, outcome), header) in answers {
+            let topic = header.as_ref().map_or("", |h| h.topic.as_str());
+            let mark = out.len();
+            let encoded = match outcome {
+                Err(refusal) => {
+                    if refusal.code == code::SERVICE_NOT_AVAILABLE {
+                        tracing::warn!(%topic, %peer, remark = %refusal.remark, "send not stored");
+                    } else {
+                        tracing::debug!(%topic, %peer, code = refusal.code, remark = %refusal.remark, "send refused");
                     }
-                    Ok(sent) => {
-                        tracing::trace!(%topic, queue = sent.result.queue_id, offset = sent.appended.start, "message stored");
-                        let status = if needed == 0 || sent.no_wait {
-                            code::SUCCESS
-                        } else if unavailable {
-                            code::SLAVE_NOT_AVAILABLE
-                        } else if sent.appended.end <= replicated {
-                            code::SUCCESS
-                        } else {
-                            code::FLUSH_SLAVE_TIMEOUT
-                        };
-                        message::stored_response(request, status, &sent.result)
+                    if request.is_oneway() {
+                        continue;
                     }
+                    message::refused_response(request, refusal).encode(out)
                 }
-            })
-            .collect()
+                Ok(sent) => {
+                    tracing::trace!(%topic, queue = sent.result.queue_id, offset = sent.appended.start, "message stored");
+                    let status = if needed == 0 || sent.no_wait {
+                        code::SUCCESS
+                    } else if unavailable {
+                        code::SLAVE_NOT_AVAILABLE
+                    } else if sent.appended.end <= replicated {
+                        code::SUCCESS
+                    } else {
+                        code::FLUSH_SLAVE_TIMEOUT
+                    };
+                    if request.is_oneway() {
+                        continue;
+                    }
+                    message::encode_stored_response(request, status, &sent.result, out)
+                }
+            };
+            if let Err(error) = encoded {
+                // Only a response we built can fail here (an oversized remark): a bug.
+                out.truncate(mark);
+                tracing::error!(%error, "send response not encodable; dropped");
+            }
+        }
     }
 }
