@@ -8,19 +8,27 @@
 //! result. Where this path answers, it answers exactly as that one would (checked by the unit
 //! tests below and by the remoting fuzz property on every input).
 
-use super::remoting::LanguageCode;
+use super::remoting::{self, LanguageCode};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// The header's fields, as `decode_json_header` reads them.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// The header's fields: what both paths read (serde's by these attributes).
+#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub(crate) struct Fields {
+    #[serde(deserialize_with = "remoting::int")]
     pub(crate) code: i32,
+    #[serde(deserialize_with = "remoting::language")]
     pub(crate) language: LanguageCode,
+    #[serde(deserialize_with = "remoting::int")]
     pub(crate) version: i32,
+    #[serde(deserialize_with = "remoting::int")]
     pub(crate) opaque: i32,
+    #[serde(deserialize_with = "remoting::int")]
     pub(crate) flag: i32,
+    #[serde(deserialize_with = "remoting::opt_string")]
     pub(crate) remark: Option<String>,
+    #[serde(deserialize_with = "remoting::ext_fields")]
     pub(crate) ext_fields: BTreeMap<String, String>,
 }
 
@@ -67,7 +75,7 @@ pub(crate) fn parse(header: &[u8]) -> Option<Fields> {
                 "version" => out.version = p.int()?,
                 "opaque" => out.opaque = p.int()?,
                 "flag" => out.flag = p.int()?,
-                "language" => out.language = super::remoting::language_named(&p.string()?),
+                "language" => out.language = remoting::language_named(&p.string()?),
                 "remark" => {
                     out.remark = if p.null() {
                         None
@@ -210,8 +218,13 @@ impl<'a> Parser<'a> {
         })
     }
 
-    /// A JSON integer (no fraction, exponent or leading zero) in the `int` range.
+    /// A JSON integer in the `int` range.
     fn int(&mut self) -> Option<i32> {
+        self.integer()?.parse().ok()
+    }
+
+    /// The text of a JSON integer of any length (no fraction, exponent or leading zero).
+    fn integer(&mut self) -> Option<&'a str> {
         let start = self.i;
         if self.peek_is(b'-') {
             self.i += 1;
@@ -221,13 +234,9 @@ impl<'a> Parser<'a> {
             self.i += 1;
         }
         let n = self.i - digits;
-        if n == 0 || n > 10 || (n > 1 && self.s[digits] == b'0') {
-            return None;
-        }
-        if let Some(b'.' | b'e' | b'E') = self.s.get(self.i) {
-            return None;
-        }
-        self.text[start..self.i].parse().ok()
+        let leading_zero = n > 1 && self.s[digits] == b'0';
+        let fraction = matches!(self.s.get(self.i), Some(b'.' | b'e' | b'E'));
+        (n > 0 && !leading_zero && !fraction).then(|| &self.text[start..self.i])
     }
 
     /// `{"k":"v",...}`; a `null` value removes the key, as serde's path does.
@@ -266,21 +275,8 @@ impl<'a> Parser<'a> {
     fn skip_scalar(&mut self) -> Option<()> {
         match self.s.get(self.i)? {
             b'"' => self.string().map(drop),
-            b'-' | b'0'..=b'9' => {
-                // Any integer, however long (serde ignores it unparsed).
-                let start = self.i;
-                if self.peek_is(b'-') {
-                    self.i += 1;
-                }
-                let digits = self.i;
-                while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
-                    self.i += 1;
-                }
-                let n = self.i - digits;
-                let leading_zero = n > 1 && self.s[digits] == b'0';
-                let fraction = matches!(self.s.get(self.i), Some(b'.' | b'e' | b'E'));
-                (n > 0 && !leading_zero && !fraction && self.i > start).then_some(())
-            }
+            // Any integer, however long (serde ignores it unparsed).
+            b'-' | b'0'..=b'9' => self.integer().map(drop),
             _ if self.null() => Some(()),
             _ => {
                 for word in [&b"true"[..], b"false"] {

@@ -576,44 +576,17 @@ impl RemotingCommand {
 /// The JSON header by serde_json: what a header means. `json_header::parse` takes the common
 /// shape faster and declines the rest.
 pub(crate) fn decode_json_header_serde(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
-    #[derive(Deserialize, Default)]
-    #[serde(default, rename_all = "camelCase")]
-    struct Header {
-        #[serde(deserialize_with = "int")]
-        code: i32,
-        #[serde(deserialize_with = "language")]
-        language: LanguageCode,
-        #[serde(deserialize_with = "int")]
-        version: i32,
-        #[serde(deserialize_with = "int")]
-        opaque: i32,
-        #[serde(deserialize_with = "int")]
-        flag: i32,
-        #[serde(deserialize_with = "opt_string")]
-        remark: Option<String>,
-        #[serde(deserialize_with = "ext_fields")]
-        ext_fields: BTreeMap<String, String>,
-    }
-    let h: Header = serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
-    Ok(RemotingCommand {
-        code: h.code,
-        language: h.language,
-        version: h.version,
-        opaque: h.opaque,
-        flag: h.flag,
-        remark: h.remark,
-        ext_fields: h.ext_fields,
-        serialize_type: SerializeType::Json,
-        body: None,
-    })
+    serde_json::from_slice(header)
+        .map(RemotingCommand::from_header_fields)
+        .map_err(|e| DecodeError::Json(e.to_string()))
 }
 
-fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+pub(super) fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     let v = super::lenient::i64(d)?;
     i32::try_from(v).map_err(|_| de::Error::custom(format!("{v} is out of the int range")))
 }
 
-fn language<'de, D: Deserializer<'de>>(d: D) -> Result<LanguageCode, D::Error> {
+pub(super) fn language<'de, D: Deserializer<'de>>(d: D) -> Result<LanguageCode, D::Error> {
     Ok(language_named(&super::lenient::string(d)?))
 }
 
@@ -634,7 +607,7 @@ pub(crate) fn language_named(s: &str) -> LanguageCode {
     })
 }
 
-fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v = Option::<serde_json::Value>::deserialize(d)?;
     Ok(match v {
         None | Some(serde_json::Value::Null) => None,
@@ -646,7 +619,9 @@ fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
 /// `extFields`: each value kept as text (a string as is, anything else as its JSON), a `null`
 /// value dropped (a later key replaces an earlier one, as in a map). Read straight into the
 /// map: every request's header has these, so no intermediate `Value` is built for them.
-fn ext_fields<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn ext_fields<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     struct Fields;
     impl<'de> de::Visitor<'de> for Fields {
         type Value = BTreeMap<String, String>;
