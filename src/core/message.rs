@@ -1028,7 +1028,12 @@ mod tests {
         let mut request = RemotingCommand::request(code::SEND_MESSAGE_V2);
         for (serialize_type, opaque, queue_id, queue_offset) in [
             (super::super::remoting::SerializeType::Json, 7, 0, 0),
-            (super::super::remoting::SerializeType::Json, -1, 15, i64::MAX),
+            (
+                super::super::remoting::SerializeType::Json,
+                -1,
+                15,
+                i64::MAX,
+            ),
             (super::super::remoting::SerializeType::RocketMq, 3, 2, 99),
         ] {
             request.serialize_type = serialize_type;
@@ -1039,10 +1044,16 @@ mod tests {
                 queue_offset,
                 transaction_id: "uniq \"key\"".into(),
             };
-            for status in [code::SUCCESS, code::FLUSH_SLAVE_TIMEOUT, code::SLAVE_NOT_AVAILABLE] {
+            for status in [
+                code::SUCCESS,
+                code::FLUSH_SLAVE_TIMEOUT,
+                code::SLAVE_NOT_AVAILABLE,
+            ] {
                 let mut direct = bytes::BytesMut::new();
                 encode_stored_response(&request, status, &result, &mut direct).unwrap();
-                let built = stored_response(&request, status, &result).to_bytes().unwrap();
+                let built = stored_response(&request, status, &result)
+                    .to_bytes()
+                    .unwrap();
                 assert_eq!(&direct[..], &built[..], "{serialize_type:?} {status}");
             }
         }

@@ -976,19 +976,20 @@ impl SlaveStatus {
 }
 
 /// The log's segment size is set twice, in its `StoreConfig` (the files) and in `HaConfig` (where
-/// a transfer ends); they must be one value. The same check and message as `net::server`'s.
-fn check_segment_size(log: &CommitLog, ha: &HaConfig) -> io::Result<()> {
-    if log.segment_size() == ha.segment_size {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
+/// a transfer ends); they must be one value. Why not, if they differ (also `net::server`'s check).
+pub(crate) fn segment_sizes_differ(store: u64, ha: u64) -> Option<String> {
+    (store != ha).then(|| {
         format!(
-            "the store's segment size ({}) and the HA segment size ({}) differ; they must be one value",
-            log.segment_size(),
-            ha.segment_size
-        ),
-    ))
+            "the store's segment size ({store}) and the HA segment size ({ha}) differ; they must be one value"
+        )
+    })
+}
+
+fn check_segment_size(log: &CommitLog, ha: &HaConfig) -> io::Result<()> {
+    match segment_sizes_differ(log.segment_size(), ha.segment_size) {
+        None => Ok(()),
+        Some(why) => Err(io::Error::new(io::ErrorKind::InvalidInput, why)),
+    }
 }
 
 /// A running slave: it connects to its master, appends what the master sends to its own log and

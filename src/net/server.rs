@@ -539,13 +539,10 @@ fn salt() -> u32 {
 /// The log's segment size is set in two places (the store's files, the HA transfer's segment
 /// ends); they must be one value. Checked before the store is opened.
 fn check_segment_size(store: &StoreConfig, ha: u64) -> Result<(), StartError> {
-    if store.segment_size == ha {
-        return Ok(());
+    match super::ha::segment_sizes_differ(store.segment_size, ha) {
+        None => Ok(()),
+        Some(why) => Err(StartError::Config(why)),
     }
-    Err(StartError::Config(format!(
-        "the store's segment size ({}) and the HA segment size ({ha}) differ; they must be one value",
-        store.segment_size
-    )))
 }
 
 fn open_store(config: &StoreConfig) -> Result<Arc<CommitLog>, StartError> {
