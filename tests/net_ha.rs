@@ -486,3 +486,34 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
             .unwrap_or_else(|_| panic!("slave segment {slave_segment}: not named in 30 s"));
     }
 }
+
+/// An embedder may count a master and a slave in one gauge: each shutdown waits for its own
+/// tasks only, so the slave's returns at once (0 left) while the master still runs, instead of
+/// waiting out its grace for the master's tasks; the shared gauge still counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_sharing_one_gauge_each_wait_for_their_own_tasks() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (m, shared) = master(mdir.path(), 0).await;
+    fill(&m, 20, 3);
+    let slog = open(sdir.path());
+    let mut config = SlaveConfig::new(m.local_addr());
+    config.ha = ha();
+    let s = HaSlave::start(config, slog.clone(), Clock::start(), shared.clone());
+    caught_up(m.log(), &slog).await;
+    assert!(
+        shared.alive() >= 2,
+        "the slave's task and the master's accept loop both count"
+    );
+
+    let asked = std::time::Instant::now();
+    assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "the slave waited out its grace for the master's tasks ({:?})",
+        asked.elapsed()
+    );
+    count_is(&m, 0).await;
+    assert!(shared.alive() >= 1, "the master still runs");
+    assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+    assert_eq!(shared.alive(), 0);
+}

@@ -258,8 +258,9 @@ fn serve_reports_a_taken_port_clearly() {
     );
 }
 
-/// With no clients, SIGTERM ends `serve` well inside its 10 s grace period, and at the default
-/// log level (no RUST_LOG) it says where it listens and that it shut down.
+/// With no clients, SIGTERM ends `serve` within a second (it takes milliseconds; the grace
+/// period is 10 s), and at the default log level (no RUST_LOG) it says where it listens and
+/// that it shut down.
 #[test]
 fn serve_exits_promptly_and_says_so_by_default() {
     let dir = tempfile::tempdir().unwrap();
@@ -281,8 +282,8 @@ fn serve_exits_promptly_and_says_so_by_default() {
     eprintln!("serve exited {took:?} after SIGTERM");
     assert_eq!(code, 0);
     assert!(
-        took < Duration::from_secs(5),
-        "took {took:?}: waited out a grace period"
+        took < Duration::from_secs(1),
+        "took {took:?}: more than the 1 s a newcomer expects (a grace period waited out?)"
     );
     serve.line("shutdown complete");
 }

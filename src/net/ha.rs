@@ -7,7 +7,7 @@
 //! `SlaveLink`; this module moves bytes, reads the log and sleeps until the core's deadlines.
 
 use super::pulse::Pulse;
-use super::{Clock, TokioSpawner};
+use super::{Clock, Spawner};
 use crate::core::autoswitch::SlaveHello;
 use crate::core::ha::{
     HaClose, HaConfig, HaMode, HaState, Head, MasterLink, SlaveAppend, SlaveEvent, SlaveLink,
@@ -17,7 +17,7 @@ use crate::core::isr::{InSyncSet, Member};
 use crate::core::model_trace::{REPLICATION_TARGET as MODEL, replication_step as model_step};
 use crate::io::net::{self as io_net, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
 use crate::io::time;
-use crate::lifecycle::{AppliedAck, CloseReason, Counted, HaAcceptor, HaTaskContext, TaskGauge};
+use crate::lifecycle::{AppliedAck, CloseReason, HaAcceptor, HaTaskContext, TaskGauge};
 use crate::registry::HaRegistry;
 use crate::store::{Appended, CommitLog};
 use crate::sync::Arc;
@@ -157,7 +157,7 @@ struct Peer {
     joined: AtomicBool,
 }
 
-type Acceptor = HaAcceptor<TcpStream, Counted<TokioSpawner>>;
+type Acceptor = HaAcceptor<TcpStream, Spawner>;
 
 /// A running HA master: it accepts slaves on its HA port and sends each the log it serves.
 ///
@@ -298,7 +298,7 @@ impl HaMaster {
             );
         }
         let local_addr = listener.local_addr()?;
-        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
+        let (spawner, own) = Spawner::counting(tasks);
         #[cfg(not(feature = "harness"))]
         let acceptor = HaAcceptor::new(
             Arc::new(HaRegistry::new(config.max_connections)),
@@ -332,7 +332,7 @@ impl HaMaster {
             handle: MasterHandle { shared, acceptor },
             local_addr,
             cancel,
-            tasks,
+            tasks: own,
         })
     }
 
@@ -374,7 +374,8 @@ impl HaMaster {
     }
 
     /// Stops accepting, closes every connection through its lifecycle and waits (up to
-    /// `grace`) for the master's tasks to end. Returns the tasks still alive (0 when clean).
+    /// `grace`) for the master's own tasks to end (not for others counted in the same gauge).
+    /// Returns its tasks still alive (0 when clean).
     pub async fn shutdown(self, grace: Duration) -> usize {
         // Stop accepting; the acceptor closes every connection it holds (stop before removal)
         // and closes the table to any registration still in flight.
@@ -1057,16 +1058,16 @@ impl HaSlave {
             return HaSlave {
                 status,
                 cancel,
-                tasks,
+                tasks: TaskGauge::new(),
             };
         }
-        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
+        let (spawner, own) = Spawner::counting(tasks);
         let run = replicate(config, log, clock, status.clone(), cancel.clone());
         crate::lifecycle::Spawn::spawn(&spawner, Box::pin(run));
         HaSlave {
             status,
             cancel,
-            tasks,
+            tasks: own,
         }
     }
 
@@ -1075,7 +1076,8 @@ impl HaSlave {
         &self.status
     }
 
-    /// Stops and waits (up to `grace`) for its task; returns the tasks still alive.
+    /// Stops and waits (up to `grace`) for its own task (not for others counted in the same
+    /// gauge); returns its tasks still alive.
     pub async fn shutdown(self, grace: Duration) -> usize {
         self.cancel.cancel();
         let deadline = time::Instant::now() + grace;

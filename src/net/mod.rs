@@ -19,7 +19,7 @@ pub mod server;
 
 use crate::core::Millis;
 use crate::io::time::Instant;
-use crate::lifecycle::{BoxTask, Spawn, TaskHandle};
+use crate::lifecycle::{BoxTask, Counted, Spawn, TaskGauge, TaskHandle};
 use std::time::Duration;
 
 /// The process clock the core's `Millis` are read from: milliseconds since the server started.
@@ -57,6 +57,20 @@ impl Clock {
     /// The instant a `Millis` of this clock stands for.
     pub fn instant_at(&self, at: Millis) -> Instant {
         self.base + Duration::from_millis(at.0)
+    }
+}
+
+/// Spawns on the current runtime, counting each task in the caller's gauge and in the
+/// component's own: a component's shutdown then waits for its own tasks, even when an embedder
+/// shares one gauge among several components.
+pub(crate) type Spawner = Counted<Counted<TokioSpawner>>;
+
+impl Spawner {
+    /// A spawner counting into `tasks`, and the component's own gauge.
+    pub(crate) fn counting(tasks: TaskGauge) -> (Spawner, TaskGauge) {
+        let own = TaskGauge::new();
+        let inner = Counted::new(TokioSpawner::current(), own.clone());
+        (Counted::new(inner, tasks), own)
     }
 }
 

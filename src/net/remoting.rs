@@ -10,7 +10,7 @@
 
 use super::notify::{Attached, ConsumerNotifier};
 use super::send::Sender;
-use super::{Clock, TokioSpawner};
+use super::{Clock, Spawner};
 use crate::core::GroupKind;
 use crate::core::activity::{ChannelActivity, Liveness};
 use crate::core::remoting::{
@@ -19,7 +19,7 @@ use crate::core::remoting::{
 use crate::core::{ClientError, HeartbeatData};
 use crate::io::net::{TcpListener, TcpStream};
 use crate::io::time;
-use crate::lifecycle::{ChannelHandle, ClientAcceptor, CloseReason, Counted, Spawn, TaskGauge};
+use crate::lifecycle::{ChannelHandle, ClientAcceptor, CloseReason, Spawn, TaskGauge};
 use crate::registry::ClientRegistry;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -74,7 +74,7 @@ impl Default for RemotingConfig {
     }
 }
 
-type Acceptor = ClientAcceptor<TcpStream, Counted<TokioSpawner>>;
+type Acceptor = ClientAcceptor<TcpStream, Spawner>;
 
 /// The listener's counters (exported as metrics), read live.
 #[derive(Debug)]
@@ -191,7 +191,7 @@ impl RemotingServer {
         tasks: TaskGauge,
     ) -> io::Result<RemotingServer> {
         let local_addr = listener.local_addr()?;
-        let spawner = Counted::new(TokioSpawner::current(), tasks.clone());
+        let (spawner, own) = Spawner::counting(tasks);
         let cancel = CancellationToken::new();
         #[cfg(not(feature = "harness"))]
         let acceptor = Arc::new(ClientAcceptor::new(registry.clone(), spawner.clone()));
@@ -231,7 +231,7 @@ impl RemotingServer {
             local_addr,
             cancel,
             acceptor,
-            tasks,
+            tasks: own,
             stats,
             ctx,
         })
@@ -265,7 +265,7 @@ impl RemotingServer {
     }
 
     /// Stops accepting, closes every connection through its lifecycle and waits (up to
-    /// `grace`) for every task counted in the gauge to finish.
+    /// `grace`) for the listener's own tasks to finish (not for others counted in the same gauge).
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         self.cancel.cancel();
         let closed_connections = self.acceptor.shutdown();
