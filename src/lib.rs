@@ -51,7 +51,8 @@
 //!
 //! | feature | default | what it adds | who turns it on |
 //! |---|---|---|---|
-//! | `net` | yes | [`net`]: the tokio driver (listeners, HA master and slave, the `serve` and `slave` processes, Prometheus text) and the re-exported [`tokio`] it runs on | a broker on tokio |
+//! | `net` | yes | [`net`]: the tokio driver (listeners, HA master and slave, the `serve` and `slave` processes) and the re-exported [`tokio`] it runs on | a broker on tokio |
+//! | `metrics` | no | `net::metrics`: the tables' figures as Prometheus text over HTTP (`ServeConfig::metrics`) | a broker that wants the exporter; the command |
 //! | `harness` | no | planted defects and test hooks in the shipped code | this crate's own tests, never a broker |
 //! | `shuttle` | no | the sync facade on shuttle's primitives | `tests/shuttle.rs`, `tests/shuttle_ha.rs` |
 //! | `sim` | no | `net` on turmoil's simulated network and filesystem | `tests/sim.rs` |

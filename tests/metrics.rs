@@ -2,7 +2,7 @@
 //! accepted - closed is the live connections at every quiescent scrape, after expiry closes and
 //! after shutdown too; a slave's per-peer series goes with its connection. Every wait here has
 //! its own deadline, so a regression fails in seconds.
-#![cfg(feature = "net")]
+#![cfg(feature = "metrics")]
 
 use rmq_lifecycle::core::ha::{HaConfig, encode_report};
 use rmq_lifecycle::core::remoting::{RemotingCommand, code};

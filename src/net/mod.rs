@@ -10,6 +10,8 @@
 //! replays exactly and a stop is never outraced by more work.
 
 pub mod ha;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod notify;
 mod pulse;

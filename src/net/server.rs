@@ -10,7 +10,9 @@ use super::ha::{HaMaster, HaSlave, MasterConfig, MasterHandle, SlaveConfig, Slav
 use super::notify::{ConsumerNotifier, NotifyConfig};
 use super::remoting::{RemotingConfig, RemotingServer, RemotingStats};
 use super::send::{SendConfig, Sender};
-use super::{Clock, metrics};
+use super::Clock;
+#[cfg(feature = "metrics")]
+use super::metrics;
 use crate::io::net::TcpListener;
 use crate::lifecycle::TaskGauge;
 use crate::registry::{ClientRegistry, HaRegistry, RegistryConfig};
@@ -39,7 +41,8 @@ pub struct ServeConfig {
     pub send: SendConfig,
     /// The commit log the master serves.
     pub store: StoreConfig,
-    /// Serve Prometheus text at `http://ADDR/metrics`.
+    /// Serve Prometheus text at `http://ADDR/metrics` (feature `metrics`; without it, `Some`
+    /// is refused at start).
     pub metrics: Option<SocketAddr>,
     /// How long shutdown waits for each component's tasks.
     pub grace: Duration,
@@ -170,6 +173,12 @@ impl Broker {
                     source,
                 })?;
         check_segment_size(&config.store, config.master.ha.segment_size)?;
+        #[cfg(not(feature = "metrics"))]
+        if config.metrics.is_some() {
+            return Err(StartError::Config(
+                "metrics asked for, but this build has no exporter (feature `metrics`)".into(),
+            ));
+        }
         // Every port is bound before the store is opened: a port in use leaves no store behind.
         let ha_listen = config.master.listen;
         let ha_listener =
@@ -180,6 +189,7 @@ impl Broker {
                     addr: ha_listen,
                     source,
                 })?;
+        #[cfg(feature = "metrics")]
         let metrics_listener = match config.metrics {
             Some(addr) => {
                 Some(
@@ -243,6 +253,7 @@ impl Broker {
             source,
         })?;
         let metrics_stop = CancellationToken::new();
+        #[cfg(feature = "metrics")]
         if let Some(listener) = metrics_listener {
             let sources = metrics::Sources {
                 registry: registry.clone(),
