@@ -6,13 +6,13 @@
 //! shutdown future; the simulation of `tests/sim.rs` runs the same functions on simulated hosts.
 //! This module wires components together and reports; it holds no protocol decision.
 
+use super::Clock;
 use super::ha::{HaMaster, HaSlave, MasterConfig, MasterHandle, SlaveConfig, SlaveStatus};
+#[cfg(feature = "metrics")]
+use super::metrics;
 use super::notify::{ConsumerNotifier, NotifyConfig};
 use super::remoting::{RemotingConfig, RemotingServer, RemotingStats};
 use super::send::{SendConfig, Sender};
-use super::Clock;
-#[cfg(feature = "metrics")]
-use super::metrics;
 use crate::io::net::TcpListener;
 use crate::lifecycle::TaskGauge;
 use crate::registry::{ClientRegistry, HaRegistry, RegistryConfig};
