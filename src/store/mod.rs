@@ -889,9 +889,14 @@ impl CommitLog {
             while table.len() > 1 && table[table.len() - 1].base > base {
                 let seg = table.pop().expect("checked non-empty");
                 let from = segment::path(&self.dir, seg.base);
-                let to = dir::quarantine(&self.dir)?.join(format!("{:020}", seg.base));
-                let to = dir::free_name(to);
+                let quarantine = dir::quarantine(&self.dir)?;
+                let to = dir::free_name(quarantine.join(format!("{:020}", seg.base)));
                 fs::rename(&from, &to)?;
+                // Durable before the next (lower) segment moves: after a crash the log then ends
+                // at a segment boundary, never with a gap that `open` must refuse; and the moved
+                // file is under quarantine/ before it is gone from the log.
+                segment::sync_dir(&quarantine)?;
+                segment::sync_dir(&self.dir)?;
                 tracing::warn!(from = %from.display(), to = %to.display(), "commit log: truncation set a segment aside");
             }
             let seg = table.last().cloned().expect("a log always has a segment");
