@@ -859,3 +859,113 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
         );
     }
 }
+
+/// Runs the command to its end (killed after 20 s) and returns its exit code and stdout.
+fn run_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(20),
+        &format!("after {args:?}"),
+    );
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    (status.code(), stdout)
+}
+
+/// Every file under `dir` (quarantine/ included) with its length.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push((path.clone(), std::fs::metadata(&path).unwrap().len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `store verify` says a sound store is sound (exit 0) and names a flipped bit in a sealed
+/// segment by file and offset (exit 1); `store repair` then moves the damage and every later
+/// segment into quarantine/, deleting nothing, and the store verifies sound again.
+#[test]
+fn store_verify_names_damage_and_repair_quarantines_it() {
+    use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    {
+        let log = CommitLog::open(StoreConfig {
+            dir: dir.path().to_owned(),
+            segment_size: 64 * 1024,
+            flush: FlushPolicy::Manual,
+        })
+        .unwrap();
+        for i in 0..200u32 {
+            log.append(&vec![i as u8; 1000]).unwrap();
+        }
+        log.flush().unwrap();
+    }
+    let (code, out) = run_stdout(&["store", "verify", path]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("sound"), "{out}");
+
+    let segments: Vec<_> = files(dir.path())
+        .into_iter()
+        .filter(|(p, _)| p.file_name().unwrap().len() == 20)
+        .collect();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let first = &segments[0].0;
+    let mut bytes = std::fs::read(first).unwrap();
+    bytes[30_000] ^= 0x40;
+    std::fs::write(first, &bytes).unwrap();
+    // The log's bytes, wherever they are (the store's metadata files, such as the checkpoint,
+    // change with a repair).
+    let log_bytes = |files: &[(std::path::PathBuf, u64)]| -> u64 {
+        let log_file = |p: &std::path::Path| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.len() >= 20 && name[..20].bytes().all(|b| b.is_ascii_digit())
+        };
+        files
+            .iter()
+            .filter(|(p, _)| log_file(p))
+            .map(|(_, len)| len)
+            .sum()
+    };
+    let before = log_bytes(&files(dir.path()));
+
+    let (code, out) = run_stdout(&["store", "verify", path]);
+    assert_eq!(code, Some(1), "{out}");
+    let name = first.file_name().unwrap().to_str().unwrap();
+    assert!(
+        out.contains("problem at offset") && out.contains(name),
+        "{out}"
+    );
+
+    let (code, out) = run_stdout(&["store", "repair", path]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("moved to quarantine"), "{out}");
+    let after = files(dir.path());
+    let quarantined = after
+        .iter()
+        .filter(|(p, _)| p.starts_with(dir.path().join("quarantine")));
+    assert!(quarantined.count() >= segments.len() - 1, "{after:?}");
+    let after_bytes = log_bytes(&after);
+    assert_eq!(after_bytes, before, "repair lost log bytes: {after:?}");
+
+    let (code, out) = run_stdout(&["store", "verify", path]);
+    assert_eq!(code, Some(0), "{out}");
+}
