@@ -439,8 +439,9 @@ impl Throughput {
 }
 
 /// The pipelined point.
-/// The floor at 16 connections: at least [`FLOOR_PER_SEC`] heartbeats/s and at least
-/// [`FLOOR_RATIO`] of the echo baseline. Judged on the pipelined run: with one request in flight
+/// The floor at 16 connections: at least [`FLOOR_PER_SEC`] heartbeats/s and at least
+/// [`FLOOR_RATIO`] of the echo baseline (what "What real clients need" asks of the pipelined
+/// point; the bench only reports it, as with every figure). Judged on the pipelined run: with one request in flight
 /// per connection the echo baseline itself stays under 100,000/s on 2 shared cores (the wire and
 /// the runtime's wake-ups bound it, not the listener), while a RocketMQ client multiplexes its
 /// requests on one connection by opaque. The closed-loop figures are reported beside it.
@@ -456,7 +457,7 @@ struct Floor {
 }
 
 const FLOOR_PER_SEC: f64 = 100_000.0;
-const FLOOR_RATIO: f64 = 0.5;
+const FLOOR_RATIO: f64 = 0.85;
 
 #[derive(Serialize)]
 struct Pipelined {
