@@ -209,12 +209,13 @@ fn serve_and_slave_run_and_exit_cleanly() {
 }
 
 /// Runs the command to its end (killed after 20 s: a command that should have refused to start
-/// must not hang the suite) and returns its exit code and stderr.
-fn run(args: &[&str]) -> (Option<i32>, String) {
+/// must not hang the suite) and returns its exit code, stdout and stderr (small outputs only:
+/// both pipes are read after the exit).
+fn run_both(args: &[&str]) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
         .args(args)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -223,14 +224,26 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
         Duration::from_secs(20),
         &format!("after {args:?}"),
     );
-    let mut stderr = String::new();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     child
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    (status.code(), stderr)
+    (status.code(), stdout, stderr)
+}
+
+/// [`run_both`]'s exit code and stderr.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let (code, _, stderr) = run_both(args);
+    (code, stderr)
 }
 
 #[test]
@@ -860,28 +873,10 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
     }
 }
 
-/// Runs the command to its end (killed after 20 s) and returns its exit code and stdout.
+/// [`run_both`]'s exit code and stdout.
 fn run_stdout(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rmq-lifecycle"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = exit_within(
-        &mut child,
-        Duration::from_secs(20),
-        &format!("after {args:?}"),
-    );
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    (status.code(), stdout)
+    let (code, stdout, _) = run_both(args);
+    (code, stdout)
 }
 
 /// Every file under `dir` (quarantine/ included) with its length.
