@@ -184,21 +184,24 @@ pub(crate) fn lock(dir: &Path) -> io::Result<Lock> {
     Ok(Lock { _file: file })
 }
 
-/// Reads the checkpoint: every segment below the returned offset is full and synced (0 if there
-/// is no checkpoint).
-pub(crate) fn read_checkpoint(dir: &Path) -> io::Result<u64> {
+/// Reads the checkpoint: every segment below the returned offset is full and synced (`None` if
+/// there is no checkpoint file: a store that never sealed a segment).
+pub(crate) fn read_checkpoint(dir: &Path) -> io::Result<Option<u64>> {
     let path = dir.join(CHECKPOINT);
     match fs::read_to_string(&path) {
         Ok(text) => text
             .strip_prefix("sealed ")
             .and_then(|v| v.trim().parse().ok())
+            .map(Some)
             .ok_or_else(|| {
                 invalid_data(format!(
-                    "checkpoint {} is malformed: {text:?}; `rmq-lifecycle store repair` rewrites it",
-                    path.display()
+                    "checkpoint {} is malformed: {text:?}. Nothing was changed; \
+                     `rmq-lifecycle store repair {}` rewrites it",
+                    path.display(),
+                    dir.display()
                 ))
             }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -17,11 +17,19 @@
 //!   the rest of a segment is preceded by a BLANK filling it.
 //! * `ValidPrefix`: after [`CommitLog::open`] the log is a prefix of valid records (size,
 //!   bounds, known magic, CRC of ours); a torn unsealed tail is cut, never served.
-//! * `NothingDestroyed`: recovery deletes nothing. It cuts only the unsealed tail (the segments
-//!   at or above the checkpoint, which a crash may have torn), copying the cut bytes and moving
-//!   any later segment file into `quarantine/`. Damage in the sealed part (a sealed segment that
-//!   is not full, a missing segment) stops [`CommitLog::open`] with an error naming the file and
-//!   offset; [`verify`] reads everything and [`repair`], run by an operator, sets damage aside.
+//! * `NothingDestroyed`: recovery deletes nothing, and cuts only where a crash can have torn
+//!   (below), copying the cut bytes and moving any later segment file into `quarantine/`.
+//!   Anything else that does not check out stops [`CommitLog::open`] with an error naming the
+//!   file and offset and what to run, with nothing changed; [`verify`] reads everything and
+//!   reports every problem, and [`repair`], run by an operator, sets damage aside.
+//! * `TornOnlyAtTheEnd`: a crash can tear only the last segment and, while its seal is in
+//!   flight, the one before it: a roll waits for the seal of the segment before the one it
+//!   leaves (`Sealer::settle`), so the checkpoint is never more than one segment behind the last
+//!   file. The checkpoint is first written by the first seal (or by [`CommitLog::reset_base`]),
+//!   so a store whose files reach past its second segment (or start past 0) without one, or
+//!   whose checkpoint names segments its files do not hold, is refused. Damage in a segment
+//!   that two later ones follow is refused even above a lagging checkpoint (a crash inside a
+//!   truncation lowers it before the later segments move).
 //! * `SlaveAppendsAtMax`: [`CommitLog::append_raw`] writes only at the max offset and only bytes
 //!   that frame as records recovery would keep; otherwise it errors and writes nothing. Together
 //!   with per-segment reads this gives the HA invariant `SlaveIsPrefix`.
@@ -44,7 +52,23 @@
 //! files do; an empty log reserves nothing. Appends are serialized by an internal mutex; reads
 //! take a second, short lock only to clone the segment's file handle, never while doing IO.
 
+/// Returns an injected error before `$name`, one step of a multi-step change to the disk (a
+/// truncation, a segment roll), once a crash point has stopped the "process" (feature `harness`,
+/// see `crash.rs`); nothing at all in other builds.
+macro_rules! step {
+    ($crash:expr, $name:literal) => {
+        if planted!($crash.dead_at($name)) {
+            return Err(std::io::Error::other(concat!(
+                "injected crash before: ",
+                $name
+            )));
+        }
+    };
+}
+
 mod check;
+#[cfg(feature = "harness")]
+mod crash;
 mod dir;
 pub mod messages;
 pub mod record;
@@ -233,15 +257,41 @@ fn invalid_input(msg: String) -> io::Error {
 
 /// The error for damage that recovery does not cut (it is not a torn tail): nothing was changed.
 fn damaged(file: &Path, offset: u64, why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "commit log segment {} is damaged at offset {offset}: {why}. Nothing was changed; \
-             `rmq-lifecycle store verify DIR` lists every problem, and `rmq-lifecycle store repair \
-             DIR` ends the log there, moving the rest into the store's quarantine/ directory",
+    refused(
+        file,
+        &format!(
+            "commit log segment {} is damaged at offset {offset}: {why}",
             file.display()
         ),
     )
+}
+
+/// The error for a store `open` does not recover by itself, `what` naming the file and offset:
+/// nothing was changed, and the operator is told what to run (with the store's directory).
+fn refused(file: &Path, what: &str) -> io::Error {
+    let dir = file.parent().unwrap_or(Path::new("DIR")).display();
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{what}. Nothing was changed; `rmq-lifecycle store verify {dir}` lists every \
+             problem, then `rmq-lifecycle store repair {dir}` ends the log at the first one, \
+             moving the rest into the store's quarantine/ directory, and rewrites the checkpoint"
+        ),
+    )
+}
+
+/// The checkpoint against the segment files (see `check::checkpoint_problem`).
+fn check_checkpoint(
+    dir: &Path,
+    found: &[segment::Found],
+    segment_size: u64,
+    checkpoint: Option<u64>,
+) -> io::Result<()> {
+    let path = dir.join(dir::CHECKPOINT);
+    match check::checkpoint_problem(&path, found, segment_size, checkpoint) {
+        Some((offset, why)) => Err(refused(&path, &format!("at offset {offset}: {why}"))),
+        None => Ok(()),
+    }
 }
 
 /// Segments must follow each other with no gap: a missing file is data lost, never a place to
@@ -279,11 +329,13 @@ fn check_contiguous(
 
 impl CommitLog {
     /// Opens the log in `config.dir`, creating the store if the directory is new or empty, and
-    /// recovers it. Only the last segment's torn tail is cut, and its bytes are first copied into
+    /// recovers it. Only a torn tail is cut (in the last segment, or in the one before it if
+    /// that is not sealed, the last then set aside whole), and its bytes are first copied into
     /// the store's `quarantine/` directory. Everything else that does not check out is an error
     /// naming the file and the offset, with nothing changed: a directory this crate did not
     /// create, a segment size other than the store's, another open of the same store (the lock),
-    /// a gap between segments, a damaged record in a segment that later ones follow.
+    /// a gap between segments, a missing or wrong checkpoint, a damaged record in a segment that
+    /// must have been sealed.
     ///
     /// Segments below the checkpoint (full and synced when they were sealed) are checked by
     /// length only, so the work is proportional to the last segment, not to the log;
@@ -303,9 +355,17 @@ impl CommitLog {
         fs::create_dir_all(&path)?;
         dir::claim(&path, segment_size)?;
         let lock = dir::lock(&path)?;
-        let sealed = dir::read_checkpoint(&path)?;
+        let checkpoint = dir::read_checkpoint(&path)?;
         let found = segment::list(&path, segment_size)?;
+        check_checkpoint(&path, &found, segment_size, checkpoint)?;
+        let sealed = checkpoint.unwrap_or(0);
         check_contiguous(&path, &found, segment_size, sealed)?;
+        // The segments a crash can have torn: the last one and, while its seal is in flight, the
+        // one before it (a roll waits for the seal before that: `Sealer::settle`), unless the
+        // checkpoint covers it.
+        let tearable = found
+            .last()
+            .map_or(sealed, |l| l.base.saturating_sub(segment_size).max(sealed));
 
         let mut segments = Vec::with_capacity(found.len());
         let mut end = found.first().map_or(sealed, |f| f.base);
@@ -325,6 +385,27 @@ impl CommitLog {
                 }
                 end = f.base + segment_size;
                 segments.push(seg.unchecked());
+                continue;
+            }
+            if f.base < tearable {
+                // Above a lagging checkpoint (a crash inside a truncation lowers it before the
+                // later segments move) but followed by two segments: it was sealed, so damage
+                // here is not a torn tail.
+                let scan = segment::scan(&seg.file, f.len, segment_size)?;
+                if scan.valid != segment_size {
+                    let why = scan.stop.as_deref().unwrap_or("a short segment");
+                    return Err(damaged(
+                        &f.path,
+                        f.base + scan.valid,
+                        &format!(
+                            "{why}, in a segment that two later segments follow (a crash tears \
+                             only the last segment and, while its seal is in flight, the one \
+                             before it)"
+                        ),
+                    ));
+                }
+                end = f.base + segment_size;
+                segments.push(seg);
                 continue;
             }
             // The unsealed tail: what a crash may have torn. It ends at the first record that
@@ -547,8 +628,10 @@ impl CommitLog {
                     continue;
                 }
                 let seg = log.segment_for(tail, *start)?;
+                step!(log.sealer.crash, "write the records");
                 seg.file.write_all_at(bytes, start - seg.base)?;
                 if *blank_after {
+                    step!(log.sealer.crash, "roll: fill the segment");
                     seg.file.set_len(log.segment_size)?; // the blank's rest reads as zeros
                 }
             }
@@ -598,12 +681,15 @@ impl CommitLog {
             let room = log.room(start);
             if !record::fits(len, room) {
                 let seg = log.segment_for(tail, start)?;
+                step!(log.sealer.crash, "roll: write the BLANK header");
                 seg.file
                     .write_all_at(&record::blank_header(room), start - seg.base)?;
+                step!(log.sealer.crash, "roll: fill the segment");
                 seg.file.set_len(log.segment_size)?; // the blank's rest reads as zeros
                 start += room;
             }
             let seg = log.segment_for(tail, start)?;
+            step!(log.sealer.crash, "write the record");
             write(&seg, start - seg.base)?;
             Ok(start + len)
         })?;
@@ -887,6 +973,7 @@ impl CommitLog {
             self.sealer.lower(base)?;
             let mut table = self.segments.lock();
             while table.len() > 1 && table[table.len() - 1].base > base {
+                step!(self.sealer.crash, "truncate: move a later segment");
                 let seg = table.pop().expect("checked non-empty");
                 let from = segment::path(&self.dir, seg.base);
                 let quarantine = dir::quarantine(&self.dir)?;
@@ -895,7 +982,9 @@ impl CommitLog {
                 // Durable before the next (lower) segment moves: after a crash the log then ends
                 // at a segment boundary, never with a gap that `open` must refuse; and the moved
                 // file is under quarantine/ before it is gone from the log.
+                step!(self.sealer.crash, "truncate: sync the quarantine");
                 segment::sync_dir(&quarantine)?;
+                step!(self.sealer.crash, "truncate: sync the store directory");
                 segment::sync_dir(&self.dir)?;
                 tracing::warn!(from = %from.display(), to = %to.display(), "commit log: truncation set a segment aside");
             }
@@ -904,17 +993,28 @@ impl CommitLog {
             let len = seg.file.metadata()?.len();
             let keep = offset - seg.base;
             if len > keep {
-                let kept = dir::set_aside(
-                    &self.dir,
-                    &format!("{offset:020}.truncated"),
-                    &seg.file,
-                    keep,
-                    len - keep,
-                )?;
+                step!(
+                    self.sealer.crash,
+                    "truncate: copy the tail into the quarantine"
+                );
+                let kept = if planted!(self.sealer.crash.skip_copy.load(Ordering::SeqCst)) {
+                    PathBuf::new()
+                } else {
+                    dir::set_aside(
+                        &self.dir,
+                        &format!("{offset:020}.truncated"),
+                        &seg.file,
+                        keep,
+                        len - keep,
+                    )?
+                };
+                step!(self.sealer.crash, "truncate: cut the segment");
                 seg.file.set_len(keep)?;
+                step!(self.sealer.crash, "truncate: sync the segment");
                 seg.file.sync_all()?;
                 tracing::warn!(offset, cut = len - keep, kept = %kept.display(), "commit log: truncated");
             }
+            step!(self.sealer.crash, "truncate: sync the store directory");
             segment::sync_dir(&self.dir)?;
             tail.active = seg;
             tail.next_record = offset;
@@ -926,6 +1026,7 @@ impl CommitLog {
         let mut epochs = self.epochs.lock();
         if let Some(keep) = epochs.iter().position(|e| e.start >= offset) {
             let next = epochs[..keep].to_vec();
+            step!(self.sealer.crash, "truncate: rewrite the epoch file");
             dir::write_epochs(&self.dir, &next)?;
             *epochs = next;
         }
@@ -978,13 +1079,31 @@ impl CommitLog {
                     .filter(|s| s.base >= from && s.base < base)
                     .map(|s| s.file.clone())
                     .collect();
+                // At most one full segment unsealed: the seal before the last one is done.
+                let sealed = self.sealer.sealed();
+                let before = base.saturating_sub(self.segment_size);
+                let unsealed: Vec<_> = self
+                    .segments
+                    .lock()
+                    .iter()
+                    .filter(|s| s.base >= sealed && s.base < before)
+                    .map(|s| s.file.clone())
+                    .collect();
+                self.sealer.settle(base, self.segment_size, &unsealed)?;
                 if let Some((action, from)) = tail.model.filter(|&(_, from)| from < base) {
                     model_step(|seq| tracing::trace!(target: MODEL, seq, action, from, to = base));
                     tail.model = Some((action, base));
                 }
                 self.sealer.seal(full, base);
-                let seg = segment::create(&self.dir, base, self.segment_size, true)?;
+                step!(self.sealer.crash, "roll: create the next segment");
+                let seg = segment::create(&self.dir, base, self.segment_size, false)?;
                 self.segments.lock().push(seg.clone());
+                step!(self.sealer.crash, "roll: preallocate the next segment");
+                segment::preallocate(
+                    &seg.file,
+                    &segment::path(&self.dir, base),
+                    self.segment_size,
+                );
                 tail.dir_synced = false;
                 seg
             }
@@ -1097,6 +1216,7 @@ impl CommitLog {
                 self.max.store(end, Ordering::Release);
                 Ok(end)
             }
+            Err(e) if planted!(self.sealer.crash.is_dead()) => Err(e), // no cleanup after a crash
             Err(e) => {
                 for seg in self.segments.lock().iter() {
                     if seg.base + self.segment_size > start {
@@ -1115,6 +1235,7 @@ impl CommitLog {
 
     /// Syncs the segments holding `[tail.synced, end)` and any new directory entries.
     fn sync_to(&self, tail: &mut Tail, end: u64) -> io::Result<()> {
+        step!(self.sealer.crash, "sync");
         if end > tail.synced {
             let from = self.segment_base(tail.synced);
             let files: Vec<_> = {
@@ -1140,6 +1261,29 @@ impl CommitLog {
         self.durable.store(tail.synced, Ordering::Release);
         // Every segment below the one holding the synced end is full and synced.
         self.sealer.advance(self.segment_base(tail.synced))
+    }
+}
+
+/// Crash points and a planted defect for the crash tests (feature `harness` only).
+#[cfg(feature = "harness")]
+impl CommitLog {
+    /// Arms a crash point: the next `steps` steps that change the disk (of a truncation, a
+    /// segment roll, a sync) run, and then the process is as good as dead: every later step and
+    /// cleanup fails with an injected error before touching anything, so the files are as a
+    /// process killed there leaves them. Seals run in place meanwhile (one step order).
+    pub fn crash_after(&self, steps: u64) {
+        self.sealer.crash.arm(steps);
+    }
+
+    /// The steps counted since [`crash_after`](Self::crash_after), by name (refused ones too).
+    pub fn crash_steps(&self) -> Vec<&'static str> {
+        self.sealer.crash.steps()
+    }
+
+    /// A planted defect: truncation cuts the tail of the segment holding the point without
+    /// copying it into `quarantine/` first (bytes destroyed).
+    pub fn skip_quarantine_copy(&self) {
+        self.sealer.crash.skip_copy.store(true, Ordering::SeqCst);
     }
 }
 

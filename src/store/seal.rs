@@ -30,6 +30,8 @@ pub(crate) struct Sealer {
     dir: PathBuf,
     state: Arc<Mutex<State>>,
     threads: Mutex<Vec<thread::Handle>>,
+    #[cfg(feature = "harness")]
+    pub(crate) crash: Arc<super::crash::CrashPoints>,
 }
 
 impl Sealer {
@@ -41,7 +43,32 @@ impl Sealer {
                 generation: 0,
             })),
             threads: Mutex::new(Vec::new()),
+            #[cfg(feature = "harness")]
+            crash: Arc::default(),
         }
+    }
+
+    /// The checkpoint as last written.
+    pub(crate) fn sealed(&self) -> u64 {
+        self.state.lock().sealed
+    }
+
+    /// Before a roll creates the segment at `next`: waits for the seals in flight and, if the
+    /// checkpoint is still below the segment before `next` (a seal failed), seals `files` (the
+    /// full segments it does not cover) in place; an error fails the roll. So at most one full
+    /// segment is ever unsealed besides the one appends go to, and a crash can tear only those
+    /// two (the rule [`CommitLog::open`](super::CommitLog::open) relies on).
+    pub(crate) fn settle(&self, next: u64, size: u64, files: &[Arc<File>]) -> io::Result<()> {
+        self.join();
+        let below = next.saturating_sub(size);
+        if self.state.lock().sealed >= below {
+            return Ok(());
+        }
+        for f in files {
+            f.sync_data()?;
+        }
+        fs::sync_dir(&self.dir)?;
+        self.advance(below)
     }
 
     /// The caller synced every segment below `up_to` (all full): move the checkpoint there.
@@ -54,6 +81,7 @@ impl Sealer {
         let mut s = self.state.lock();
         s.generation += 1;
         if s.sealed > to {
+            step!(self.crash, "lower the checkpoint");
             dir::write_checkpoint(&self.dir, to)?;
             s.sealed = to;
         }
@@ -75,12 +103,16 @@ impl Sealer {
     pub(crate) fn seal(&self, files: Vec<Arc<File>>, up_to: u64) {
         let generation = self.state.lock().generation;
         let (dir, state) = (self.dir.clone(), self.state.clone());
+        #[cfg(feature = "harness")]
+        let crash = self.crash.clone();
         let work = move || {
-            let synced = files
-                .iter()
-                .try_for_each(|f| f.sync_data())
-                .and_then(|()| fs::sync_dir(&dir))
-                .and_then(|()| advance(&dir, &state, up_to, Some(generation)));
+            let synced = (|| {
+                step!(crash, "seal: sync the full segment");
+                files.iter().try_for_each(|f| f.sync_data())?;
+                fs::sync_dir(&dir)?;
+                step!(crash, "seal: write the checkpoint");
+                advance(&dir, &state, up_to, Some(generation))
+            })();
             if let Ok(true) = synced {
                 // Durable below `up_to` now (the model's Flush: in the simulation the seal runs
                 // in place, inside the write that filled the segment, after the part of it that
@@ -91,6 +123,10 @@ impl Sealer {
                 tracing::warn!(dir = %dir.display(), up_to, %error, "commit log: sealing a segment failed");
             }
         };
+        if planted!(self.crash.armed()) {
+            work(); // in place: the same step order in every run
+            return;
+        }
         let mut threads = self.threads.lock();
         threads.retain(|t| !t.is_finished());
         match thread::spawn("commitlog-seal", work) {

@@ -28,21 +28,28 @@ impl Segment {
         self
     }
 
-    /// Checks the records of a full segment (`size` bytes) the first time it is asked (once,
-    /// whoever asks first; others wait for that check); then answers from memory. The error
-    /// names the first offset that does not check out and why.
+    /// Checks the records of a segment (of `size`-byte segments) the first time it is asked
+    /// (once, whoever asks first; others wait for that check); then answers from memory. The
+    /// error names the first offset that does not check out and why. It reads the file's
+    /// length, not `size`: a truncation may have cut a sealed segment before its first read.
     pub(crate) fn checked(&self, size: u64) -> Result<(), String> {
         // Held through the scan: a second reader waits for the first one's answer.
         let mut check = self.check.lock();
         check
-            .get_or_insert_with(|| match scan(&self.file, size, size) {
-                Ok(s) if s.valid == size => Ok(()),
-                Ok(s) => Err(format!(
-                    "offset {}: {}",
-                    self.base + s.valid,
-                    s.stop.unwrap_or_else(|| "a short segment".into())
-                )),
-                Err(e) => Err(format!("reading it: {e}")),
+            .get_or_insert_with(|| {
+                match self
+                    .file
+                    .metadata()
+                    .and_then(|m| Ok((m.len(), scan(&self.file, m.len(), size)?)))
+                {
+                    Ok((len, s)) if s.valid == len => Ok(()),
+                    Ok((_, s)) => Err(format!(
+                        "offset {}: {}",
+                        self.base + s.valid,
+                        s.stop.unwrap_or_else(|| "a short segment".into())
+                    )),
+                    Err(e) => Err(format!("reading it: {e}")),
+                }
             })
             .clone()
     }
@@ -180,8 +187,14 @@ pub(crate) struct Scan {
 /// Invalid content ends the scan (it is a torn or corrupt tail); an IO error is returned as is,
 /// so a failing disk never makes recovery truncate.
 pub(crate) fn scan(file: &File, len: u64, segment_size: u64) -> io::Result<Scan> {
-    let mut r = BufReader::with_capacity(1 << 16, PosReader { file, pos: 0 });
-    let mut pos = 0;
+    scan_from(file, 0, len, segment_size)
+}
+
+/// [`scan`] from the record starting at `start` (a record boundary, or where [`resync`] found
+/// one): `valid` is then the position where the valid run from `start` ends.
+pub(crate) fn scan_from(file: &File, start: u64, len: u64, segment_size: u64) -> io::Result<Scan> {
+    let mut r = BufReader::with_capacity(1 << 16, PosReader { file, pos: start });
+    let mut pos = start;
     let stop = |pos, why: String| -> io::Result<Scan> {
         Ok(Scan {
             valid: pos,
@@ -226,6 +239,66 @@ pub(crate) fn scan(file: &File, len: u64, segment_size: u64) -> io::Result<Scan>
     Ok(Scan {
         valid: pos,
         stop: None,
+    })
+}
+
+/// The first position at or after `from` (below `len`) where a whole record checks out: its
+/// header (size in bounds, a known MAGIC), and the CRC where its format has one (ours; an
+/// upstream message's body CRC). How `verify` finds its footing again after a bad record, to
+/// report every problem rather than the first. `None`: no record until the file's end.
+pub(crate) fn resync(
+    file: &File,
+    from: u64,
+    len: u64,
+    segment_size: u64,
+) -> io::Result<Option<u64>> {
+    const WINDOW: usize = 1 << 16;
+    let magics = [
+        record::MAGIC,
+        record::MESSAGE_MAGIC,
+        record::MESSAGE_MAGIC_V2,
+        record::BLANK_MAGIC,
+    ];
+    let mut buf = vec![0; WINDOW];
+    let mut at = from;
+    while at + MIN_BLANK_LEN <= len {
+        let n = usize::try_from((len - at).min(WINDOW as u64)).expect("at most a window");
+        file.read_exact_at(&mut buf[..n], at)?;
+        let last = n - MIN_BLANK_LEN as usize; // the last header start in this window
+        for i in 0..=last {
+            let magic = u32::from_be_bytes(buf[i + 4..i + 8].try_into().expect("4 bytes"));
+            if magics.contains(&magic) && record_at(file, at + i as u64, len, segment_size)? {
+                return Ok(Some(at + i as u64));
+            }
+        }
+        at += last as u64 + 1;
+    }
+    Ok(None)
+}
+
+/// Whether a whole valid record starts at `pos` of a segment file of `len` bytes.
+fn record_at(file: &File, pos: u64, len: u64, segment_size: u64) -> io::Result<bool> {
+    let mut head = [0; MIN_BLANK_LEN as usize];
+    file.read_exact_at(&mut head, pos)?;
+    let Ok((frame, size)) = record::check(head, segment_size - pos) else {
+        return Ok(false);
+    };
+    if size > len - pos {
+        return Ok(false);
+    }
+    let whole = || -> io::Result<Vec<u8>> {
+        let mut rec = vec![0; usize::try_from(size).map_err(|_| io::ErrorKind::OutOfMemory)?];
+        file.read_exact_at(&mut rec, pos)?;
+        Ok(rec)
+    };
+    Ok(match frame {
+        Frame::Blank => true,
+        Frame::Ours => {
+            let rec = whole()?;
+            let crc = u32::from_be_bytes(rec[8..12].try_into().expect("4 bytes"));
+            crc32fast::hash(&rec[HEADER_LEN as usize..]) == crc
+        }
+        Frame::Upstream => record::check_upstream(&whole()?).is_ok(),
     })
 }
 
