@@ -8,15 +8,16 @@ use rmq_lifecycle::store::{self, Verified};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Which {
-    /// Read every record of a store (CRCs, sealed segments too) and list every problem.
-    /// Exit 0 if it is sound, 1 if not. Refused while a process has the store open.
+    /// Read every record of a store (CRCs, sealed segments too) and list every problem, each
+    /// with its file, offset and the bytes skipped to the next record that checks out. Changes
+    /// nothing. Exit 0 if it is sound, 1 if not. Refused while a process has the store open.
     Verify {
         /// The store directory.
         dir: PathBuf,
     },
     /// End the log where its valid records end, moving the damaged bytes and every later
-    /// segment file into DIR/quarantine/ (nothing is deleted). Refused while a process has the
-    /// store open.
+    /// segment file into DIR/quarantine/ (nothing is deleted), and rewrite the checkpoint so
+    /// the store opens. Refused while a process has the store open.
     Repair {
         /// The store directory.
         dir: PathBuf,
@@ -44,11 +45,14 @@ pub(crate) fn run(which: Which) -> ExitCode {
         }),
         Which::Repair { dir } => store::repair(dir).map(|r| {
             print(&r.before);
-            if r.moved.is_empty() {
+            if r.before.is_sound() {
                 println!("store {}: sound, nothing to repair", dir.display());
             } else {
                 for path in &r.moved {
                     println!("moved to quarantine: {}", path.display());
+                }
+                if let Some(sealed) = r.checkpoint {
+                    println!("checkpoint rewritten: sealed below {sealed}");
                 }
                 println!("store {}: the log now ends at {}", dir.display(), r.end);
             }
@@ -68,10 +72,11 @@ fn print(v: &Verified) {
     );
     for p in &v.problems {
         println!(
-            "problem at offset {} in {}: {}",
+            "problem at offset {} in {}: {} ({} bytes skipped)",
             p.offset,
             p.file.display(),
-            p.what
+            p.what,
+            p.skipped
         );
     }
 }
