@@ -322,3 +322,53 @@ fn a_crash_between_any_two_steps_of_a_segment_roll_recovers_a_prefix() {
         "the complete roll"
     );
 }
+
+/// The slave's roll: bytes from the master that cross a segment end are written up to it, the
+/// full segment sealed, the next one created, the rest written into it.
+#[test]
+fn a_crash_between_any_two_steps_of_a_slaves_roll_recovers_a_prefix() {
+    let master_dir = tempfile::tempdir().unwrap();
+    let master = open(master_dir.path());
+    let mut rng = Rng(13);
+    while master.max_offset() < 3 * SEG + 800 {
+        master.append(&rng.payload(500)).unwrap();
+    }
+    let bytes = log_bytes(&master);
+    // The slave holds whole records up to the last one starting before 3 * SEG (a reopen would
+    // cut a partial one); the rest crosses 3 * SEG.
+    let split = *boundaries(&bytes)
+        .iter()
+        .filter(|&&b| b < 3 * SEG)
+        .max()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let slave = open(dir.path());
+        slave.append_raw(0, &bytes[..split as usize]).unwrap();
+    }
+    let rest = bytes[split as usize..].to_vec();
+    let (steps, outcomes) = crash_every_step(dir.path(), |_| {}, &|log: &CommitLog| {
+        log.append_raw(split, &rest).map(drop)
+    });
+    assert_eq!(
+        steps,
+        [
+            "write the transfer",
+            "seal: sync the full segment",
+            "seal: write the checkpoint",
+            "roll: create the next segment",
+            "roll: preallocate the next segment",
+            "write the transfer",
+        ],
+        "every step is a crash point"
+    );
+    for (k, outcome) in outcomes.iter().enumerate() {
+        outcome
+            .as_ref()
+            .unwrap_or_else(|e| panic!("crash after step {k}: {e}"));
+    }
+    assert_eq!(
+        *outcomes.last().unwrap().as_ref().unwrap(),
+        master.max_offset()
+    );
+}

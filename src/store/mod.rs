@@ -728,6 +728,7 @@ impl CommitLog {
             let mut rest = Pieces::new(pieces);
             while !rest.is_empty() {
                 let seg = log.segment_for(tail, pos)?;
+                step!(log.sealer.crash, "write the transfer");
                 let n = rest.write_at(&seg.file, pos - seg.base, log.room(pos))?;
                 pos += n;
             }
