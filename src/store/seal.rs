@@ -1,9 +1,10 @@
 //! The checkpoint's keeper: sealing full segments (sync them, then move the checkpoint past
 //! them) in the background (`io::thread`), so an append that crosses a segment end does not
-//! wait for a whole segment to reach the disk.
+//! wait for a whole segment to reach the disk; only the next roll waits for it
+//! ([`Sealer::settle`]), so at most one full segment is ever unsealed.
 //!
-//! The checkpoint only ever names synced segments, so everything below it survives a crash; the
-//! segments at or above it are the unsealed tail that recovery may cut (section 9.2 of
+//! The checkpoint only ever names synced segments, so everything below it survives a crash; of
+//! the segments at or above it, the last two are what recovery may cut (section 9.2 of
 //! docs/SPEC.md). A truncation lowers the checkpoint and makes any seal still in flight stale,
 //! so a late seal never names bytes that were cut.
 
