@@ -356,21 +356,28 @@ async fn serve_connection(
     };
     let idle = time::sleep_until(ctx.clock.instant_at(first));
     tokio::pin!(idle);
+    // Made once: a cancellation future made per read would register and drop a waiter each time.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         // Room to spare before every read: a read that fills the buffer exactly leaves the
         // socket's readiness set and costs one more recv that finds nothing.
         if inbuf.capacity() - inbuf.len() < READ_SLACK {
             inbuf.reserve(READ_CHUNK);
         }
+        // Ready input is read before anything else is polled: the other arms cost a lock, a
+        // timer poll and a queue poll per read otherwise. Shutdown, expiry and pushes are seen
+        // as soon as a read would wait, and at the latest when tokio's cooperative budget makes
+        // a busy connection yield.
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => return CloseReason::Shutdown,
             read = stream.read_buf(&mut inbuf) => match read {
                 Ok(0) if inbuf.is_empty() => return CloseReason::PeerClosed,
                 Ok(0) => return CloseReason::ProtocolError(format!("peer closed mid-frame ({} bytes pending)", inbuf.len())),
                 Err(error) => return CloseReason::Io(error.to_string()),
                 Ok(_) => {}
             },
+            () = &mut cancelled => return CloseReason::Shutdown,
             () = &mut idle => {
                 activity.handle_tick(ctx.clock.now());
                 match activity.poll_timeout() {
@@ -479,7 +486,24 @@ async fn flush(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<(), CloseReason> {
-    let written = time::timeout(timeout, stream.write_all(buf)).await;
+    // Usually the socket takes it all at once: no timer is armed for that.
+    let mut done = 0;
+    while done < buf.len() {
+        match stream.try_write(&buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) => {
+                buf.clear();
+                return Err(CloseReason::Io(error.to_string()));
+            }
+        }
+    }
+    if done == buf.len() {
+        buf.clear();
+        return Ok(());
+    }
+    let written = time::timeout(timeout, stream.write_all(&buf[done..])).await;
     buf.clear();
     match written {
         Ok(Ok(())) => Ok(()),
