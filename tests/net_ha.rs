@@ -433,9 +433,11 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
         let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let test = async {
             let (m, _tasks) = master(mdir.path(), 0).await;
-            fill(&m, 100, 3); // about 150 KB: past the master's first segment end
+            // The slave starts within the master's first segment (an empty slave would be
+            // sent the last one only), then the log grows past both sizes' first ends.
+            fill(&m, 10, 3);
             m.log().flush().unwrap();
-            assert!(m.log().max_offset() > SEGMENT * 2);
+            assert!(m.log().max_offset() < SEGMENT / 2);
             let slog = Arc::new(
                 CommitLog::open(StoreConfig {
                     dir: sdir.path().to_owned(),
@@ -451,6 +453,9 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
             };
             config.backoff_max = Duration::from_millis(200);
             let s = HaSlave::start(config, slog.clone(), Clock::start(), TaskGauge::new());
+            fill(&m, 100, 4); // about 150 KB more: past the master's first segment ends
+            m.log().flush().unwrap();
+            assert!(m.log().max_offset() > SEGMENT * 2);
             let why = refusal(&s).await;
             let expected = if slave_segment > SEGMENT {
                 format!("The master's segment ends at {SEGMENT}")
@@ -485,6 +490,53 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
             .await
             .unwrap_or_else(|_| panic!("slave segment {slave_segment}: not named in 30 s"));
     }
+}
+
+/// Like upstream's classic master, ours sends an empty slave (a first report of 0) only its
+/// last segment: the slave rebases its empty log there and ends byte-identical to the master
+/// from that offset, and keeps replicating as the log grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_slave_starts_at_the_masters_last_segment() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let test = async {
+        let (m, _tasks) = master(mdir.path(), 0).await;
+        fill(&m, 100, 5);
+        m.log().flush().unwrap();
+        let max = m.log().max_offset();
+        assert!(max > SEGMENT * 2);
+        let base = max - max % SEGMENT;
+        let (s, slog) = slave(&m, sdir.path());
+        let same_from = |from: u64| {
+            let end = m.log().max_offset();
+            slog.max_offset() == end
+                && slog.digest(from, end).unwrap() == m.log().digest(from, end).unwrap()
+        };
+        while !same_from(base) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            slog.min_offset(),
+            base,
+            "the slave holds the last segment only"
+        );
+        fill(&m, 60, 6);
+        m.log().flush().unwrap();
+        assert!(
+            m.log().max_offset() > base + SEGMENT,
+            "past another segment end"
+        );
+        while !same_from(base) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        m.wait_for_replication(m.log().max_offset(), 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+        assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+    };
+    tokio::time::timeout(Duration::from_secs(30), test)
+        .await
+        .expect("the slave did not catch up from the last segment in 30 s");
 }
 
 /// An embedder may count a master and a slave in one gauge: each shutdown waits for its own

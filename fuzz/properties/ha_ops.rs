@@ -55,6 +55,7 @@ pub(crate) fn model_config() -> HaModelConfig {
     HaModelConfig {
         max_connections: 3,
         max_gap: 64,
+        segment_size: link_config().segment_size,
     }
 }
 
@@ -375,7 +376,11 @@ impl HaDriver {
                     .unwrap()
                     .take()
                     .expect("spawn built the futures");
-                let mut link = MasterLink::new(link_config(), 0, self.max_offset);
+                let config = HaConfig {
+                    segment_size: self.config.segment_size,
+                    ..link_config()
+                };
+                let mut link = MasterLink::new(config, 0, self.max_offset);
                 if self.faults.unchecked_acks {
                     link = link.with_unchecked_acks();
                 }

@@ -17,7 +17,9 @@
 //! either mode, waits in `Suspend` until the connection is gone.
 //!
 //! A classic master closes on a first report beyond its log after one bodyless transfer at its
-//! max offset ([`MasterLink::farewell`]), so a slave that is ahead names both ends.
+//! max offset ([`MasterLink::farewell`]), so a slave that is ahead names both ends. A first
+//! report of 0 (an empty slave) is sent the master's last segment only, as upstream's classic
+//! master does; the slave starts its empty log there ([`SlaveEvent::Rebase`]).
 //!
 //! `AckBounded`: the master accepts a report only if `0 <= report <= local max offset`, never
 //! below the previous report and, after the first, never beyond what it has sent; anything else,
@@ -426,14 +428,20 @@ impl MasterData {
         })?;
         let first = self.ack.is_none();
         if first {
-            self.next = match (offset, self.auto.as_ref().and_then(|a| a.hello)) {
-                // upstream: an empty slave that asks for it gets the last segment only
-                (0, Some(hello)) if hello.sync_from_last_file => {
+            // An empty slave (report 0) starts where upstream starts it: classic mode sends the
+            // last segment only (`DefaultHAConnection`), auto-switch mode the whole log unless
+            // the slave's handshake asks `syncFromLastFile` (`AutoSwitchHAConnection`).
+            let from_last_segment = match &self.auto {
+                None => true,
+                Some(auto) => auto.hello.is_some_and(|h| h.sync_from_last_file),
+            };
+            self.next = match offset {
+                0 if from_last_segment => {
                     let seg = self.config.segment_size.max(1);
                     (self.local_max / seg * seg).max(self.log_min)
                 }
-                (0, _) => self.log_min,
-                (offset, _) => offset,
+                0 => self.log_min,
+                offset => offset,
             };
         }
         self.ack = Some(offset);
@@ -813,8 +821,8 @@ pub struct SlaveAppend {
 /// What the slave-side link reports to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlaveEvent {
-    /// The log is empty and the master starts at `offset` (a Java master sends a fresh slave its
-    /// last segment): start the empty log there before appending.
+    /// The log is empty and the master starts at `offset` (a classic master, ours or Java's,
+    /// sends a fresh slave its last segment): start the empty log there before appending.
     Rebase(u64),
     /// Auto-switch: cut the log back to this consistent point (dropping the epoch entries at or
     /// past it) before anything else; the report that follows says the log ends there.
@@ -1448,24 +1456,11 @@ mod tests {
                 first: true
             }]
         );
-        // Batches of at most 32 bytes, never across the segment end at 100.
+        // Like upstream's classic master, a report of 0 is sent the last segment only, in
+        // batches of at most 32 bytes.
         let sent: Vec<_> = std::iter::from_fn(|| m.poll_transmit(Millis(2))).collect();
         let lens: Vec<_> = sent.iter().map(|t| (t.offset, t.len)).collect();
-        assert_eq!(
-            lens,
-            [
-                (0, 32),
-                (32, 32),
-                (64, 32),
-                (96, 4),
-                (100, 32),
-                (132, 32),
-                (164, 32),
-                (196, 4),
-                (200, 32),
-                (232, 18)
-            ]
-        );
+        assert_eq!(lens, [(200, 32), (232, 18)]);
         assert_eq!(
             m.poll_transmit(Millis(6)),
             None,
@@ -1476,6 +1471,63 @@ mod tests {
             Some(Transmit::classic(250, 0)),
             "heartbeat"
         );
+    }
+
+    /// Where a classic link's first transfer starts: at a non-zero report as it comes; at a
+    /// report of 0, the start of the last segment (upstream `DefaultHAConnection`), never below
+    /// the log's first offset; the whole log only while the log has one segment.
+    #[test]
+    fn a_first_report_of_zero_starts_at_the_last_segment() {
+        for (log_min, max, report, start) in [
+            (0, 250, 0, 200),
+            (0, 300, 0, 300),
+            (0, 99, 0, 0),
+            (0, 0, 0, 0),
+            (0, 250, 150, 150),
+            (250, 420, 0, 400),
+            (350, 390, 0, 350),
+        ] {
+            let mut m = MasterLink::new(config(), log_min, max);
+            m.handle_start(Millis(0));
+            m.handle_bytes(Millis(1), &encode_report(report));
+            assert_eq!(
+                drain(&mut m),
+                [MasterEvent::Acked {
+                    offset: report,
+                    first: true
+                }]
+            );
+            assert_eq!(
+                m.next_offset(),
+                start,
+                "log [{log_min}, {max}), report {report}"
+            );
+            let first = m.poll_transmit(Millis(100)).map(|t| t.offset);
+            assert_eq!(
+                first,
+                Some(start),
+                "log [{log_min}, {max}), report {report}"
+            );
+        }
+        // Auto-switch keeps upstream's `AutoSwitchHAConnection`: the whole log, unless the
+        // handshake asks for the last file.
+        for (sync_from_last_file, start) in [(false, 0), (true, 200)] {
+            let entries = vec![EpochEntry { epoch: 1, start: 0 }];
+            let mut m = MasterLink::auto_switch(config(), 0, 250, entries);
+            m.handle_start(Millis(0));
+            let hello = SlaveHello {
+                sync_from_last_file,
+                ..SlaveHello::default()
+            };
+            m.handle_bytes(Millis(1), &autoswitch::encode_slave_handshake(hello));
+            m.poll_transmit(Millis(1)).expect("the master's handshake");
+            m.handle_bytes(Millis(1), &autoswitch::encode_slave_report(0));
+            assert_eq!(
+                m.next_offset(),
+                start,
+                "syncFromLastFile {sync_from_last_file}"
+            );
+        }
     }
 
     #[test]
@@ -1536,15 +1588,18 @@ mod tests {
         assert_eq!(m.poll_timeout(), None);
     }
 
-    /// A master and a slave link wired back to back through byte buffers: the slave's log ends
-    /// equal to the master's, whatever the read sizes.
+    /// A master and a slave link wired back to back through byte buffers: an empty slave
+    /// rebases to the master's last segment and its log ends equal to the master's from there,
+    /// whatever the read sizes.
     #[test]
     fn master_and_slave_links_replicate() {
-        let master_log: Vec<u8> = (0..250u32).map(|i| (i * 7) as u8).collect();
-        for chunk in [1usize, 5, 12, 13, 100] {
+        for (len, chunk) in [(250u32, 1usize), (250, 5), (250, 12), (90, 13), (250, 100)] {
+            let master_log: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let base = u64::from(len) / SEG * SEG;
             let mut m = MasterLink::new(config(), 0, master_log.len() as u64);
             let mut s = SlaveLink::new(config());
             let mut slave_log: Vec<u8> = Vec::new();
+            let mut slave_base = 0;
             m.handle_start(Millis(0));
             s.handle_connected(Millis(0), 0);
             let mut appends = Vec::new();
@@ -1565,18 +1620,23 @@ mod tests {
                 }
                 for piece in wire.chunks(chunk) {
                     s.handle_bytes(now, piece, &mut appends);
+                    while let Some(e) = s.poll_event() {
+                        assert_eq!(e, SlaveEvent::Rebase(base), "only an empty log rebases");
+                        assert!(slave_log.is_empty());
+                        slave_base = base;
+                    }
                     for a in &appends {
-                        assert_eq!(a.offset, slave_log.len() as u64);
+                        assert_eq!(a.offset, slave_base + slave_log.len() as u64);
                         slave_log.extend_from_slice(&piece[a.range.clone()]);
                     }
                     if !appends.is_empty() {
-                        s.handle_appended(slave_log.len() as u64);
+                        s.handle_appended(slave_base + slave_log.len() as u64);
                     }
                 }
-                assert_eq!(s.poll_event(), None);
             }
-            assert_eq!(slave_log, master_log, "read size {chunk}");
-            assert_eq!(m.ack(), Some(250));
+            assert_eq!(slave_base, base);
+            assert_eq!(slave_log, master_log[base as usize..], "read size {chunk}");
+            assert_eq!(m.ack(), Some(u64::from(len)));
         }
     }
 

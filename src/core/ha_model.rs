@@ -488,6 +488,21 @@ pub struct HaModelConfig {
     pub max_connections: usize,
     /// `in_sync`'s gap (upstream `haMaxGapNotInSync`, 256 MiB).
     pub max_gap: u64,
+    /// `HaConfig::segment_size`: a first report of 0 is sent the log from the start of its last
+    /// segment. A trace without it means upstream's 1 GiB.
+    #[serde(
+        default = "default_segment_size",
+        skip_serializing_if = "is_default_segment_size"
+    )]
+    pub segment_size: u64,
+}
+
+fn default_segment_size() -> u64 {
+    1 << 30
+}
+
+fn is_default_segment_size(size: &u64) -> bool {
+    *size == default_segment_size()
 }
 
 impl Default for HaModelConfig {
@@ -495,6 +510,7 @@ impl Default for HaModelConfig {
         HaModelConfig {
             max_connections: usize::MAX,
             max_gap: 256 << 20,
+            segment_size: default_segment_size(),
         }
     }
 }
@@ -757,13 +773,18 @@ impl HaModel {
         let mut buf = std::mem::take(&mut state.partial);
         buf.extend_from_slice(bytes);
         let mut chunks = buf.chunks_exact(8);
+        let seg = self.config.segment_size.max(1);
         for chunk in &mut chunks {
             let raw = i64::from_be_bytes(chunk.try_into().expect("8 bytes"));
             let row = self.table.get_mut(&conn).expect("running");
             match Self::judge(row, raw, self.max_offset) {
                 Ok(offset) => {
                     if row.ack.is_none() {
-                        row.sent = offset;
+                        // classic: an empty slave starts at the master's last segment
+                        row.sent = match offset {
+                            0 => self.max_offset - self.max_offset % seg,
+                            offset => offset,
+                        };
                     }
                     row.ack = Some(offset);
                     acked.push(offset);

@@ -1003,8 +1003,10 @@ struct Checker {
 }
 
 /// The master's and each slave's log, read inside their hosts' filesystems.
-/// A slave's name, its max offset, and whether its log is a prefix of the master's.
-type SlaveDigest = (&'static str, u64, bool);
+/// A slave's name, its min and max offset, and whether its log is a prefix of the master's from
+/// its min offset (a slave that started empty holds the master's log from the start of the
+/// master's last segment then, as upstream's classic slaves do).
+type SlaveDigest = (&'static str, u64, u64, bool);
 
 fn digests(env: &Env) -> Option<(u64, Vec<SlaveDigest>)> {
     let master = env.master.borrow();
@@ -1016,20 +1018,25 @@ fn digests(env: &Env) -> Option<(u64, Vec<SlaveDigest>)> {
         let Some(slog) = s.log.upgrade() else {
             continue;
         };
-        let s_max = slog.max_offset();
+        let (s_min, s_max) = (slog.min_offset(), slog.max_offset());
         if s_max > m_max {
-            out.push((*name, s_max, false));
+            out.push((*name, s_min, s_max, false));
             continue;
         }
         let sd = {
             let _g = s.fs.enter();
-            slog.digest(0, s_max)
+            slog.digest(s_min, s_max)
         };
         let md = {
             let _g = m.fs.enter();
-            mlog.digest(0, s_max)
+            mlog.digest(s_min, s_max)
         };
-        out.push((*name, s_max, matches!((sd, md), (Ok(a), Ok(b)) if a == b)));
+        out.push((
+            *name,
+            s_min,
+            s_max,
+            matches!((sd, md), (Ok(a), Ok(b)) if a == b),
+        ));
     }
     Some((m_max, out))
 }
@@ -1109,12 +1116,12 @@ impl Checker {
         let Some((m_max, slaves)) = digests(env) else {
             return;
         };
-        for (name, s_max, ok) in slaves {
+        for (name, s_min, s_max, ok) in slaves {
             if !ok {
                 env.violate(
                     "SlaveIsPrefix",
                     format!(
-                        "{name}'s log [0, {s_max}) is not a prefix of the master's [0, {m_max})"
+                        "{name}'s log [{s_min}, {s_max}) is not the master's bytes there (the master's ends at {m_max})"
                     ),
                 );
             }

@@ -374,12 +374,12 @@ pub(super) fn generate() -> String {
     for (name, description, report) in [
         (
             "master_stream_from_zero",
-            "a master with a 250-byte log answers a report of 0: batches of at most 32 bytes that never cross a 100-byte segment end, then a heartbeat at the log end",
+            "a master with a 250-byte log answers a report of 0 (an empty slave) as upstream's classic master does: from the start of its last 100-byte segment (200), in batches of at most 32 bytes, then a heartbeat at the log end",
             0u64,
         ),
         (
             "master_stream_from_middle",
-            "the same master answering a first report of 150",
+            "the same master answering a first report of 150: batches that never cross the segment end at 200",
             150,
         ),
     ] {

@@ -308,6 +308,7 @@ fn config(max_connections: usize) -> HaModelConfig {
     HaModelConfig {
         max_connections,
         max_gap: 1024,
+        ..HaModelConfig::default()
     }
 }
 
