@@ -10,6 +10,7 @@ use rmq_lifecycle::net::Clock;
 use rmq_lifecycle::net::ha::{HaMaster, HaSlave, MasterConfig, SlaveConfig};
 use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -452,6 +453,9 @@ async fn a_segment_size_mismatch_is_named_on_both_sides() {
                 ..ha()
             };
             config.backoff_max = Duration::from_millis(200);
+            // No client port to ask at connect (a Java master's slave, say): the segment end is
+            // where the mismatch shows.
+            config.master_broker = None;
             let s = HaSlave::start(config, slog.clone(), Clock::start(), TaskGauge::new());
             fill(&m, 100, 4); // about 150 KB more: past the master's first segment ends
             m.log().flush().unwrap();
@@ -537,6 +541,123 @@ async fn an_empty_slave_starts_at_the_masters_last_segment() {
     tokio::time::timeout(Duration::from_secs(30), test)
         .await
         .expect("the slave did not catch up from the last segment in 30 s");
+}
+
+/// A client listener that answers `GET_BROKER_CONFIG` (26) with `segment_size` as the master's,
+/// or, with `None`, does not answer it (`REQUEST_CODE_NOT_SUPPORTED`).
+async fn client_port(
+    m: &HaMaster,
+    segment_size: Option<u64>,
+) -> rmq_lifecycle::net::remoting::RemotingServer {
+    use rmq_lifecycle::core::admin::{BrokerConfig, BrokerRole};
+    use rmq_lifecycle::net::remoting::{RemotingConfig, RemotingServer};
+    use rmq_lifecycle::registry::{ClientRegistry, RegistryConfig};
+    let config = RemotingConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        broker_config: segment_size.map(|segment_size| {
+            Arc::new(BrokerConfig {
+                listen_port: 0,
+                ha_listen_port: m.local_addr().port(),
+                segment_size,
+                role: BrokerRole::AsyncMaster,
+                since_ms: 0,
+            })
+        }),
+        ..RemotingConfig::default()
+    };
+    let registry = Arc::new(ClientRegistry::new(RegistryConfig::default()));
+    RemotingServer::bind(config, registry, Clock::start(), TaskGauge::new())
+        .await
+        .unwrap()
+}
+
+/// Issue "Replication that cannot diverge", item 5: the slave asks the master's client port for
+/// its configuration (26) before it connects; another segment size is refused there, naming both
+/// sizes and both of the master's addresses, and the slave never connects to the HA port nor
+/// appends a byte. A slave that skipped the question would connect (and find out only at a
+/// segment end): `sessions` catches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_size_mismatch_is_refused_at_connect() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let test = async {
+        let (m, _tasks) = master(mdir.path(), 0).await;
+        fill(&m, 20, 9);
+        m.log().flush().unwrap();
+        let client = client_port(&m, Some(SEGMENT)).await;
+        let slave_segment = SEGMENT * 2;
+        let slog = Arc::new(
+            CommitLog::open(StoreConfig {
+                dir: sdir.path().to_owned(),
+                segment_size: slave_segment,
+                flush: FlushPolicy::Manual,
+            })
+            .unwrap(),
+        );
+        let mut config = SlaveConfig::new(m.local_addr());
+        config.ha = HaConfig {
+            segment_size: slave_segment,
+            ..ha()
+        };
+        config.backoff_max = Duration::from_millis(100);
+        config.master_broker = Some(client.local_addr());
+        let s = HaSlave::start(config, slog.clone(), Clock::start(), TaskGauge::new());
+        let why = refusal(&s).await;
+        for needle in [
+            format!("{SEGMENT}-byte segments"),
+            format!("{slave_segment}-byte ones"),
+            client.local_addr().to_string(),
+            m.local_addr().to_string(),
+        ] {
+            assert!(why.contains(&needle), "{needle:?} not in {why}");
+        }
+        // It keeps asking (at the slowest pace) and never connects.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(s.status().sessions.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            m.registry().accepted_total(),
+            0,
+            "the HA port never saw the slave"
+        );
+        assert_eq!(slog.max_offset(), 0, "nothing appended");
+        assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+        client.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+    };
+    tokio::time::timeout(Duration::from_secs(30), test)
+        .await
+        .expect("the mismatch was not named at connect in 30 s");
+}
+
+/// A client port that does not answer 26 (an older broker, a proxy) is no reason to stop: the
+/// slave warns that the size could not be checked and replicates, the check at the segment end
+/// still standing. The same slave against a client port with the same segment size replicates
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_port_that_does_not_answer_26_is_replicated_from() {
+    for answers in [None, Some(SEGMENT)] {
+        let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let test = async {
+            let (m, _tasks) = master(mdir.path(), 0).await;
+            let client = client_port(&m, answers).await;
+            let log = open(sdir.path());
+            let mut config = SlaveConfig::new(m.local_addr());
+            config.ha = ha();
+            config.backoff_max = Duration::from_millis(200);
+            config.master_broker = Some(client.local_addr());
+            let s = HaSlave::start(config, log.clone(), Clock::start(), TaskGauge::new());
+            fill(&m, 200, 11);
+            caught_up(m.log(), &log).await;
+            assert_eq!(s.status().refusal(), None);
+            assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+            client.shutdown(Duration::from_secs(5)).await;
+            assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+        };
+        tokio::time::timeout(Duration::from_secs(30), test)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("client port answering {answers:?}: no replication in 30 s")
+            });
+    }
 }
 
 /// An embedder may count a master and a slave in one gauge: each shutdown waits for its own

@@ -676,6 +676,161 @@ fn sigusr2_demotes_a_master_and_sigusr1_promotes_its_slave() {
     assert_eq!(code, 0);
 }
 
+/// A master store of `records` 1000-byte records in `segment`-byte segments, made before
+/// `serve` opens it; returns its end.
+fn filled_store(dir: &std::path::Path, segment: u64, records: usize) -> u64 {
+    use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
+    let log = CommitLog::open(StoreConfig {
+        dir: dir.to_owned(),
+        segment_size: segment,
+        flush: FlushPolicy::Manual,
+    })
+    .unwrap();
+    for i in 0..records {
+        log.append(&[i as u8; 1000]).unwrap();
+    }
+    log.flush().unwrap();
+    log.max_offset()
+}
+
+/// A stopped slave's store: its first and last offset.
+fn store_bounds(dir: &std::path::Path, segment: u64) -> (u64, u64) {
+    use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
+    let log = CommitLog::open(StoreConfig {
+        dir: dir.to_owned(),
+        segment_size: segment,
+        flush: FlushPolicy::Manual,
+    })
+    .unwrap();
+    (log.min_offset(), log.max_offset())
+}
+
+/// Issue "Replication that cannot diverge", item 5: a slave whose segment size is not its
+/// master's asks the master's client port (GET_BROKER_CONFIG 26) before it connects and stops
+/// there, naming both sizes and both addresses; the master names both sizes too; nothing is
+/// appended. Without the question (the old behaviour) the slave would append the master's first
+/// 65536 bytes before the segment ends disagree.
+#[test]
+fn a_slave_with_another_segment_size_is_refused_at_connect() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    filled_store(mdir.path(), 65536, 100);
+    let mut serve = Proc::start_default_level(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--store",
+        mdir.path().to_str().unwrap(),
+    ]);
+    let line = serve.line("serving");
+    let (listen, ha) = (field(&line, "listen"), field(&line, "ha_listen"));
+    let mut slave = Proc::start_default_level(&[
+        "slave",
+        "--master",
+        &ha.to_string(),
+        "--master-broker",
+        &listen.to_string(),
+        "--store",
+        sdir.path().to_str().unwrap(),
+        "--segment-size",
+        "131072",
+    ]);
+    let refused = slave.line("segment sizes differ");
+    for needle in [
+        "65536-byte segments".to_owned(),
+        "131072-byte ones".to_owned(),
+        listen.to_string(),
+        ha.to_string(),
+    ] {
+        assert!(refused.contains(&needle), "{needle:?} not in {refused}");
+    }
+    assert!(refused.contains("ERROR"), "{refused}");
+    let named = serve.line("another segment size");
+    assert!(
+        named.contains("WARN") && named.contains("131072") && named.contains("65536"),
+        "{named}"
+    );
+    let (code, _) = slave.terminate();
+    assert_eq!(code, 0);
+    assert_eq!(
+        store_bounds(sdir.path(), 131072),
+        (0, 0),
+        "nothing appended"
+    );
+    let (code, _) = serve.terminate();
+    assert_eq!(code, 0);
+}
+
+/// A master client port that does not answer 26 (here the HA port itself, which takes the
+/// request for a bad report and closes) is warned about once, and the slave replicates anyway.
+/// It also shows the classic start: the master's log spans three 65536-byte segments, and the
+/// empty slave holds exactly its last one.
+#[test]
+fn a_slave_whose_master_does_not_answer_26_warns_and_replicates() {
+    let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let end = filled_store(mdir.path(), 65536, 150);
+    let base = end - end % 65536;
+    assert!(base >= 2 * 65536, "{end}");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut serve = Proc::start_default_level(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ha-listen",
+        "127.0.0.1:0",
+        "--metrics",
+        &metrics,
+        "--store",
+        mdir.path().to_str().unwrap(),
+    ]);
+    let ha = field(&serve.line("serving"), "ha_listen");
+    let mut slave = Proc::start_default_level(&[
+        "slave",
+        "--master",
+        &ha.to_string(),
+        "--master-broker",
+        &ha.to_string(),
+        "--store",
+        sdir.path().to_str().unwrap(),
+        "--segment-size",
+        "65536",
+    ]);
+    let warned = slave.line("could not check the master's segment size at connect");
+    assert!(warned.contains("WARN"), "{warned}");
+    // Replicated to the master's end: its acked-offset gauge says so.
+    let metrics: SocketAddr = metrics.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let acked = labelled_metric(metrics, "rmq_ha_slave_acked_offset{");
+        if acked == Some(end as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave acked {acked:?}, not {end}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _) = slave.terminate();
+    assert_eq!(code, 0);
+    assert_eq!(store_bounds(sdir.path(), 65536), (base, end));
+    let (code, _) = serve.terminate();
+    assert_eq!(code, 0);
+}
+
+/// The value of the first metric line starting with `prefix` (a name and its opening brace).
+fn labelled_metric(addr: SocketAddr, prefix: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
 #[test]
 fn demote_to_needs_auto_switch() {
     let dir = tempfile::tempdir().unwrap();

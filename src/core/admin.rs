@@ -3,7 +3,8 @@
 //! `GET_PRODUCER_CONNECTION_LIST` 204, `GET_ALL_PRODUCER_INFO` 328), and the decision of
 //! `CHECK_CLIENT_CONFIG` (46), and the broker's `NOTIFY_CONSUMER_IDS_CHANGED` (40) request, in
 //! upstream's shapes (fastjson: camelCase keys, enums by
-//! name, nulls omitted).
+//! name, nulls omitted); and `GET_BROKER_CONFIG` (26), which a slave asks its master before each
+//! HA connect to compare segment sizes (neither HA protocol carries one).
 //!
 //! What this is not: the lookups (the registry answers them in the size of the answer) or the
 //! transport (`net::remoting`).
@@ -209,6 +210,137 @@ pub fn check_client_config(body: Option<&[u8]>) -> Result<(), (i32, String)> {
     ))
 }
 
+/// `GET_BROKER_CONFIG`: upstream's request for a broker's configuration (no header, no body).
+pub const GET_BROKER_CONFIG: i32 = 26;
+
+/// Upstream's name of the commit log's segment size (`MessageStoreConfig`), the key a slave
+/// reads in a 26 answer and sends, as an ext field of its 26 request, for its own.
+pub const SEGMENT_SIZE_KEY: &str = "mappedFileSizeCommitLog";
+
+/// Upstream's `BrokerRole`, spelled as in its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    /// Sends are answered without waiting for a slave.
+    AsyncMaster,
+    /// Sends wait for slaves (ours: `inSyncReplicas` above 1).
+    SyncMaster,
+    /// A replica.
+    Slave,
+}
+
+impl BrokerRole {
+    /// Upstream's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+}
+
+/// What a broker answers to `GET_BROKER_CONFIG` (26): the keys of upstream's configuration that
+/// this broker really has, with upstream's names and spellings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `listenPort`: the client (remoting) port.
+    pub listen_port: u16,
+    /// `haListenPort`: the HA port.
+    pub ha_listen_port: u16,
+    /// `mappedFileSizeCommitLog`: bytes per commit-log segment.
+    pub segment_size: u64,
+    /// `brokerRole`.
+    pub role: BrokerRole,
+    /// When this configuration was made, in ms since the epoch (the `timestamp` of the answer's
+    /// `version`, upstream's `DataVersion`; it never changes while the broker runs).
+    pub since_ms: i64,
+}
+
+impl BrokerConfig {
+    /// The body of a 26 answer: `key=value` lines, sorted by key, UTF-8 (upstream's
+    /// `MixAll.properties2String`).
+    pub fn properties(&self) -> String {
+        format!(
+            "brokerRole={}\nhaListenPort={}\nlistenPort={}\n{SEGMENT_SIZE_KEY}={}\n",
+            self.role.name(),
+            self.ha_listen_port,
+            self.listen_port,
+            self.segment_size
+        )
+    }
+
+    /// The answer's `version` header field: upstream's `DataVersion` as fastjson writes it.
+    pub fn data_version(&self) -> String {
+        format!(
+            r#"{{"counter":0,"stateVersion":0,"timestamp":{}}}"#,
+            self.since_ms
+        )
+    }
+}
+
+/// A slave's 26 request. It carries the slave's own segment size as an ext field, which an
+/// upstream broker ignores (26 has no request header) and ours compares with its own, so a
+/// mismatch is named on the master too.
+pub fn broker_config_request(opaque: i32, own_segment_size: u64) -> RemotingCommand {
+    let mut request = RemotingCommand::request(GET_BROKER_CONFIG);
+    request.opaque = opaque;
+    request.ext_fields = [(SEGMENT_SIZE_KEY.to_owned(), own_segment_size.to_string())].into();
+    request
+}
+
+/// The answer to a 26 request: `SUCCESS`, header `version`, the properties as the body.
+pub fn broker_config_response(request: &RemotingCommand, config: &BrokerConfig) -> RemotingCommand {
+    let mut response = RemotingCommand::response_to(request, code::SUCCESS, None);
+    response.ext_fields = [("version".to_owned(), config.data_version())].into();
+    response.body = Some(config.properties().into_bytes().into());
+    response
+}
+
+/// The segment size the asker of a 26 request says it has, if it says.
+pub fn asker_segment_size(request: &RemotingCommand) -> Option<u64> {
+    request.ext(SEGMENT_SIZE_KEY)?.trim().parse().ok()
+}
+
+/// `key=value` (or `key:value`) lines, as Java's `Properties.load` reads the simple ones:
+/// blank lines and `#` or `!` comments skipped, key and value trimmed. Escapes and continued
+/// lines are not interpreted (no key this crate reads uses them).
+pub fn parse_properties(text: &str) -> BTreeMap<&str, &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| {
+            let at = l.find(['=', ':'])?;
+            Some((l[..at].trim(), l[at + 1..].trim()))
+        })
+        .collect()
+}
+
+/// The segment size in a 26 answer, or why there is none: an error response (a broker that does
+/// not answer 26 says `REQUEST_CODE_NOT_SUPPORTED`), a body that is not UTF-8, or no number under
+/// [`SEGMENT_SIZE_KEY`].
+pub fn segment_size_in(response: &RemotingCommand) -> Result<u64, String> {
+    if response.code != code::SUCCESS {
+        return Err(format!(
+            "answered code {}{}",
+            response.code,
+            response
+                .remark
+                .as_deref()
+                .map(|r| format!(" ({})", r.trim()))
+                .unwrap_or_default()
+        ));
+    }
+    let body = response.body.as_deref().unwrap_or_default();
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+    let value = parse_properties(text)
+        .get(SEGMENT_SIZE_KEY)
+        .copied()
+        .ok_or_else(|| format!("the answer has no {SEGMENT_SIZE_KEY}"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{SEGMENT_SIZE_KEY}={value} is not a size"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +443,64 @@ mod tests {
             remark.starts_with("invalid CheckClientRequestBody"),
             "{remark}"
         );
+    }
+
+    #[test]
+    fn broker_config_round_trips_through_its_request_and_answer() {
+        let config = BrokerConfig {
+            listen_port: 10911,
+            ha_listen_port: 10912,
+            segment_size: 1 << 30,
+            role: BrokerRole::SyncMaster,
+            since_ms: 1_700_000_000_000,
+        };
+        let request = broker_config_request(7, 65536);
+        assert_eq!(request.code, 26);
+        assert_eq!(asker_segment_size(&request), Some(65536));
+        let response = broker_config_response(&request, &config);
+        assert_eq!(response.opaque, 7);
+        assert_eq!(
+            response.ext("version"),
+            Some(r#"{"counter":0,"stateVersion":0,"timestamp":1700000000000}"#)
+        );
+        assert_eq!(
+            response.body.as_deref(),
+            Some(
+                &b"brokerRole=SYNC_MASTER\nhaListenPort=10912\nlistenPort=10911\nmappedFileSizeCommitLog=1073741824\n"[..]
+            )
+        );
+        assert_eq!(segment_size_in(&response), Ok(1 << 30));
+    }
+
+    #[test]
+    fn a_segment_size_is_read_only_from_a_successful_answer_that_has_one() {
+        let request = RemotingCommand::request(GET_BROKER_CONFIG);
+        assert_eq!(asker_segment_size(&request), None);
+        let mut ok = RemotingCommand::response_to(&request, code::SUCCESS, None);
+        // Java's Properties text: comments, spaces around the separator, ':' as a separator.
+        ok.body = Some(
+            b"#Sat Dec 05\r\nbrokerName = b1\r\nmappedFileSizeCommitLog : 65536\r\n"[..].into(),
+        );
+        assert_eq!(segment_size_in(&ok), Ok(65536));
+        let refused = RemotingCommand::response_to(
+            &request,
+            code::REQUEST_CODE_NOT_SUPPORTED,
+            Some(" request type 26 not supported".into()),
+        );
+        let why = segment_size_in(&refused).unwrap_err();
+        assert!(
+            why.contains("code 3") && why.contains("not supported"),
+            "{why}"
+        );
+        ok.body = Some(b"mappedFileSizeCommitLog=big\n"[..].into());
+        assert!(segment_size_in(&ok).unwrap_err().contains("not a size"));
+        ok.body = Some(b"listenPort=10911\n"[..].into());
+        assert!(
+            segment_size_in(&ok)
+                .unwrap_err()
+                .contains("no mappedFileSizeCommitLog")
+        );
+        ok.body = None;
+        assert!(segment_size_in(&ok).is_err());
     }
 }

@@ -8,6 +8,8 @@
 
 use super::pulse::Pulse;
 use super::{Clock, Spawner};
+use crate::core::ChannelId;
+use crate::core::admin::{self, BrokerConfig};
 use crate::core::autoswitch::SlaveHello;
 use crate::core::ha::{
     HaClose, HaConfig, HaMode, HaState, Head, MasterLink, SlaveAppend, SlaveEvent, SlaveLink,
@@ -15,6 +17,7 @@ use crate::core::ha::{
 };
 use crate::core::isr::{InSyncSet, Member};
 use crate::core::model_trace::{REPLICATION_TARGET as MODEL, replication_step as model_step};
+use crate::core::remoting::{FrameDecoder, RemotingCommand, code};
 use crate::io::net::{self as io_net, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
 use crate::io::time;
 use crate::lifecycle::{AppliedAck, CloseReason, HaAcceptor, HaTaskContext, TaskGauge};
@@ -936,12 +939,25 @@ pub struct SlaveConfig {
     pub backoff_min: Duration,
     /// Longest reconnect delay (upstream waits 5 s).
     pub backoff_max: Duration,
+    /// The master's client (remoting) address, asked `GET_BROKER_CONFIG` (26) before each HA
+    /// connect: a master whose segment size is not ours is refused there, before a byte is
+    /// appended. `None`, or a broker that does not answer, leaves the check to the first segment
+    /// end the two disagree on.
+    pub master_broker: Option<SocketAddr>,
+}
+
+/// Upstream's default layout: the HA port is the client port + 1 (`haListenPort`), so the
+/// master's client address is its HA address with the port below.
+pub fn default_master_broker(ha: SocketAddr) -> Option<SocketAddr> {
+    let port = ha.port().checked_sub(1).filter(|p| *p > 0)?;
+    Some(SocketAddr::new(ha.ip(), port))
 }
 
 impl SlaveConfig {
-    /// Upstream's timings against `master`.
+    /// Upstream's timings against `master`, whose client port is the one below its HA port.
     pub fn new(master: SocketAddr) -> Self {
         SlaveConfig {
+            master_broker: default_master_broker(master),
             master,
             ha: HaConfig::default(),
             mode: HaMode::Classic,
@@ -984,6 +1000,87 @@ pub(crate) fn segment_sizes_differ(store: u64, ha: u64) -> Option<String> {
             "the store's segment size ({store}) and the HA segment size ({ha}) differ; they must be one value"
         )
     })
+}
+
+/// The answer to `GET_BROKER_CONFIG` (26) on the client port: `config`, or
+/// `REQUEST_CODE_NOT_SUPPORTED` without one. A slave of ours says its own segment size in the
+/// request; one that differs from ours is logged here, so the master names the mismatch too.
+pub(crate) fn answer_broker_config(
+    request: &RemotingCommand,
+    config: Option<&BrokerConfig>,
+    channel: ChannelId,
+) -> RemotingCommand {
+    let Some(config) = config else {
+        return RemotingCommand::response_to(
+            request,
+            code::REQUEST_CODE_NOT_SUPPORTED,
+            Some(format!(" request type {} not supported", request.code)),
+        );
+    };
+    if let Some(theirs) =
+        admin::asker_segment_size(request).filter(|theirs| *theirs != config.segment_size)
+    {
+        tracing::warn!(
+            channel = channel.get(),
+            ours = config.segment_size,
+            theirs,
+            "a slave asked for this broker's config with another segment size ({theirs} bytes, ours \
+             {}): it will refuse to replicate; give both stores one --segment-size",
+            config.segment_size
+        );
+    }
+    admin::broker_config_response(request, config)
+}
+
+/// Asks the broker at `addr` for its configuration (`GET_BROKER_CONFIG`), saying ours, and
+/// returns its segment size; `Err` says why there is none (no answer within `within`, a closed
+/// connection, a broker that does not answer 26).
+async fn ask_segment_size(addr: SocketAddr, own: u64, within: Duration) -> Result<u64, String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let request = admin::broker_config_request(1, own);
+        let mut out = bytes::BytesMut::new();
+        request
+            .encode(&mut out)
+            .map_err(|e| format!("encode: {e}"))?;
+        stream
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut decoder = FrameDecoder::with_max_frame(1 << 20);
+        let mut buf = bytes::BytesMut::with_capacity(4096);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(response)) if response.is_response() && response.opaque == 1 => {
+                    return admin::segment_size_in(&response);
+                }
+                Ok(Some(_)) => continue, // a request of the broker's own: not ours to answer
+                Ok(None) => {}
+                Err(error) => return Err(format!("not a remoting answer: {error}")),
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => return Err("the peer closed the connection without an answer".into()),
+                Ok(_) => {}
+                Err(error) => return Err(format!("read: {error}")),
+            }
+        }
+    };
+    time::timeout(within, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {within:?}")))
+}
+
+/// Why a slave does not replicate from a master whose segment size (asked at `broker`) is not
+/// its own: both sizes, both of the master's addresses and what to do.
+fn segment_size_refusal(master: SocketAddr, broker: SocketAddr, theirs: u64, ours: u64) -> String {
+    format!(
+        "segment sizes differ: the master at {broker} (HA {master}) has {theirs}-byte segments \
+         ({key}), this slave's store {ours}-byte ones; a slave must use its master's segment size, \
+         so nothing is replicated (use a store made with --segment-size {theirs})",
+        key = admin::SEGMENT_SIZE_KEY
+    )
 }
 
 fn check_segment_size(log: &CommitLog, ha: &HaConfig) -> io::Result<()> {
@@ -1114,7 +1211,42 @@ async fn replicate(
     let mut link = link;
     let mut backoff = config.backoff_min;
     let mut failures: u32 = 0;
+    // The last check at connect could not be made (said once until one succeeds).
+    let mut unchecked = false;
     while !cancel.is_cancelled() {
+        if let Some(broker) = config.master_broker {
+            let ours = config.ha.segment_size;
+            let asked = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                asked = ask_segment_size(broker, ours, config.connect_timeout) => asked,
+            };
+            match asked {
+                Ok(theirs) if theirs == ours => {
+                    unchecked = false;
+                    tracing::debug!(master_broker = %broker, segment_size = ours, "HA slave: the master's segment size is ours");
+                }
+                Ok(theirs) => {
+                    let why = segment_size_refusal(config.master, broker, theirs, ours);
+                    tracing::error!(master = %config.master, master_broker = %broker, %why, "HA slave: not replicating from this master");
+                    *status.refusal.lock() = Some(why);
+                    backoff = config.backoff_max;
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => break,
+                        _ = time::sleep(backoff) => {}
+                    }
+                    continue;
+                }
+                Err(why) if !unchecked => {
+                    unchecked = true;
+                    tracing::warn!(master = %config.master, master_broker = %broker, %why, "HA slave: could not check the master's segment size at connect (GET_BROKER_CONFIG); a mismatch will be found at the first segment end the two disagree on");
+                }
+                Err(why) => {
+                    tracing::debug!(master_broker = %broker, %why, "HA slave: segment size still not checked at connect");
+                }
+            }
+        }
         let connect = time::timeout(config.connect_timeout, TcpStream::connect(config.master));
         let outcome = tokio::select! {
             biased;

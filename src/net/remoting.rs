@@ -51,6 +51,9 @@ pub struct RemotingConfig {
     pub write_timeout: Duration,
     /// The frame cap (at most 16 MiB).
     pub max_frame: usize,
+    /// What `GET_BROKER_CONFIG` (26) answers (a slave compares its segment size with it before
+    /// each HA connect); `None` answers 26 `REQUEST_CODE_NOT_SUPPORTED`. `Broker::start` fills it.
+    pub broker_config: Option<Arc<crate::core::admin::BrokerConfig>>,
     /// Planted defects in the shipped accept/reap/shutdown path (feature `harness` only).
     #[cfg(feature = "harness")]
     pub faults: crate::lifecycle::AcceptorFaults,
@@ -68,6 +71,7 @@ impl Default for RemotingConfig {
             heartbeat_queue: 50_000,
             write_timeout: Duration::from_secs(10),
             max_frame: crate::core::remoting::MAX_FRAME,
+            broker_config: None,
             #[cfg(feature = "harness")]
             faults: crate::lifecycle::AcceptorFaults::default(),
         }
@@ -664,6 +668,11 @@ async fn answer<'a, 'p>(
         code::GET_CONSUMER_CONNECTION_LIST => consumer_connections(&request, ctx),
         code::GET_PRODUCER_CONNECTION_LIST => producer_connections(&request, ctx),
         code::GET_ALL_PRODUCER_INFO => all_producers(&request, ctx),
+        crate::core::admin::GET_BROKER_CONFIG => super::ha::answer_broker_config(
+            &request,
+            ctx.config.broker_config.as_deref(),
+            handle.id(),
+        ),
         other => RemotingCommand::response_to(
             &request,
             code::REQUEST_CODE_NOT_SUPPORTED,

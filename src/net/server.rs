@@ -237,10 +237,18 @@ impl Broker {
             "queue offsets rebuilt from the commit log"
         );
         let clock = Clock::start();
+        let mut remoting = config.remoting;
+        if remoting.broker_config.is_none() {
+            remoting.broker_config = Some(Arc::new(broker_config(
+                &client_listener,
+                &master,
+                &config.send,
+            )));
+        }
         let sender = Sender::new(messages, master.handle().clone(), config.send, clock);
         let remoting = RemotingServer::start(
             client_listener,
-            config.remoting,
+            remoting,
             registry.clone(),
             notifier,
             Some(Arc::new(sender)),
@@ -537,6 +545,29 @@ pub async fn replicate(
     started(&replica);
     shutdown.await;
     Ok(replica.shutdown().await)
+}
+
+/// What this broker answers to `GET_BROKER_CONFIG` (26): the ports it listens on, its segment
+/// size and its role (a slave of ours asks it before each HA connect).
+fn broker_config(
+    client: &TcpListener,
+    master: &HaMaster,
+    send: &SendConfig,
+) -> crate::core::admin::BrokerConfig {
+    use crate::core::admin::{BrokerConfig, BrokerRole};
+    BrokerConfig {
+        listen_port: client.local_addr().map_or(0, |a| a.port()),
+        ha_listen_port: master.local_addr().port(),
+        segment_size: master.log().segment_size(),
+        role: if send.in_sync_replicas > 1 {
+            BrokerRole::SyncMaster
+        } else {
+            BrokerRole::AsyncMaster
+        },
+        since_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    }
 }
 
 /// A per-process value for the ids the broker gives messages that came without one.

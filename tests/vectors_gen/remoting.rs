@@ -640,6 +640,28 @@ pub(super) fn generate() -> String {
             rmq_lifecycle::core::admin::notify_consumer_ids_changed("CG_ORDER", 7),
         ),
         (
+            "encode_json_get_broker_config_request",
+            "GET_BROKER_CONFIG (26) as a slave of this crate asks it before each HA connect: no body; \
+             ext field mappedFileSizeCommitLog is the slave's own segment size (an upstream broker \
+             ignores it)",
+            admin::broker_config_request(1, 65536),
+        ),
+        (
+            "encode_json_get_broker_config_response",
+            "the answer to 26: SUCCESS, header version (upstream's DataVersion), the configuration \
+             as key=value lines (UTF-8) in the body; the slave reads mappedFileSizeCommitLog",
+            admin::broker_config_response(
+                &admin::broker_config_request(1, 65536),
+                &admin::BrokerConfig {
+                    listen_port: 10911,
+                    ha_listen_port: 10912,
+                    segment_size: 1 << 30,
+                    role: admin::BrokerRole::AsyncMaster,
+                    since_ms: 1_700_000_000_000,
+                },
+            ),
+        ),
+        (
             "encode_frame_over_cap",
             "a body of 16 MiB: the frame would exceed the cap",
             RemotingCommand {

@@ -301,7 +301,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     let slave = args.demote_to.map(|to| {
         move || -> Result<ReplicaConfig, String> {
             let (store, ha) = store_args.config("store")?;
-            Ok(auto_switch_replica(to, broker_id, store, ha))
+            Ok(auto_switch_replica(to, None, broker_id, store, ha))
         }
     });
     run_roles(true, Some(master), slave).await
@@ -310,10 +310,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, String> {
 /// An auto-switch slave of `master` with this broker id, on `store`.
 fn auto_switch_replica(
     master: SocketAddr,
+    master_broker: Option<SocketAddr>,
     broker_id: i64,
     store: StoreConfig,
     ha: HaConfig,
 ) -> ReplicaConfig {
+    let defaults = SlaveConfig::new(master);
     ReplicaConfig {
         slave: SlaveConfig {
             ha,
@@ -322,7 +324,8 @@ fn auto_switch_replica(
                 broker_id,
                 ..SlaveHello::default()
             },
-            ..SlaveConfig::new(master)
+            master_broker: master_broker.or(defaults.master_broker),
+            ..defaults
         },
         store,
         grace: GRACE,
@@ -455,6 +458,12 @@ pub(crate) struct SlaveArgs {
     /// The master's HA address (HOST:PORT).
     #[arg(long, value_parser = host_port)]
     master: SocketAddr,
+    /// The master's client address (HOST:PORT), asked GET_BROKER_CONFIG (26) before each HA
+    /// connect: a master with another segment size is refused before anything is appended.
+    /// Default: --master with the port below (upstream's layout, haListenPort = listenPort + 1).
+    /// A broker that does not answer 26 is warned about once, and replicated from.
+    #[arg(long, value_name = "ADDR", value_parser = host_port)]
+    master_broker: Option<SocketAddr>,
     /// The HA protocol; the master's.
     #[arg(long, default_value = "classic", value_parser = clap::value_parser!(HaModeArg))]
     ha_mode: HaModeArg,
@@ -483,16 +492,22 @@ pub(crate) fn run_slave(args: SlaveArgs) -> ExitCode {
         let slave = || -> Result<ReplicaConfig, String> {
             let (store, ha) = args.store.config("slave-store")?;
             Ok(match args.ha_mode.0 {
-                HaMode::AutoSwitch => auto_switch_replica(args.master, args.broker_id, store, ha),
-                HaMode::Classic => ReplicaConfig {
-                    slave: SlaveConfig {
-                        ha,
-                        mode: HaMode::Classic,
-                        ..SlaveConfig::new(args.master)
-                    },
-                    store,
-                    grace: GRACE,
-                },
+                HaMode::AutoSwitch => {
+                    auto_switch_replica(args.master, args.master_broker, args.broker_id, store, ha)
+                }
+                HaMode::Classic => {
+                    let defaults = SlaveConfig::new(args.master);
+                    ReplicaConfig {
+                        slave: SlaveConfig {
+                            ha,
+                            mode: HaMode::Classic,
+                            master_broker: args.master_broker.or(defaults.master_broker),
+                            ..defaults
+                        },
+                        store,
+                        grace: GRACE,
+                    }
+                }
             })
         };
         // The first promotion begins `--epoch`; a later one, one above the store's last.
