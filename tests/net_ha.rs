@@ -574,10 +574,22 @@ async fn client_port(
 /// Issue "Replication that cannot diverge", item 5: the slave asks the master's client port for
 /// its configuration (26) before it connects; another segment size is refused there, naming both
 /// sizes and both of the master's addresses, and the slave never connects to the HA port nor
-/// appends a byte. A slave that skipped the question would connect (and find out only at a
-/// segment end): `sessions` catches it.
+/// appends a byte. A slave that skips the question (planted `SlaveFaults::skip_segment_size_check`)
+/// connects and is refused nothing at connect: the test below shows the check catches it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_size_mismatch_is_refused_at_connect() {
+    mismatch_at_connect(false).await;
+}
+
+/// The planted slave that does not ask 26 connects to the HA port (and, its log within the
+/// master's first segment, appends): what the assertions of the test above exclude.
+#[cfg(feature = "harness")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_skips_the_check_at_connect_is_caught() {
+    mismatch_at_connect(true).await;
+}
+
+async fn mismatch_at_connect(skip_check: bool) {
     let (mdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let test = async {
         let (m, _tasks) = master(mdir.path(), 0).await;
@@ -600,7 +612,23 @@ async fn a_segment_size_mismatch_is_refused_at_connect() {
         };
         config.backoff_max = Duration::from_millis(100);
         config.master_broker = Some(client.local_addr());
+        #[cfg(feature = "harness")]
+        {
+            config.faults.skip_segment_size_check = skip_check;
+        }
         let s = HaSlave::start(config, slog.clone(), Clock::start(), TaskGauge::new());
+        if skip_check {
+            // It replicates the master's first segment as if nothing were wrong.
+            while slog.max_offset() < m.log().max_offset() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(s.status().sessions.load(Ordering::Relaxed) > 0);
+            assert_eq!(s.status().refusal(), None, "nothing said at connect");
+            assert_eq!(s.shutdown(Duration::from_secs(5)).await, 0);
+            client.shutdown(Duration::from_secs(5)).await;
+            assert_eq!(m.shutdown(Duration::from_secs(5)).await, 0);
+            return;
+        }
         let why = refusal(&s).await;
         for needle in [
             format!("{SEGMENT}-byte segments"),

@@ -83,6 +83,9 @@ pub struct SlaveFaults {
     /// The auto-switch handshake keeps the whole log
     /// ([`SlaveLink::with_skipped_truncation`](crate::core::ha::SlaveLink::with_skipped_truncation)).
     pub skip_truncation: bool,
+    /// The segment size is not asked at connect (`GET_BROKER_CONFIG`), as before this check:
+    /// a mismatch shows only at a segment end, after bytes were appended.
+    pub skip_segment_size_check: bool,
 }
 
 impl Default for MasterConfig {
@@ -1214,7 +1217,10 @@ async fn replicate(
     // The last check at connect could not be made (said once until one succeeds).
     let mut unchecked = false;
     while !cancel.is_cancelled() {
-        if let Some(broker) = config.master_broker {
+        let check = config
+            .master_broker
+            .filter(|_| !planted!(config.faults.skip_segment_size_check));
+        if let Some(broker) = check {
             let ours = config.ha.segment_size;
             let asked = tokio::select! {
                 biased;
