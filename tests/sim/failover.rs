@@ -382,6 +382,7 @@ async fn run_slave(
             },
             faults: SlaveFaults {
                 skip_truncation: env.variant.skip_truncation,
+                ..SlaveFaults::default()
             },
             connect_timeout: Duration::from_secs(1),
             backoff_min: Duration::from_millis(100),
