@@ -987,7 +987,8 @@ pub struct SlaveStatus {
 }
 
 impl SlaveStatus {
-    /// Why the slave is not replicating from this master, while that lasts: its log cannot be
+    /// Why the slave is not replicating from this master, while that lasts: its segment size,
+    /// asked at connect ([`SlaveConfig::master_broker`]), is not ours, its log cannot be
     /// reconciled with ours, or its bytes do not frame in our log (cleared by the next append);
     /// or, for good, our log's segment size is not the HA config's (see [`HaSlave::start`]).
     pub fn refusal(&self) -> Option<String> {
