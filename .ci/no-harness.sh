@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --quiet
-names='start_registered|skip_truncation|send_unsynced|with_skipped_truncation|forget_on_peer_close|unchecked_acks|HaMaster514|Broker4x|ProducerManager4x|emit_after_unlock|Faults|with_faults|pause_heartbeats|split_close_all|remove_without_stop|upstream_514|lost_reap|store_after_shutdown|split_remove_if_empty|register_after_close|keep_empty_groups|crash_after|crash_steps|skip_quarantine_copy|CrashPoints'
+names='start_registered|skip_truncation|send_unsynced|with_skipped_truncation|forget_on_peer_close|unchecked_acks|HaMaster514|Broker4x|ProducerManager4x|emit_after_unlock|Faults|with_faults|pause_heartbeats|split_close_all|remove_without_stop|upstream_514|lost_reap|store_after_shutdown|split_remove_if_empty|register_after_close|keep_empty_groups|crash_after|crash_steps|skip_quarantine_copy|CrashPoints|skip_segment_size_check'
 found=$(grep -rlE "$names" target/doc/rmq_lifecycle || true)
 if [[ -n "$found" ]]; then
   echo "the default docs show harness-only items:" >&2
