@@ -183,12 +183,12 @@ fn heartbeat(data: &HeartbeatData) -> RemotingCommand {
 
 fn unregister(client: &str, producer: Option<&str>, consumer: Option<&str>) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code::UNREGISTER_CLIENT);
-    cmd.ext_fields.insert("clientID".into(), client.into());
+    cmd.ext_fields.insert("clientID", client);
     if let Some(g) = producer {
-        cmd.ext_fields.insert("producerGroup".into(), g.into());
+        cmd.ext_fields.insert("producerGroup", g);
     }
     if let Some(g) = consumer {
-        cmd.ext_fields.insert("consumerGroup".into(), g.into());
+        cmd.ext_fields.insert("consumerGroup", g);
     }
     cmd
 }
@@ -592,7 +592,7 @@ async fn unregister_is_not_overtaken_by_a_queued_heartbeat() {
 
 fn with_group(code: i32, key: &str, group: &str) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code);
-    cmd.ext_fields.insert(key.into(), group.into());
+    cmd.ext_fields.insert(key, group);
     cmd
 }
 

@@ -961,12 +961,8 @@ fn serve_records_a_model_trace_under_client_churn_and_probes() {
                     assert_eq!(s.call(&hb).code, code::SUCCESS);
                     if round % 2 == 0 {
                         let mut unregister = RemotingCommand::request(code::UNREGISTER_CLIENT);
-                        unregister
-                            .ext_fields
-                            .insert("clientID".into(), client.clone());
-                        unregister
-                            .ext_fields
-                            .insert("producerGroup".into(), group.clone());
+                        unregister.ext_fields.insert("clientID", &client);
+                        unregister.ext_fields.insert("producerGroup", &group);
                         assert_eq!(s.call(&unregister).code, code::SUCCESS);
                     }
                     if w == 0 && round == 4 {

@@ -159,9 +159,7 @@ pub fn notify_consumer_ids_changed(group: &str, opaque: i32) -> RemotingCommand 
     let mut request = RemotingCommand::request(code::NOTIFY_CONSUMER_IDS_CHANGED);
     request.flag = FLAG_ONEWAY;
     request.opaque = opaque;
-    request
-        .ext_fields
-        .insert("consumerGroup".into(), group.to_owned());
+    request.ext_fields.insert("consumerGroup", group);
     request
 }
 

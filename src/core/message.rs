@@ -129,7 +129,7 @@ pub struct SendHeader {
     pub batch: bool,
 }
 
-/// (V1 key, V2 key) of each header field, in `SendHeader`'s order.
+/// (V1 key, V2 key) of each header field, in `SendHeader`'s order (the V2 keys are `a` to `m`).
 const KEYS: [(&str, &str); 13] = [
     ("producerGroup", "a"),
     ("topic", "b"),
@@ -149,27 +149,26 @@ const KEYS: [(&str, &str); 13] = [
 impl SendHeader {
     /// Reads the header of a `SEND_MESSAGE` (long keys) or `SEND_MESSAGE_V2` (one-letter keys)
     /// request. A missing required field or a malformed number is the `SYSTEM_ERROR` upstream's
-    /// decoding ends in, naming the field.
+    /// decoding ends in, naming the field. The fields are read where the decoded header holds
+    /// them ([`RemotingCommand::ext`]): only the four text fields are copied out.
     pub fn decode(request: &RemotingCommand) -> Result<SendHeader, Refusal> {
-        Self::from_fields(request.code, |key| request.ext(key).map(str::to_owned))
-    }
-
-    /// [`decode`](Self::decode), moving the fields out of `request` instead of copying them
-    /// (the broker's path: the request is not needed after its header is read).
-    pub fn take(request: &mut RemotingCommand) -> Result<SendHeader, Refusal> {
-        let fields = &mut request.ext_fields;
-        Self::from_fields(request.code, |key| fields.remove(key))
-    }
-
-    fn from_fields(
-        request_code: i32,
-        mut field: impl FnMut(&str) -> Option<String>,
-    ) -> Result<SendHeader, Refusal> {
-        let v2 = request_code != code::SEND_MESSAGE;
-        let mut get = |i: usize| {
-            let (long, short) = KEYS[i];
-            field(if v2 { short } else { long })
-        };
+        let v2 = request.code != code::SEND_MESSAGE;
+        // One pass over the fields rather than a lookup per key.
+        let mut values: [Option<&str>; KEYS.len()] = [None; KEYS.len()];
+        for (key, value) in &request.ext_fields {
+            let i = if v2 {
+                match key.as_bytes() {
+                    [b @ b'a'..=b'm'] => Some(usize::from(b - b'a')),
+                    _ => None,
+                }
+            } else {
+                KEYS.iter().position(|(long, _)| *long == key)
+            };
+            if let Some(i) = i {
+                values[i] = Some(value);
+            }
+        }
+        let get = |i: usize| values[i];
         let missing = |i: usize| {
             Refusal::new(
                 code::SYSTEM_ERROR,
@@ -184,28 +183,23 @@ impl SendHeader {
                 )
             })
         }
-        fn required<T: core::str::FromStr>(
-            i: usize,
-            v: Option<String>,
-            missing: impl Fn(usize) -> Refusal,
-        ) -> Result<T, Refusal> {
-            number(i, &v.ok_or_else(|| missing(i))?)
-        }
+        let text = |i: usize| get(i).map(str::to_owned).ok_or_else(|| missing(i));
+        let required = |i: usize| get(i).ok_or_else(|| missing(i));
         // Java's Boolean.parseBoolean: "true" in any case, anything else false.
-        let boolean = |v: Option<String>| v.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let boolean = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case("true"));
         Ok(SendHeader {
-            producer_group: get(0).ok_or_else(|| missing(0))?,
-            topic: get(1).ok_or_else(|| missing(1))?,
-            default_topic: get(2).ok_or_else(|| missing(2))?,
-            default_topic_queue_nums: required(3, get(3), missing)?,
-            queue_id: required(4, get(4), missing)?,
-            sys_flag: required(5, get(5), missing)?,
-            born_timestamp: required(6, get(6), missing)?,
-            flag: required(7, get(7), missing)?,
-            properties: get(8),
-            reconsume_times: get(9).map_or(Ok(0), |v| number(9, &v))?,
+            producer_group: text(0)?,
+            topic: text(1)?,
+            default_topic: text(2)?,
+            default_topic_queue_nums: number(3, required(3)?)?,
+            queue_id: number(4, required(4)?)?,
+            sys_flag: number(5, required(5)?)?,
+            born_timestamp: number(6, required(6)?)?,
+            flag: number(7, required(7)?)?,
+            properties: get(8).map(str::to_owned),
+            reconsume_times: get(9).map_or(Ok(0), |v| number(9, v))?,
             unit_mode: boolean(get(10)),
-            max_reconsume_times: get(11).map(|v| number(11, &v)).transpose()?,
+            max_reconsume_times: get(11).map(|v| number(11, v)).transpose()?,
             batch: boolean(get(12)),
         })
     }
@@ -215,29 +209,29 @@ impl SendHeader {
     pub fn to_request(&self, code: i32, body: Bytes) -> RemotingCommand {
         let v2 = code != self::code::SEND_MESSAGE;
         let mut request = RemotingCommand::request(code);
-        let mut put = |i: usize, value: String| {
+        let mut put = |i: usize, value: &str| {
             let (long, short) = KEYS[i];
             request
                 .ext_fields
-                .insert((if v2 { short } else { long }).to_owned(), value);
+                .insert(if v2 { short } else { long }, value);
         };
-        put(0, self.producer_group.clone());
-        put(1, self.topic.clone());
-        put(2, self.default_topic.clone());
-        put(3, self.default_topic_queue_nums.to_string());
-        put(4, self.queue_id.to_string());
-        put(5, self.sys_flag.to_string());
-        put(6, self.born_timestamp.to_string());
-        put(7, self.flag.to_string());
+        put(0, &self.producer_group);
+        put(1, &self.topic);
+        put(2, &self.default_topic);
+        put(3, &self.default_topic_queue_nums.to_string());
+        put(4, &self.queue_id.to_string());
+        put(5, &self.sys_flag.to_string());
+        put(6, &self.born_timestamp.to_string());
+        put(7, &self.flag.to_string());
         if let Some(p) = &self.properties {
-            put(8, p.clone());
+            put(8, p);
         }
-        put(9, self.reconsume_times.to_string());
-        put(10, self.unit_mode.to_string());
+        put(9, &self.reconsume_times.to_string());
+        put(10, &self.unit_mode.to_string());
         if let Some(m) = self.max_reconsume_times {
-            put(11, m.to_string());
+            put(11, &m.to_string());
         }
-        put(12, self.batch.to_string());
+        put(12, &self.batch.to_string());
         request.body = Some(body);
         request
     }
@@ -909,8 +903,8 @@ pub struct SendResult {
 /// Upstream's region and trace switches, added to every send response past the header checks.
 fn add_region(response: &mut RemotingCommand) {
     let ext = &mut response.ext_fields;
-    ext.insert("MSG_REGION".into(), "DefaultRegion".into());
-    ext.insert("TRACE_ON".into(), "true".into());
+    ext.insert("MSG_REGION", "DefaultRegion");
+    ext.insert("TRACE_ON", "true");
 }
 
 /// The response to a stored message: `code` is `SUCCESS`, `SLAVE_NOT_AVAILABLE` or
@@ -922,10 +916,10 @@ pub fn stored_response(
 ) -> RemotingCommand {
     let mut response = RemotingCommand::response_to(request, code, None);
     let ext = &mut response.ext_fields;
-    ext.insert("msgId".into(), result.msg_id.clone());
-    ext.insert("queueId".into(), result.queue_id.to_string());
-    ext.insert("queueOffset".into(), result.queue_offset.to_string());
-    ext.insert("transactionId".into(), result.transaction_id.clone());
+    ext.insert("msgId", &result.msg_id);
+    ext.insert("queueId", &result.queue_id.to_string());
+    ext.insert("queueOffset", &result.queue_offset.to_string());
+    ext.insert("transactionId", &result.transaction_id);
     add_region(&mut response);
     response
 }
@@ -1096,12 +1090,21 @@ mod tests {
 
     #[test]
     fn both_codes_decode_to_the_same_header() {
+        // `decode` maps a V2 key to its field by its letter.
+        for (i, (_, short)) in KEYS.iter().enumerate() {
+            assert_eq!(short.as_bytes(), [b'a' + i as u8]);
+        }
         let h = header("T");
         for c in [code::SEND_MESSAGE, code::SEND_MESSAGE_V2] {
-            let mut req = h.to_request(c, Bytes::from_static(b"x"));
+            let req = h.to_request(c, Bytes::from_static(b"x"));
             assert_eq!(SendHeader::decode(&req).unwrap(), h);
-            assert_eq!(SendHeader::take(&mut req).unwrap(), h);
-            assert!(req.ext_fields.is_empty(), "take moves every field out");
+            // And as the broker reads it: off the wire, through the header scanner.
+            let mut wire = bytes::BytesMut::from(&req.to_bytes().unwrap()[..]);
+            let decoded = super::super::remoting::FrameDecoder::default()
+                .decode(&mut wire)
+                .unwrap()
+                .unwrap();
+            assert_eq!(SendHeader::decode(&decoded).unwrap(), h);
         }
         let v2 = h.to_request(code::SEND_MESSAGE_V2, Bytes::new());
         assert_eq!(v2.ext("b"), Some("T"));
@@ -1115,7 +1118,7 @@ mod tests {
         let r = SendHeader::decode(&req).unwrap_err();
         assert_eq!(r.code, code::SYSTEM_ERROR);
         assert!(r.remark.contains("<queueId>"), "{}", r.remark);
-        req.ext_fields.insert("e".into(), "one".into());
+        req.ext_fields.insert("e", "one");
         let r = SendHeader::decode(&req).unwrap_err();
         assert!(r.remark.contains("not a number"), "{}", r.remark);
     }

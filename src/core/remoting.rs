@@ -166,6 +166,249 @@ impl fmt::Display for LanguageCode {
     }
 }
 
+/// A command's custom header fields (`extFields`): text keys to text values, in key order, each
+/// key once.
+///
+/// Every request carries a dozen of these (a send's header is thirteen), so they are not kept as
+/// a map of owned strings: keys and values are written back to back into one string and found by
+/// their spans, which are kept sorted by key. Decoding a header's fields therefore allocates
+/// three times however many there are (the text, the spans, the box holding both, which keeps a
+/// `RemotingCommand` small to move), none without fields, and reading a field borrows it. A
+/// replaced or removed field's bytes stay behind until they outweigh the live ones, then the
+/// text is compacted.
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Clone, Default)]
+struct Inner {
+    /// Keys and values, back to back; also bytes of replaced or removed fields.
+    text: String,
+    /// `[key start, key end = value start, value end]` into `text`, sorted by key.
+    spans: Vec<[u32; 3]>,
+}
+
+impl Inner {
+    fn key_of(&self, span: &[u32; 3]) -> &str {
+        &self.text[span[0] as usize..span[1] as usize]
+    }
+
+    fn value_of(&self, span: &[u32; 3]) -> &str {
+        &self.text[span[1] as usize..span[2] as usize]
+    }
+
+    /// Where `key` is (`Ok`) or would go (`Err`). Clients send keys sorted, so a key that goes
+    /// last is placed without a search.
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        match self.spans.last() {
+            None => return Err(0),
+            Some(last) if self.key_of(last) < key => return Err(self.spans.len()),
+            _ => {}
+        }
+        self.spans
+            .binary_search_by(|span| self.key_of(span).cmp(key))
+    }
+
+    fn place(&mut self, start: usize, mid: usize) {
+        let end = self.text.len();
+        debug_assert!(start <= mid && mid <= end);
+        let span = [start as u32, mid as u32, end as u32];
+        match self.find(&self.text[start..mid]) {
+            Ok(at) => {
+                self.spans[at] = span;
+                self.discarded();
+            }
+            Err(at) => self.spans.insert(at, span),
+        }
+    }
+
+    /// Called once a span is dropped: compacts once garbage outweighs the live text (so a
+    /// field set again and again, like a kept response's, does not grow the text forever).
+    fn discarded(&mut self) {
+        let live: usize = self.spans.iter().map(|s| (s[2] - s[0]) as usize).sum();
+        let garbage = self.text.len() - live;
+        if garbage > 64 && garbage > live {
+            let mut text = String::with_capacity(live);
+            for span in &mut self.spans {
+                let start = text.len();
+                text.push_str(&self.text[span[0] as usize..span[2] as usize]);
+                let key_len = span[1] - span[0];
+                *span = [start as u32, start as u32 + key_len, text.len() as u32];
+            }
+            self.text = text;
+        }
+    }
+}
+
+impl ExtFields {
+    /// No fields.
+    pub const fn new() -> Self {
+        ExtFields { inner: None }
+    }
+
+    /// Room for `fields` fields of `bytes` bytes of text in all, allocated once.
+    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        ExtFields {
+            inner: (fields > 0 || bytes > 0).then(|| {
+                Box::new(Inner {
+                    text: String::with_capacity(bytes),
+                    spans: Vec::with_capacity(fields),
+                })
+            }),
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        self.inner.get_or_insert_with(Box::default)
+    }
+
+    /// How many fields there are.
+    pub fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, |i| i.spans.len())
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let inner = self.inner.as_deref()?;
+        let at = inner.find(key).ok()?;
+        Some(inner.value_of(&inner.spans[at]))
+    }
+
+    /// True if `key` has a value.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`, replacing any value it had.
+    pub fn insert(&mut self, key: &str, value: &str) {
+        let inner = self.inner_mut();
+        let start = inner.text.len();
+        inner.text.push_str(key);
+        inner.text.push_str(value);
+        inner.place(start, start + key.len());
+    }
+
+    /// Removes `key`; true if it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return false;
+        };
+        match inner.find(key) {
+            Ok(at) => {
+                inner.spans.remove(at);
+                inner.discarded();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> ExtIter<'_> {
+        ExtIter {
+            text: self.inner.as_ref().map_or("", |i| i.text.as_str()),
+            spans: self.inner.as_ref().map_or(&[][..], |i| &i.spans).iter(),
+        }
+    }
+
+    /// The text a decoder writes a field into: the key from `start` to `mid`, its value from
+    /// `mid` to the end, then [`place`](Self::place)d (or cut off again).
+    pub(crate) fn text_mut(&mut self) -> &mut String {
+        &mut self.inner_mut().text
+    }
+
+    /// Makes the text from `start` to `mid` a key and from `mid` to the end its value,
+    /// replacing the key's earlier value if it had one.
+    pub(crate) fn place(&mut self, start: usize, mid: usize) {
+        self.inner_mut().place(start, mid);
+    }
+}
+
+impl PartialEq for ExtFields {
+    /// The same fields, however each side's text is laid out.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// [`ExtFields::iter`]: `(key, value)` in key order.
+#[derive(Debug, Clone)]
+pub struct ExtIter<'a> {
+    text: &'a str,
+    spans: std::slice::Iter<'a, [u32; 3]>,
+}
+
+impl<'a> Iterator for ExtIter<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.spans.next()?;
+        let text = self.text;
+        Some((
+            &text[s[0] as usize..s[1] as usize],
+            &text[s[1] as usize..s[2] as usize],
+        ))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ExtIter<'_> {}
+
+impl<'a> IntoIterator for &'a ExtFields {
+    type Item = (&'a str, &'a str);
+    type IntoIter = ExtIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
+    /// A later pair replaces an earlier one with the same key, as in a map.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut fields = ExtFields::new();
+        for (key, value) in pairs {
+            fields.insert(key.as_ref(), value.as_ref());
+        }
+        fields
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> From<[(K, V); N]> for ExtFields {
+    fn from(pairs: [(K, V); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl serde::Serialize for ExtFields {
+    /// As a JSON object in key order (what a `BTreeMap<String, String>` writes).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for ExtFields {
+    /// An object of strings (the header's own liberal reading is [`decode_frame`]'s).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(map.iter().collect())
+    }
+}
+
 /// One request or response.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RemotingCommand {
@@ -181,8 +424,8 @@ pub struct RemotingCommand {
     pub flag: i32,
     /// Optional error text.
     pub remark: Option<String>,
-    /// Custom header fields, stringified.
-    pub ext_fields: BTreeMap<String, String>,
+    /// Custom header fields, stringified (one string for all of them: [`ExtFields`]).
+    pub ext_fields: ExtFields,
     /// How the header is (or will be) serialized.
     pub serialize_type: SerializeType,
     /// The body; `None` when the frame has none.
@@ -212,7 +455,7 @@ impl RemotingCommand {
             opaque: req.opaque,
             flag: FLAG_RESPONSE,
             remark,
-            ext_fields: BTreeMap::new(),
+            ext_fields: ExtFields::new(),
             serialize_type: req.serialize_type,
             body: None,
         }
@@ -230,7 +473,7 @@ impl RemotingCommand {
 
     /// An ext field.
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 
     /// Appends the whole frame (length prefix included) to `dst`. The header is written in
@@ -258,9 +501,7 @@ impl RemotingCommand {
             // Rare (a binary header, or fields to merge): through a command that holds them all.
             let mut merged = self.clone();
             for (key, value) in extra {
-                merged
-                    .ext_fields
-                    .insert((*key).to_owned(), (*value).to_owned());
+                merged.ext_fields.insert(key, value);
             }
             return merged.encode(dst);
         }
@@ -339,8 +580,7 @@ impl RemotingCommand {
     /// Written by hand (strings escaped by serde_json) because it is on every response's path.
     /// Returns where in `dst` the `opaque`'s digits are.
     fn write_json_header(&self, dst: &mut BytesMut) -> std::ops::Range<usize> {
-        let ext = self.ext_fields.iter();
-        self.write_json_header_with(ext.map(|(k, v)| (k.as_str(), v.as_str())), dst)
+        self.write_json_header_with(self.ext_fields.iter(), dst)
     }
 
     /// The header with `ext` (in key order) as its ext fields.
@@ -619,31 +859,31 @@ pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Strin
 /// `extFields`: each value kept as text (a string as is, anything else as its JSON), a `null`
 /// value dropped (a later key replaces an earlier one, as in a map). Read straight into the
 /// map: every request's header has these, so no intermediate `Value` is built for them.
-pub(super) fn ext_fields<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn ext_fields<'de, D: Deserializer<'de>>(d: D) -> Result<ExtFields, D::Error> {
     struct Fields;
     impl<'de> de::Visitor<'de> for Fields {
-        type Value = BTreeMap<String, String>;
+        type Value = ExtFields;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an object of header fields")
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(BTreeMap::new())
+            Ok(ExtFields::new())
         }
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(BTreeMap::new())
+            Ok(ExtFields::new())
         }
         fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
             d.deserialize_any(self)
         }
         fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
+            let mut out = ExtFields::new();
             while let Some(key) = map.next_key::<String>()? {
                 match map.next_value::<FieldText>()?.0 {
-                    Some(value) => out.insert(key, value),
-                    None => out.remove(&key),
-                };
+                    Some(value) => out.insert(&key, &value),
+                    None => {
+                        out.remove(&key);
+                    }
+                }
             }
             Ok(out)
         }
@@ -704,19 +944,22 @@ fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, DecodeError> {
             Ok(())
         }
     }
+    /// The next `len` bytes, shared with the header, not copied.
+    fn text(h: &mut Bytes, len: usize, what: &'static str) -> Result<Bytes, DecodeError> {
+        need(h, len, what)?;
+        Ok(h.split_to(len))
+    }
+    fn utf8(raw: &[u8]) -> Result<&str, DecodeError> {
+        std::str::from_utf8(raw).map_err(|_| DecodeError::Binary("string is not UTF-8"))
+    }
     fn string(
         h: &mut Bytes,
         len: usize,
         what: &'static str,
     ) -> Result<Option<String>, DecodeError> {
-        need(h, len, what)?;
-        let raw = h.split_to(len);
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        String::from_utf8(raw.to_vec())
-            .map(Some)
-            .map_err(|_| DecodeError::Binary("string is not UTF-8"))
+        let raw = text(h, len, what)?;
+        let s = utf8(&raw)?;
+        Ok((!s.is_empty()).then(|| s.to_owned()))
     }
     fn length(h: &mut Bytes, what: &'static str) -> Result<usize, DecodeError> {
         need(h, 4, what)?;
@@ -734,15 +977,17 @@ fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, DecodeError> {
     let ext_len = length(&mut h, "ext length missing")?;
     need(&h, ext_len, "ext fields longer than the header")?;
     let mut ext = h.split_to(ext_len);
-    let mut ext_fields = BTreeMap::new();
+    let mut ext_fields = ExtFields::with_capacity(0, ext_len);
     while ext.has_remaining() {
         need(&ext, 2, "ext key length missing")?;
         let key_len = usize::from(ext.get_u16());
-        let key = string(&mut ext, key_len, "ext key longer than the map")?;
+        let key = text(&mut ext, key_len, "ext key longer than the map")?;
+        let key = utf8(&key)?;
         let val_len = length(&mut ext, "ext value length missing")?;
-        let val = string(&mut ext, val_len, "ext value longer than the map")?;
-        if let (Some(k), Some(v)) = (key, val) {
-            ext_fields.insert(k, v);
+        let val = text(&mut ext, val_len, "ext value longer than the map")?;
+        let val = utf8(&val)?;
+        if !key.is_empty() && !val.is_empty() {
+            ext_fields.insert(key, val);
         }
     }
     Ok(RemotingCommand {
@@ -768,6 +1013,63 @@ fn header_paths_agree(header: &[u8]) {
     }
 }
 
+/// Where `fields` differs from `model` (the `BTreeMap` it stands in for), or breaks its own
+/// layout: spans outside the text, overlapping or out of key order.
+fn ext_fields_differ(fields: &ExtFields, model: &BTreeMap<String, String>) -> Option<String> {
+    let none = Inner::default();
+    let inner = fields.inner.as_deref().unwrap_or(&none);
+    let in_text = |s: &[u32; 3]| {
+        s[0] <= s[1] && s[1] <= s[2] && s.iter().all(|&at| inner.text.is_char_boundary(at as usize))
+    };
+    if !inner.spans.iter().all(in_text) {
+        return Some("a span outside the text".into());
+    }
+    let mut by_start = inner.spans.clone();
+    by_start.sort_unstable();
+    if by_start.windows(2).any(|w| w[0][2] > w[1][0]) {
+        return Some(format!("spans overlap: {:?}", inner.spans));
+    }
+    if !inner
+        .spans
+        .windows(2)
+        .all(|w| inner.key_of(&w[0]) < inner.key_of(&w[1]))
+    {
+        return Some(format!("keys out of order: {fields:?}"));
+    }
+    let want = model.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    if fields.len() != model.len() || !fields.iter().eq(want) {
+        return Some(format!("{fields:?} where the map holds {model:?}"));
+    }
+    model
+        .iter()
+        .find(|(k, v)| fields.get(k) != Some(v.as_str()))
+        .map(|(k, _)| format!("get({k:?}) is {:?}", fields.get(k)))
+}
+
+/// The fuzz property of [`ExtFields`]: `data` read as inserts and removes of a few keys (the
+/// empty one, one that sorts first, multi-byte ones) with values of any length, applied to it
+/// and to a `BTreeMap`; after each step both hold the same fields, and the layout is sound
+/// (which also covers compaction, as values are replaced again and again).
+fn ext_fields_check(data: &[u8]) {
+    const KEYS: [&str; 6] = ["", "a", "b", "ab", "k\u{e9}y", "\u{1}"];
+    let mut fields = ExtFields::new();
+    let mut model = BTreeMap::new();
+    for &op in data {
+        let key = KEYS[usize::from(op >> 2) % KEYS.len()];
+        if op & 3 == 3 {
+            assert_eq!(fields.remove(key), model.remove(key).is_some());
+        } else {
+            let value = "v\u{e9}".repeat(usize::from(op >> 5));
+            fields.insert(key, &value);
+            model.insert(key.to_owned(), value);
+        }
+        if let Some(why) = ext_fields_differ(&fields, &model) {
+            panic!("ExtFields differs from a map after {op:#04x}: {why}");
+        }
+    }
+    assert_eq!(fields.clone(), model.iter().collect::<ExtFields>());
+}
+
 /// The fuzz property of the frame decoder: `data` fed at a split point chosen by its first byte,
 /// then whatever decodes must re-encode and decode to the same command. Never panics on any input.
 #[doc(hidden)]
@@ -778,6 +1080,8 @@ pub fn fuzz_check(data: &[u8]) {
     // The JSON header's fast path agrees with serde's wherever it answers: on the input as a
     // header, and on the header of the input's first frame.
     header_paths_agree(data);
+    // Both paths decode into `ExtFields`, which must hold what a map would.
+    ext_fields_check(data);
     if data.len() >= 8 && data[4] == 0 {
         let header =
             (u32::from_be_bytes(data[4..8].try_into().expect("4 bytes")) & 0x00FF_FFFF) as usize;
@@ -832,9 +1136,8 @@ mod tests {
     #[test]
     fn opaque_template_encodes_as_encode_does() {
         let mut cmd = RemotingCommand::response_to(&RemotingCommand::request(34), 0, None);
-        cmd.ext_fields
-            .insert("IS_SUB_CHANGE".into(), "false".into());
-        cmd.ext_fields.insert("quote\"d".into(), "tab\t".into());
+        cmd.ext_fields.insert("IS_SUB_CHANGE", "false");
+        cmd.ext_fields.insert("quote\"d", "tab\t");
         for remark in [None, Some("a remark".to_string())] {
             cmd.remark = remark;
             let template = cmd.opaque_template().expect("a JSON frame without a body");
@@ -856,15 +1159,60 @@ mod tests {
         BytesMut::from(&cmd.to_bytes().unwrap()[..])
     }
 
+    /// `ExtFields` behaves as the map it replaced: replacing, removing, key order, equality by
+    /// content (not layout), and a field set again and again does not grow its text forever.
+    #[test]
+    fn ext_fields_are_a_map() {
+        let mut f = ExtFields::new();
+        f.insert("b", "2");
+        f.insert("a", "1");
+        f.insert("c", "3");
+        f.insert("b", "two");
+        assert!(f.remove("c"));
+        assert!(!f.remove("c"));
+        assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "two")]);
+        assert_eq!(f.get("b"), Some("two"));
+        assert_eq!(f, ExtFields::from([("b", "two"), ("a", "1")]));
+        assert_ne!(f, ExtFields::from([("a", "1")]));
+        assert_eq!(format!("{f:?}"), r#"{"a": "1", "b": "two"}"#);
+        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"a":"1","b":"two"}"#);
+        let mut kept = ExtFields::from([("IS_SUPPORT_HEART_BEAT_V2", "true")]);
+        for i in 0..10_000 {
+            kept.insert("IS_SUB_CHANGE", if i % 2 == 0 { "false" } else { "true" });
+        }
+        let text = &kept.inner.as_ref().unwrap().text;
+        assert!(text.len() < 256, "{} bytes", text.len());
+        assert_eq!(kept.get("IS_SUB_CHANGE"), Some("true"));
+    }
+
+    /// The model check behind the fuzz property catches a broken `ExtFields`: keys out of
+    /// order, overlapping spans, a value the map does not hold.
+    #[test]
+    fn ext_fields_check_catches_broken_layouts() {
+        let model: BTreeMap<String, String> = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let sound = ExtFields::from([("a", "1"), ("b", "2")]);
+        assert_eq!(ext_fields_differ(&sound, &model), None);
+        let mut swapped = sound.clone();
+        swapped.inner.as_mut().unwrap().spans.swap(0, 1);
+        let why = ext_fields_differ(&swapped, &model).unwrap();
+        assert!(why.contains("out of order"), "{why}");
+        let mut overlapping = sound.clone();
+        overlapping.inner.as_mut().unwrap().spans[0][2] += 1;
+        let why = ext_fields_differ(&overlapping, &model).unwrap();
+        assert!(why.contains("overlap"), "{why}");
+        let other = ExtFields::from([("a", "1"), ("b", "3")]);
+        assert!(ext_fields_differ(&other, &model).is_some());
+        ext_fields_check(&(0..=255).collect::<Vec<u8>>());
+    }
+
     #[test]
     fn ext_field_values_are_kept_as_text() {
         let header = br#"{"code":10,"extFields":{"a":"x","b":12,"c":1.5,"d":true,"e":null,"f":{"k":[1,"v"]},"a":"y","g":"z","g":null},"flag":0}"#;
         let cmd = decode_json_header(header).unwrap();
-        let got: Vec<(&str, &str)> = cmd
-            .ext_fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let got: Vec<(&str, &str)> = cmd.ext_fields.iter().collect();
         assert_eq!(
             got,
             [
@@ -971,7 +1319,7 @@ mod tests {
         assert_eq!(&with_remark[13..17], &13i32.to_be_bytes());
         assert_eq!(&with_remark[17..30], b"Sample Remark");
         cmd.remark = None;
-        cmd.ext_fields.insert("key".into(), "value".into());
+        cmd.ext_fields.insert("key", "value");
         let with_ext = cmd.binary_header().unwrap();
         assert_eq!(with_ext.len(), 35);
         assert_eq!(&with_ext[17..21], &14i32.to_be_bytes());

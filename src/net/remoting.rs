@@ -815,19 +815,15 @@ impl LastHeartbeat {
     fn success(&mut self, request: &RemotingCommand, sub_changed: bool) -> &RemotingCommand {
         let response = self.response.get_or_insert_with(|| {
             let mut r = RemotingCommand::response_to(request, code::SUCCESS, None);
-            r.ext_fields
-                .insert("IS_SUPPORT_HEART_BEAT_V2".into(), "true".into());
-            r.ext_fields.insert("IS_SUB_CHANGE".into(), String::new());
+            r.ext_fields.insert("IS_SUPPORT_HEART_BEAT_V2", "true");
             r
         });
         response.opaque = request.opaque;
         response.serialize_type = request.serialize_type;
-        let changed = response
+        // Set again each time: `ExtFields` compacts the replaced values' bytes.
+        response
             .ext_fields
-            .get_mut("IS_SUB_CHANGE")
-            .expect("inserted with the response");
-        changed.clear();
-        changed.push_str(if sub_changed { "true" } else { "false" });
+            .insert("IS_SUB_CHANGE", if sub_changed { "true" } else { "false" });
         response
     }
 

@@ -76,13 +76,13 @@ impl Sender {
     /// (one wait for the last).
     pub(crate) async fn answer_all(
         &self,
-        mut requests: Vec<RemotingCommand>,
+        requests: Vec<RemotingCommand>,
         peer: SocketAddr,
         local: SocketAddr,
         out: &mut BytesMut,
     ) {
         let headers: Vec<Result<SendHeader, message::Refusal>> =
-            requests.iter_mut().map(SendHeader::take).collect();
+            requests.iter().map(SendHeader::decode).collect();
         let clock = &self.clock;
         let mut stored = self
             .messages

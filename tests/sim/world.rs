@@ -568,9 +568,8 @@ fn heartbeat_cmd(claim: &Claim) -> RemotingCommand {
 
 fn unregister_cmd(client: &str, producer_group: &str) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code::UNREGISTER_CLIENT);
-    cmd.ext_fields.insert("clientID".into(), client.into());
-    cmd.ext_fields
-        .insert("producerGroup".into(), producer_group.into());
+    cmd.ext_fields.insert("clientID", client);
+    cmd.ext_fields.insert("producerGroup", producer_group);
     cmd
 }
 

@@ -4,8 +4,8 @@
 use super::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use rmq_lifecycle::core::remoting::{
-    DecodeError, EncodeError, FLAG_ONEWAY, FLAG_RESPONSE, FrameDecoder, LanguageCode, MAX_FRAME,
-    RemotingCommand, SerializeType, code, mark_protocol_type,
+    DecodeError, EncodeError, ExtFields, FLAG_ONEWAY, FLAG_RESPONSE, FrameDecoder, LanguageCode,
+    MAX_FRAME, RemotingCommand, SerializeType, code, mark_protocol_type,
 };
 
 use rmq_lifecycle::core::Millis;
@@ -175,7 +175,7 @@ fn response_to(request: &[u8], code: i32, remark: Option<&str>, ext: &[(&str, &s
         .expect("the request of a response vector decodes");
     let mut resp = RemotingCommand::response_to(&cmd, code, remark.map(str::to_owned));
     for (k, v) in ext {
-        resp.ext_fields.insert((*k).into(), (*v).into());
+        resp.ext_fields.insert(k, v);
     }
     resp.to_bytes()
         .map(|b| hex(&b))
@@ -265,20 +265,17 @@ pub(super) fn generate() -> String {
     let ext35 = raw_binary(0, 0, 0, 0, 0, b"", &ext_entry("key", "value"));
     assert_eq!((plain21.len(), remark34.len(), ext35.len()), (21, 34, 35));
 
-    let ext_upstream: BTreeMap<String, String> = [
+    let ext_upstream = ExtFields::from([
         ("stringValue", "bilibili"),
         ("intValue", "2333"),
         ("longValue", "23333333"),
         ("booleanValue", "true"),
         ("doubleValue", "0.618"),
         ("key", "value"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.into(), v.into()))
-    .collect();
+    ]);
     let upstream_ext = RemotingCommand {
         version: 2333,
-        ext_fields: ext_upstream.clone(),
+        ext_fields: ext_upstream,
         body: Some(Bytes::from_static(b"123")),
         ..cmd(103)
     };
@@ -288,7 +285,7 @@ pub(super) fn generate() -> String {
         flag: 3,
         version: 493,
         remark: Some("remark".into()),
-        ext_fields: [("messageId".into(), "7F0000010001".into())].into(),
+        ext_fields: [("messageId", "7F0000010001")].into(),
         serialize_type: SerializeType::RocketMq,
         ..Default::default()
     };
@@ -319,9 +316,7 @@ pub(super) fn generate() -> String {
         opaque: 12,
         ..cmd(code::GET_CONSUMER_LIST_BY_GROUP)
     };
-    list_request
-        .ext_fields
-        .insert("consumerGroup".into(), "CG_ORDER".into());
+    list_request.ext_fields.insert("consumerGroup", "CG_ORDER");
     decode.push((
         "json_request_get_consumer_list_by_group",
         "GET_CONSUMER_LIST_BY_GROUP (38): header consumerGroup, no body",

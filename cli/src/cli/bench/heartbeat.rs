@@ -202,10 +202,8 @@ fn success_response() -> Bytes {
     );
     response
         .ext_fields
-        .insert("IS_SUPPORT_HEART_BEAT_V2".into(), "true".into());
-    response
-        .ext_fields
-        .insert("IS_SUB_CHANGE".into(), "false".into());
+        .insert("IS_SUPPORT_HEART_BEAT_V2", "true");
+    response.ext_fields.insert("IS_SUB_CHANGE", "false");
     response.to_bytes().expect("a small frame encodes")
 }
 
