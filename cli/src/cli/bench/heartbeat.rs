@@ -113,7 +113,9 @@ pub(super) fn run(json: bool) -> ExitCode {
     let mut points = Vec::new();
     for n in CONNECTIONS {
         progress(&format!("{n} connection(s), window 1"));
-        points.push(Point::measure(&client_rt, &targets, &registry, n, 1, ROUNDS));
+        points.push(Point::measure(
+            &client_rt, &targets, &registry, n, 1, ROUNDS,
+        ));
     }
     progress(&format!(
         "{LATENCY_AT} connections, window {PIPELINE_WINDOW}"
@@ -465,7 +467,11 @@ impl Throughput {
             heartbeats_per_sec: ours.round(),
             echo_per_sec: echo.round(),
             ratio: round(ours / echo, 3),
-            round_ratios: point.round_ratios().into_iter().map(|r| round(r, 3)).collect(),
+            round_ratios: point
+                .round_ratios()
+                .into_iter()
+                .map(|r| round(r, 3))
+                .collect(),
             median_round_ratio: round(point.median_round_ratio(), 3),
             server_cpu_us: round(cpu, 2),
             echo_server_cpu_us: round(echo_cpu, 2),
@@ -675,7 +681,12 @@ impl Report {
         ] {
             println!("{name:<26} {ours:>10.1} us {echo:>10.1} us");
         }
-        let ratios: Vec<String> = p.throughput.round_ratios.iter().map(|r| format!("{r:.3}")).collect();
+        let ratios: Vec<String> = p
+            .throughput
+            .round_ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect();
         println!(
             "\npipelined rounds, ours/echo: {} (median {:.3})",
             ratios.join(" "),
