@@ -9,8 +9,8 @@
 
 use super::remoting::{RemotingCommand, code};
 use bytes::Bytes;
-use core::fmt::Write as _;
 use core::net::{IpAddr, SocketAddr};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Upstream's `MESSAGE_MAGIC_CODE` (-626843481): a record whose topic length is one byte.
@@ -238,15 +238,16 @@ impl SendHeader {
 }
 
 /// A message's properties, in their order on the wire; a repeated name keeps its last value
-/// (upstream parses into a map).
+/// (upstream parses into a map). Names and values borrow from the parsed text until set: every
+/// send parses and re-formats its properties, and owned pairs cost two allocations each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Properties(Vec<(String, String)>);
+pub struct Properties<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl Properties {
+impl<'a> Properties<'a> {
     /// Parses `name 0x01 value 0x02 ...`: a piece is kept only if its first 0x01 is neither its
     /// first nor its last character, as upstream's parser does.
-    pub fn parse(s: &str) -> Properties {
-        let mut out = Properties::default();
+    pub fn parse(s: &'a str) -> Properties<'a> {
+        let mut out = Properties(Vec::with_capacity(8));
         for piece in s.split('\u{2}') {
             if let Some(at) = piece.find('\u{1}') {
                 if at > 0 && at + 1 < piece.len() {
@@ -262,14 +263,15 @@ impl Properties {
         self.0
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Sets `name` (replacing its value in place, or appending).
-    pub fn set(&mut self, name: &str, value: &str) {
+    pub fn set(&mut self, name: &'a str, value: impl Into<Cow<'a, str>>) {
+        let value = value.into();
         match self.0.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => value.clone_into(&mut entry.1),
-            None => self.0.push((name.to_owned(), value.to_owned())),
+            Some(entry) => entry.1 = value,
+            None => self.0.push((Cow::Borrowed(name), value)),
         }
     }
 
@@ -280,7 +282,8 @@ impl Properties {
 
     /// The wire form: `name 0x01 value 0x02` per entry.
     pub fn format(&self) -> String {
-        let mut s = String::new();
+        let len = self.0.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        let mut s = String::with_capacity(len);
         for (n, v) in &self.0 {
             s.push_str(n);
             s.push('\u{1}');
@@ -532,11 +535,11 @@ pub fn admit(
         Some(k) if !k.is_empty() => k.to_owned(),
         _ => {
             let k = uniq();
-            properties.set(property::UNIQ_KEY, &k);
+            properties.set(property::UNIQ_KEY, k.clone());
             k
         }
     };
-    properties.set(property::CLUSTER, &rules.cluster);
+    properties.set(property::CLUSTER, rules.cluster.as_str());
     let mut message = Message {
         topic: topic.to_owned(),
         queue_id,
@@ -561,9 +564,9 @@ pub fn admit(
         }
     }
     if properties.get(property::TRAN_MSG) == Some("true") {
-        properties.set(property::REAL_TOPIC, &message.topic);
-        properties.set(property::REAL_QID, &message.queue_id.to_string());
-        properties.set(property::TRANSACTION_ID, &uniq_key);
+        properties.set(property::REAL_TOPIC, message.topic.clone());
+        properties.set(property::REAL_QID, message.queue_id.to_string());
+        properties.set(property::TRANSACTION_ID, uniq_key.clone());
         message.sys_flag &= !sysflag::TRANSACTION_MASK;
         message.topic = HALF_TOPIC.to_owned();
         message.queue_id = 0;
@@ -575,9 +578,9 @@ pub fn admit(
         let tx = message.sys_flag & sysflag::TRANSACTION_MASK;
         if tx != sysflag::TRANSACTION_PREPARED && tx != sysflag::TRANSACTION_ROLLBACK {
             let level = level.min(MAX_DELAY_LEVEL);
-            properties.set(property::DELAY, &level.to_string());
-            properties.set(property::REAL_TOPIC, &message.topic);
-            properties.set(property::REAL_QID, &message.queue_id.to_string());
+            properties.set(property::DELAY, level.to_string());
+            properties.set(property::REAL_TOPIC, message.topic.clone());
+            properties.set(property::REAL_QID, message.queue_id.to_string());
             message.topic = SCHEDULE_TOPIC.to_owned();
             message.queue_id = level - 1;
         }
@@ -816,20 +819,29 @@ pub fn view(rec: &[u8]) -> Option<RecordView<'_>> {
 /// The "offset message id" of a record: upper-case hex of the store host's address, its port
 /// (4 bytes) and the record's physical offset (8 bytes).
 pub fn msg_id(store_host: SocketAddr, phys_offset: u64) -> String {
-    let mut bytes = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
-    }
-    bytes.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    bytes.extend_from_slice(&phys_offset.to_be_bytes());
-    upper_hex(&bytes)
+    // Every stored send gets one: built on the stack and hex-encoded by table, not by `write!`.
+    let mut bytes = [0u8; 28];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            bytes[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            bytes[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    bytes[ip_len..ip_len + 4].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    bytes[ip_len + 4..ip_len + 12].copy_from_slice(&phys_offset.to_be_bytes());
+    upper_hex(&bytes[..ip_len + 12])
 }
 
 fn upper_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02X}");
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xF)] as char);
     }
     s
 }
