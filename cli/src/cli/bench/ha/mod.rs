@@ -6,7 +6,8 @@
 //! * **Probes**: TCP connect-and-close probes per second against the HA port, until the master
 //!   has accepted and removed every one, beside a trivial accept-and-drop listener; then, at
 //!   quiescence, what the probes left behind (table rows, tasks, fds: all must be 0).
-//! * **Replication**: a fresh slave catching up a 1 GiB log, beside a plain tokio copy of the
+//! * **Replication**: a fresh slave catching up a 1 GiB log (a classic one holding its first
+//!   record, since a classic master sends an empty slave only its last segment), beside a plain tokio copy of the
 //!   same bytes from the master's segment files through a socket into a file, and through a
 //!   socket only. With upstream's 32 KiB batch, and with a 1 MiB batch.
 //! * **Sync wait**: append a small record and `wait_for_replication(end, 1, ..)` with a live
@@ -347,8 +348,10 @@ so that no SYN is dropped and retried 1 s later (probe_listen_overflows, want 0)
 when the server has handled every probe (ours: the master removed its row; baseline: a listener \
 that accepts and drops). leaked_after: at quiescence, table rows, master tasks minus baseline, \
 open fds minus baseline (log segment files excluded). Replication: a 1 GiB log of 1 MiB records \
-in 256 MiB segments, in the page cache; a fresh slave (empty log, same segment size, upstream \
-timings) is timed from start until its log ends at the master's max offset; replica_identical \
+in 256 MiB segments, in the page cache; a fresh slave (same segment size, upstream timings; \
+empty in auto-switch mode, holding the master's first record in classic mode, whose master sends \
+an empty slave only its last segment, as upstream's does) is timed from start until its log ends \
+at the master's max offset, over the bytes it received; replica_identical \
 compares CRCs of both logs after every run. replication_batch_1mib: the same with batch_max = 1 \
 MiB (a second master on the same log, a fresh slave). replication_auto_switch: the same log \
 served by a third master in auto-switch mode (epoch 1 begun at the log's end, so the bytes are \
