@@ -14,28 +14,9 @@ use rmq_lifecycle::store::{CommitLog, FlushPolicy, StoreConfig};
 
 const SEG: u64 = 4096;
 
-/// A deterministic xorshift generator: failures replay exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    /// A payload of a random length below `max`.
-    fn payload(&mut self, max: u64) -> Vec<u8> {
-        let n = self.below(max) as usize;
-        self.bytes(n)
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn config(dir: &Path) -> StoreConfig {
     StoreConfig {

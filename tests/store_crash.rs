@@ -14,21 +14,9 @@ use rmq_lifecycle::store::{CommitLog, StoreConfig};
 
 const SEG: u64 = 4096;
 
-/// A deterministic xorshift generator: failures replay exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn payload(&mut self, max: u64) -> Vec<u8> {
-        let n = (self.next() % max) as usize;
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn open(dir: &Path) -> CommitLog {
     CommitLog::open(StoreConfig {
